@@ -1,0 +1,227 @@
+//! The bake file, as buildx resolves it (`docker buildx bake --print`), and the bake command that
+//! builds a group or some targets.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Deserializer};
+
+use crate::paths;
+use crate::runner::{self, Cmd};
+
+/// What `docker buildx bake --print` prints.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Definition {
+    #[serde(default)]
+    pub group: BTreeMap<String, Group>,
+    #[serde(default)]
+    pub target: BTreeMap<String, Target>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Group {
+    #[serde(default)]
+    pub targets: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Target {
+    pub context: Option<String>,
+    pub dockerfile: Option<String>,
+    pub target: Option<String>,
+    #[serde(default)]
+    pub platforms: Vec<String>,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    /// Before buildx 0.19 these lists hold CSV strings (`type=local,dest=x`); from 0.19 objects.
+    /// Both read as key/value maps.
+    #[serde(default, deserialize_with = "entries")]
+    pub output: Vec<BTreeMap<String, String>>,
+    #[serde(default, rename = "cache-from", deserialize_with = "entries")]
+    pub cache_from: Vec<BTreeMap<String, String>>,
+    #[serde(default, rename = "cache-to", deserialize_with = "entries")]
+    pub cache_to: Vec<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "entries")]
+    pub secret: Vec<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "entries")]
+    pub attest: Vec<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Entry {
+    Csv(String),
+    Object(BTreeMap<String, serde_json::Value>),
+}
+
+fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BTreeMap<String, String>>, D::Error> {
+    let raw = Vec::<Entry>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|e| match e {
+            Entry::Csv(s) => parse_csv(&s),
+            Entry::Object(m) => m
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
+                .collect(),
+        })
+        .collect())
+}
+
+/// `type=local,dest=x` as a map; a value may be double-quoted to hold a comma.
+pub fn parse_csv(s: &str) -> BTreeMap<String, String> {
+    let mut fields = Vec::new();
+    let (mut cur, mut quoted) = (String::new(), false);
+    for c in s.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => fields.push(std::mem::take(&mut cur)),
+            _ => cur.push(c),
+        }
+    }
+    fields.push(cur);
+    fields
+        .into_iter()
+        .filter(|f| !f.is_empty())
+        .map(|f| match f.split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), v.to_string()),
+            None => (f.trim().to_string(), String::new()),
+        })
+        .collect()
+}
+
+impl Definition {
+    pub fn parse(json: &str) -> Result<Definition> {
+        serde_json::from_str(json).context("reading the JSON of `docker buildx bake --print`")
+    }
+
+    /// Every group and target name, for error messages.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .group
+            .keys()
+            .chain(self.target.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// The targets a group (or a target) expands to, following nested groups.
+    pub fn expand(&self, name: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.expand_into(name, &mut out, 0);
+        out
+    }
+
+    fn expand_into(&self, name: &str, out: &mut Vec<String>, depth: usize) {
+        if depth > 16 {
+            return;
+        }
+        if let Some(g) = self.group.get(name) {
+            for t in &g.targets {
+                if t != name {
+                    self.expand_into(t, out, depth + 1);
+                }
+            }
+        } else if self.target.contains_key(name) && !out.iter().any(|t| t == name) {
+            out.push(name.to_string());
+        }
+    }
+
+    /// Checks that every name is a group or target of the bake file.
+    pub fn check_names(&self, names: &[String]) -> Result<()> {
+        for name in names {
+            if !self.group.contains_key(name) && !self.target.contains_key(name) {
+                bail!(
+                    "unknown service or group `{name}`; valid ones are: {}",
+                    self.names().join(", ")
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves the bake file with the given variables. `names` empty means the default group.
+pub fn print(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<Definition> {
+    let cmd = print_cmd(docker, vars, names);
+    let json = runner::read(&cmd).context("resolving docker-bake.hcl")?;
+    Definition::parse(&json)
+}
+
+pub fn print_cmd(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Cmd {
+    docker
+        .clone()
+        .envs(vars)
+        .dir(paths::project_root())
+        .args(["buildx", "bake", "--file", "docker-bake.hcl", "--print"])
+        .args(names.iter().cloned())
+}
+
+/// The whole graph: every group and target (the bake file's `all` group names every group).
+pub fn graph(docker: &Cmd, vars: &[(String, String)]) -> Result<Definition> {
+    print(docker, vars, &["all".to_string()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `docker buildx bake --print all` from buildx 0.13.1 (CSV strings).
+    const PRINT_0_13: &str = include_str!("../testdata/bake-print-all-buildx-0.13.1.json");
+
+    #[test]
+    fn both_shapes_of_cache_and_output_read_alike() {
+        let old: Target = serde_json::from_str(
+            r#"{"cache-to": ["type=local,dest=x,mode=max"], "output": ["type=oci,dest=\"a,b.tar\""]}"#,
+        )
+        .unwrap();
+        let new: Target = serde_json::from_str(
+            r#"{"cache-to": [{"type": "local", "dest": "x", "mode": "max"}], "output": [{"type": "oci", "dest": "a,b.tar"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.cache_to, new.cache_to);
+        assert_eq!(old.output, new.output);
+        assert_eq!(new.output[0]["dest"], "a,b.tar");
+    }
+
+    #[test]
+    fn captured_print_expands_groups_to_targets() {
+        let def = Definition::parse(PRINT_0_13).unwrap();
+        assert_eq!(
+            def.expand("production"),
+            ["backend-production", "frontend-production"]
+        );
+        assert_eq!(def.expand("frontend"), ["frontend"]);
+        let all = def.expand("all");
+        assert!(
+            all.contains(&"frontend-development".to_string())
+                && all.contains(&"backend-multiplatform".to_string())
+        );
+        assert_eq!(
+            def.target["backend-multiplatform"].platforms,
+            ["linux/amd64", "linux/arm64"]
+        );
+        assert_eq!(def.target["backend"].cache_to[0]["mode"], "max");
+    }
+
+    #[test]
+    fn unknown_names_list_the_valid_ones() {
+        let def = Definition::parse(PRINT_0_13).unwrap();
+        let err = def
+            .check_names(&["backnd".to_string()])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("unknown service or group `backnd`; valid ones are: all, backend,"),
+            "{err}"
+        );
+        assert!(def
+            .check_names(&["multiplatform".to_string(), "backend".to_string()])
+            .is_ok());
+    }
+}

@@ -1,0 +1,616 @@
+//! The building recipes (`build`, `backend`, `frontend`, `production`, `multiplatform`): each one
+//! resolves a plan (the bake command as a value, with its environment) and runs it through the
+//! measured runner in `report`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+
+use crate::bake::{self, Definition};
+use crate::engine::{self, Engine, Facts};
+use crate::meta::{self, Metadata};
+use crate::paths::{self, write_atomic};
+use crate::report;
+use crate::runner::{self, Cmd};
+use crate::settings::Settings;
+use crate::standin;
+
+/// The flags shared by every building command.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub dry_run: bool,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub progress: Option<String>,
+    pub builder: Option<String>,
+    pub set: Vec<String>,
+    pub registry: Option<String>,
+    pub version: Option<String>,
+    pub push: bool,
+    pub oci: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recipe {
+    /// Local images loaded into the engine (`build`, `backend`, `frontend`).
+    Local,
+    Production,
+    Multiplatform,
+}
+
+/// Everything a build will do, resolved but not run.
+pub struct Plan {
+    pub names: Vec<String>,
+    pub targets: Vec<String>,
+    pub metadata: Metadata,
+    /// Bake variables, set in the bake command's environment.
+    pub vars: Vec<(String, String)>,
+    /// Client-side BuildKit settings from `.env`, also set in its environment.
+    pub client_env: Vec<(String, String)>,
+    pub build_args: Vec<(String, String)>,
+    pub bake: Cmd,
+    pub definition: Definition,
+    pub notes: Vec<String>,
+    pub metadata_file: PathBuf,
+    pub progress: String,
+    pub engine: Engine,
+    pub facts: Option<Facts>,
+    /// Seconds spent resolving the plan (the xtask's own overhead before buildx starts).
+    pub planned_in: f64,
+}
+
+pub const PROGRESS_MODES: [&str; 4] = ["auto", "plain", "tty", "rawjson"];
+
+/// Checks the flags that need no engine: `--set`, `--progress`, `--version`.
+pub fn check_options(opts: &Options) -> Result<()> {
+    for kv in &opts.set {
+        let Some((key, _)) = kv.split_once('=') else {
+            bail!("--set `{kv}`: expected TARGET.KEY=VALUE, e.g. --set backend.args.X=1")
+        };
+        if !key.contains('.') {
+            bail!("--set `{kv}`: the key needs a target, e.g. `*.{key}` or `backend.{key}`");
+        }
+        if key.ends_with(".platform") || key.ends_with(".platforms") {
+            let (_, value) = kv.split_once('=').unwrap_or_default();
+            check_platforms(value)?;
+        }
+    }
+    if let Some(p) = &opts.progress {
+        if !PROGRESS_MODES.contains(&p.as_str()) {
+            bail!("--progress `{p}`: use one of {}", PROGRESS_MODES.join(", "));
+        }
+    }
+    if let Some(v) = &opts.version {
+        meta::parse_version(v, "--version")?;
+    }
+    if opts.push && opts.oci {
+        bail!("--push and --oci both choose where images go: pick one");
+    }
+    Ok(())
+}
+
+/// The platforms the project builds for; anything else is a typo or a platform nobody tested.
+pub const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
+
+pub fn check_platforms(list: &str) -> Result<()> {
+    for p in list.split(',').map(str::trim) {
+        if !PLATFORMS.contains(&p) {
+            bail!(
+                "unknown platform `{p}`: this project builds for {}",
+                PLATFORMS.join(" and ")
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The npm version pinned by package.json's `packageManager` (`npm@X.Y.Z`).
+pub fn npm_pin() -> Result<String> {
+    let path = paths::package_json();
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let pm = json["packageManager"]
+        .as_str()
+        .with_context(|| format!("{} has no packageManager field", path.display()))?;
+    let version = pm
+        .strip_prefix("npm@")
+        .with_context(|| format!("{}: packageManager `{pm}` is not npm@X.Y.Z", path.display()))?;
+    meta::parse_version(version, "package.json packageManager")?;
+    Ok(version.to_string())
+}
+
+/// Resolves a plan. With `dry_run` nothing is started or built: no engine is brought up and no
+/// stand-in is made, and what cannot be known without them is said.
+pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
+    let started = std::time::Instant::now();
+    check_options(opts)?;
+    let settings = Settings::load()?;
+    let metadata = meta::collect(opts.version.as_deref())?;
+    let registry = opts
+        .registry
+        .clone()
+        .or_else(|| settings.get("REGISTRY").map(str::to_string));
+    if opts.push {
+        let Some(registry) = &registry else {
+            bail!("--push needs a registry: pass --registry HOST:PORT or set REGISTRY in .env")
+        };
+        check_registry(registry)?;
+    }
+    let engine = if opts.dry_run {
+        engine::connect(&settings, false).unwrap_or_else(|_| dry_run_engine())
+    } else {
+        engine::connect(&settings, true)?
+    };
+    let mut notes = Vec::new();
+    let facts = if opts.dry_run {
+        engine::facts(&engine, opts.builder.as_deref()).ok()
+    } else {
+        let f = engine::facts(&engine, opts.builder.as_deref())
+            .context("asking the engine and buildx for their versions")?;
+        check_floors(&f)?;
+        Some(f)
+    };
+    let mut vars = metadata.bake_vars();
+    vars.push(("NPM_VERSION".to_string(), npm_pin()?));
+    if let Some(r) = &registry {
+        vars.push(("REGISTRY".to_string(), r.clone()));
+    }
+    if let Some(ca) = settings
+        .get("CA_BUNDLE")
+        .filter(|p| std::path::Path::new(p).is_file())
+    {
+        vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
+    }
+    match standin::resolve(&engine, &settings, !opts.dry_run) {
+        Ok(choice) => {
+            vars.extend(choice.vars);
+            notes.extend(choice.notes);
+        }
+        Err(e) if opts.dry_run => notes.push(format!("base images: {e:#}")),
+        Err(e) => return Err(e),
+    }
+    let definition = bake::graph(&engine.docker(), &vars)?;
+    let names: Vec<String> = if names.is_empty() {
+        vec![default_group(recipe).to_string()]
+    } else {
+        names.to_vec()
+    };
+    definition.check_names(&names)?;
+    let targets: Vec<String> =
+        names
+            .iter()
+            .flat_map(|n| definition.expand(n))
+            .fold(Vec::new(), |mut acc, t| {
+                if !acc.contains(&t) {
+                    acc.push(t);
+                }
+                acc
+            });
+
+    let mut sets: Vec<String> = Vec::new();
+    for (k, v) in settings.build_args() {
+        sets.push(format!("*.args.{k}={v}"));
+    }
+    let syntax = syntax_fallback(
+        &engine,
+        &settings,
+        facts.as_ref(),
+        &definition,
+        &targets,
+        opts.dry_run,
+    )?;
+    sets.extend(syntax.0);
+    notes.extend(syntax.1);
+
+    let multi = targets
+        .iter()
+        .any(|t| definition.target[t].platforms.len() > 1);
+    let output = if opts.push {
+        "--push"
+    } else if opts.oci {
+        let dir = paths::xtask_dir().join("oci");
+        for t in &targets {
+            sets.push(format!(
+                "{t}.output=type=oci,dest={}",
+                dir.join(format!("{t}.tar")).display()
+            ));
+        }
+        ""
+    } else {
+        "--load"
+    };
+    if multi {
+        if let Some(f) = &facts {
+            check_multiplatform(f, output == "--load")?;
+        }
+    }
+    sets.extend(opts.set.iter().cloned());
+
+    let progress = opts
+        .progress
+        .clone()
+        .or_else(|| settings.get("BUILDKIT_PROGRESS").map(str::to_string))
+        .unwrap_or_else(|| "auto".to_string());
+    let metadata_file = paths::xtask_dir().join("metadata.json");
+    let client_env = settings.client_env();
+    let mut bake = engine
+        .docker()
+        .envs(&client_env)
+        .envs(&vars)
+        .dir(paths::project_root())
+        .args([
+            "buildx",
+            "bake",
+            "--file",
+            "docker-bake.hcl",
+            "--progress",
+            "rawjson",
+        ])
+        .args(["--metadata-file", &metadata_file.display().to_string()]);
+    if let Some(b) = &opts.builder {
+        bake = bake.args(["--builder", b]);
+    }
+    if opts.no_cache {
+        bake = bake.arg("--no-cache");
+    }
+    if opts.pull {
+        bake = bake.arg("--pull");
+    }
+    if !output.is_empty() {
+        bake = bake.arg(output);
+    }
+    for s in &sets {
+        bake = bake.args(["--set", s]);
+    }
+    bake = bake.args(names.iter().cloned());
+    Ok(Plan {
+        names,
+        targets,
+        metadata,
+        vars,
+        client_env,
+        build_args: settings.build_args(),
+        bake,
+        definition,
+        notes,
+        metadata_file,
+        progress,
+        engine,
+        facts,
+        planned_in: started.elapsed().as_secs_f64(),
+    })
+}
+
+fn default_group(recipe: Recipe) -> &'static str {
+    match recipe {
+        Recipe::Local => "default",
+        Recipe::Production => "production",
+        Recipe::Multiplatform => "multiplatform",
+    }
+}
+
+/// For `print --dry-run` on a machine without an engine: the private engine's plug-ins if the
+/// prefix exists, so `bake --print` still resolves the file.
+fn dry_run_engine() -> Engine {
+    let layout = engine::Layout::new();
+    if layout.prefix.exists() {
+        Engine {
+            env: layout.client_env(),
+            private: true,
+            started_now: false,
+        }
+    } else {
+        Engine::default()
+    }
+}
+
+pub fn check_floors(f: &Facts) -> Result<()> {
+    match &f.buildx_version {
+        None => bail!("docker buildx is missing: install the buildx plug-in {}+ (or use `cargo xtask engine up`)", engine::BUILDX_FLOOR),
+        Some(v) if *v < engine::BUILDX_FLOOR => {
+            bail!("buildx {v} is below the floor {}: upgrade the docker-buildx plug-in", engine::BUILDX_FLOOR)
+        }
+        _ => {}
+    }
+    if let Some(v) = &f.buildkit_version {
+        if *v < engine::BUILDKIT_FLOOR {
+            bail!(
+                "BuildKit {v} is below the floor {}: upgrade Docker Engine to 26 or newer",
+                engine::BUILDKIT_FLOOR
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Says exactly what stops a linux/amd64 + linux/arm64 build here.
+pub fn check_multiplatform(f: &Facts, load: bool) -> Result<()> {
+    let missing: Vec<&str> = PLATFORMS
+        .iter()
+        .copied()
+        .filter(|p| !f.platforms.iter().any(|q| q == p))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "the builder cannot build {}: register QEMU with binfmt_misc (`cargo xtask engine up` does, or `docker run --privileged --rm tonistiigi/binfmt --install arm64`)",
+            missing.join(", ")
+        );
+    }
+    if load && f.driver == "docker" && !f.containerd_store {
+        bail!("the classic image store cannot hold multi-platform images: use --oci or --push, enable the containerd image store, or create a docker-container builder");
+    }
+    Ok(())
+}
+
+fn check_registry(registry: &str) -> Result<()> {
+    use std::net::ToSocketAddrs;
+    let host_port = registry.split('/').next().unwrap_or(registry);
+    let addr = if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:443")
+    };
+    let reachable = addr
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok()
+        });
+    if !reachable {
+        bail!("registry {registry} is unreachable for --push: start it (`cargo xtask engine up` runs one on {}) or fix --registry", engine::REGISTRY_ADDR);
+    }
+    Ok(())
+}
+
+/// When `# syntax=docker/dockerfile:1.7` cannot be resolved, builds from the same Dockerfile text
+/// minus that line, so the engine's built-in frontend (Dockerfile 1.7 in BuildKit 0.13) reads it;
+/// with a mirror, BUILDKIT_SYNTAX points at the mirror's copy instead.
+fn syntax_fallback(
+    engine: &Engine,
+    settings: &Settings,
+    facts: Option<&Facts>,
+    def: &Definition,
+    targets: &[String],
+    dry_run: bool,
+) -> Result<(Vec<String>, Vec<String>)> {
+    const FRONTEND: &str = "docker/dockerfile:1.7";
+    let probe = engine.docker().args([
+        "buildx",
+        "imagetools",
+        "inspect",
+        "--format",
+        "{{json .Manifest}}",
+        FRONTEND,
+    ]);
+    if runner::read_with_timeout(&probe, std::time::Duration::from_secs(15)).is_ok() {
+        return Ok((vec![], vec![]));
+    }
+    if let Some(m) = settings.get("BASE_MIRROR") {
+        let mirrored = format!("{}/{FRONTEND}", m.trim_end_matches('/'));
+        if standin::reachable(engine, &mirrored) {
+            return Ok((
+                vec![format!("*.args.BUILDKIT_SYNTAX={mirrored}")],
+                vec![format!("Dockerfile frontend from the mirror: {mirrored}")],
+            ));
+        }
+    }
+    if let Some(v) = facts.and_then(|f| f.buildkit_version.as_ref()) {
+        if *v < semver::Version::new(0, 13, 0) {
+            bail!("{FRONTEND} cannot be resolved and BuildKit {v} embeds an older Dockerfile frontend: set BASE_MIRROR to a registry that has {FRONTEND}");
+        }
+    }
+    let mut sets = Vec::new();
+    let dir = paths::xtask_dir().join("dockerfiles");
+    for t in targets {
+        let target = &def.target[t];
+        let context = target.context.clone().unwrap_or_else(|| ".".to_string());
+        let dockerfile = target
+            .dockerfile
+            .clone()
+            .unwrap_or_else(|| "Dockerfile".to_string());
+        let source = paths::project_root().join(&context).join(&dockerfile);
+        let text = std::fs::read_to_string(&source)
+            .with_context(|| format!("reading {}", source.display()))?;
+        let copy = dir.join(context.replace('/', "_")).join("Dockerfile");
+        if !dry_run {
+            write_atomic(&copy, strip_syntax(&text).as_bytes())?;
+        }
+        sets.push(format!("{t}.dockerfile={}", copy.display()));
+    }
+    Ok((sets, vec![format!("{FRONTEND} cannot be resolved: built with the engine's built-in Dockerfile frontend (BuildKit 0.13+ embeds 1.7)")]))
+}
+
+/// The Dockerfile without its `# syntax=` directive (only a leading parser directive counts).
+pub fn strip_syntax(text: &str) -> String {
+    let mut lines = text.lines();
+    let mut out = String::new();
+    if let Some(first) = lines.next() {
+        let directive = first.trim_start_matches('#').trim().to_ascii_lowercase();
+        if !(first.starts_with('#') && directive.starts_with("syntax")) {
+            out.push_str(first);
+            out.push('\n');
+        } else {
+            // Keep the line count, so BuildKit's error messages point at the same lines.
+            out.push('\n');
+        }
+    }
+    for l in lines {
+        out.push_str(l);
+        out.push('\n');
+    }
+    out
+}
+
+/// Prints the plan: what a person would paste, and the bake definition buildx resolves.
+pub fn print_plan(plan: &Plan) -> Result<()> {
+    println!(
+        "# targets: {} ({})",
+        plan.targets.join(", "),
+        plan.names.join(", ")
+    );
+    println!(
+        "# version {} from {}; commit {}; date {}",
+        plan.metadata.version,
+        plan.metadata.version_source,
+        plan.metadata.git_commit,
+        plan.metadata.build_date
+    );
+    for note in &plan.notes {
+        println!("# note: {note}");
+    }
+    println!("# environment the xtask sets for buildx:");
+    for (k, v) in plan
+        .engine
+        .env
+        .iter()
+        .chain(&plan.client_env)
+        .chain(&plan.vars)
+    {
+        println!("export {k}={}", runner::quote(v));
+    }
+    println!(
+        "# build arguments from .env: {}",
+        plan.build_args
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    println!(
+        "# the build (the xtask shows its progress as {} and keeps a report):",
+        plan.progress
+    );
+    println!(
+        "cd {} && {}",
+        runner::quote(&paths::project_root().display().to_string()),
+        plan.bake.command_line()
+    );
+    println!("# the bake definition as buildx resolves it:");
+    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &plan.names);
+    for pair in plan.bake.args.windows(2).filter(|w| w[0] == "--set") {
+        print = print.args(["--set", &pair[1]]);
+    }
+    let json = runner::read(&print).context("resolving the bake definition")?;
+    println!("{json}");
+    Ok(())
+}
+
+/// Plans and runs one recipe.
+pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
+    let plan = plan(recipe, names, opts)?;
+    if opts.dry_run {
+        return print_plan(&plan);
+    }
+    for note in &plan.notes {
+        eprintln!("xtask: {note}");
+    }
+    report::build(&plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_needs_a_target_key_and_a_value() {
+        let opts = |s: &str| Options {
+            set: vec![s.to_string()],
+            ..Options::default()
+        };
+        assert!(check_options(&opts("backend.args.X=1")).is_ok());
+        let err = check_options(&opts("backend.args.X"))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "--set `backend.args.X`: expected TARGET.KEY=VALUE, e.g. --set backend.args.X=1"
+        );
+        assert!(check_options(&opts("tags=x"))
+            .unwrap_err()
+            .to_string()
+            .contains("needs a target"));
+    }
+
+    #[test]
+    fn unknown_platform_and_progress_are_refused() {
+        let bad = Options {
+            set: vec!["*.platform=linux/amd64,linux/s390x".to_string()],
+            ..Options::default()
+        };
+        assert_eq!(
+            check_options(&bad).unwrap_err().to_string(),
+            "unknown platform `linux/s390x`: this project builds for linux/amd64 and linux/arm64"
+        );
+        let bad = Options {
+            progress: Some("fancy".to_string()),
+            ..Options::default()
+        };
+        assert!(check_options(&bad)
+            .unwrap_err()
+            .to_string()
+            .starts_with("--progress `fancy`"));
+        let bad = Options {
+            version: Some("one".to_string()),
+            ..Options::default()
+        };
+        assert!(check_options(&bad).is_err());
+    }
+
+    #[test]
+    fn syntax_line_is_removed_and_line_numbers_kept() {
+        let text = "# syntax=docker/dockerfile:1.7\nARG A=1\nFROM x\n";
+        assert_eq!(strip_syntax(text), "\nARG A=1\nFROM x\n");
+        let no_directive = "ARG A=1\n# syntax=late\n";
+        assert_eq!(strip_syntax(no_directive), no_directive);
+    }
+
+    #[test]
+    fn floors_refuse_old_tools_with_a_fix() {
+        let mut f = Facts {
+            buildx_version: Some(semver::Version::new(0, 12, 1)),
+            ..Facts::default()
+        };
+        assert!(check_floors(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("upgrade the docker-buildx plug-in"));
+        f.buildx_version = Some(semver::Version::new(0, 13, 1));
+        f.buildkit_version = Some(semver::Version::new(0, 12, 5));
+        assert!(check_floors(&f)
+            .unwrap_err()
+            .to_string()
+            .contains("BuildKit 0.12.5 is below"));
+        f.buildkit_version = Some(semver::Version::new(0, 13, 0));
+        assert!(check_floors(&f).is_ok());
+    }
+
+    #[test]
+    fn multiplatform_check_names_what_is_missing() {
+        let mut f = Facts {
+            driver: "docker".to_string(),
+            platforms: vec!["linux/amd64".to_string()],
+            ..Facts::default()
+        };
+        assert!(check_multiplatform(&f, true)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot build linux/arm64: register QEMU"));
+        f.platforms.push("linux/arm64".to_string());
+        assert!(check_multiplatform(&f, true)
+            .unwrap_err()
+            .to_string()
+            .contains("classic image store"));
+        assert!(check_multiplatform(&f, false).is_ok());
+        f.containerd_store = true;
+        assert!(check_multiplatform(&f, true).is_ok());
+    }
+
+    #[test]
+    fn npm_pin_comes_from_package_json() {
+        let pin = npm_pin().unwrap();
+        assert!(semver::Version::parse(&pin).is_ok(), "{pin}");
+    }
+}

@@ -1,0 +1,106 @@
+//! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
+//! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
+
+mod bake;
+mod bench;
+mod build;
+mod doctor;
+mod engine;
+mod flags;
+mod meta;
+mod paths;
+mod rawjson;
+mod report;
+mod runner;
+mod settings;
+mod standin;
+mod test;
+
+use build::{Options, Recipe};
+use flags::XtaskCmd;
+
+/// The flags every building command shares, copied into `build::Options`.
+macro_rules! options {
+    ($f:expr, push: $push:expr, oci: $oci:expr) => {
+        Options {
+            dry_run: $f.dry_run,
+            no_cache: $f.no_cache,
+            pull: $f.pull,
+            progress: $f.progress.clone(),
+            builder: $f.builder.clone(),
+            set: $f.set.clone(),
+            registry: $f.registry.clone(),
+            version: $f.version.clone(),
+            push: $push,
+            oci: $oci,
+        }
+    };
+}
+
+fn main() {
+    let flags = flags::Xtask::from_env_or_exit();
+    report::install_interrupt_handler();
+    let result = match flags.subcommand {
+        XtaskCmd::Help(_) => {
+            // xflags keeps its help text private: asking for --help is the way to get it.
+            if let Err(help) = flags::Xtask::from_vec(vec!["--help".into()]) {
+                println!("{help}");
+            }
+            Ok(())
+        }
+        XtaskCmd::Build(f) => build::run(
+            Recipe::Local,
+            &f.names,
+            &options!(f, push: false, oci: false),
+        ),
+        XtaskCmd::Backend(f) => build::run(
+            Recipe::Local,
+            &["backend".to_string()],
+            &options!(f, push: false, oci: false),
+        ),
+        XtaskCmd::Frontend(f) => build::run(
+            Recipe::Local,
+            &["frontend".to_string()],
+            &options!(f, push: false, oci: false),
+        ),
+        XtaskCmd::Production(f) => build::run(
+            Recipe::Production,
+            &[],
+            &options!(f, push: f.push, oci: false),
+        ),
+        XtaskCmd::Multiplatform(f) => build::run(
+            Recipe::Multiplatform,
+            &[],
+            &options!(f, push: f.push, oci: f.oci),
+        ),
+        XtaskCmd::Print(f) => {
+            let opts = Options {
+                dry_run: true,
+                builder: f.builder.clone(),
+                set: f.set.clone(),
+                registry: f.registry.clone(),
+                version: f.version.clone(),
+                ..Options::default()
+            };
+            build::run(
+                Recipe::Local,
+                &f.name.into_iter().collect::<Vec<_>>(),
+                &opts,
+            )
+        }
+        XtaskCmd::Doctor(_) => doctor::run(),
+        XtaskCmd::Engine(f) => settings::Settings::load().and_then(|s| match f.subcommand {
+            flags::EngineCmd::Up(_) => engine::up(&s),
+            flags::EngineCmd::Down(_) => engine::down(),
+            flags::EngineCmd::Status(_) => engine::status(&s),
+        }),
+        XtaskCmd::Report(f) => report::command(f.compare, f.list, f.json, &f.ids),
+        XtaskCmd::Bench(f) => bench::run(&f.names, f.runs.unwrap_or(3)),
+        XtaskCmd::Test(f) => test::run(f.no_e2e, f.e2e_filter.as_deref()),
+    };
+    if let Err(e) = result {
+        // One line: the chain of contexts from outer to inner, then any captured output.
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

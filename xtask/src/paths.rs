@@ -1,0 +1,91 @@
+//! Where things are: the project's root and the files and folders the xtask owns.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// The workspace root, found from this crate's manifest so that `cargo xtask` works from any
+/// folder of the checkout.
+pub fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the root")
+        .to_path_buf()
+}
+
+pub fn bake_file() -> PathBuf {
+    project_root().join("docker-bake.hcl")
+}
+
+pub fn compose_file() -> PathBuf {
+    project_root().join("docker-compose.yml")
+}
+
+pub fn dotenv_file() -> PathBuf {
+    project_root().join(".env")
+}
+
+pub fn package_json() -> PathBuf {
+    project_root().join("frontend").join("package.json")
+}
+
+/// Everything the xtask writes lives under `target/`, which `cargo clean` removes.
+pub fn xtask_dir() -> PathBuf {
+    project_root().join("target").join("xtask")
+}
+
+pub fn reports_dir() -> PathBuf {
+    xtask_dir().join("reports")
+}
+
+pub fn history_file() -> PathBuf {
+    reports_dir().join("history.jsonl")
+}
+
+/// The private engine's prefix, state and logs.
+pub fn engine_dir() -> PathBuf {
+    project_root().join("target").join("engine")
+}
+
+/// Writes a file atomically: a temporary file in the same folder, then a rename, so a reader
+/// never sees half a file and an interrupted write leaves the old one intact.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .context("a file to write needs a parent folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .context("a file to write needs a name")?
+        .to_string_lossy();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_whole_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("xtask-atomic-{}", std::process::id()));
+        let file = dir.join("a.json");
+        write_atomic(&file, b"first").unwrap();
+        write_atomic(&file, b"second").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "second");
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn root_holds_the_workspace_manifest() {
+        assert!(project_root().join("Cargo.toml").is_file());
+        assert!(project_root().join(".cargo/config.toml").is_file());
+    }
+}

@@ -1,0 +1,293 @@
+//! buildx's `--progress=rawjson` stream: BuildKit SolveStatus objects, concatenated (pretty-printed
+//! over many lines by buildx 0.13, one per line by newer ones). Each vertex is sent again whenever
+//! it changes, so the last state per digest wins.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, FixedOffset};
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SolveStatus {
+    #[serde(default)]
+    pub vertexes: Vec<Vertex>,
+    #[serde(default)]
+    pub statuses: Vec<VertexStatus>,
+    #[serde(default)]
+    pub logs: Vec<VertexLog>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Vertex {
+    pub digest: String,
+    #[serde(default)]
+    pub name: String,
+    pub started: Option<String>,
+    pub completed: Option<String>,
+    #[serde(default)]
+    pub cached: bool,
+    #[serde(default)]
+    pub error: String,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct VertexStatus {
+    #[serde(default)]
+    pub vertex: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub current: i64,
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct VertexLog {
+    #[serde(default)]
+    pub vertex: String,
+    /// Base64, as BuildKit's JSON encoding of bytes.
+    #[serde(default)]
+    pub data: String,
+}
+
+/// Splits a byte stream into top-level JSON objects, whatever the line breaks, skipping any text
+/// between them (a warning line, a message from the docker CLI).
+#[derive(Default)]
+pub struct Splitter {
+    buf: Vec<u8>,
+    depth: usize,
+    in_string: bool,
+    escaped: bool,
+    start: Option<usize>,
+    /// Text outside JSON objects, kept for error messages.
+    pub stray: String,
+}
+
+impl Splitter {
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<SolveStatus> {
+        let mut out = Vec::new();
+        for &b in chunk {
+            if self.start.is_none() {
+                if b == b'{' {
+                    self.start = Some(0);
+                    self.buf.clear();
+                    self.depth = 0;
+                } else {
+                    self.stray.push(b as char);
+                    if self.stray.len() > 16 * 1024 {
+                        self.stray.drain(..8 * 1024);
+                    }
+                    continue;
+                }
+            }
+            self.buf.push(b);
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' => self.depth += 1,
+                b'}' => {
+                    self.depth -= 1;
+                    if self.depth == 0 {
+                        if let Ok(status) = serde_json::from_slice::<SolveStatus>(&self.buf) {
+                            out.push(status);
+                        }
+                        self.start = None;
+                        self.buf.clear();
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The last known state of every vertex, in the order first seen, with context bytes and logs.
+#[derive(Default)]
+pub struct Progress {
+    pub order: Vec<String>,
+    pub vertexes: BTreeMap<String, Vertex>,
+    /// Bytes of build context sent, per vertex (the "transferring context" status).
+    pub context_bytes: BTreeMap<String, i64>,
+    pub log_tail: BTreeMap<String, Vec<String>>,
+}
+
+impl Progress {
+    /// Applies one status; returns the vertices that changed, for the display.
+    pub fn apply(&mut self, s: SolveStatus) -> Vec<Event> {
+        let mut events = Vec::new();
+        for v in s.vertexes {
+            let previous = self.vertexes.get(&v.digest);
+            let was_started = previous.is_some_and(|p| p.started.is_some());
+            let was_completed = previous.is_some_and(|p| p.completed.is_some());
+            if previous.is_none() {
+                self.order.push(v.digest.clone());
+            }
+            if v.started.is_some() && !was_started {
+                events.push(Event::Started(v.digest.clone()));
+            }
+            if v.completed.is_some() && !was_completed {
+                events.push(Event::Completed(v.digest.clone()));
+            }
+            self.vertexes.insert(v.digest.clone(), v);
+        }
+        for st in s.statuses {
+            if st.name.starts_with("transferring") {
+                let e = self.context_bytes.entry(st.vertex).or_default();
+                *e = (*e).max(st.current);
+            }
+        }
+        for log in s.logs {
+            let text = String::from_utf8_lossy(&base64_decode(&log.data)).to_string();
+            let tail = self.log_tail.entry(log.vertex.clone()).or_default();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tail.push(line.to_string());
+                events.push(Event::Log(log.vertex.clone(), line.to_string()));
+            }
+            if tail.len() > 40 {
+                tail.drain(..tail.len() - 40);
+            }
+        }
+        events
+    }
+
+    pub fn index(&self, digest: &str) -> usize {
+        self.order
+            .iter()
+            .position(|d| d == digest)
+            .map_or(0, |i| i + 1)
+    }
+}
+
+pub enum Event {
+    Started(String),
+    Completed(String),
+    Log(String, String),
+}
+
+pub fn timestamp(t: &Option<String>) -> Option<DateTime<FixedOffset>> {
+    t.as_deref()
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+}
+
+/// Seconds between a vertex's start and completion (0 for one that never ran).
+pub fn duration(v: &Vertex) -> f64 {
+    match (timestamp(&v.started), timestamp(&v.completed)) {
+        (Some(a), Some(b)) => (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6,
+        _ => 0.0,
+    }
+}
+
+/// The bake target a step belongs to: in a multi-target bake, step names start with
+/// `[target stage n/m]` or `[target internal]`.
+pub fn target_of<'a>(name: &str, targets: &'a [String]) -> Option<&'a String> {
+    let inner = name.strip_prefix('[')?;
+    let first = inner.split([' ', ']']).next()?;
+    targets.iter().find(|t| t.as_str() == first)
+}
+
+/// Standard base64 with padding, as Go's encoding/json writes []byte.
+pub fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(text.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for v in text.bytes().filter_map(value) {
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splitter_handles_pretty_printed_and_line_delimited_objects_across_chunks() {
+        let stream = b"warning: x\n{\n  \"vertexes\": [{\"digest\": \"a\", \"name\": \"[b} {\\\"q\\\"] x\"}]\n}{\"logs\": []}\n{\"statuses\":[]}";
+        let mut s = Splitter::default();
+        let mut all = Vec::new();
+        for chunk in stream.chunks(7) {
+            all.extend(s.feed(chunk));
+        }
+        assert_eq!(all.len(), 3);
+        assert_eq!(all[0].vertexes[0].name, "[b} {\"q\"] x");
+        assert!(s.stray.contains("warning: x"));
+    }
+
+    #[test]
+    fn base64_round_trips_known_values() {
+        assert_eq!(base64_decode("aGVsbG8gd29ybGQK"), b"hello world\n");
+        assert_eq!(base64_decode("YQ=="), b"a");
+        assert_eq!(base64_decode(""), b"");
+    }
+
+    #[test]
+    fn targets_come_from_the_step_prefix() {
+        let targets = vec!["backend".to_string(), "frontend-production".to_string()];
+        assert_eq!(
+            target_of("[backend deps 2/3] RUN x", &targets).map(String::as_str),
+            Some("backend")
+        );
+        assert_eq!(
+            target_of(
+                "[frontend-production internal] load .dockerignore",
+                &targets
+            )
+            .map(String::as_str),
+            Some("frontend-production")
+        );
+        assert_eq!(
+            target_of("[internal] load build definition", &targets),
+            None
+        );
+        assert_eq!(target_of("exporting to image", &targets), None);
+    }
+
+    #[test]
+    fn last_state_per_vertex_wins_and_events_fire_once() {
+        let mut p = Progress::default();
+        let started = SolveStatus {
+            vertexes: vec![Vertex {
+                digest: "d".into(),
+                started: Some("2026-01-01T00:00:00Z".into()),
+                ..Vertex::default()
+            }],
+            ..SolveStatus::default()
+        };
+        assert_eq!(p.apply(started).len(), 1);
+        let done = SolveStatus {
+            vertexes: vec![Vertex {
+                digest: "d".into(),
+                started: Some("2026-01-01T00:00:00Z".into()),
+                completed: Some("2026-01-01T00:00:01.5Z".into()),
+                ..Vertex::default()
+            }],
+            ..SolveStatus::default()
+        };
+        assert!(matches!(p.apply(done).as_slice(), [Event::Completed(_)]));
+        assert_eq!(duration(&p.vertexes["d"]), 1.5);
+        assert_eq!(p.order.len(), 1);
+    }
+}

@@ -1,0 +1,905 @@
+//! Measured builds: runs a plan's bake command with rawjson progress, shows a readable display,
+//! and keeps a JSON + HTML report per build and a line per build in the history.
+//! Also `cargo xtask report [--last | --compare A B | --list | --json]`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use chrono::{SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::build::Plan;
+use crate::paths::{self, write_atomic};
+use crate::rawjson::{self, Event, Progress, Splitter};
+use crate::runner;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BuildReport {
+    pub id: String,
+    pub started: String,
+    /// "ok", "failed" or "interrupted".
+    pub status: String,
+    pub exit_code: Option<i32>,
+    pub names: Vec<String>,
+    pub version: String,
+    pub git_commit: String,
+    /// Wall time of the whole xtask command, and of buildx alone; the difference is the xtask's
+    /// own overhead (engine checks, planning, reading sizes).
+    pub wall_secs: f64,
+    pub buildx_secs: f64,
+    pub command: String,
+    pub notes: Vec<String>,
+    pub targets: Vec<TargetReport>,
+    #[serde(default)]
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct TargetReport {
+    pub name: String,
+    pub wall_secs: f64,
+    pub steps: usize,
+    pub cached: usize,
+    pub cache_hit_ratio: f64,
+    /// Steps that really ran a command (RUN), and how many of them did.
+    pub run_steps: usize,
+    pub run_steps_executed: usize,
+    pub context_bytes: i64,
+    pub image: Option<String>,
+    pub digest: Option<String>,
+    /// What `docker image inspect` reports as Size for the engine's platform: with the containerd
+    /// image store of Docker 26 this is the unpacked (uncompressed) size of the image's layers.
+    pub size_bytes: Option<u64>,
+    pub slowest: Vec<Step>,
+    pub steps_detail: Vec<Step>,
+    pub errors: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Step {
+    pub name: String,
+    /// Seconds from the start of the target's first step.
+    pub start: f64,
+    pub secs: f64,
+    pub cached: bool,
+    pub error: bool,
+}
+
+/// One line of history.jsonl: the numbers needed to compare builds.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HistoryLine {
+    pub id: String,
+    pub started: String,
+    pub status: String,
+    pub names: Vec<String>,
+    pub wall_secs: f64,
+    pub targets: Vec<HistoryTarget>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct HistoryTarget {
+    pub name: String,
+    pub wall_secs: f64,
+    pub steps: usize,
+    pub cached: usize,
+    pub size_bytes: Option<u64>,
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static CHILD: AtomicU32 = AtomicU32::new(0);
+
+/// Ctrl-C: the terminal sends SIGINT to buildx as well; when only the xtask got it (a `kill`),
+/// it is passed on. Either way the xtask waits for buildx, records the build, and exits with
+/// buildx's status.
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        let pid = CHILD.load(Ordering::SeqCst);
+        if pid != 0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status();
+        }
+    });
+}
+
+/// Runs the plan's build, then writes the report and history, prints the table, and turns a
+/// failure into an error naming the failing targets with their last log lines.
+pub fn build(plan: &Plan) -> Result<()> {
+    let started_at = Utc::now();
+    let t0 = Instant::now();
+    let mut display = Display::new(&plan.progress);
+    let mut splitter = Splitter::default();
+    let mut progress = Progress::default();
+    let _ = std::fs::remove_file(&plan.metadata_file);
+    let tb = Instant::now();
+    let status = runner::run_streaming(
+        &plan.bake,
+        |pid| CHILD.store(pid, Ordering::SeqCst),
+        |chunk| {
+            display.raw(chunk);
+            for s in splitter.feed(chunk) {
+                for ev in progress.apply(s) {
+                    display.event(&progress, &ev);
+                }
+            }
+        },
+    )?;
+    CHILD.store(0, Ordering::SeqCst);
+    let buildx_secs = tb.elapsed().as_secs_f64();
+    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    let mut report = summarize(
+        plan,
+        &progress,
+        started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+    );
+    report.status = if status.success() {
+        "ok"
+    } else if interrupted {
+        "interrupted"
+    } else {
+        "failed"
+    }
+    .to_string();
+    report.exit_code = status.code();
+    report.buildx_secs = buildx_secs;
+    if status.success() {
+        fill_images(plan, &mut report);
+    } else {
+        let stray = runner::last_lines(&splitter.stray, 8);
+        if !stray.is_empty() {
+            report.errors.push(stray);
+        }
+    }
+    report.wall_secs = t0.elapsed().as_secs_f64() + plan_secs(plan);
+    let previous = history()?
+        .into_iter()
+        .rev()
+        .find(|h| h.status == "ok" && h.names == report.names);
+    let path = save(&report)?;
+    print_table(&report, previous.as_ref());
+    eprintln!("report: {}", path.display());
+    if !status.success() {
+        let failing: Vec<String> = report
+            .targets
+            .iter()
+            .filter(|t| !t.errors.is_empty())
+            .map(|t| format!("{}: {}", t.name, t.errors.join("; ")))
+            .collect();
+        let mut msg = format!("`docker buildx bake` failed ({})", runner::describe(status));
+        if !failing.is_empty() {
+            msg.push_str(&format!("; failing: {}", failing.join(" | ")));
+        }
+        let tail = failing_log_tail(&progress);
+        if !tail.is_empty() {
+            msg.push_str(&format!("\nlast lines of the failing step:\n{tail}"));
+        } else if let Some(e) = report.errors.first() {
+            msg.push_str(&format!("\n{e}"));
+        }
+        if interrupted {
+            eprintln!(
+                "xtask: interrupted; the build is recorded as interrupted in {}",
+                paths::history_file().display()
+            );
+            std::process::exit(status.code().unwrap_or(130));
+        }
+        bail!(msg);
+    }
+    Ok(())
+}
+
+/// Time spent planning before the build started (engine checks, bake --print), so the report's
+/// wall time is the whole command's.
+fn plan_secs(plan: &Plan) -> f64 {
+    plan.planned_in
+}
+
+fn failing_log_tail(progress: &Progress) -> String {
+    progress
+        .order
+        .iter()
+        .filter(|d| !progress.vertexes[*d].error.is_empty())
+        .filter_map(|d| progress.log_tail.get(d))
+        .flat_map(|lines| lines.iter().rev().take(10).rev().cloned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Per-target numbers from the final state of every vertex.
+pub fn summarize(
+    plan_or_names: &impl Targets,
+    progress: &Progress,
+    started: String,
+) -> BuildReport {
+    let targets = plan_or_names.target_names();
+    let mut per: BTreeMap<String, Vec<&rawjson::Vertex>> = BTreeMap::new();
+    for d in &progress.order {
+        let v = &progress.vertexes[d];
+        let owner = rawjson::target_of(&v.name, &targets)
+            .cloned()
+            .or_else(|| (targets.len() == 1).then(|| targets[0].clone()));
+        if let Some(t) = owner {
+            per.entry(t).or_default().push(v);
+        }
+    }
+    let mut out = BuildReport {
+        id: new_id(),
+        started,
+        ..BuildReport::default()
+    };
+    plan_or_names.fill(&mut out);
+    for name in &targets {
+        let vs = per.get(name).cloned().unwrap_or_default();
+        let first = vs
+            .iter()
+            .filter_map(|v| rawjson::timestamp(&v.started))
+            .min();
+        let last = vs
+            .iter()
+            .filter_map(|v| rawjson::timestamp(&v.completed))
+            .max();
+        let wall = match (first, last) {
+            (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
+            _ => 0.0,
+        };
+        let steps: Vec<Step> = vs
+            .iter()
+            .map(|v| Step {
+                name: v.name.clone(),
+                start: match (first, rawjson::timestamp(&v.started)) {
+                    (Some(a), Some(s)) => (s - a).num_milliseconds() as f64 / 1000.0,
+                    _ => 0.0,
+                },
+                secs: rawjson::duration(v),
+                cached: v.cached,
+                error: !v.error.is_empty(),
+            })
+            .collect();
+        let cached = steps.iter().filter(|s| s.cached).count();
+        let is_run = |s: &Step| s.name.contains("] RUN ");
+        let mut slowest: Vec<Step> = steps.iter().filter(|s| !s.cached).cloned().collect();
+        slowest.sort_by(|a, b| b.secs.total_cmp(&a.secs));
+        slowest.truncate(5);
+        out.targets.push(TargetReport {
+            name: name.clone(),
+            wall_secs: wall,
+            steps: steps.len(),
+            cached,
+            cache_hit_ratio: if steps.is_empty() {
+                0.0
+            } else {
+                cached as f64 / steps.len() as f64
+            },
+            run_steps: steps.iter().filter(|s| is_run(s)).count(),
+            run_steps_executed: steps.iter().filter(|s| is_run(s) && !s.cached).count(),
+            context_bytes: vs
+                .iter()
+                .filter(|v| v.name.contains("load build context"))
+                .filter_map(|v| progress.context_bytes.get(&v.digest))
+                .sum(),
+            errors: vs
+                .iter()
+                .filter(|v| !v.error.is_empty())
+                .map(|v| format!("{}: {}", v.name, v.error))
+                .collect(),
+            slowest,
+            steps_detail: steps,
+            ..TargetReport::default()
+        });
+    }
+    out
+}
+
+/// What a report needs from whoever ran the build (a plan, or a test's list of names).
+pub trait Targets {
+    fn target_names(&self) -> Vec<String>;
+    fn fill(&self, _report: &mut BuildReport) {}
+}
+
+impl Targets for Plan {
+    fn target_names(&self) -> Vec<String> {
+        self.targets.clone()
+    }
+    fn fill(&self, r: &mut BuildReport) {
+        r.names = self.names.clone();
+        r.version = self.metadata.version.to_string();
+        r.git_commit = self.metadata.git_commit.clone();
+        r.command = self.bake.command_line();
+        r.notes = self.notes.clone();
+    }
+}
+
+impl Targets for Vec<String> {
+    fn target_names(&self) -> Vec<String> {
+        self.clone()
+    }
+}
+
+/// Digest from the metadata file and size from the engine, for each target that has an image.
+fn fill_images(plan: &Plan, report: &mut BuildReport) {
+    let meta: serde_json::Value = std::fs::read_to_string(&plan.metadata_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    for t in &mut report.targets {
+        let m = &meta[&t.name];
+        t.digest = m["containerimage.digest"].as_str().map(str::to_string);
+        let image = m["image.name"]
+            .as_str()
+            .and_then(|n| n.split(',').next())
+            .map(str::to_string);
+        if let Some(image) = &image {
+            let inspect =
+                plan.engine
+                    .docker()
+                    .args(["image", "inspect", "--format", "{{.Size}}", image]);
+            t.size_bytes = runner::read(&inspect).ok().and_then(|s| s.parse().ok());
+        }
+        t.image = image;
+    }
+}
+
+fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
+    let dir = paths::reports_dir();
+    let json = dir.join(format!("{}.json", report.id));
+    write_atomic(&json, serde_json::to_string_pretty(report)?.as_bytes())?;
+    write_atomic(
+        &dir.join(format!("{}.html", report.id)),
+        html(report).as_bytes(),
+    )?;
+    append_history(&paths::history_file(), &history_line(report))?;
+    Ok(dir.join(format!("{}.html", report.id)))
+}
+
+pub fn history_line(r: &BuildReport) -> HistoryLine {
+    HistoryLine {
+        id: r.id.clone(),
+        started: r.started.clone(),
+        status: r.status.clone(),
+        names: r.names.clone(),
+        wall_secs: r.wall_secs,
+        targets: r
+            .targets
+            .iter()
+            .map(|t| HistoryTarget {
+                name: t.name.clone(),
+                wall_secs: t.wall_secs,
+                steps: t.steps,
+                cached: t.cached,
+                size_bytes: t.size_bytes,
+            })
+            .collect(),
+    }
+}
+
+/// Appends one line by writing the whole file anew and renaming it into place: a reader (or a
+/// crash) never sees a half-written line.
+pub fn append_history(path: &std::path::Path, line: &HistoryLine) -> Result<()> {
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&serde_json::to_string(line)?);
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+pub fn read_history(path: &std::path::Path) -> Vec<HistoryLine> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+fn history() -> Result<Vec<HistoryLine>> {
+    Ok(read_history(&paths::history_file()))
+}
+
+pub fn new_id() -> String {
+    format!(
+        "{}-{}",
+        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
+        std::process::id()
+    )
+}
+
+fn mb(bytes: Option<u64>) -> String {
+    bytes.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6))
+}
+
+fn pct(old: f64, new: f64) -> String {
+    if old == 0.0 {
+        return "-".to_string();
+    }
+    format!("{:+.0}%", (new - old) / old * 100.0)
+}
+
+/// The short table printed after each build.
+pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
+    let mut out = format!(
+        "{:<24} {:>8} {:>10} {:>10}  {}\n",
+        "target", "time", "cached", "size", "vs previous build"
+    );
+    for t in &r.targets {
+        let before = previous.and_then(|p| p.targets.iter().find(|x| x.name == t.name));
+        let vs = match before {
+            Some(b) => {
+                let size = match (b.size_bytes, t.size_bytes) {
+                    (Some(x), Some(y)) => format!(", size {:+.1} MB", (y as f64 - x as f64) / 1e6),
+                    _ => String::new(),
+                };
+                format!(
+                    "time {:+.1}s ({}){size}",
+                    t.wall_secs - b.wall_secs,
+                    pct(b.wall_secs, t.wall_secs)
+                )
+            }
+            None => "first build".to_string(),
+        };
+        out.push_str(&format!(
+            "{:<24} {:>7.1}s {:>10} {:>10}  {}\n",
+            t.name,
+            t.wall_secs,
+            format!("{}/{}", t.cached, t.steps),
+            mb(t.size_bytes),
+            vs
+        ));
+    }
+    out.push_str(&format!(
+        "{} in {:.1}s (buildx {:.1}s)\n",
+        r.status, r.wall_secs, r.buildx_secs
+    ));
+    out
+}
+
+fn print_table(r: &BuildReport, previous: Option<&HistoryLine>) {
+    let _ = std::io::stderr().write_all(table(r, previous).as_bytes());
+}
+
+/// Two builds side by side: time and size, absolute and percent.
+pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
+    let mut out = format!(
+        "before {} ({})  after {} ({})\n",
+        a.id, a.status, b.id, b.status
+    );
+    out.push_str(&format!(
+        "{:<24} {:>9} {:>9} {:>9} {:>7}   {:>10} {:>10} {:>10} {:>7}\n",
+        "target", "time A", "time B", "delta", "%", "size A", "size B", "delta", "%"
+    ));
+    for tb in &b.targets {
+        let Some(ta) = a.targets.iter().find(|x| x.name == tb.name) else {
+            continue;
+        };
+        let (sa, sb) = (
+            ta.size_bytes.unwrap_or(0) as f64,
+            tb.size_bytes.unwrap_or(0) as f64,
+        );
+        out.push_str(&format!(
+            "{:<24} {:>8.1}s {:>8.1}s {:>+8.1}s {:>7}   {:>10} {:>10} {:>+7.1} MB {:>7}\n",
+            tb.name,
+            ta.wall_secs,
+            tb.wall_secs,
+            tb.wall_secs - ta.wall_secs,
+            pct(ta.wall_secs, tb.wall_secs),
+            mb(ta.size_bytes),
+            mb(tb.size_bytes),
+            (sb - sa) / 1e6,
+            pct(sa, sb)
+        ));
+    }
+    out.push_str(&format!(
+        "{:<24} {:>8.1}s {:>8.1}s {:>+8.1}s {:>7}\n",
+        "whole build",
+        a.wall_secs,
+        b.wall_secs,
+        b.wall_secs - a.wall_secs,
+        pct(a.wall_secs, b.wall_secs)
+    ));
+    out
+}
+
+/// Finds a build by id, `last` or `last~N`.
+pub fn pick<'a>(history: &'a [HistoryLine], id: &str) -> Result<&'a HistoryLine> {
+    let back = if id == "last" {
+        Some(0)
+    } else {
+        id.strip_prefix("last~")
+            .map(|n| n.parse::<usize>())
+            .transpose()
+            .with_context(|| format!("`{id}`: write last~N with a number"))?
+    };
+    let found = match back {
+        Some(n) => history.iter().rev().nth(n),
+        None => history.iter().find(|h| h.id == id),
+    };
+    found
+        .with_context(|| format!("no build `{id}` in the history: see `cargo xtask report --list`"))
+}
+
+/// `cargo xtask report`.
+pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Result<()> {
+    let history = history()?;
+    if history.is_empty() {
+        bail!(
+            "no builds recorded yet in {}: run `cargo xtask build` first",
+            paths::history_file().display()
+        );
+    }
+    if list {
+        for h in &history {
+            println!(
+                "{}  {:<11} {:>7.1}s  {}",
+                h.id,
+                h.status,
+                h.wall_secs,
+                h.names.join(",")
+            );
+        }
+        return Ok(());
+    }
+    if compare_flag {
+        let [a, b] = ids else {
+            bail!("--compare takes two builds, e.g. `--compare last~1 last`")
+        };
+        let (a, b) = (pick(&history, a)?, pick(&history, b)?);
+        if json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"before": a, "after": b}))?
+            );
+        } else {
+            print!("{}", compare(a, b));
+        }
+        return Ok(());
+    }
+    let id = ids.first().map_or("last", String::as_str);
+    let h = pick(&history, id)?;
+    let path = paths::reports_dir().join(format!("{}.json", h.id));
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    if json {
+        println!("{text}");
+        return Ok(());
+    }
+    let report: BuildReport =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let previous = history
+        .iter()
+        .take_while(|x| x.id != h.id)
+        .filter(|x| x.status == "ok" && x.names == h.names)
+        .last();
+    print!("{}", table(&report, previous));
+    for t in &report.targets {
+        println!(
+            "{}: {} of {} RUN steps executed, context {} bytes",
+            t.name, t.run_steps_executed, t.run_steps, t.context_bytes
+        );
+        for s in &t.slowest {
+            println!("  {:>7.1}s  {}", s.secs, s.name);
+        }
+    }
+    println!(
+        "html: {}",
+        paths::reports_dir()
+            .join(format!("{}.html", h.id))
+            .display()
+    );
+    Ok(())
+}
+
+/// A self-contained page: the summary table and a timeline per target, cached steps grey.
+pub fn html(r: &BuildReport) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    let mut rows = String::new();
+    for t in &r.targets {
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{:.1}s</td><td>{}/{}</td><td>{:.0}%</td><td>{}</td><td>{}/{}</td></tr>\n",
+            esc(&t.name), t.wall_secs, t.cached, t.steps, t.cache_hit_ratio * 100.0, mb(t.size_bytes), t.run_steps_executed, t.run_steps
+        ));
+    }
+    let mut timelines = String::new();
+    for t in &r.targets {
+        let span = t
+            .steps_detail
+            .iter()
+            .map(|s| s.start + s.secs)
+            .fold(t.wall_secs, f64::max)
+            .max(0.001);
+        timelines.push_str(&format!("<h2>{}</h2>\n<div class=\"tl\">\n", esc(&t.name)));
+        for s in &t.steps_detail {
+            let class = if s.error {
+                "err"
+            } else if s.cached {
+                "cached"
+            } else {
+                "ran"
+            };
+            let left = s.start / span * 100.0;
+            let width = (s.secs / span * 100.0).max(0.3);
+            timelines.push_str(&format!(
+                "<div class=\"row\"><span class=\"label\" title=\"{n}\">{n}</span><span class=\"track\"><span class=\"bar {class}\" style=\"left:{left:.2}%;width:{width:.2}%\"></span></span><span class=\"secs\">{}</span></div>\n",
+                if s.cached { "cached".to_string() } else { format!("{:.2}s", s.secs) },
+                n = esc(&s.name)
+            ));
+        }
+        timelines.push_str("</div>\n");
+    }
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Build {id}</title>
+<style>
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+td:first-child, th:first-child {{ text-align: left; }}
+.tl {{ border: 1px solid #ddd; padding: 6px; }}
+.row {{ display: flex; align-items: center; height: 20px; }}
+.label {{ width: 46%; overflow: hidden; white-space: nowrap; text-overflow: ellipsis; font-family: monospace; font-size: 12px; }}
+.track {{ position: relative; flex: 1; height: 12px; background: #f4f4f4; }}
+.bar {{ position: absolute; top: 0; height: 12px; }}
+.ran {{ background: #2b6cb0; }} .cached {{ background: #b8b8b8; }} .err {{ background: #c53030; }}
+.secs {{ width: 70px; text-align: right; font-size: 12px; }}
+.legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }}
+</style></head><body>
+<h1>Build {id}: {status}</h1>
+<p>{names} &middot; version {version} &middot; commit {commit} &middot; started {started} &middot; {wall:.1}s (buildx {bx:.1}s)</p>
+<table><tr><th>target</th><th>time</th><th>cached/steps</th><th>cache hits</th><th>size</th><th>RUN executed</th></tr>
+{rows}</table>
+<p class="legend">Timeline:<span class="ran"></span>executed<span class="cached"></span>cached<span class="err"></span>failed</p>
+{timelines}
+</body></html>
+"#,
+        id = esc(&r.id),
+        status = esc(&r.status),
+        names = esc(&r.names.join(", ")),
+        version = esc(&r.version),
+        commit = esc(&r.git_commit),
+        started = esc(&r.started),
+        wall = r.wall_secs,
+        bx = r.buildx_secs,
+    )
+}
+
+/// What the person at the terminal sees while the build runs.
+struct Display {
+    mode: String,
+}
+
+impl Display {
+    fn new(mode: &str) -> Display {
+        use std::io::IsTerminal;
+        let mode = match mode {
+            "auto" if std::io::stderr().is_terminal() => "tty",
+            "auto" => "plain",
+            m => m,
+        };
+        Display {
+            mode: mode.to_string(),
+        }
+    }
+
+    fn raw(&mut self, chunk: &[u8]) {
+        if self.mode == "rawjson" {
+            let _ = std::io::stderr().write_all(chunk);
+        }
+    }
+
+    fn event(&mut self, p: &Progress, ev: &Event) {
+        if self.mode == "rawjson" {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        match ev {
+            Event::Started(d) if self.mode == "plain" => {
+                let _ = writeln!(err, "#{} {}", p.index(d), p.vertexes[d].name);
+            }
+            Event::Completed(d) => {
+                let v = &p.vertexes[d];
+                let what = if !v.error.is_empty() {
+                    format!("ERROR: {}", v.error)
+                } else if v.cached {
+                    "CACHED".to_string()
+                } else {
+                    format!("DONE {:.1}s", rawjson::duration(v))
+                };
+                if self.mode == "plain" {
+                    let _ = writeln!(err, "#{} {what}", p.index(d));
+                } else {
+                    let _ = writeln!(err, "{what:>12}  {}", v.name);
+                }
+            }
+            Event::Log(d, line) if self.mode == "plain" => {
+                let _ = writeln!(err, "#{} {line}", p.index(d));
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rawjson stream of `bake default` captured from buildx 0.13.1 on Docker 26.1.5 (private
+    /// engine), a warm build after a source-only change to the backend.
+    const STREAM: &[u8] = include_bytes!("../testdata/rawjson-bake-default-buildx-0.13.1.json");
+
+    fn parse(stream: &[u8]) -> Progress {
+        let mut s = Splitter::default();
+        let mut p = Progress::default();
+        for chunk in stream.chunks(4096) {
+            for st in s.feed(chunk) {
+                p.apply(st);
+            }
+        }
+        p
+    }
+
+    #[test]
+    fn captured_stream_gives_per_target_steps_and_cache_hits() {
+        let p = parse(STREAM);
+        let names = vec!["backend".to_string(), "frontend".to_string()];
+        let r = summarize(&names, &p, "x".to_string());
+        assert_eq!(r.targets.len(), 2);
+        for t in &r.targets {
+            assert!(t.steps > 3, "{}: {} steps", t.name, t.steps);
+            assert!(t.cached <= t.steps);
+            assert!((t.cache_hit_ratio - t.cached as f64 / t.steps as f64).abs() < 1e-9);
+            assert!(t.wall_secs >= 0.0);
+        }
+        let backend = &r.targets[0];
+        assert!(backend.run_steps > 0);
+    }
+
+    #[test]
+    fn cache_hit_arithmetic() {
+        let mut p = Progress::default();
+        let v = |d: &str, name: &str, cached: bool, secs: u32| rawjson::Vertex {
+            digest: d.into(),
+            name: name.into(),
+            cached,
+            started: Some("2026-01-01T00:00:00Z".into()),
+            completed: Some(format!("2026-01-01T00:00:{secs:02}Z")),
+            error: String::new(),
+        };
+        p.apply(rawjson::SolveStatus {
+            vertexes: vec![
+                v("1", "[a deps 1/3] RUN pip", true, 0),
+                v("2", "[a app 2/3] COPY x", false, 2),
+                v("3", "[a app 3/3] RUN y", false, 5),
+                v("4", "[b base 1/1] FROM z", true, 0),
+            ],
+            ..Default::default()
+        });
+        let r = summarize(&vec!["a".to_string(), "b".to_string()], &p, String::new());
+        let a = &r.targets[0];
+        assert_eq!(
+            (a.steps, a.cached, a.run_steps, a.run_steps_executed),
+            (3, 1, 2, 1)
+        );
+        assert!((a.cache_hit_ratio - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(a.slowest[0].name, "[a app 3/3] RUN y");
+        assert_eq!(a.wall_secs, 5.0);
+        assert_eq!(r.targets[1].cache_hit_ratio, 1.0);
+    }
+
+    #[test]
+    fn history_appends_stay_valid_and_a_torn_line_is_skipped() {
+        let dir = std::env::temp_dir().join(format!("xtask-history-{}", std::process::id()));
+        let file = dir.join("history.jsonl");
+        let _ = std::fs::remove_dir_all(&dir);
+        append_history(
+            &file,
+            &HistoryLine {
+                id: "a".into(),
+                status: "ok".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        // A torn last line (as if another writer died mid-line) must not hide earlier builds.
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str("{\"id\": \"torn");
+        std::fs::write(&file, text).unwrap();
+        append_history(
+            &file,
+            &HistoryLine {
+                id: "b".into(),
+                status: "interrupted".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let h = read_history(&file);
+        assert_eq!(
+            h.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+            ["a", "b"]
+        );
+        assert_eq!(h[1].status, "interrupted");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compare_shows_absolute_and_percent_changes() {
+        let line = |id: &str, secs: f64, size: u64| HistoryLine {
+            id: id.into(),
+            status: "ok".into(),
+            wall_secs: secs,
+            targets: vec![HistoryTarget {
+                name: "backend".into(),
+                wall_secs: secs,
+                steps: 5,
+                cached: 0,
+                size_bytes: Some(size),
+            }],
+            ..Default::default()
+        };
+        let out = compare(
+            &line("a", 100.0, 200_000_000),
+            &line("b", 25.0, 150_000_000),
+        );
+        assert!(out.contains("-75.0s"), "{out}");
+        assert!(out.contains("-75%"), "{out}");
+        assert!(out.contains("-50.0 MB"), "{out}");
+        assert!(out.contains("-25%"), "{out}");
+    }
+
+    #[test]
+    fn pick_understands_last_and_ids() {
+        let h: Vec<HistoryLine> = ["x", "y", "z"]
+            .iter()
+            .map(|i| HistoryLine {
+                id: i.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        assert_eq!(pick(&h, "last").unwrap().id, "z");
+        assert_eq!(pick(&h, "last~2").unwrap().id, "x");
+        assert_eq!(pick(&h, "y").unwrap().id, "y");
+        assert!(pick(&h, "last~9").is_err());
+        assert!(pick(&h, "last~x").is_err());
+    }
+
+    #[test]
+    fn html_is_self_contained_and_marks_cached_steps() {
+        let r = BuildReport {
+            id: "t".into(),
+            targets: vec![TargetReport {
+                name: "backend".into(),
+                wall_secs: 2.0,
+                steps_detail: vec![
+                    Step {
+                        name: "[backend deps 1/2] RUN <pip>".into(),
+                        start: 0.0,
+                        secs: 0.0,
+                        cached: true,
+                        error: false,
+                    },
+                    Step {
+                        name: "[backend app 2/2] COPY".into(),
+                        start: 0.5,
+                        secs: 1.5,
+                        cached: false,
+                        error: false,
+                    },
+                ],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let page = html(&r);
+        assert!(
+            !page.contains("http://") && !page.contains("https://") && !page.contains("<script")
+        );
+        assert!(page.contains("bar cached") && page.contains("bar ran"));
+        assert!(page.contains("RUN &lt;pip&gt;"));
+    }
+}

@@ -1,0 +1,184 @@
+//! The project's settings: `.env` read with a maintained parser, the process environment on top,
+//! and each BuildKit setting sent to the place where it takes effect.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::paths;
+
+/// Where a BuildKit setting from `.env` takes effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// Read by the docker CLI, buildx or compose: set in the environment of the commands we run.
+    Client,
+    /// Read by the Dockerfile frontend: passed as a build argument.
+    BuildArg,
+    /// Read by the BuildKit daemon: only the daemon's own environment changes it.
+    Daemon,
+    /// Everything else: the project's own settings (registry, mirrors, paths).
+    Project,
+}
+
+pub fn classify(key: &str) -> Scope {
+    match key {
+        "DOCKER_BUILDKIT" | "COMPOSE_DOCKER_CLI_BUILD" | "BUILDKIT_PROGRESS" => Scope::Client,
+        "BUILDKIT_INLINE_CACHE" | "BUILDKIT_CACHE_MOUNT_NS" => Scope::BuildArg,
+        "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => Scope::Daemon,
+        _ => Scope::Project,
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Settings {
+    vars: BTreeMap<String, String>,
+}
+
+impl Settings {
+    /// `.env` at the project root, with any variable of the same name in the process environment
+    /// taking precedence (as docker compose does).
+    pub fn load() -> Result<Settings> {
+        let mut settings = Settings::parse_file(&paths::dotenv_file())?;
+        for (key, value) in settings.vars.iter_mut() {
+            if let Ok(from_env) = std::env::var(key) {
+                *value = from_env;
+            }
+        }
+        Ok(settings)
+    }
+
+    pub fn parse_file(path: &Path) -> Result<Settings> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "reading {} (copy it from git: `git checkout -- .env`)",
+                path.display()
+            )
+        })?;
+        let mut vars = BTreeMap::new();
+        for item in dotenvy::from_read_iter(text.as_bytes()) {
+            match item {
+                Ok((k, v)) => {
+                    vars.insert(k, v);
+                }
+                Err(dotenvy::Error::LineParse(line, _)) => {
+                    let first = line.lines().next().unwrap_or_default();
+                    let number = text.lines().position(|l| l == first).map_or(0, |i| i + 1);
+                    bail!(
+                        "{}:{number}: cannot parse `{first}`: write it as KEY=value (quote values with spaces)",
+                        path.display()
+                    )
+                }
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            }
+        }
+        Ok(Settings { vars })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn set(&mut self, key: &str, value: &str) {
+        self.vars.insert(key.to_string(), value.to_string());
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, Scope)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str(), classify(k)))
+    }
+
+    fn scoped(&self, scope: Scope) -> Vec<(String, String)> {
+        self.iter()
+            .filter(|(_, _, s)| *s == scope)
+            .map(|(k, v, _)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    /// Variables for the environment of docker, buildx and compose commands.
+    pub fn client_env(&self) -> Vec<(String, String)> {
+        self.scoped(Scope::Client)
+    }
+
+    /// Build arguments that BuildKit's Dockerfile frontend reads.
+    pub fn build_args(&self) -> Vec<(String, String)> {
+        self.scoped(Scope::BuildArg)
+    }
+
+    /// Variables for the BuildKit daemon's own environment.
+    pub fn daemon_env(&self) -> Vec<(String, String)> {
+        self.scoped(Scope::Daemon)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Settings> {
+        let path =
+            std::env::temp_dir().join(format!("xtask-env-{}-{}", std::process::id(), text.len()));
+        std::fs::write(&path, text).unwrap();
+        let parsed = Settings::parse_file(&path);
+        std::fs::remove_file(&path).unwrap();
+        parsed
+    }
+
+    #[test]
+    fn each_buildkit_setting_goes_where_it_takes_effect() {
+        let s = parse(
+            "DOCKER_BUILDKIT=1\nBUILDKIT_PROGRESS=plain\nBUILDKIT_INLINE_CACHE=1\n\
+             BUILDKIT_CACHE_MOUNT_NS=cc\nBUILDKIT_STEP_LOG_MAX_SIZE=10485760\nREGISTRY=\n",
+        )
+        .unwrap();
+        let keys = |v: Vec<(String, String)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+        assert_eq!(
+            keys(s.client_env()),
+            ["BUILDKIT_PROGRESS", "DOCKER_BUILDKIT"]
+        );
+        assert_eq!(
+            keys(s.build_args()),
+            ["BUILDKIT_CACHE_MOUNT_NS", "BUILDKIT_INLINE_CACHE"]
+        );
+        assert_eq!(keys(s.daemon_env()), ["BUILDKIT_STEP_LOG_MAX_SIZE"]);
+        assert_eq!(s.get("REGISTRY"), None, "an empty value counts as unset");
+    }
+
+    #[test]
+    fn malformed_line_is_reported_with_its_number() {
+        let err = parse("# comment\nA=1\nthis is not a setting\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(":3: cannot parse `this is not a setting`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn quoted_values_and_comments_are_understood() {
+        let s = parse("# c\nA=\"x y\" # trailing\nB='z'\n").unwrap();
+        assert_eq!(s.get("A"), Some("x y"));
+        assert_eq!(s.get("B"), Some("z"));
+    }
+
+    #[test]
+    fn the_project_env_file_parses_and_holds_the_design_settings() {
+        let s = Settings::parse_file(&paths::dotenv_file()).unwrap();
+        for key in [
+            "DOCKER_BUILDKIT",
+            "COMPOSE_DOCKER_CLI_BUILD",
+            "BUILDKIT_PROGRESS",
+            "BUILDKIT_CACHE_MOUNT_NS",
+            "BUILDKIT_INLINE_CACHE",
+            "BUILDKIT_STEP_LOG_MAX_SIZE",
+            "BUILDKIT_STEP_LOG_MAX_SPEED",
+        ] {
+            assert!(s.get(key).is_some(), ".env lacks {key}");
+        }
+    }
+}

@@ -44,8 +44,6 @@ pub struct Target {
     #[serde(default, rename = "cache-to", deserialize_with = "entries")]
     pub cache_to: Vec<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "entries")]
-    pub secret: Vec<BTreeMap<String, String>>,
-    #[serde(default, deserialize_with = "entries")]
     pub attest: Vec<BTreeMap<String, String>>,
 }
 
@@ -62,10 +60,9 @@ fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BTreeMap<String, Strin
         .into_iter()
         .map(|e| match e {
             Entry::Csv(s) => parse_csv(&s),
-            Entry::Object(m) => m
-                .into_iter()
-                .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string)))
-                .collect(),
+            Entry::Object(m) => {
+                m.into_iter().map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_string))).collect()
+            }
         })
         .collect())
 }
@@ -99,47 +96,17 @@ impl Definition {
 
     /// Every group and target name, for error messages.
     pub fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .group
-            .keys()
-            .chain(self.target.keys())
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = self.group.keys().chain(self.target.keys()).cloned().collect();
         names.sort();
         names.dedup();
         names
-    }
-
-    /// The targets a group (or a target) expands to, following nested groups.
-    pub fn expand(&self, name: &str) -> Vec<String> {
-        let mut out = Vec::new();
-        self.expand_into(name, &mut out, 0);
-        out
-    }
-
-    fn expand_into(&self, name: &str, out: &mut Vec<String>, depth: usize) {
-        if depth > 16 {
-            return;
-        }
-        if let Some(g) = self.group.get(name) {
-            for t in &g.targets {
-                if t != name {
-                    self.expand_into(t, out, depth + 1);
-                }
-            }
-        } else if self.target.contains_key(name) && !out.iter().any(|t| t == name) {
-            out.push(name.to_string());
-        }
     }
 
     /// Checks that every name is a group or target of the bake file.
     pub fn check_names(&self, names: &[String]) -> Result<()> {
         for name in names {
             if !self.group.contains_key(name) && !self.target.contains_key(name) {
-                bail!(
-                    "unknown service or group `{name}`; valid ones are: {}",
-                    self.names().join(", ")
-                );
+                bail!("unknown service or group `{name}`; valid ones are: {}", self.names().join(", "));
             }
         }
         Ok(())
@@ -167,6 +134,18 @@ pub fn graph(docker: &Cmd, vars: &[(String, String)]) -> Result<Definition> {
     print(docker, vars, &["all".to_string()])
 }
 
+/// Resolves the given groups or targets. An unknown name is reported with the valid ones, read
+/// from the whole graph (only then, to keep a normal build to one `bake --print`).
+pub fn resolve(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<Definition> {
+    match print(docker, vars, names) {
+        Ok(def) => Ok(def),
+        Err(e) => {
+            graph(docker, vars)?.check_names(names)?;
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,38 +169,20 @@ mod tests {
     }
 
     #[test]
-    fn captured_print_expands_groups_to_targets() {
+    fn captured_print_reads_groups_targets_and_lists() {
         let def = Definition::parse(PRINT_0_13).unwrap();
-        assert_eq!(
-            def.expand("production"),
-            ["backend-production", "frontend-production"]
-        );
-        assert_eq!(def.expand("frontend"), ["frontend"]);
-        let all = def.expand("all");
-        assert!(
-            all.contains(&"frontend-development".to_string())
-                && all.contains(&"backend-multiplatform".to_string())
-        );
-        assert_eq!(
-            def.target["backend-multiplatform"].platforms,
-            ["linux/amd64", "linux/arm64"]
-        );
+        assert_eq!(def.group["production"].targets, ["backend-production", "frontend-production"]);
+        assert_eq!(def.group["all"].targets, ["default", "development", "production", "multiplatform"]);
+        assert_eq!(def.target.len(), 7);
+        assert_eq!(def.target["backend-multiplatform"].platforms, ["linux/amd64", "linux/arm64"]);
         assert_eq!(def.target["backend"].cache_to[0]["mode"], "max");
     }
 
     #[test]
     fn unknown_names_list_the_valid_ones() {
         let def = Definition::parse(PRINT_0_13).unwrap();
-        let err = def
-            .check_names(&["backnd".to_string()])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("unknown service or group `backnd`; valid ones are: all, backend,"),
-            "{err}"
-        );
-        assert!(def
-            .check_names(&["multiplatform".to_string(), "backend".to_string()])
-            .is_ok());
+        let err = def.check_names(&["backnd".to_string()]).unwrap_err().to_string();
+        assert!(err.starts_with("unknown service or group `backnd`; valid ones are: all, backend,"), "{err}");
+        assert!(def.check_names(&["multiplatform".to_string(), "backend".to_string()]).is_ok());
     }
 }

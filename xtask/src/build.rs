@@ -54,7 +54,6 @@ pub struct Plan {
     pub metadata_file: PathBuf,
     pub progress: String,
     pub engine: Engine,
-    pub facts: Option<Facts>,
     /// Seconds spent resolving the plan (the xtask's own overhead before buildx starts).
     pub planned_in: f64,
 }
@@ -95,10 +94,7 @@ pub const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
 pub fn check_platforms(list: &str) -> Result<()> {
     for p in list.split(',').map(str::trim) {
         if !PLATFORMS.contains(&p) {
-            bail!(
-                "unknown platform `{p}`: this project builds for {}",
-                PLATFORMS.join(" and ")
-            );
+            bail!("unknown platform `{p}`: this project builds for {}", PLATFORMS.join(" and "));
         }
     }
     Ok(())
@@ -107,13 +103,10 @@ pub fn check_platforms(list: &str) -> Result<()> {
 /// The npm version pinned by package.json's `packageManager` (`npm@X.Y.Z`).
 pub fn npm_pin() -> Result<String> {
     let path = paths::package_json();
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let pm = json["packageManager"]
-        .as_str()
-        .with_context(|| format!("{} has no packageManager field", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let pm =
+        json["packageManager"].as_str().with_context(|| format!("{} has no packageManager field", path.display()))?;
     let version = pm
         .strip_prefix("npm@")
         .with_context(|| format!("{}: packageManager `{pm}` is not npm@X.Y.Z", path.display()))?;
@@ -128,10 +121,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     check_options(opts)?;
     let settings = Settings::load()?;
     let metadata = meta::collect(opts.version.as_deref())?;
-    let registry = opts
-        .registry
-        .clone()
-        .or_else(|| settings.get("REGISTRY").map(str::to_string));
+    let registry = opts.registry.clone().or_else(|| settings.get("REGISTRY").map(str::to_string));
     if opts.push {
         let Some(registry) = &registry else {
             bail!("--push needs a registry: pass --registry HOST:PORT or set REGISTRY in .env")
@@ -157,10 +147,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     if let Some(r) = &registry {
         vars.push(("REGISTRY".to_string(), r.clone()));
     }
-    if let Some(ca) = settings
-        .get("CA_BUNDLE")
-        .filter(|p| std::path::Path::new(p).is_file())
-    {
+    if let Some(ca) = settings.get("CA_BUNDLE").filter(|p| std::path::Path::new(p).is_file()) {
         vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
     }
     match standin::resolve(&engine, &settings, !opts.dry_run) {
@@ -171,51 +158,26 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         Err(e) if opts.dry_run => notes.push(format!("base images: {e:#}")),
         Err(e) => return Err(e),
     }
-    let definition = bake::graph(&engine.docker(), &vars)?;
-    let names: Vec<String> = if names.is_empty() {
-        vec![default_group(recipe).to_string()]
-    } else {
-        names.to_vec()
-    };
-    definition.check_names(&names)?;
-    let targets: Vec<String> =
-        names
-            .iter()
-            .flat_map(|n| definition.expand(n))
-            .fold(Vec::new(), |mut acc, t| {
-                if !acc.contains(&t) {
-                    acc.push(t);
-                }
-                acc
-            });
+    let names: Vec<String> = if names.is_empty() { vec![default_group(recipe).to_string()] } else { names.to_vec() };
+    let definition = bake::resolve(&engine.docker(), &vars, &names)?;
+    // buildx lists what was asked for as the `default` group and resolves every target in it.
+    let targets: Vec<String> = definition.target.keys().cloned().collect();
 
     let mut sets: Vec<String> = Vec::new();
     for (k, v) in settings.build_args() {
         sets.push(format!("*.args.{k}={v}"));
     }
-    let syntax = syntax_fallback(
-        &engine,
-        &settings,
-        facts.as_ref(),
-        &definition,
-        &targets,
-        opts.dry_run,
-    )?;
+    let syntax = syntax_fallback(&engine, &settings, facts.as_ref(), &definition, &targets, opts.dry_run)?;
     sets.extend(syntax.0);
     notes.extend(syntax.1);
 
-    let multi = targets
-        .iter()
-        .any(|t| definition.target[t].platforms.len() > 1);
+    let multi = targets.iter().any(|t| definition.target[t].platforms.len() > 1);
     let output = if opts.push {
         "--push"
     } else if opts.oci {
         let dir = paths::xtask_dir().join("oci");
         for t in &targets {
-            sets.push(format!(
-                "{t}.output=type=oci,dest={}",
-                dir.join(format!("{t}.tar")).display()
-            ));
+            sets.push(format!("{t}.output=type=oci,dest={}", dir.join(format!("{t}.tar")).display()));
         }
         ""
     } else {
@@ -240,14 +202,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         .envs(&client_env)
         .envs(&vars)
         .dir(paths::project_root())
-        .args([
-            "buildx",
-            "bake",
-            "--file",
-            "docker-bake.hcl",
-            "--progress",
-            "rawjson",
-        ])
+        .args(["buildx", "bake", "--file", "docker-bake.hcl", "--progress", "rawjson"])
         .args(["--metadata-file", &metadata_file.display().to_string()]);
     if let Some(b) = &opts.builder {
         bake = bake.args(["--builder", b]);
@@ -278,7 +233,6 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         metadata_file,
         progress,
         engine,
-        facts,
         planned_in: started.elapsed().as_secs_f64(),
     })
 }
@@ -296,11 +250,7 @@ fn default_group(recipe: Recipe) -> &'static str {
 fn dry_run_engine() -> Engine {
     let layout = engine::Layout::new();
     if layout.prefix.exists() {
-        Engine {
-            env: layout.client_env(),
-            private: true,
-            started_now: false,
-        }
+        Engine { env: layout.client_env(), private: true, started_now: false }
     } else {
         Engine::default()
     }
@@ -308,7 +258,10 @@ fn dry_run_engine() -> Engine {
 
 pub fn check_floors(f: &Facts) -> Result<()> {
     match &f.buildx_version {
-        None => bail!("docker buildx is missing: install the buildx plug-in {}+ (or use `cargo xtask engine up`)", engine::BUILDX_FLOOR),
+        None => bail!(
+            "docker buildx is missing: install the buildx plug-in {}+ (or use `cargo xtask engine up`)",
+            engine::BUILDX_FLOOR
+        ),
         Some(v) if *v < engine::BUILDX_FLOOR => {
             bail!("buildx {v} is below the floor {}: upgrade the docker-buildx plug-in", engine::BUILDX_FLOOR)
         }
@@ -316,10 +269,7 @@ pub fn check_floors(f: &Facts) -> Result<()> {
     }
     if let Some(v) = &f.buildkit_version {
         if *v < engine::BUILDKIT_FLOOR {
-            bail!(
-                "BuildKit {v} is below the floor {}: upgrade Docker Engine to 26 or newer",
-                engine::BUILDKIT_FLOOR
-            );
+            bail!("BuildKit {v} is below the floor {}: upgrade Docker Engine to 26 or newer", engine::BUILDKIT_FLOOR);
         }
     }
     Ok(())
@@ -327,11 +277,7 @@ pub fn check_floors(f: &Facts) -> Result<()> {
 
 /// Says exactly what stops a linux/amd64 + linux/arm64 build here.
 pub fn check_multiplatform(f: &Facts, load: bool) -> Result<()> {
-    let missing: Vec<&str> = PLATFORMS
-        .iter()
-        .copied()
-        .filter(|p| !f.platforms.iter().any(|q| q == p))
-        .collect();
+    let missing: Vec<&str> = PLATFORMS.iter().copied().filter(|p| !f.platforms.iter().any(|q| q == p)).collect();
     if !missing.is_empty() {
         bail!(
             "the builder cannot build {}: register QEMU with binfmt_misc (`cargo xtask engine up` does, or `docker run --privileged --rm tonistiigi/binfmt --install arm64`)",
@@ -347,18 +293,12 @@ pub fn check_multiplatform(f: &Facts, load: bool) -> Result<()> {
 fn check_registry(registry: &str) -> Result<()> {
     use std::net::ToSocketAddrs;
     let host_port = registry.split('/').next().unwrap_or(registry);
-    let addr = if host_port.contains(':') {
-        host_port.to_string()
-    } else {
-        format!("{host_port}:443")
-    };
+    let addr = if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:443") };
     let reachable = addr
         .to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
-        .is_some_and(|a| {
-            std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok()
-        });
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok());
     if !reachable {
         bail!("registry {registry} is unreachable for --push: start it (`cargo xtask engine up` runs one on {}) or fix --registry", engine::REGISTRY_ADDR);
     }
@@ -377,14 +317,7 @@ fn syntax_fallback(
     dry_run: bool,
 ) -> Result<(Vec<String>, Vec<String>)> {
     const FRONTEND: &str = "docker/dockerfile:1.7";
-    let probe = engine.docker().args([
-        "buildx",
-        "imagetools",
-        "inspect",
-        "--format",
-        "{{json .Manifest}}",
-        FRONTEND,
-    ]);
+    let probe = engine.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", FRONTEND]);
     if runner::read_with_timeout(&probe, std::time::Duration::from_secs(15)).is_ok() {
         return Ok((vec![], vec![]));
     }
@@ -407,13 +340,9 @@ fn syntax_fallback(
     for t in targets {
         let target = &def.target[t];
         let context = target.context.clone().unwrap_or_else(|| ".".to_string());
-        let dockerfile = target
-            .dockerfile
-            .clone()
-            .unwrap_or_else(|| "Dockerfile".to_string());
+        let dockerfile = target.dockerfile.clone().unwrap_or_else(|| "Dockerfile".to_string());
         let source = paths::project_root().join(&context).join(&dockerfile);
-        let text = std::fs::read_to_string(&source)
-            .with_context(|| format!("reading {}", source.display()))?;
+        let text = std::fs::read_to_string(&source).with_context(|| format!("reading {}", source.display()))?;
         let copy = dir.join(context.replace('/', "_")).join("Dockerfile");
         if !dry_run {
             write_atomic(&copy, strip_syntax(&text).as_bytes())?;
@@ -446,48 +375,42 @@ pub fn strip_syntax(text: &str) -> String {
 
 /// Prints the plan: what a person would paste, and the bake definition buildx resolves.
 pub fn print_plan(plan: &Plan) -> Result<()> {
-    println!(
-        "# targets: {} ({})",
-        plan.targets.join(", "),
-        plan.names.join(", ")
-    );
+    println!("# targets: {} ({})", plan.targets.join(", "), plan.names.join(", "));
     println!(
         "# version {} from {}; commit {}; date {}",
-        plan.metadata.version,
-        plan.metadata.version_source,
-        plan.metadata.git_commit,
-        plan.metadata.build_date
+        plan.metadata.version, plan.metadata.version_source, plan.metadata.git_commit, plan.metadata.build_date
     );
     for note in &plan.notes {
         println!("# note: {note}");
     }
     println!("# environment the xtask sets for buildx:");
-    for (k, v) in plan
-        .engine
-        .env
-        .iter()
-        .chain(&plan.client_env)
-        .chain(&plan.vars)
-    {
+    for (k, v) in plan.engine.env.iter().chain(&plan.client_env).chain(&plan.vars) {
         println!("export {k}={}", runner::quote(v));
     }
     println!(
         "# build arguments from .env: {}",
-        plan.build_args
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        plan.build_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     );
-    println!(
-        "# the build (the xtask shows its progress as {} and keeps a report):",
-        plan.progress
-    );
-    println!(
-        "cd {} && {}",
-        runner::quote(&paths::project_root().display().to_string()),
-        plan.bake.command_line()
-    );
+    println!("# the build (the xtask shows its progress as {} and keeps a report):", plan.progress);
+    println!("cd {} && {}", runner::quote(&paths::project_root().display().to_string()), plan.bake.command_line());
+    for (name, g) in &plan.definition.group {
+        println!("# group {name}: {}", g.targets.join(", "));
+    }
+    for (name, t) in &plan.definition.target {
+        let kinds = |entries: &[std::collections::BTreeMap<String, String>]| {
+            entries.iter().map(|e| e.get("type").cloned().unwrap_or_default()).collect::<Vec<_>>().join("+")
+        };
+        println!(
+            "# {name}: stage {}, platforms {}, tags {}, cache from {} to {}, attestations {}, output {}",
+            t.target.as_deref().unwrap_or("(last)"),
+            if t.platforms.is_empty() { "engine default".to_string() } else { t.platforms.join(",") },
+            t.tags.join(","),
+            kinds(&t.cache_from),
+            kinds(&t.cache_to),
+            if t.attest.is_empty() { "none".to_string() } else { kinds(&t.attest) },
+            if t.output.is_empty() { "from the command line".to_string() } else { kinds(&t.output) },
+        );
+    }
     println!("# the bake definition as buildx resolves it:");
     let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &plan.names);
     for pair in plan.bake.args.windows(2).filter(|w| w[0] == "--set") {
@@ -516,46 +439,23 @@ mod tests {
 
     #[test]
     fn set_needs_a_target_key_and_a_value() {
-        let opts = |s: &str| Options {
-            set: vec![s.to_string()],
-            ..Options::default()
-        };
+        let opts = |s: &str| Options { set: vec![s.to_string()], ..Options::default() };
         assert!(check_options(&opts("backend.args.X=1")).is_ok());
-        let err = check_options(&opts("backend.args.X"))
-            .unwrap_err()
-            .to_string();
-        assert_eq!(
-            err,
-            "--set `backend.args.X`: expected TARGET.KEY=VALUE, e.g. --set backend.args.X=1"
-        );
-        assert!(check_options(&opts("tags=x"))
-            .unwrap_err()
-            .to_string()
-            .contains("needs a target"));
+        let err = check_options(&opts("backend.args.X")).unwrap_err().to_string();
+        assert_eq!(err, "--set `backend.args.X`: expected TARGET.KEY=VALUE, e.g. --set backend.args.X=1");
+        assert!(check_options(&opts("tags=x")).unwrap_err().to_string().contains("needs a target"));
     }
 
     #[test]
     fn unknown_platform_and_progress_are_refused() {
-        let bad = Options {
-            set: vec!["*.platform=linux/amd64,linux/s390x".to_string()],
-            ..Options::default()
-        };
+        let bad = Options { set: vec!["*.platform=linux/amd64,linux/s390x".to_string()], ..Options::default() };
         assert_eq!(
             check_options(&bad).unwrap_err().to_string(),
             "unknown platform `linux/s390x`: this project builds for linux/amd64 and linux/arm64"
         );
-        let bad = Options {
-            progress: Some("fancy".to_string()),
-            ..Options::default()
-        };
-        assert!(check_options(&bad)
-            .unwrap_err()
-            .to_string()
-            .starts_with("--progress `fancy`"));
-        let bad = Options {
-            version: Some("one".to_string()),
-            ..Options::default()
-        };
+        let bad = Options { progress: Some("fancy".to_string()), ..Options::default() };
+        assert!(check_options(&bad).unwrap_err().to_string().starts_with("--progress `fancy`"));
+        let bad = Options { version: Some("one".to_string()), ..Options::default() };
         assert!(check_options(&bad).is_err());
     }
 
@@ -569,40 +469,25 @@ mod tests {
 
     #[test]
     fn floors_refuse_old_tools_with_a_fix() {
-        let mut f = Facts {
-            buildx_version: Some(semver::Version::new(0, 12, 1)),
-            ..Facts::default()
-        };
-        assert!(check_floors(&f)
-            .unwrap_err()
-            .to_string()
-            .contains("upgrade the docker-buildx plug-in"));
+        let mut f = Facts { buildx_version: Some(semver::Version::new(0, 12, 1)), ..Facts::default() };
+        assert!(check_floors(&f).unwrap_err().to_string().contains("upgrade the docker-buildx plug-in"));
         f.buildx_version = Some(semver::Version::new(0, 13, 1));
         f.buildkit_version = Some(semver::Version::new(0, 12, 5));
-        assert!(check_floors(&f)
-            .unwrap_err()
-            .to_string()
-            .contains("BuildKit 0.12.5 is below"));
+        assert!(check_floors(&f).unwrap_err().to_string().contains("BuildKit 0.12.5 is below"));
         f.buildkit_version = Some(semver::Version::new(0, 13, 0));
         assert!(check_floors(&f).is_ok());
     }
 
     #[test]
     fn multiplatform_check_names_what_is_missing() {
-        let mut f = Facts {
-            driver: "docker".to_string(),
-            platforms: vec!["linux/amd64".to_string()],
-            ..Facts::default()
-        };
+        let mut f =
+            Facts { driver: "docker".to_string(), platforms: vec!["linux/amd64".to_string()], ..Facts::default() };
         assert!(check_multiplatform(&f, true)
             .unwrap_err()
             .to_string()
             .contains("cannot build linux/arm64: register QEMU"));
         f.platforms.push("linux/arm64".to_string());
-        assert!(check_multiplatform(&f, true)
-            .unwrap_err()
-            .to_string()
-            .contains("classic image store"));
+        assert!(check_multiplatform(&f, true).unwrap_err().to_string().contains("classic image store"));
         assert!(check_multiplatform(&f, false).is_ok());
         f.containerd_store = true;
         assert!(check_multiplatform(&f, true).is_ok());

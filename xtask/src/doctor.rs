@@ -36,9 +36,7 @@ impl Report {
 
 fn version_of(program: &str, args: &[&str]) -> Option<String> {
     which::which(program).ok()?;
-    runner::read(&Cmd::new(program).args(args.iter().copied()))
-        .ok()
-        .map(|s| s.lines().next().unwrap_or("").to_string())
+    runner::read(&Cmd::new(program).args(args.iter().copied())).ok().map(|s| s.lines().next().unwrap_or("").to_string())
 }
 
 pub fn run() -> Result<()> {
@@ -49,23 +47,19 @@ pub fn run() -> Result<()> {
     }
     match version_of("git", &["--version"]) {
         Some(v) => r.line(Level::Ok, "git", v),
-        None => r.line(
-            Level::Fail,
-            "git",
-            "not found: install git (the build reads the commit from it)",
-        ),
+        None => r.line(Level::Fail, "git", "not found: install git (the build reads the commit from it)"),
     }
     match version_of("docker", &["--version"]) {
         Some(v) => r.line(Level::Ok, "docker cli", v),
-        None => r.line(Level::Fail, "docker cli", "not found: install the docker CLI (Debian: apt-get install docker.io or docker-ce-cli)"),
+        None => r.line(
+            Level::Fail,
+            "docker cli",
+            "not found: install the docker CLI (Debian: apt-get install docker.io or docker-ce-cli)",
+        ),
     }
     let settings = match Settings::load() {
         Ok(s) => {
-            r.line(
-                Level::Ok,
-                ".env",
-                format!("{} parses", paths::dotenv_file().display()),
-            );
+            r.line(Level::Ok, ".env", format!("{} parses", paths::dotenv_file().display()));
             s
         }
         Err(e) => {
@@ -83,9 +77,17 @@ pub fn run() -> Result<()> {
                 .is_ok_and(|t| t.contains("debian") || t.contains("ubuntu"))
                 && runner::read(&Cmd::new("id").arg("-u")).is_ok_and(|u| u == "0");
             if can_start {
-                r.line(Level::Warn, "engine", "none answers; `cargo xtask build` will start the private one (or run `cargo xtask engine up`)");
+                r.line(
+                    Level::Warn,
+                    "engine",
+                    "none answers; `cargo xtask build` will start the private one (or run `cargo xtask engine up`)",
+                );
             } else {
-                r.line(Level::Fail, "engine", "none answers: start Docker Engine 26+ (or, as root on Debian/Ubuntu, `cargo xtask engine up`)");
+                r.line(
+                    Level::Fail,
+                    "engine",
+                    "none answers: start Docker Engine 26+ (or, as root on Debian/Ubuntu, `cargo xtask engine up`)",
+                );
             }
             None
         }
@@ -96,34 +98,14 @@ pub fn run() -> Result<()> {
     settings_lines(&mut r, &settings, engine.as_ref());
     npm_lines(&mut r, engine.as_ref());
     match version_of("node", &["--version"]) {
-        Some(v) if v.starts_with("v22") => r.line(
-            Level::Ok,
-            "node",
-            format!("{v} (the images use Node.js 22)"),
-        ),
-        Some(v) => r.line(
-            Level::Warn,
-            "node",
-            format!("{v}: the images use Node.js 22; local `next dev` may differ"),
-        ),
-        None => r.line(
-            Level::Warn,
-            "node",
-            "not found: only needed for local frontend work and the frontend tests",
-        ),
+        Some(v) if v.starts_with("v22") => r.line(Level::Ok, "node", format!("{v} (the images use Node.js 22)")),
+        Some(v) => r.line(Level::Warn, "node", format!("{v}: the images use Node.js 22; local `next dev` may differ")),
+        None => r.line(Level::Warn, "node", "not found: only needed for local frontend work and the frontend tests"),
     }
     match version_of("python3", &["--version"]) {
         Some(v) if v.contains(" 3.11") => r.line(Level::Ok, "python", v),
-        Some(v) => r.line(
-            Level::Warn,
-            "python",
-            format!("{v}: the backend image uses Python 3.11"),
-        ),
-        None => r.line(
-            Level::Warn,
-            "python",
-            "python3 not found: only needed for local backend work and its tests",
-        ),
+        Some(v) => r.line(Level::Warn, "python", format!("{v}: the backend image uses Python 3.11")),
+        None => r.line(Level::Warn, "python", "python3 not found: only needed for local backend work and its tests"),
     }
     disk_line(&mut r);
     if r.failures > 0 {
@@ -137,81 +119,42 @@ fn engine_lines(r: &mut Report, engine: &Engine) {
         Ok(f) => f,
         Err(e) => return r.line(Level::Fail, "engine", format!("{e:#}")),
     };
-    r.line(
-        Level::Ok,
-        "docker",
-        format!("engine {}", facts.engine_version),
-    );
+    r.line(Level::Ok, "docker", format!("engine {}", facts.engine_version));
     match &facts.buildx_version {
         Some(v) if *v >= engine::BUILDX_FLOOR => r.line(Level::Ok, "buildx", v.to_string()),
         Some(v) => r.line(
             Level::Fail,
             "buildx",
-            format!(
-                "{v} is below {}: upgrade the docker-buildx plug-in",
-                engine::BUILDX_FLOOR
-            ),
+            format!("{v} is below {}: upgrade the docker-buildx plug-in", engine::BUILDX_FLOOR),
         ),
-        None => r.line(
-            Level::Fail,
-            "buildx",
-            "missing: install the docker-buildx plug-in (or use `cargo xtask engine up`)",
-        ),
+        None => {
+            r.line(Level::Fail, "buildx", "missing: install the docker-buildx plug-in (or use `cargo xtask engine up`)")
+        }
     }
     match &facts.buildkit_version {
-        Some(v) if *v >= engine::BUILDKIT_FLOOR => {
-            r.line(Level::Ok, "buildkit", format!("{v}{}", facts.buildkit_note))
-        }
+        Some(v) if *v >= engine::BUILDKIT_FLOOR => r.line(Level::Ok, "buildkit", format!("{v}{}", facts.buildkit_note)),
         Some(v) => r.line(
             Level::Fail,
             "buildkit",
-            format!(
-                "{v} is below {}: upgrade Docker Engine to 26+",
-                engine::BUILDKIT_FLOOR
-            ),
+            format!("{v} is below {}: upgrade Docker Engine to 26+", engine::BUILDKIT_FLOOR),
         ),
         None => r.line(Level::Warn, "buildkit", "version unknown"),
     }
     match version_of_docker(engine, &["compose", "version", "--short"]) {
-        Some(v) if v.trim_start_matches('v').starts_with('2') => {
-            r.line(Level::Ok, "compose", format!("v2 ({v})"))
-        }
-        Some(v) => r.line(
-            Level::Fail,
-            "compose",
-            format!("{v}: compose v2 is needed (the docker-compose-plugin)"),
-        ),
-        None => r.line(
-            Level::Fail,
-            "compose",
-            "missing: install the docker compose v2 plug-in",
-        ),
+        Some(v) if v.trim_start_matches('v').starts_with('2') => r.line(Level::Ok, "compose", format!("v2 ({v})")),
+        Some(v) => r.line(Level::Fail, "compose", format!("{v}: compose v2 is needed (the docker-compose-plugin)")),
+        None => r.line(Level::Fail, "compose", "missing: install the docker compose v2 plug-in"),
     }
-    let store = if facts.containerd_store {
-        "containerd image store"
-    } else {
-        "classic image store"
-    };
-    let level = if facts.containerd_store || facts.driver != "docker" {
-        Level::Ok
-    } else {
-        Level::Warn
-    };
-    r.line(
-        level,
-        "builder",
-        format!("driver {}, {store}", facts.driver),
-    );
+    let store = if facts.containerd_store { "containerd image store" } else { "classic image store" };
+    let level = if facts.containerd_store || facts.driver != "docker" { Level::Ok } else { Level::Warn };
+    r.line(level, "builder", format!("driver {}, {store}", facts.driver));
     let both = build::check_multiplatform(&facts, true);
     match both {
         Ok(()) => r.line(Level::Ok, "platforms", facts.platforms.join(", ")),
         Err(e) => r.line(
             Level::Warn,
             "platforms",
-            format!(
-                "{} (only `multiplatform` needs this): {e:#}",
-                facts.platforms.join(", ")
-            ),
+            format!("{} (only `multiplatform` needs this): {e:#}", facts.platforms.join(", ")),
         ),
     }
     r.line(Level::Ok, "binfmt", engine::binfmt_status());
@@ -251,8 +194,14 @@ fn npm_lines(r: &mut Report, engine: Option<&Engine>) {
     if let Some(engine) = engine {
         let def = crate::bake::print(&engine.docker(), &[], &["frontend".to_string()]);
         match def.ok().and_then(|d| d.target.get("frontend").and_then(|t| t.args.get("NPM_VERSION").cloned())) {
-            Some(v) if v == pin => r.line(Level::Ok, "npm pin", format!("npm@{pin} in package.json and the bake default")),
-            Some(v) => r.line(Level::Fail, "npm pin", format!("package.json pins npm@{pin} but docker-bake.hcl defaults to {v}: make them agree")),
+            Some(v) if v == pin => {
+                r.line(Level::Ok, "npm pin", format!("npm@{pin} in package.json and the bake default"))
+            }
+            Some(v) => r.line(
+                Level::Fail,
+                "npm pin",
+                format!("package.json pins npm@{pin} but docker-bake.hcl defaults to {v}: make them agree"),
+            ),
             None => r.line(Level::Warn, "npm pin", "could not read NPM_VERSION from the bake file"),
         }
     }
@@ -265,26 +214,17 @@ fn npm_lines(r: &mut Report, engine: Option<&Engine>) {
 
 fn disk_line(r: &mut Report) {
     let target = paths::project_root();
-    let out = runner::read(&Cmd::new("df").args(["-Pk", &target.display().to_string()]))
-        .unwrap_or_default();
-    let free_kb: Option<u64> = out
-        .lines()
-        .nth(1)
-        .and_then(|l| l.split_whitespace().nth(3))
-        .and_then(|v| v.parse().ok());
+    let out = runner::read(&Cmd::new("df").args(["-Pk", &target.display().to_string()])).unwrap_or_default();
+    let free_kb: Option<u64> =
+        out.lines().nth(1).and_then(|l| l.split_whitespace().nth(3)).and_then(|v| v.parse().ok());
     match free_kb {
-        Some(kb) if kb >= 10 * 1024 * 1024 => r.line(
-            Level::Ok,
-            "disk",
-            format!("{:.0} GB free", kb as f64 / 1048576.0),
-        ),
+        Some(kb) if kb >= 10 * 1024 * 1024 => {
+            r.line(Level::Ok, "disk", format!("{:.0} GB free", kb as f64 / 1048576.0))
+        }
         Some(kb) => r.line(
             Level::Fail,
             "disk",
-            format!(
-                "{:.1} GB free: builds need about 10 GB; free some space",
-                kb as f64 / 1048576.0
-            ),
+            format!("{:.1} GB free: builds need about 10 GB; free some space", kb as f64 / 1048576.0),
         ),
         None => r.line(Level::Warn, "disk", "could not read free space"),
     }

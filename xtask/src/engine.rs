@@ -32,11 +32,7 @@ struct Package {
 }
 
 const fn pkg(name: &'static str, suite: &'static str, series: &'static str) -> Package {
-    Package {
-        name,
-        suite,
-        series,
-    }
+    Package { name, suite, series }
 }
 
 /// What the private engine is made of (see ../shared/docs/engine-facts.md for why each suite:
@@ -79,8 +75,7 @@ impl Engine {
     pub fn describe(&self) -> String {
         match self.env.iter().find(|(k, _)| k == "DOCKER_HOST") {
             Some((_, host)) => host.clone(),
-            None => std::env::var("DOCKER_HOST")
-                .unwrap_or_else(|_| "the current docker context".to_string()),
+            None => std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".to_string()),
         }
     }
 }
@@ -96,15 +91,8 @@ pub struct Layout {
 impl Layout {
     pub fn new() -> Layout {
         let root = paths::engine_dir();
-        let run = PathBuf::from(format!(
-            "/run/xtask-engine-{:08x}",
-            short_hash(&root.display().to_string())
-        ));
-        Layout {
-            prefix: root.join("prefix"),
-            root,
-            run,
-        }
+        let run = PathBuf::from(format!("/run/xtask-engine-{:08x}", short_hash(&root.display().to_string())));
+        Layout { prefix: root.join("prefix"), root, run }
     }
     fn socket(&self) -> PathBuf {
         self.run.join("docker.sock")
@@ -131,23 +119,15 @@ impl Layout {
     /// The variables that point the docker CLI at the private engine and its plug-ins.
     pub fn client_env(&self) -> Vec<(String, String)> {
         vec![
-            (
-                "DOCKER_HOST".to_string(),
-                format!("unix://{}", self.socket().display()),
-            ),
-            (
-                "DOCKER_CONFIG".to_string(),
-                self.docker_config().display().to_string(),
-            ),
+            ("DOCKER_HOST".to_string(), format!("unix://{}", self.socket().display())),
+            ("DOCKER_CONFIG".to_string(), self.docker_config().display().to_string()),
         ]
     }
 }
 
 fn short_hash(s: &str) -> u32 {
     // FNV-1a: stable across Rust versions, unlike std's hasher.
-    s.bytes().fold(0x811c9dc5u32, |h, b| {
-        (h ^ b as u32).wrapping_mul(0x01000193)
-    })
+    s.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193))
 }
 
 /// The engine to build with: the one the environment already reaches, else the private one if it
@@ -157,29 +137,22 @@ pub fn connect(settings: &Settings, start: bool) -> Result<Engine> {
         return Ok(Engine::default());
     }
     let layout = Layout::new();
-    let private = Engine {
-        env: layout.client_env(),
-        private: true,
-        started_now: false,
-    };
+    let private = Engine { env: layout.client_env(), private: true, started_now: false };
     if private_running(&layout) && answers(&private.docker()) {
         return Ok(private);
     }
     if !start {
         bail!("no Docker engine answers (DOCKER_HOST or the current context); start one with `cargo xtask engine up`")
     }
-    eprintln!("xtask: no Docker engine answered; starting the project's private engine (`cargo xtask engine down` stops it)");
+    eprintln!(
+        "xtask: no Docker engine answered; starting the project's private engine (`cargo xtask engine down` stops it)"
+    );
     up_private(&layout, settings)?;
-    Ok(Engine {
-        started_now: true,
-        ..private
-    })
+    Ok(Engine { started_now: true, ..private })
 }
 
 fn answers(docker: &Cmd) -> bool {
-    let probe = docker
-        .clone()
-        .args(["version", "--format", "{{.Server.Version}}"]);
+    let probe = docker.clone().args(["version", "--format", "{{.Server.Version}}"]);
     runner::read_with_timeout(&probe, Duration::from_secs(10)).is_ok()
 }
 
@@ -200,12 +173,8 @@ fn pid_is_ours(pid: u32, layout: &Layout) -> bool {
 /// `engine up`.
 pub fn up(settings: &Settings) -> Result<()> {
     if answers(&Cmd::new("docker")) {
-        let version =
-            runner::read(&Cmd::new("docker").args(["version", "--format", "{{.Server.Version}}"]))?;
-        println!(
-            "an engine already answers ({}, Docker {version}); nothing to start",
-            Engine::default().describe()
-        );
+        let version = runner::read(&Cmd::new("docker").args(["version", "--format", "{{.Server.Version}}"]))?;
+        println!("an engine already answers ({}, Docker {version}); nothing to start", Engine::default().describe());
         return Ok(());
     }
     let layout = Layout::new();
@@ -226,8 +195,7 @@ fn up_private(layout: &Layout, settings: &Settings) -> Result<()> {
     std::fs::create_dir_all(&layout.root)?;
     // Two `up`s at once: the second waits here, then finds the engine running.
     let lock = File::create(layout.root.join("lock")).context("creating the engine lock file")?;
-    lock.lock()
-        .context("waiting for another `engine up` to finish")?;
+    lock.lock().context("waiting for another `engine up` to finish")?;
     if private_running(layout) {
         return Ok(());
     }
@@ -247,10 +215,9 @@ fn check_host() -> Result<()> {
         bail!("no Docker engine answers and a private one needs Linux: {steps}");
     }
     let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
-    let debian_like = os.lines().any(|l| {
-        (l.starts_with("ID=") || l.starts_with("ID_LIKE="))
-            && (l.contains("debian") || l.contains("ubuntu"))
-    });
+    let debian_like = os
+        .lines()
+        .any(|l| (l.starts_with("ID=") || l.starts_with("ID_LIKE=")) && (l.contains("debian") || l.contains("ubuntu")));
     if !debian_like || which::which("apt-get").is_err() || which::which("dpkg-deb").is_err() {
         bail!("no Docker engine answers and a private one needs Debian or Ubuntu with apt-get: {steps}");
     }
@@ -293,8 +260,7 @@ pub fn debian_mirror() -> Result<String> {
 
 /// Finds the URI of a Debian archive (not the security one) in one-line or deb822 apt sources.
 pub fn mirror_from_sources(text: &str) -> Option<String> {
-    let good =
-        |uri: &str| uri.starts_with("http") && uri.trim_end_matches('/').ends_with("/debian");
+    let good = |uri: &str| uri.starts_with("http") && uri.trim_end_matches('/').ends_with("/debian");
     for line in text.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
         if words.first() == Some(&"deb") {
@@ -336,10 +302,7 @@ fn install_prefix(layout: &Layout) -> Result<()> {
             .args([
                 "-q",
                 "-o",
-                &format!(
-                    "Dir::Etc::SourceList={}",
-                    apt.join("sources.list").display()
-                ),
+                &format!("Dir::Etc::SourceList={}", apt.join("sources.list").display()),
                 "-o",
                 "Dir::Etc::SourceParts=/dev/null",
                 "-o",
@@ -355,25 +318,13 @@ fn install_prefix(layout: &Layout) -> Result<()> {
             .dir(&debs)
     };
     let arch = host_arch()?;
-    let missing: Vec<&Package> = PACKAGES
-        .iter()
-        .filter(|p| find_deb(&debs, p.name).is_none())
-        .collect();
+    let missing: Vec<&Package> = PACKAGES.iter().filter(|p| find_deb(&debs, p.name).is_none()).collect();
     if !missing.is_empty() {
-        eprintln!(
-            "xtask: fetching {} engine packages from the Debian archive",
-            missing.len()
-        );
-        runner::run_quiet(&apt_get(&["update"]))
-            .context("reading the Debian archive's package lists")?;
+        eprintln!("xtask: fetching {} engine packages from the Debian archive", missing.len());
+        runner::run_quiet(&apt_get(&["update"])).context("reading the Debian archive's package lists")?;
         for p in missing {
             runner::run_quiet(&apt_get(&["download", &format!("{}/{}", p.name, p.suite)]))
-                .with_context(|| {
-                    format!(
-                        "downloading package {} from Debian {} (rerun to resume)",
-                        p.name, p.suite
-                    )
-                })?;
+                .with_context(|| format!("downloading package {} from Debian {} (rerun to resume)", p.name, p.suite))?;
         }
     }
     let partial = layout.root.join("prefix.partial");
@@ -381,8 +332,7 @@ fn install_prefix(layout: &Layout) -> Result<()> {
         std::fs::remove_dir_all(&partial)?;
     }
     for p in PACKAGES {
-        let deb = find_deb(&debs, p.name)
-            .with_context(|| format!("package {} missing after download", p.name))?;
+        let deb = find_deb(&debs, p.name).with_context(|| format!("package {} missing after download", p.name))?;
         let version = deb_version(&deb);
         if !series_matches(&version, p.series) {
             bail!(
@@ -390,19 +340,11 @@ fn install_prefix(layout: &Layout) -> Result<()> {
                 p.name, p.suite, p.series
             );
         }
-        runner::run(
-            &Cmd::new("dpkg-deb")
-                .arg("-x")
-                .arg(deb.display().to_string())
-                .arg(partial.display().to_string()),
-        )?;
+        runner::run(&Cmd::new("dpkg-deb").arg("-x").arg(deb.display().to_string()).arg(partial.display().to_string()))?;
     }
     // Debian chooses iptables' backend with update-alternatives; the prefix has none, so link
     // the legacy backend, which needs no nftables support in the kernel.
-    for (link, target) in [
-        ("iptables", "xtables-legacy-multi"),
-        ("ip6tables", "xtables-legacy-multi"),
-    ] {
+    for (link, target) in [("iptables", "xtables-legacy-multi"), ("ip6tables", "xtables-legacy-multi")] {
         let path = partial.join("usr/sbin").join(link);
         let _ = std::fs::remove_file(&path);
         std::os::unix::fs::symlink(target, &path)?;
@@ -418,41 +360,23 @@ fn install_prefix(layout: &Layout) -> Result<()> {
     for name in ["docker-buildx", "docker-compose"] {
         let link = plugins.join(name);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(
-            layout
-                .prefix
-                .join("usr/libexec/docker/cli-plugins")
-                .join(name),
-            &link,
-        )?;
+        std::os::unix::fs::symlink(layout.prefix.join("usr/libexec/docker/cli-plugins").join(name), &link)?;
     }
     Ok(())
 }
 
 fn find_deb(dir: &Path, name: &str) -> Option<PathBuf> {
     let prefix = format!("{name}_");
-    std::fs::read_dir(dir)
-        .ok()?
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| {
-            p.file_name().is_some_and(|f| {
-                f.to_string_lossy().starts_with(&prefix) && f.to_string_lossy().ends_with(".deb")
-            })
-        })
+    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| {
+        p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(&prefix) && f.to_string_lossy().ends_with(".deb"))
+    })
 }
 
 /// The version in a downloaded file name (`name_1%3a7.2+dfsg-7_amd64.deb` is `7.2+dfsg-7`).
 pub fn deb_version(deb: &Path) -> String {
     let name = deb.file_name().unwrap_or_default().to_string_lossy();
-    let version = name
-        .split('_')
-        .nth(1)
-        .unwrap_or_default()
-        .replace("%3a", ":");
-    version
-        .split_once(':')
-        .map_or(version.clone(), |(_, v)| v.to_string())
+    let version = name.split('_').nth(1).unwrap_or_default().replace("%3a", ":");
+    version.split_once(':').map_or(version.clone(), |(_, v)| v.to_string())
 }
 
 pub fn series_matches(version: &str, series: &str) -> bool {
@@ -466,13 +390,8 @@ pub fn series_matches(version: &str, series: &str) -> bool {
 fn register_binfmt(layout: &Layout) -> Result<()> {
     let dir = Path::new("/proc/sys/fs/binfmt_misc");
     if !dir.join("register").exists() {
-        runner::run(&Cmd::new("mount").args([
-            "-t",
-            "binfmt_misc",
-            "binfmt_misc",
-            "/proc/sys/fs/binfmt_misc",
-        ]))
-        .context("mounting binfmt_misc (needed to run arm64 steps under QEMU)")?;
+        runner::run(&Cmd::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"]))
+            .context("mounting binfmt_misc (needed to run arm64 steps under QEMU)")?;
     }
     let (name, magic, mask) = binfmt_entry(&host_arch()?);
     if dir.join(name).exists() {
@@ -480,28 +399,18 @@ fn register_binfmt(layout: &Layout) -> Result<()> {
     }
     let interpreter = layout.bin(&format!("{name}-static"));
     let line = format!(":{name}:M::{magic}:{mask}:{}:F", interpreter.display());
-    std::fs::write(dir.join("register"), line)
-        .with_context(|| format!("registering {name} with binfmt_misc"))?;
+    std::fs::write(dir.join("register"), line).with_context(|| format!("registering {name} with binfmt_misc"))?;
     std::fs::write(layout.binfmt_marker(), name)?;
     Ok(())
 }
 
 /// The binfmt_misc name, ELF magic and mask of the architecture the host cannot run natively.
 fn binfmt_entry(host: &str) -> (&'static str, &'static str, &'static str) {
-    const MASK: &str =
-        r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff";
+    const MASK: &str = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff";
     if host == "arm64" {
-        (
-            "qemu-x86_64",
-            r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00",
-            MASK,
-        )
+        ("qemu-x86_64", r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00", MASK)
     } else {
-        (
-            "qemu-aarch64",
-            r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00",
-            MASK,
-        )
+        ("qemu-aarch64", r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00", MASK)
     }
 }
 
@@ -516,10 +425,7 @@ fn prefix_env(layout: &Layout) -> Result<Vec<(String, String)>> {
     Ok(vec![
         ("PATH".to_string(), path),
         ("LD_LIBRARY_PATH".to_string(), libs.display().to_string()),
-        (
-            "XTABLES_LIBDIR".to_string(),
-            libs.join("xtables").display().to_string(),
-        ),
+        ("XTABLES_LIBDIR".to_string(), libs.join("xtables").display().to_string()),
     ])
 }
 
@@ -527,18 +433,12 @@ fn start_dockerd(layout: &Layout, settings: &Settings) -> Result<()> {
     let data = layout.root.join("data");
     std::fs::create_dir_all(&data)?;
     let config = layout.root.join("daemon.json");
-    write_atomic(
-        &config,
-        br#"{"features": {"containerd-snapshotter": true}}"#,
-    )?;
+    write_atomic(&config, br#"{"features": {"containerd-snapshotter": true}}"#)?;
     let log = layout.root.join("dockerd.log");
     let dockerd = Cmd::new(layout.bin("dockerd").display().to_string())
         .args(["--config-file", &config.display().to_string()])
         .args(["--data-root", &data.display().to_string()])
-        .args([
-            "--exec-root",
-            &layout.run.join("exec").display().to_string(),
-        ])
+        .args(["--exec-root", &layout.run.join("exec").display().to_string()])
         .args(["--pidfile", &layout.dockerd_pid().display().to_string()])
         .args(["--host", &format!("unix://{}", layout.socket().display())])
         .envs(&prefix_env(layout)?)
@@ -550,10 +450,7 @@ fn start_dockerd(layout: &Layout, settings: &Settings) -> Result<()> {
     while !answers(&docker) {
         if started.elapsed() > Duration::from_secs(60) {
             let tail = runner::last_lines(&std::fs::read_to_string(&log).unwrap_or_default(), 8);
-            bail!(
-                "the private dockerd did not answer within 60s; last lines of {}:\n{tail}",
-                log.display()
-            );
+            bail!("the private dockerd did not answer within 60s; last lines of {}:\n{tail}", log.display());
         }
         std::thread::sleep(Duration::from_millis(250));
     }
@@ -573,8 +470,8 @@ fn start_registry(layout: &Layout) -> Result<()> {
         storage.display()
     );
     write_atomic(&config, yaml.as_bytes())?;
-    let cmd = Cmd::new(layout.bin("docker-registry").display().to_string())
-        .args(["serve", &config.display().to_string()]);
+    let cmd =
+        Cmd::new(layout.bin("docker-registry").display().to_string()).args(["serve", &config.display().to_string()]);
     let pid = runner::spawn_daemon(&cmd, &layout.root.join("registry.log"))?;
     write_atomic(&layout.registry_pid(), format!("{pid}\n").as_bytes())?;
     let started = Instant::now();
@@ -594,10 +491,7 @@ fn start_registry(layout: &Layout) -> Result<()> {
 pub fn down() -> Result<()> {
     let layout = Layout::new();
     let mut stopped = 0;
-    for (what, file) in [
-        ("registry", layout.registry_pid()),
-        ("dockerd", layout.dockerd_pid()),
-    ] {
+    for (what, file) in [("registry", layout.registry_pid()), ("dockerd", layout.dockerd_pid())] {
         let Some(pid) = read_pid(&file) else { continue };
         if !pid_is_ours(pid, &layout) {
             eprintln!("xtask: {what}'s pid file names {pid}, which is not ours any more; leaving it alone");
@@ -619,8 +513,7 @@ pub fn down() -> Result<()> {
     if let Ok(name) = std::fs::read_to_string(layout.binfmt_marker()) {
         let entry = Path::new("/proc/sys/fs/binfmt_misc").join(name.trim());
         if entry.exists() {
-            std::fs::write(&entry, "-1")
-                .with_context(|| format!("unregistering {}", entry.display()))?;
+            std::fs::write(&entry, "-1").with_context(|| format!("unregistering {}", entry.display()))?;
         }
         let _ = std::fs::remove_file(layout.binfmt_marker());
     }
@@ -644,21 +537,9 @@ pub struct Facts {
 }
 
 pub fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
-    let mut f = Facts {
-        endpoint: engine.describe(),
-        ..Facts::default()
-    };
-    f.engine_version =
-        runner::read(
-            &engine
-                .docker()
-                .args(["version", "--format", "{{.Server.Version}}"]),
-        )?;
-    let info = runner::read(
-        &engine
-            .docker()
-            .args(["info", "--format", "{{json .DriverStatus}}"]),
-    )?;
+    let mut f = Facts { endpoint: engine.describe(), ..Facts::default() };
+    f.engine_version = runner::read(&engine.docker().args(["version", "--format", "{{.Server.Version}}"]))?;
+    let info = runner::read(&engine.docker().args(["info", "--format", "{{json .DriverStatus}}"]))?;
     f.containerd_store = info.contains("io.containerd.snapshotter");
     if let Ok(v) = runner::read(&engine.docker().args(["buildx", "version"])) {
         f.buildx_version = parse_buildx_version(&v);
@@ -677,10 +558,7 @@ pub fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
         // Distribution builds of dockerd report BuildKit as v0.0.0+unknown; the engine's own
         // version tells which BuildKit it embeds.
         f.buildkit_version = buildkit_of_engine(&f.engine_version);
-        f.buildkit_note = format!(
-            " (embedded in Docker {}; the engine does not report it)",
-            f.engine_version
-        );
+        f.buildkit_note = format!(" (embedded in Docker {}; the engine does not report it)", f.engine_version);
     }
     Ok(f)
 }
@@ -693,14 +571,8 @@ pub fn parse_buildx_version(text: &str) -> Option<Version> {
 /// Reads `1.2.3`, `v1.2.3`, `1.2.3+ds1` or `26.1.5+dfsg1` as a plain semver version.
 pub fn loose_version(text: &str) -> Option<Version> {
     let core = text.trim().trim_start_matches('v');
-    let core: String = core
-        .chars()
-        .take_while(|c| c.is_ascii_digit() || *c == '.')
-        .collect();
-    let mut parts = core
-        .split('.')
-        .filter(|p| !p.is_empty())
-        .map(|p| p.parse::<u64>());
+    let core: String = core.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let mut parts = core.split('.').filter(|p| !p.is_empty()).map(|p| p.parse::<u64>());
     let major = parts.next()?.ok()?;
     let minor = parts.next().unwrap_or(Ok(0)).ok()?;
     let patch = parts.next().unwrap_or(Ok(0)).ok()?;
@@ -710,24 +582,13 @@ pub fn loose_version(text: &str) -> Option<Version> {
 /// The driver, the BuildKit version (None when unknown) and the platforms from `buildx inspect`.
 pub fn parse_inspect(text: &str) -> (String, Option<Version>, Vec<String>) {
     let field = |name: &str| {
-        text.lines().find_map(|l| {
-            l.trim()
-                .strip_prefix(name)
-                .map(|v| v.trim_start_matches(':').trim().to_string())
-        })
+        text.lines().find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
     };
     let driver = field("Driver:").unwrap_or_default();
-    let buildkit = field("BuildKit version:")
-        .or_else(|| field("Buildkit:"))
-        .and_then(|v| loose_version(&v));
+    let buildkit = field("BuildKit version:").or_else(|| field("Buildkit:")).and_then(|v| loose_version(&v));
     let buildkit = buildkit.filter(|v| *v != Version::new(0, 0, 0));
     let platforms = field("Platforms:")
-        .map(|p| {
-            p.split(',')
-                .map(|s| s.trim().trim_end_matches('*').to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        })
+        .map(|p| p.split(',').map(|s| s.trim().trim_end_matches('*').to_string()).filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     (driver, buildkit, platforms)
 }
@@ -756,42 +617,19 @@ pub fn status(settings: &Settings) -> Result<()> {
     let layout = Layout::new();
     let f = facts(&engine, None)?;
     let show = |v: &Option<Version>| v.as_ref().map_or("unknown".to_string(), Version::to_string);
-    let owner = if engine.private {
-        "private engine of this checkout"
-    } else {
-        "not managed by the xtask"
-    };
-    println!(
-        "engine     {} (Docker {}, {owner})",
-        f.endpoint, f.engine_version
-    );
-    println!(
-        "buildkit   {}{}",
-        show(&f.buildkit_version),
-        f.buildkit_note
-    );
+    let owner = if engine.private { "private engine of this checkout" } else { "not managed by the xtask" };
+    println!("engine     {} (Docker {}, {owner})", f.endpoint, f.engine_version);
+    println!("buildkit   {}{}", show(&f.buildkit_version), f.buildkit_note);
     println!("buildx     {}", show(&f.buildx_version));
-    println!(
-        "store      {}",
-        if f.containerd_store {
-            "containerd image store"
-        } else {
-            "classic (graph driver)"
-        }
-    );
+    println!("store      {}", if f.containerd_store { "containerd image store" } else { "classic (graph driver)" });
     println!("builder    driver {}", f.driver);
     println!("platforms  {}", f.platforms.join(", "));
-    let registry =
-        match std::net::TcpStream::connect_timeout(&REGISTRY_ADDR.parse()?, Duration::from_secs(1))
-        {
-            Ok(_) => format!("{REGISTRY_ADDR} answers"),
-            Err(_) => format!("{REGISTRY_ADDR} does not answer"),
-        };
+    let registry = match std::net::TcpStream::connect_timeout(&REGISTRY_ADDR.parse()?, Duration::from_secs(1)) {
+        Ok(_) => format!("{REGISTRY_ADDR} answers"),
+        Err(_) => format!("{REGISTRY_ADDR} does not answer"),
+    };
     let pid = read_pid(&layout.registry_pid()).filter(|p| pid_is_ours(*p, &layout));
-    println!(
-        "registry   {registry}{}",
-        pid.map_or(String::new(), |p| format!(" (private, pid {p})"))
-    );
+    println!("registry   {registry}{}", pid.map_or(String::new(), |p| format!(" (private, pid {p})")));
     println!("binfmt     {}", binfmt_status());
     Ok(())
 }
@@ -813,14 +651,8 @@ pub fn binfmt_status() -> String {
         .iter()
         .map(|n| {
             let text = std::fs::read_to_string(dir.join(n)).unwrap_or_default();
-            let flags = text
-                .lines()
-                .find_map(|l| l.strip_prefix("flags: "))
-                .unwrap_or("");
-            format!(
-                "{n} ({}, flags {flags})",
-                text.lines().next().unwrap_or("?")
-            )
+            let flags = text.lines().find_map(|l| l.strip_prefix("flags: ")).unwrap_or("");
+            format!("{n} ({}, flags {flags})", text.lines().next().unwrap_or("?"))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -833,26 +665,15 @@ mod tests {
     #[test]
     fn mirror_is_read_from_either_apt_format() {
         let one_line = "# x\ndeb [arch=amd64] http://mirror.example/debian bookworm main\n";
-        assert_eq!(
-            mirror_from_sources(one_line).as_deref(),
-            Some("http://mirror.example/debian")
-        );
+        assert_eq!(mirror_from_sources(one_line).as_deref(), Some("http://mirror.example/debian"));
         let deb822 = "Types: deb\nURIs: http://m.example/debian-security\n\nTypes: deb\nURIs: http://m.example/debian/\nSuites: bookworm\n";
-        assert_eq!(
-            mirror_from_sources(deb822).as_deref(),
-            Some("http://m.example/debian")
-        );
-        assert_eq!(
-            mirror_from_sources("deb http://archive.example/ubuntu jammy main"),
-            None
-        );
+        assert_eq!(mirror_from_sources(deb822).as_deref(), Some("http://m.example/debian"));
+        assert_eq!(mirror_from_sources("deb http://archive.example/ubuntu jammy main"), None);
     }
 
     #[test]
     fn deb_versions_lose_their_epoch_and_match_series() {
-        let v = deb_version(Path::new(
-            "/x/qemu-user-static_1%3a7.2+dfsg-7+deb12u18+b3_amd64.deb",
-        ));
+        let v = deb_version(Path::new("/x/qemu-user-static_1%3a7.2+dfsg-7+deb12u18+b3_amd64.deb"));
         assert_eq!(v, "7.2+dfsg-7+deb12u18+b3");
         assert!(series_matches(&v, "7.2"));
         assert!(series_matches("26.1.5+dfsg1-9", "26.1"));
@@ -866,10 +687,7 @@ mod tests {
             parse_buildx_version("github.com/docker/buildx 0.13.1+ds1 0.13.1+ds1-3"),
             Some(Version::new(0, 13, 1))
         );
-        assert_eq!(
-            parse_buildx_version("github.com/docker/buildx v0.29.1 a0b1c2"),
-            Some(Version::new(0, 29, 1))
-        );
+        assert_eq!(parse_buildx_version("github.com/docker/buildx v0.29.1 a0b1c2"), Some(Version::new(0, 29, 1)));
         assert_eq!(parse_buildx_version("garbage"), None);
     }
 
@@ -881,17 +699,13 @@ mod tests {
         assert_eq!(driver, "docker");
         assert_eq!(buildkit, None);
         assert_eq!(platforms, ["linux/amd64", "linux/amd64/v2", "linux/arm64"]);
-        let (_, buildkit, _) =
-            parse_inspect("Driver: docker-container\nBuildKit version: v0.16.0\n");
+        let (_, buildkit, _) = parse_inspect("Driver: docker-container\nBuildKit version: v0.16.0\n");
         assert_eq!(buildkit, Some(Version::new(0, 16, 0)));
     }
 
     #[test]
     fn engine_versions_map_to_their_buildkit() {
-        assert_eq!(
-            buildkit_of_engine("26.1.5+dfsg1"),
-            Some(Version::new(0, 13, 0))
-        );
+        assert_eq!(buildkit_of_engine("26.1.5+dfsg1"), Some(Version::new(0, 13, 0)));
         assert!(buildkit_of_engine("25.0.3").unwrap() < BUILDKIT_FLOOR);
         assert!(buildkit_of_engine("28.2.2").unwrap() >= BUILDKIT_FLOOR);
         assert_eq!(buildkit_of_engine("nonsense"), None);
@@ -901,9 +715,6 @@ mod tests {
     fn each_host_registers_the_other_architecture() {
         assert_eq!(binfmt_entry("amd64").0, "qemu-aarch64");
         assert_eq!(binfmt_entry("arm64").0, "qemu-x86_64");
-        assert!(
-            binfmt_entry("amd64").1.ends_with(r"\xb7\x00"),
-            "EM_AARCH64 is 0xb7"
-        );
+        assert!(binfmt_entry("amd64").1.ends_with(r"\xb7\x00"), "EM_AARCH64 is 0xb7");
     }
 }

@@ -48,31 +48,15 @@ fn main() {
             }
             Ok(())
         }
-        XtaskCmd::Build(f) => build::run(
-            Recipe::Local,
-            &f.names,
-            &options!(f, push: false, oci: false),
-        ),
-        XtaskCmd::Backend(f) => build::run(
-            Recipe::Local,
-            &["backend".to_string()],
-            &options!(f, push: false, oci: false),
-        ),
-        XtaskCmd::Frontend(f) => build::run(
-            Recipe::Local,
-            &["frontend".to_string()],
-            &options!(f, push: false, oci: false),
-        ),
-        XtaskCmd::Production(f) => build::run(
-            Recipe::Production,
-            &[],
-            &options!(f, push: f.push, oci: false),
-        ),
-        XtaskCmd::Multiplatform(f) => build::run(
-            Recipe::Multiplatform,
-            &[],
-            &options!(f, push: f.push, oci: f.oci),
-        ),
+        XtaskCmd::Build(f) => build::run(Recipe::Local, &f.names, &options!(f, push: false, oci: false)),
+        XtaskCmd::Backend(f) => {
+            build::run(Recipe::Local, &["backend".to_string()], &options!(f, push: false, oci: false))
+        }
+        XtaskCmd::Frontend(f) => {
+            build::run(Recipe::Local, &["frontend".to_string()], &options!(f, push: false, oci: false))
+        }
+        XtaskCmd::Production(f) => build::run(Recipe::Production, &[], &options!(f, push: f.push, oci: false)),
+        XtaskCmd::Multiplatform(f) => build::run(Recipe::Multiplatform, &[], &options!(f, push: f.push, oci: f.oci)),
         XtaskCmd::Print(f) => {
             let opts = Options {
                 dry_run: true,
@@ -82,11 +66,7 @@ fn main() {
                 version: f.version.clone(),
                 ..Options::default()
             };
-            build::run(
-                Recipe::Local,
-                &f.name.into_iter().collect::<Vec<_>>(),
-                &opts,
-            )
+            build::run(Recipe::Local, &f.name.into_iter().collect::<Vec<_>>(), &opts)
         }
         XtaskCmd::Doctor(_) => doctor::run(),
         XtaskCmd::Engine(f) => settings::Settings::load().and_then(|s| match f.subcommand {

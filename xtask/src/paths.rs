@@ -5,20 +5,17 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 /// The workspace root, found from this crate's manifest so that `cargo xtask` works from any
-/// folder of the checkout.
+/// folder of the checkout. `XTASK_PROJECT_ROOT` points the recipes at another copy of the sources
+/// (the benchmark's and the tests' scratch copies); the engine always stays with the checkout.
 pub fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives one level below the root")
-        .to_path_buf()
+    match std::env::var_os("XTASK_PROJECT_ROOT") {
+        Some(dir) => PathBuf::from(dir),
+        None => checkout_root(),
+    }
 }
 
-pub fn bake_file() -> PathBuf {
-    project_root().join("docker-bake.hcl")
-}
-
-pub fn compose_file() -> PathBuf {
-    project_root().join("docker-compose.yml")
+fn checkout_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one level below the root").to_path_buf()
 }
 
 pub fn dotenv_file() -> PathBuf {
@@ -44,24 +41,18 @@ pub fn history_file() -> PathBuf {
 
 /// The private engine's prefix, state and logs.
 pub fn engine_dir() -> PathBuf {
-    project_root().join("target").join("engine")
+    checkout_root().join("target").join("engine")
 }
 
 /// Writes a file atomically: a temporary file in the same folder, then a rename, so a reader
 /// never sees half a file and an interrupted write leaves the old one intact.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .context("a file to write needs a parent folder")?;
+    let dir = path.parent().context("a file to write needs a parent folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .context("a file to write needs a name")?
-        .to_string_lossy();
+    let name = path.file_name().context("a file to write needs a name")?.to_string_lossy();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }
 
 #[cfg(test)]
@@ -75,10 +66,7 @@ mod tests {
         write_atomic(&file, b"first").unwrap();
         write_atomic(&file, b"second").unwrap();
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "second");
-        let names: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
         std::fs::remove_dir_all(dir).unwrap();
     }

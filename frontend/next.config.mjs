@@ -1,0 +1,20 @@
+/** @type {import('next').NextConfig} */
+const nextConfig = {
+  // Self-contained server (server.js + traced node_modules) for the production image.
+  output: 'standalone',
+  // No image optimisation at run time: the app serves no raster images through
+  // next/image, and this keeps the native image library out of the server bundle.
+  images: { unoptimized: true },
+  // The image optimiser's native library (sharp and its per-platform @img/*
+  // binaries) would otherwise be traced into the standalone server. It is
+  // never loaded with unoptimised images, and the copy from the build machine
+  // would be for the wrong platform in a cross-built image. The '*' key also
+  // matches Next.js's own server trace ('next-server'), not only the routes.
+  outputFileTracingExcludes: {
+    '*': ['**/node_modules/sharp/**/*', '**/node_modules/@img/**/*'],
+  },
+  poweredByHeader: false,
+  reactStrictMode: true,
+};
+
+export default nextConfig;

@@ -1,7 +1,271 @@
-//! `cargo xtask bench`: build scenarios measured in a scratch copy of the sources.
+//! `cargo xtask bench`: the build scenarios that matter, measured in a scratch copy of the
+//! sources (the user's files are never touched), each run through the xtask itself so its own
+//! overhead is measured too. Writes a Markdown table to `target/xtask/bench.md`.
 
-use anyhow::{bail, Result};
+use std::path::{Path, PathBuf};
 
-pub fn run(_names: &[String], _runs: usize) -> Result<()> {
-    bail!("bench is not implemented yet (issue 5 stays open)")
+use anyhow::{bail, Context, Result};
+
+use crate::paths::{self, write_atomic};
+use crate::report::{self, BuildReport};
+use crate::runner::{self, Cmd};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scenario {
+    Cold,
+    Warm,
+    Source,
+    Deps,
+    Metadata,
+}
+
+const SCENARIOS: [(Scenario, &str); 5] = [
+    (Scenario::Cold, "cold (no layer cache, empty cache mounts)"),
+    (Scenario::Warm, "warm, no change"),
+    (Scenario::Source, "source-only change"),
+    (Scenario::Deps, "dependency-manifest change"),
+    (Scenario::Metadata, "metadata-only change (new BUILD_DATE)"),
+];
+
+/// One measured build.
+struct Sample {
+    wall: f64,
+    buildx: f64,
+    run_executed: usize,
+    dep_steps_executed: usize,
+}
+
+pub fn run(names: &[String], runs: usize) -> Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let names: Vec<String> = if names.is_empty() { vec!["backend".into(), "frontend".into()] } else { names.to_vec() };
+    let scratch = scratch_copy()?;
+    let mut samples: Vec<Vec<Sample>> = SCENARIOS.iter().map(|_| Vec::new()).collect();
+    // Warm the scratch copy's caches once, so the first `warm` run measures what it says.
+    build(&scratch, &names, &[], &[])?;
+    for round in 0..runs {
+        for (i, (scenario, label)) in SCENARIOS.iter().enumerate() {
+            eprintln!("bench: round {}/{runs}: {label}", round + 1);
+            let mut extra_args: Vec<String> = Vec::new();
+            let mut env: Vec<(String, String)> = Vec::new();
+            match scenario {
+                Scenario::Cold => {
+                    // Layer cache off and a cache-mount namespace of its own: cold for this
+                    // project only, without pruning anything another project relies on.
+                    extra_args.push("--no-cache".into());
+                    env.push(("BUILDKIT_CACHE_MOUNT_NS".into(), format!("bench-cold-{}-{round}", std::process::id())));
+                }
+                Scenario::Warm => {}
+                Scenario::Source => touch_sources(&scratch, round)?,
+                Scenario::Deps => touch_manifests(&scratch, round)?,
+                Scenario::Metadata => {
+                    env.push(("SOURCE_DATE_EPOCH".into(), (1_700_000_000 + round * 86_400).to_string()))
+                }
+            }
+            let r = build(&scratch, &names, &extra_args, &env)?;
+            samples[i].push(sample(&r));
+            if *scenario == Scenario::Cold {
+                // The next scenarios compare against a warm cache in the normal namespace.
+                build(&scratch, &names, &[], &[])?;
+            }
+        }
+    }
+    let table = markdown(&names, runs, &samples);
+    let out = paths::xtask_dir().join("bench.md");
+    write_atomic(&out, table.as_bytes())?;
+    print!("{table}");
+    eprintln!("bench: table written to {}", out.display());
+    std::fs::remove_dir_all(&scratch).ok();
+    Ok(())
+}
+
+/// The tracked and untracked-but-not-ignored files of the checkout, copied to a scratch folder.
+fn scratch_copy() -> Result<PathBuf> {
+    let root = paths::project_root();
+    let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
+    let files = runner::read(&Cmd::new("git").args(["ls-files", "-co", "--exclude-standard"]).dir(&root))
+        .context("listing the sources to copy for the benchmark")?;
+    for file in files.lines() {
+        let from = root.join(file);
+        if from.is_file() {
+            let to = dir.join(file);
+            std::fs::create_dir_all(to.parent().context("a file has a folder")?)?;
+            std::fs::copy(&from, &to).with_context(|| format!("copying {file}"))?;
+        }
+    }
+    Ok(dir)
+}
+
+fn append(path: &Path, line: &str) -> Result<()> {
+    let mut text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.push_str(line);
+    std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+}
+
+fn touch_sources(dir: &Path, round: usize) -> Result<()> {
+    append(&dir.join("backend/app/main.py"), &format!("\n# bench source change {round}\n"))?;
+    append(&dir.join("frontend/app/page.js"), &format!("\n// bench source change {round}\n"))
+}
+
+/// A change to each dependency manifest that keeps it valid: a comment in requirements.txt, and
+/// a new `description` in package.json (npm ci still agrees with the lock file).
+fn touch_manifests(dir: &Path, round: usize) -> Result<()> {
+    append(&dir.join("backend/requirements.txt"), &format!("# bench manifest change {round}\n"))?;
+    let path = dir.join("frontend/package.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    json["description"] = serde_json::Value::String(format!("bench manifest change {round}"));
+    std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
+    Ok(())
+}
+
+fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)]) -> Result<BuildReport> {
+    let exe = std::env::current_exe().context("finding the xtask binary")?;
+    let cmd = Cmd::new(exe.display().to_string())
+        .arg("build")
+        .args(names.iter().cloned())
+        .args(["--progress", "tty"])
+        .args(extra.iter().cloned())
+        .env("XTASK_PROJECT_ROOT", dir.display().to_string())
+        .envs(env);
+    runner::run_quiet(&cmd)?;
+    let history = report::read_history(&dir.join("target/xtask/reports/history.jsonl"));
+    let last = history.last().context("the build left no history line")?;
+    let path = dir.join("target/xtask/reports").join(format!("{}.json", last.id));
+    Ok(serde_json::from_str(&std::fs::read_to_string(&path)?)?)
+}
+
+fn sample(r: &BuildReport) -> Sample {
+    Sample {
+        wall: r.wall_secs,
+        buildx: r.buildx_secs,
+        run_executed: r.targets.iter().map(|t| t.run_steps_executed).sum(),
+        dep_steps_executed: r
+            .targets
+            .iter()
+            .flat_map(|t| &t.steps_detail)
+            .filter(|s| {
+                !s.cached && (s.name.contains(" deps ") || s.name.contains(" base ")) && s.name.contains("] RUN ")
+            })
+            .count(),
+    }
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        return 0.0;
+    }
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_string()))
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let mem_kb: u64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| t.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()))
+        .unwrap_or(0);
+    format!("{cores} cores ({cpu}), {:.0} GiB", mem_kb as f64 / 1048576.0)
+}
+
+fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>]) -> String {
+    let mut cold_walls: Vec<f64> = samples[0].iter().map(|s| s.wall).collect();
+    let cold = median(&mut cold_walls);
+    let mut out = format!(
+        "Bench of `{}`, {runs} run(s) per scenario, {} on {}.\n\n",
+        names.join(" "),
+        machine(),
+        chrono::Utc::now().format("%Y-%m-%d")
+    );
+    out.push_str(
+        "| scenario | median | spread | RUN steps re-run (median) | dependency steps re-run (max) | ratio to cold |\n",
+    );
+    out.push_str("|---|---:|---:|---:|---:|---:|\n");
+    let mut verdicts = Vec::new();
+    for ((scenario, label), s) in SCENARIOS.iter().zip(samples) {
+        let mut walls: Vec<f64> = s.iter().map(|x| x.wall).collect();
+        let med = median(&mut walls);
+        let spread = walls.last().unwrap_or(&0.0) - walls.first().unwrap_or(&0.0);
+        let mut runs_ex: Vec<f64> = s.iter().map(|x| x.run_executed as f64).collect();
+        let deps = s.iter().map(|x| x.dep_steps_executed).max().unwrap_or(0);
+        let ratio = if cold > 0.0 { med / cold } else { 0.0 };
+        out.push_str(&format!(
+            "| {label} | {med:.1} s | {spread:.1} s | {:.0} | {deps} | {:.1}% |\n",
+            median(&mut runs_ex),
+            ratio * 100.0
+        ));
+        let mut check = |ok: bool, text: String| verdicts.push(format!("- {} {text}", if ok { "met:" } else { "MISSED:" }));
+        match scenario {
+            Scenario::Warm => {
+                check(ratio <= 0.05, format!("warm no-change rebuild is {:.1}% of cold (target <= 5%)", ratio * 100.0))
+            }
+            Scenario::Source => {
+                check(ratio <= 0.20, format!("source-only change is {:.1}% of cold (target <= 20%)", ratio * 100.0));
+                check(deps == 0, format!("source-only change re-ran {deps} dependency step(s) (target 0)"));
+            }
+            Scenario::Metadata => {
+                let max = s.iter().map(|x| x.run_executed).max().unwrap_or(0);
+                check(max == 0, format!("metadata-only change re-ran {max} RUN step(s) (target 0)"));
+            }
+            _ => {}
+        }
+    }
+    let mut overhead: Vec<f64> = samples.iter().flatten().map(|s| s.wall - s.buildx).collect();
+    let oh = median(&mut overhead);
+    verdicts.push(format!(
+        "- {} the xtask's own overhead (wall time minus buildx's) has a median of {oh:.2} s per build (target <= 0.2 s)",
+        if oh <= 0.2 { "met:" } else { "MISSED:" }
+    ));
+    out.push('\n');
+    out.push_str(&verdicts.join("\n"));
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(&mut []), 0.0);
+    }
+
+    #[test]
+    fn table_reports_ratios_and_missed_targets() {
+        let s = |wall: f64, run: usize, dep: usize| Sample {
+            wall,
+            buildx: wall - 0.1,
+            run_executed: run,
+            dep_steps_executed: dep,
+        };
+        let samples = vec![
+            vec![s(100.0, 6, 3), s(110.0, 6, 3)],
+            vec![s(3.0, 0, 0), s(4.0, 0, 0)],
+            vec![s(30.0, 1, 1), s(30.0, 1, 1)],
+            vec![s(50.0, 3, 2), s(52.0, 3, 2)],
+            vec![s(2.0, 0, 0), s(2.0, 0, 0)],
+        ];
+        let md = markdown(&["backend".into()], 2, &samples);
+        assert!(md.contains("| warm, no change | 3.5 s | 1.0 s | 0 | 0 | 3.3% |"), "{md}");
+        assert!(md.contains("met: warm no-change rebuild is 3.3% of cold"), "{md}");
+        assert!(md.contains("MISSED: source-only change is 28.6% of cold"), "{md}");
+        assert!(md.contains("MISSED: source-only change re-ran 1 dependency step(s)"), "{md}");
+        assert!(md.contains("met: metadata-only change re-ran 0 RUN step(s)"), "{md}");
+        assert!(md.contains("met: the xtask's own overhead"), "{md}");
+    }
 }

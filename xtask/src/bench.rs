@@ -206,7 +206,8 @@ fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>]) -> String {
             median(&mut runs_ex),
             ratio * 100.0
         ));
-        let mut check = |ok: bool, text: String| verdicts.push(format!("- {} {text}", if ok { "met:" } else { "MISSED:" }));
+        let mut check =
+            |ok: bool, text: String| verdicts.push(format!("- {} {text}", if ok { "met:" } else { "MISSED:" }));
         match scenario {
             Scenario::Warm => {
                 check(ratio <= 0.05, format!("warm no-change rebuild is {:.1}% of cold (target <= 5%)", ratio * 100.0))

@@ -150,8 +150,14 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     if let Some(ca) = settings.get("CA_BUNDLE").filter(|p| std::path::Path::new(p).is_file()) {
         vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
     }
+    let mut pull = opts.pull;
     match standin::resolve(&engine, &settings, !opts.dry_run) {
         Ok(choice) => {
+            if pull && choice.standin {
+                // A stand-in lives only in this engine's store: there is nothing to pull.
+                notes.push("--pull dropped: the base images are local stand-ins".to_string());
+                pull = false;
+            }
             vars.extend(choice.vars);
             notes.extend(choice.notes);
         }
@@ -195,7 +201,8 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         .clone()
         .or_else(|| settings.get("BUILDKIT_PROGRESS").map(str::to_string))
         .unwrap_or_else(|| "auto".to_string());
-    let metadata_file = paths::xtask_dir().join("metadata.json");
+    // One file per run, so two builds at once never read each other's digests.
+    let metadata_file = paths::xtask_dir().join(format!("metadata-{}.json", std::process::id()));
     let client_env = settings.client_env();
     let mut bake = engine
         .docker()
@@ -210,7 +217,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     if opts.no_cache {
         bake = bake.arg("--no-cache");
     }
-    if opts.pull {
+    if pull {
         bake = bake.arg("--pull");
     }
     if !output.is_empty() {
@@ -330,9 +337,15 @@ fn syntax_fallback(
             ));
         }
     }
-    if let Some(v) = facts.and_then(|f| f.buildkit_version.as_ref()) {
+    let buildkit = facts.and_then(|f| f.buildkit_version.clone());
+    if let Some(v) = &buildkit {
         if *v < semver::Version::new(0, 13, 0) {
             bail!("{FRONTEND} cannot be resolved and BuildKit {v} embeds an older Dockerfile frontend: set BASE_MIRROR to a registry that has {FRONTEND}");
+        }
+        // Newer BuildKit can be told to ignore the directive: no copy of the Dockerfile needed.
+        if *v >= semver::Version::new(0, 30, 0) {
+            let note = format!("{FRONTEND} cannot be resolved: built with BuildKit {v}'s built-in Dockerfile frontend (BUILDKIT_SYNTAX=dockerfile.v0)");
+            return Ok((vec!["*.args.BUILDKIT_SYNTAX=dockerfile.v0".to_string()], vec![note]));
         }
     }
     let mut sets = Vec::new();

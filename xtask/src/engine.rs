@@ -133,11 +133,24 @@ fn short_hash(s: &str) -> u32 {
 /// The engine to build with: the one the environment already reaches, else the private one if it
 /// runs, else (when `start` is set) a private engine started now, said in one line.
 pub fn connect(settings: &Settings, start: bool) -> Result<Engine> {
-    if answers(&Cmd::new("docker")) {
-        return Ok(Engine::default());
-    }
     let layout = Layout::new();
     let private = Engine { env: layout.client_env(), private: true, started_now: false };
+    let private_host = &private.env[0].1;
+    match std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
+        // An engine named on purpose is the one to use: never fall back to another silently.
+        Some(host) if host != *private_host => {
+            if answers(&Cmd::new("docker")) {
+                return Ok(Engine::default());
+            }
+            bail!("no Docker engine answers at DOCKER_HOST={host}: start it, or unset DOCKER_HOST to use the current context or the project's private engine")
+        }
+        Some(_) => {}
+        None => {
+            if answers(&Cmd::new("docker")) {
+                return Ok(Engine::default());
+            }
+        }
+    }
     if private_running(&layout) && answers(&private.docker()) {
         return Ok(private);
     }

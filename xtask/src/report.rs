@@ -50,8 +50,7 @@ pub struct TargetReport {
     pub context_bytes: i64,
     pub image: Option<String>,
     pub digest: Option<String>,
-    /// What `docker image inspect` reports as Size for the engine's platform: with the containerd
-    /// image store of Docker 26 this is the unpacked (uncompressed) size of the image's layers.
+    /// Uncompressed bytes of the image's layers for the engine's platform (see `image_size`).
     pub size_bytes: Option<u64>,
     pub slowest: Vec<Step>,
     pub steps_detail: Vec<Step>,
@@ -91,16 +90,18 @@ pub struct HistoryTarget {
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 static CHILD: AtomicU32 = AtomicU32::new(0);
 
-/// Ctrl-C: the terminal sends SIGINT to buildx as well; when only the xtask got it (a `kill`),
-/// it is passed on. Either way the xtask waits for buildx, records the build, and exits with
-/// buildx's status.
+/// Ctrl-C during a build: the terminal sends SIGINT to buildx as well; when only the xtask got it
+/// (a `kill`), it is passed on. Either way the xtask waits for buildx, records the build, and
+/// exits with buildx's status. Outside a build it exits at once (every file it writes is written
+/// atomically, so nothing is left half-written).
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         INTERRUPTED.store(true, Ordering::SeqCst);
         let pid = CHILD.load(Ordering::SeqCst);
-        if pid != 0 {
-            let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
+        if pid == 0 {
+            std::process::exit(130);
         }
+        let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
     });
 }
 
@@ -112,7 +113,6 @@ pub fn build(plan: &Plan) -> Result<()> {
     let mut display = Display::new(&plan.progress);
     let mut splitter = Splitter::default();
     let mut progress = Progress::default();
-    let _ = std::fs::remove_file(&plan.metadata_file);
     let tb = Instant::now();
     let status = runner::run_streaming(
         &plan.bake,
@@ -142,13 +142,16 @@ pub fn build(plan: &Plan) -> Result<()> {
     report.buildx_secs = buildx_secs;
     if status.success() {
         fill_images(plan, &mut report);
-    } else {
+    }
+    let _ = std::fs::remove_file(&plan.metadata_file);
+    if !status.success() {
         let stray = runner::last_lines(&splitter.stray, 8);
         if !stray.is_empty() {
             report.errors.push(stray);
         }
     }
-    report.wall_secs = t0.elapsed().as_secs_f64() + plan_secs(plan);
+    // The planning before buildx started counts too: the report's wall time is the whole command's.
+    report.wall_secs = t0.elapsed().as_secs_f64() + plan.planned_in;
     let previous = history()?.into_iter().rev().find(|h| h.status == "ok" && h.names == report.names);
     let path = save(&report)?;
     print_table(&report, previous.as_ref());
@@ -180,12 +183,6 @@ pub fn build(plan: &Plan) -> Result<()> {
         bail!(msg);
     }
     Ok(())
-}
-
-/// Time spent planning before the build started (engine checks, bake --print), so the report's
-/// wall time is the whole command's.
-fn plan_secs(plan: &Plan) -> f64 {
-    plan.planned_in
 }
 
 fn failing_log_tail(progress: &Progress) -> String {
@@ -234,7 +231,13 @@ pub fn summarize(plan_or_names: &impl Targets, progress: &Progress, started: Str
                 error: !v.error.is_empty(),
             })
             .collect();
-        let cached = steps.iter().filter(|s| s.cached).count();
+        let mut steps = steps;
+        steps.sort_by(|a, b| a.start.total_cmp(&b.start));
+        // The cache counts cover the Dockerfile's own instructions (`[stage n/m] RUN ...`), not
+        // BuildKit's bookkeeping (loading the definition, exporting) nor FROM, which is resolved
+        // anew on every build: a warm build then shows 100%.
+        let instructions: Vec<&Step> = steps.iter().filter(|s| is_instruction(&s.name)).collect();
+        let cached = instructions.iter().filter(|s| s.cached).count();
         let is_run = |s: &Step| s.name.contains("] RUN ");
         let mut slowest: Vec<Step> = steps.iter().filter(|s| !s.cached).cloned().collect();
         slowest.sort_by(|a, b| b.secs.total_cmp(&a.secs));
@@ -242,9 +245,9 @@ pub fn summarize(plan_or_names: &impl Targets, progress: &Progress, started: Str
         out.targets.push(TargetReport {
             name: name.clone(),
             wall_secs: wall,
-            steps: steps.len(),
+            steps: instructions.len(),
             cached,
-            cache_hit_ratio: if steps.is_empty() { 0.0 } else { cached as f64 / steps.len() as f64 },
+            cache_hit_ratio: if instructions.is_empty() { 0.0 } else { cached as f64 / instructions.len() as f64 },
             run_steps: steps.iter().filter(|s| is_run(s)).count(),
             run_steps_executed: steps.iter().filter(|s| is_run(s) && !s.cached).count(),
             context_bytes: vs
@@ -259,6 +262,17 @@ pub fn summarize(plan_or_names: &impl Targets, progress: &Progress, started: Str
         });
     }
     out
+}
+
+/// A Dockerfile instruction other than FROM: its name carries the step counter, `[... n/m] RUN`.
+pub fn is_instruction(name: &str) -> bool {
+    let Some(end) = name.find("] ") else { return false };
+    let counter = name[..end].rsplit(' ').next().unwrap_or("");
+    let numbered = counter.split_once('/').is_some_and(|(a, b)| {
+        let a = a.trim_start_matches('[');
+        !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) && !b.is_empty() && b.chars().all(|c| c.is_ascii_digit())
+    });
+    numbered && !name[end + 2..].starts_with("FROM ")
 }
 
 /// What a report needs from whoever ran the build (a plan, or a test's list of names).
@@ -292,16 +306,25 @@ fn fill_images(plan: &Plan, report: &mut BuildReport) {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
+    let _ = std::fs::remove_file(&plan.metadata_file);
     for t in &mut report.targets {
         let m = &meta[&t.name];
         t.digest = m["containerimage.digest"].as_str().map(str::to_string);
         let image = m["image.name"].as_str().and_then(|n| n.split(',').next()).map(str::to_string);
         if let Some(image) = &image {
-            let inspect = plan.engine.docker().args(["image", "inspect", "--format", "{{.Size}}", image]);
-            t.size_bytes = runner::read(&inspect).ok().and_then(|s| s.parse().ok());
+            t.size_bytes = image_size(&plan.engine.docker(), image);
         }
         t.image = image;
     }
+}
+
+/// Uncompressed bytes of an image's layers for the engine's platform: the sum of `docker history`
+/// sizes. (`docker image inspect`'s Size is not that: with the containerd image store of Docker 26
+/// it counts the compressed blobs, and older engines counted unpacked layers.)
+pub fn image_size(docker: &runner::Cmd, image: &str) -> Option<u64> {
+    let history = docker.clone().args(["history", "--human=false", "--format", "{{.Size}}", image]);
+    let text = runner::read(&history).ok()?;
+    text.lines().map(|l| l.trim().parse::<u64>().ok()).sum()
 }
 
 fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
@@ -680,7 +703,9 @@ mod tests {
                 v("1", "[a deps 1/3] RUN pip", true, 0),
                 v("2", "[a app 2/3] COPY x", false, 2),
                 v("3", "[a app 3/3] RUN y", false, 5),
-                v("4", "[b base 1/1] FROM z", true, 0),
+                v("4", "[b base 1/2] FROM z", false, 0),
+                v("5", "[b base 2/2] RUN z", true, 0),
+                v("6", "[b internal] load build context", false, 0),
             ],
             ..Default::default()
         });
@@ -690,7 +715,11 @@ mod tests {
         assert!((a.cache_hit_ratio - 1.0 / 3.0).abs() < 1e-9);
         assert_eq!(a.slowest[0].name, "[a app 3/3] RUN y");
         assert_eq!(a.wall_secs, 5.0);
-        assert_eq!(r.targets[1].cache_hit_ratio, 1.0);
+        let b = &r.targets[1];
+        assert_eq!((b.steps, b.cached, b.cache_hit_ratio), (1, 1, 1.0), "FROM and bookkeeping are not counted");
+        assert_eq!(b.steps_detail.len(), 3, "but they are in the timeline");
+        assert!(is_instruction("[app 2/5] COPY x") && !is_instruction("[backend internal] load .dockerignore"));
+        assert!(!is_instruction("[backend deps 1/3] FROM python") && !is_instruction("[backend] exporting to image"));
     }
 
     #[test]

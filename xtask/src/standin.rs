@@ -67,7 +67,8 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
         choice.vars.push((base.var.to_string(), image));
     }
     let standins: Vec<&Base> = BASES.iter().filter(|b| choice.vars.iter().any(|(_, i)| i == b.standin)).collect();
-    let to_make: Vec<&Base> = missing.into_iter().filter(|b| !present(engine, b.standin)).collect();
+    // find_existing already returned a stand-in that is in the store: what is missing is not.
+    let to_make = missing;
     if !to_make.is_empty() {
         if !make {
             bail!("base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them", names(&to_make));

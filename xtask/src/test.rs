@@ -43,8 +43,10 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
     let root = paths::project_root();
     let mut tally = Tally::default();
 
-    let (ok, out) = suite(&Cmd::new("cargo").args(["test", "--package", "xtask", "--bins", "--quiet"]).dir(&root))?;
-    tally.add("xtask unit tests", ok, cargo_counts(&out));
+    let (ok, out) = suite(
+        &Cmd::new("cargo").args(["test", "--package", "xtask", "--bins", "--test", "tidy", "--quiet"]).dir(&root),
+    )?;
+    tally.add("xtask unit and tidy tests", ok, cargo_counts(&out));
 
     let venv = paths::xtask_dir().join("venv");
     let python = venv.join("bin/python");

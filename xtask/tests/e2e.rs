@@ -249,24 +249,74 @@ fn tar_entries(mut data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
     }
 }
 
+/// Every file of every layer of an image, as `docker image save` writes it (an OCI layout whose
+/// layer blobs are tar streams, gzip-compressed or not).
+fn layer_files(image: &str, mut visit: impl FnMut(&str, &[u8])) -> usize {
+    let dir = std::env::temp_dir().join(format!("xtask-e2e-save-{}", image.replace([':', '/'], "_")));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let archive = dir.join("image.tar");
+    docker(&["image", "save", "--output", archive.to_str().unwrap(), image]);
+    let unpack =
+        Command::new("tar").args(["-xf", archive.to_str().unwrap(), "-C", dir.to_str().unwrap()]).status().unwrap();
+    assert!(unpack.success());
+    let mut layers = 0;
+    for blob in std::fs::read_dir(dir.join("blobs/sha256")).unwrap().flatten() {
+        let raw = std::fs::read(blob.path()).unwrap();
+        let data = if raw.starts_with(&[0x1f, 0x8b]) {
+            Command::new("gzip").args(["-dc", blob.path().to_str().unwrap()]).output().unwrap().stdout
+        } else {
+            raw
+        };
+        // A layer is a tar stream: its first header has "ustar" at offset 257.
+        if data.len() > 512 && &data[257..262] == b"ustar" {
+            layers += 1;
+            tar_entries(&data, &mut visit);
+        }
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    layers
+}
+
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
-fn b_no_ca_bundle_or_env_file_in_any_image() {
+fn b_no_ca_bundle_or_env_file_in_any_layer() {
     let bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").expect("the host CA bundle the builds were given");
     for image in ["contextcleanse-backend:dev", "contextcleanse-frontend:dev"] {
-        let id = docker(&["create", image]);
-        let out = Command::new("docker").args(["export", &id]).output().unwrap();
-        docker(&["rm", &id]);
-        assert!(out.status.success() && out.stdout.len() > 1_000_000);
         let mut files = 0;
-        tar_entries(&out.stdout, |name, body| {
+        let layers = layer_files(image, |name, body| {
             files += 1;
             let base = name.rsplit('/').next().unwrap_or(name);
             assert!(!(base == ".env" || base.starts_with(".env.")), "{image} holds {name}");
             assert!(!name.contains("run/secrets/"), "{image} holds a secret at {name}");
             assert!(body != bundle.as_slice(), "{image} holds the host's CA bundle at {name}");
         });
-        assert!(files > 100, "walked {files} files of {image}");
+        assert!(layers >= 3 && files > 100, "walked {files} files in {layers} layers of {image}");
+    }
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn b_each_image_adds_at_most_60_mb_to_its_base() {
+    // Uncompressed layer bytes for this platform, as the xtask's reports count them.
+    let size = |image: &str| -> i64 {
+        docker(&["history", "--human=false", "--format", "{{.Size}}", image])
+            .lines()
+            .map(|l| l.parse::<i64>().unwrap())
+            .sum()
+    };
+    for (image, arg) in [("contextcleanse-backend:dev", "PYTHON_IMAGE"), ("contextcleanse-frontend:dev", "NODE_IMAGE")]
+    {
+        let print = must(&["print", if arg == "PYTHON_IMAGE" { "backend" } else { "frontend" }], &[]);
+        let text = String::from_utf8_lossy(&print.stdout).to_string();
+        let base = text
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("export {arg}=")))
+            .expect("print names the base image")
+            .to_string();
+        let added = size(image) - size(&base);
+        eprintln!("{image}: {} bytes over {base}", added);
+        assert!(added <= 60_000_000, "{image} adds {added} bytes over {base}");
     }
 }
 
@@ -453,6 +503,12 @@ fn j_status_doctor_print_and_report_work() {
     assert!(text.contains("export VERSION=0.4.0") && text.contains("NPM_VERSION=11.5.2"), "{text}");
     must(&["build", "--dry-run"], &[]);
     assert_eq!(docker(&["image", "ls", "--quiet", "--no-trunc"]), images_before, "print and --dry-run built nothing");
+    for group in ["default", "development", "production", "multiplatform"] {
+        // The bake file works without the xtask.
+        let json =
+            docker(&["buildx", "bake", "--file", root().join("docker-bake.hcl").to_str().unwrap(), "--print", group]);
+        assert!(json.contains("\"target\""), "bake --print {group}: {json}");
+    }
     let cmp = must(&["report", "--compare", "last~1", "last"], &[]);
     assert!(String::from_utf8_lossy(&cmp.stdout).contains("whole build"));
     assert!(docker_ok(&["buildx", "version"]));

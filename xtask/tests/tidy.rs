@@ -1,0 +1,138 @@
+//! Tidy: the repository agrees with itself. No engine needed; each failure says what to change.
+
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn read(path: &str) -> String {
+    std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+fn npm_pin() -> String {
+    let json: serde_json::Value = serde_json::from_str(&read("frontend/package.json")).unwrap();
+    json["packageManager"].as_str().unwrap().strip_prefix("npm@").expect("packageManager is npm@X.Y.Z").to_string()
+}
+
+/// The default of `variable "NAME"` in the bake file.
+fn bake_default(name: &str) -> String {
+    let text = read("docker-bake.hcl");
+    let start =
+        text.find(&format!("variable \"{name}\"")).unwrap_or_else(|| panic!("docker-bake.hcl has no variable {name}"));
+    let block = &text[start..];
+    let line = block.lines().find(|l| l.trim_start().starts_with("default")).unwrap();
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+#[test]
+fn npm_pin_agrees_everywhere() {
+    let pin = npm_pin();
+    let fix = "package.json's packageManager is the pin: change the other copies to it";
+    assert_eq!(bake_default("NPM_VERSION"), pin, "docker-bake.hcl NPM_VERSION default: {fix}");
+    assert!(
+        read("frontend/Dockerfile").contains(&format!("ARG NPM_VERSION={pin}\n")),
+        "frontend/Dockerfile ARG NPM_VERSION: {fix}"
+    );
+    assert!(
+        read("docker-compose.yml").contains(&format!("${{NPM_VERSION:-{pin}}}")),
+        "docker-compose.yml NPM_VERSION default: {fix}"
+    );
+    let lock: serde_json::Value = serde_json::from_str(&read("frontend/package-lock.json")).unwrap();
+    assert_eq!(
+        lock["lockfileVersion"], 3,
+        "package-lock.json must be made by npm {pin}: `cd frontend && npx -y npm@{pin} install`"
+    );
+}
+
+#[test]
+fn product_version_agrees_everywhere() {
+    let cargo: toml::Table = toml::from_str(&read("Cargo.toml")).unwrap();
+    let version = cargo["workspace"]["metadata"]["contextcleanse"]["version"].as_str().unwrap().to_string();
+    let pkg: serde_json::Value = serde_json::from_str(&read("frontend/package.json")).unwrap();
+    assert_eq!(
+        pkg["version"],
+        version.as_str(),
+        "frontend/package.json version: set it to {version} (Cargo.toml is the source)"
+    );
+}
+
+#[test]
+fn every_subcommand_is_in_the_readme_table() {
+    let flags = read("xtask/src/flags.rs");
+    let readme = read("README.md");
+    let names: Vec<&str> = flags
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("cmd "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| !["xtask", "up", "down", "status"].contains(n))
+        .collect();
+    assert!(names.len() >= 11, "read {names:?} from flags.rs");
+    for name in names {
+        assert!(
+            readme.contains(&format!("| `cargo xtask {name}")),
+            "README.md's table lacks `cargo xtask {name}`: add a row for it"
+        );
+    }
+    assert!(
+        readme.contains("cargo xtask build") && readme.contains("cargo xtask test"),
+        "README.md shows the two commands"
+    );
+}
+
+#[test]
+fn bake_groups_the_xtask_names_exist_and_all_lists_every_group() {
+    let bake = read("docker-bake.hcl");
+    let groups: Vec<String> = bake
+        .lines()
+        .filter_map(|l| l.strip_prefix("group \""))
+        .map(|l| l.split('"').next().unwrap().to_string())
+        .collect();
+    for wanted in ["default", "development", "production", "multiplatform", "all"] {
+        assert!(groups.iter().any(|g| g == wanted), "docker-bake.hcl lacks group \"{wanted}\" (the xtask builds it)");
+    }
+    let all = &bake[bake.find("group \"all\"").unwrap()..];
+    let all = &all[..all.find('}').unwrap()];
+    for g in groups.iter().filter(|g| *g != "all") {
+        assert!(
+            all.contains(&format!("\"{g}\"")),
+            "group \"all\" must list group \"{g}\" (unknown-name errors list from it)"
+        );
+    }
+}
+
+#[test]
+fn dockerfiles_keep_their_syntax_line_and_compose_binds_loopback_only() {
+    for path in ["backend/Dockerfile", "frontend/Dockerfile"] {
+        assert!(
+            read(path).starts_with("# syntax=docker/dockerfile:1.7\n"),
+            "{path} must start with # syntax=docker/dockerfile:1.7"
+        );
+        assert!(
+            !read(path).contains("COPY --parents") && !read(path).contains("COPY --exclude"),
+            "{path}: labs-only COPY flags"
+        );
+    }
+    let compose = read("docker-compose.yml");
+    let ports: Vec<&str> =
+        compose.lines().map(str::trim).filter(|l| l.starts_with("- \"") && l.contains(':')).collect();
+    assert!(!ports.is_empty());
+    for p in ports {
+        assert!(p.starts_with("- \"127.0.0.1:"), "docker-compose.yml publishes `{p}`: publish on 127.0.0.1 only");
+    }
+}
+
+#[test]
+fn no_env_file_or_key_can_reach_a_build_context() {
+    for ctx in ["backend", "frontend"] {
+        let ignore = read(&format!("{ctx}/.dockerignore"));
+        let lines: Vec<&str> = ignore.lines().map(str::trim).collect();
+        for needed in [".env", ".env.*", "*.pem", "*.key"] {
+            let anywhere = format!("**/{needed}");
+            assert!(
+                lines.contains(&needed) || lines.contains(&anywhere.as_str()),
+                "{ctx}/.dockerignore must exclude `{needed}`"
+            );
+        }
+    }
+}

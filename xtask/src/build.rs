@@ -182,6 +182,9 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         "--push"
     } else if opts.oci {
         let dir = paths::xtask_dir().join("oci");
+        if !opts.dry_run {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         for t in &targets {
             sets.push(format!("{t}.output=type=oci,dest={}", dir.join(format!("{t}.tar")).display()));
         }

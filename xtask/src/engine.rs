@@ -504,6 +504,7 @@ fn start_registry(layout: &Layout) -> Result<()> {
 pub fn down() -> Result<()> {
     let layout = Layout::new();
     let mut stopped = 0;
+    let mut failures = Vec::new();
     for (what, file) in [("registry", layout.registry_pid()), ("dockerd", layout.dockerd_pid())] {
         let Some(pid) = read_pid(&file) else { continue };
         if !pid_is_ours(pid, &layout) {
@@ -511,17 +512,15 @@ pub fn down() -> Result<()> {
             let _ = std::fs::remove_file(&file);
             continue;
         }
-        runner::run(&Cmd::new("kill").args(["-TERM", &pid.to_string()]))?;
-        let started = Instant::now();
-        while Path::new(&format!("/proc/{pid}")).exists() {
-            if started.elapsed() > Duration::from_secs(30) {
-                bail!("{what} (pid {pid}) did not stop within 30s");
+        match stop(pid) {
+            Ok(()) => {
+                let _ = std::fs::remove_file(&file);
+                println!("stopped {what} (pid {pid})");
+                stopped += 1;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            // Keep going: one stuck process must not leave the others running.
+            Err(e) => failures.push(format!("{what}: {e:#}")),
         }
-        let _ = std::fs::remove_file(&file);
-        println!("stopped {what} (pid {pid})");
-        stopped += 1;
     }
     if let Ok(name) = std::fs::read_to_string(layout.binfmt_marker()) {
         let entry = Path::new("/proc/sys/fs/binfmt_misc").join(name.trim());
@@ -530,10 +529,35 @@ pub fn down() -> Result<()> {
         }
         let _ = std::fs::remove_file(layout.binfmt_marker());
     }
+    if !failures.is_empty() {
+        bail!("could not stop {}", failures.join("; "));
+    }
     if stopped == 0 {
         println!("the private engine is not running; nothing to stop");
     }
     Ok(())
+}
+
+/// SIGTERM, then waits up to 30 s for the process to end.
+fn stop(pid: u32) -> Result<()> {
+    runner::run(&Cmd::new("kill").args(["-TERM", &pid.to_string()]))?;
+    let started = Instant::now();
+    while alive(pid) {
+        if started.elapsed() > Duration::from_secs(30) {
+            bail!("pid {pid} did not stop within 30s of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+/// A process that exited but was not reaped yet (a zombie, as a daemon started by this very
+/// process is until it exits) counts as gone.
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()) != Some("Z"),
+        Err(_) => false,
+    }
 }
 
 /// What the engine, buildx and the builder say about themselves.

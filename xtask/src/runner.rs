@@ -182,45 +182,42 @@ pub fn run_streaming(cmd: &Cmd, on_start: impl FnOnce(u32), mut on_chunk: impl F
     Ok(out.status)
 }
 
-/// Runs a command with its merged output kept out of the terminal: long setup steps whose output
-/// is only worth showing when they fail (the last lines then go into the error).
-pub fn run_quiet(cmd: &Cmd) -> Result<()> {
+/// Runs a command and hands each line of its merged standard output and error to `on_line`.
+fn each_line(cmd: &Cmd, mut on_line: impl FnMut(String)) -> Result<ExitStatus> {
     let reader = cmd
         .expression()
         .stderr_to_stdout()
         .unchecked()
         .reader()
         .with_context(|| format!("starting `{}`", cmd.command_line()))?;
-    let mut tail = VecDeque::new();
     for line in BufReader::new(&reader).lines() {
-        let line = line.unwrap_or_default();
+        on_line(line.unwrap_or_default());
+    }
+    Ok(reader.try_wait()?.context("child still running after its output closed")?.status)
+}
+
+/// Runs a command with its merged output kept out of the terminal: long setup steps whose output
+/// is only worth showing when they fail (the last lines then go into the error).
+pub fn run_quiet(cmd: &Cmd) -> Result<()> {
+    let mut tail = VecDeque::new();
+    let status = each_line(cmd, |line| {
         if tail.len() == 20 {
             tail.pop_front();
         }
         tail.push_back(line);
-    }
-    let status = reader.try_wait()?.context("child still running after its output closed")?.status;
+    })?;
     check_status(cmd, status, &tail.into_iter().collect::<Vec<_>>().join("\n"))
 }
 
 /// Runs a command with its merged output shown live and also returned (to read a test runner's
 /// closing summary).
 pub fn run_tee(cmd: &Cmd) -> Result<(ExitStatus, String)> {
-    use std::io::Write;
-    let reader = cmd
-        .expression()
-        .stderr_to_stdout()
-        .unchecked()
-        .reader()
-        .with_context(|| format!("starting `{}`", cmd.command_line()))?;
     let mut all = String::new();
-    for line in BufReader::new(&reader).lines() {
-        let line = line.unwrap_or_default();
-        let _ = writeln!(std::io::stdout(), "{line}");
+    let status = each_line(cmd, |line| {
+        println!("{line}");
         all.push_str(&line);
         all.push('\n');
-    }
-    let status = reader.try_wait()?.context("child still running after its output closed")?.status;
+    })?;
     Ok((status, all))
 }
 

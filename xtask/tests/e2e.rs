@@ -464,22 +464,29 @@ fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Starts a build that takes a while (the frontend without cache) in a scratch copy, and returns
+/// once buildx has had time to start its steps.
+fn slow_build_in(dir: &Path) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["frontend", "--no-cache", "--progress", "tty"])
+        .env("XTASK_PROJECT_ROOT", dir)
+        .current_dir(root())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(8));
+    child
+}
+
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn i_interrupted_build_leaves_a_valid_history() {
     let dir = scratch_copy("interrupt");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["frontend", "--no-cache"])
-        .env("XTASK_PROJECT_ROOT", &dir)
-        .current_dir(root())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until buildx runs (its report's steps start), then interrupt the xtask as Ctrl-C would.
-    std::thread::sleep(Duration::from_secs(8));
+    let child = slow_build_in(&dir);
+    // Interrupt the xtask as Ctrl-C would, while buildx runs.
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let status = child.wait().unwrap();
+    let status = child.wait_with_output().unwrap().status;
     assert!(!status.success(), "an interrupted build exits non-zero");
     let history = std::fs::read_to_string(dir.join("target/xtask/reports/history.jsonl")).expect("history written");
     let lines: Vec<Value> =
@@ -544,15 +551,7 @@ fn z_engine_stopping_mid_build_is_named_and_two_ups_start_one_engine() {
         return;
     };
     let dir = scratch_copy("engine-dies");
-    let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["frontend", "--no-cache"])
-        .env("XTASK_PROJECT_ROOT", &dir)
-        .current_dir(root())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(8));
+    let child = slow_build_in(&dir);
     must(&["engine", "down"], &[]);
     let out = child.wait_with_output().unwrap();
     one_line_error(&out, "stopped answering during the build");

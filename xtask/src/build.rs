@@ -120,7 +120,6 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     let started = std::time::Instant::now();
     check_options(opts)?;
     let settings = Settings::load()?;
-    let metadata = meta::collect(opts.version.as_deref())?;
     let registry = opts.registry.clone().or_else(|| settings.get("REGISTRY").map(str::to_string));
     if opts.push {
         let Some(registry) = &registry else {
@@ -128,20 +127,20 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         };
         check_registry(registry)?;
     }
-    let engine = if opts.dry_run {
-        engine::connect(&settings, false).unwrap_or_else(|_| dry_run_engine())
-    } else {
-        engine::connect(&settings, true)?
-    };
-    let mut notes = Vec::new();
-    let facts = if opts.dry_run {
-        engine::facts(&engine, opts.builder.as_deref()).ok()
-    } else {
-        let f = engine::facts(&engine, opts.builder.as_deref())
-            .context("asking the engine and buildx for their versions")?;
-        check_floors(&f)?;
-        Some(f)
-    };
+    // Reading git and finding the engine are independent; so are the questions asked of the
+    // engine afterwards. Each is a program start of tens of milliseconds, so they run side by side
+    // (the xtask's own overhead per build is one of the project's measured targets).
+    let (metadata, engine) = std::thread::scope(|s| {
+        let metadata = s.spawn(|| meta::collect(opts.version.as_deref()));
+        let engine = if opts.dry_run {
+            Ok(engine::connect(&settings, false).unwrap_or_else(|_| dry_run_engine()))
+        } else {
+            engine::connect(&settings, true)
+        };
+        (metadata.join().unwrap_or_else(|_| Err(anyhow::anyhow!("reading git panicked"))), engine)
+    });
+    let (metadata, engine) = (metadata?, engine?);
+    let names: Vec<String> = if names.is_empty() { vec![default_group(recipe).to_string()] } else { names.to_vec() };
     let mut vars = metadata.bake_vars();
     vars.push(("NPM_VERSION".to_string(), npm_pin()?));
     if let Some(r) = &registry {
@@ -150,8 +149,30 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     if let Some(ca) = settings.get("CA_BUNDLE").filter(|p| std::path::Path::new(p).is_file()) {
         vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
     }
+    let (facts, bases, frontend, definition) = std::thread::scope(|s| {
+        let facts = s.spawn(|| engine::facts(&engine, opts.builder.as_deref()));
+        let bases = s.spawn(|| standin::resolve(&engine, &settings, !opts.dry_run));
+        let frontend = s.spawn(|| frontend_source(&engine, &settings));
+        // The base images change build arguments only, not the set of targets: resolve now.
+        let definition = bake::resolve(&engine.docker(), &vars, &names);
+        let joined = |what: &str| anyhow::anyhow!("{what} panicked");
+        (
+            facts.join().map_err(|_| joined("asking the engine")).and_then(|r| r),
+            bases.join().map_err(|_| joined("resolving base images")).and_then(|r| r),
+            frontend.join().unwrap_or(FrontendSource::Unreachable),
+            definition,
+        )
+    });
+    let mut notes = Vec::new();
+    let facts = if opts.dry_run {
+        facts.ok()
+    } else {
+        let f = facts.context("asking the engine and buildx for their versions")?;
+        check_floors(&f)?;
+        Some(f)
+    };
     let mut pull = opts.pull;
-    match standin::resolve(&engine, &settings, !opts.dry_run) {
+    match bases {
         Ok(choice) => {
             if pull && choice.standin {
                 // A stand-in lives only in this engine's store: there is nothing to pull.
@@ -164,8 +185,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         Err(e) if opts.dry_run => notes.push(format!("base images: {e:#}")),
         Err(e) => return Err(e),
     }
-    let names: Vec<String> = if names.is_empty() { vec![default_group(recipe).to_string()] } else { names.to_vec() };
-    let definition = bake::resolve(&engine.docker(), &vars, &names)?;
+    let definition = definition?;
     // buildx lists what was asked for as the `default` group and resolves every target in it.
     let targets: Vec<String> = definition.target.keys().cloned().collect();
 
@@ -173,7 +193,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     for (k, v) in settings.build_args() {
         sets.push(format!("*.args.{k}={v}"));
     }
-    let syntax = syntax_fallback(&engine, &settings, facts.as_ref(), &definition, &targets, opts.dry_run)?;
+    let syntax = syntax_fallback(frontend, facts.as_ref(), &definition, opts.dry_run)?;
     sets.extend(syntax.0);
     notes.extend(syntax.1);
 
@@ -315,30 +335,44 @@ fn check_registry(registry: &str) -> Result<()> {
     Ok(())
 }
 
-/// When `# syntax=docker/dockerfile:1.7` cannot be resolved, builds from the same Dockerfile text
-/// minus that line, so the engine's built-in frontend (Dockerfile 1.7 in BuildKit 0.13) reads it;
-/// with a mirror, BUILDKIT_SYNTAX points at the mirror's copy instead.
+const FRONTEND: &str = "docker/dockerfile:1.7";
+
+/// Where the `# syntax=docker/dockerfile:1.7` frontend can come from.
+enum FrontendSource {
+    Registry,
+    Mirror(String),
+    Unreachable,
+}
+
+/// Asks the registry (then the mirror) for the Dockerfile frontend image; nothing is pulled.
+fn frontend_source(engine: &Engine, settings: &Settings) -> FrontendSource {
+    if standin::reachable(engine, FRONTEND) {
+        return FrontendSource::Registry;
+    }
+    match settings.get("BASE_MIRROR").map(|m| format!("{}/{FRONTEND}", m.trim_end_matches('/'))) {
+        Some(mirrored) if standin::reachable(engine, &mirrored) => FrontendSource::Mirror(mirrored),
+        _ => FrontendSource::Unreachable,
+    }
+}
+
+/// When the frontend cannot be resolved, builds from the same Dockerfile text minus the syntax
+/// line, so the engine's built-in frontend (Dockerfile 1.7 in BuildKit 0.13) reads it; with a
+/// mirror, BUILDKIT_SYNTAX points at the mirror's copy instead. Returns bake `--set`s and notes.
 fn syntax_fallback(
-    engine: &Engine,
-    settings: &Settings,
+    source: FrontendSource,
     facts: Option<&Facts>,
     def: &Definition,
-    targets: &[String],
     dry_run: bool,
 ) -> Result<(Vec<String>, Vec<String>)> {
-    const FRONTEND: &str = "docker/dockerfile:1.7";
-    let probe = engine.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", FRONTEND]);
-    if runner::read_with_timeout(&probe, std::time::Duration::from_secs(15)).is_ok() {
-        return Ok((vec![], vec![]));
-    }
-    if let Some(m) = settings.get("BASE_MIRROR") {
-        let mirrored = format!("{}/{FRONTEND}", m.trim_end_matches('/'));
-        if standin::reachable(engine, &mirrored) {
+    match source {
+        FrontendSource::Registry => return Ok((vec![], vec![])),
+        FrontendSource::Mirror(mirrored) => {
             return Ok((
                 vec![format!("*.args.BUILDKIT_SYNTAX={mirrored}")],
                 vec![format!("Dockerfile frontend from the mirror: {mirrored}")],
-            ));
+            ))
         }
+        FrontendSource::Unreachable => {}
     }
     let buildkit = facts.and_then(|f| f.buildkit_version.clone());
     if let Some(v) = &buildkit {
@@ -353,8 +387,7 @@ fn syntax_fallback(
     }
     let mut sets = Vec::new();
     let dir = paths::xtask_dir().join("dockerfiles");
-    for t in targets {
-        let target = &def.target[t];
+    for (t, target) in &def.target {
         let context = target.context.clone().unwrap_or_else(|| ".".to_string());
         let dockerfile = target.dockerfile.clone().unwrap_or_else(|| "Dockerfile".to_string());
         let source = paths::project_root().join(&context).join(&dockerfile);
@@ -365,7 +398,12 @@ fn syntax_fallback(
         }
         sets.push(format!("{t}.dockerfile={}", copy.display()));
     }
-    Ok((sets, vec![format!("{FRONTEND} cannot be resolved: built with the engine's built-in Dockerfile frontend (BuildKit 0.13+ embeds 1.7)")]))
+    Ok((
+        sets,
+        vec![format!(
+            "{FRONTEND} cannot be resolved: built with the engine's built-in Dockerfile frontend (BuildKit 0.13+ embeds 1.7)"
+        )],
+    ))
 }
 
 /// The Dockerfile without its `# syntax=` directive (only a leading parser directive counts).

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use semver::Version;
 
+use crate::dockerapi;
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
@@ -70,6 +71,26 @@ pub struct Engine {
 impl Engine {
     pub fn docker(&self) -> Cmd {
         Cmd::new("docker").envs(&self.env)
+    }
+
+    /// The engine's unix socket, when the API can be asked directly.
+    pub fn socket(&self) -> Option<PathBuf> {
+        let host = match self.env.iter().find(|(k, _)| k == "DOCKER_HOST") {
+            Some((_, h)) => Some(h.clone()),
+            None => std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
+        };
+        dockerapi::socket(host.as_deref())
+    }
+
+    /// True when the engine answers: a ping over its socket, or `docker version` otherwise.
+    pub fn answers(&self) -> bool {
+        match self.socket() {
+            Some(sock) => dockerapi::get(&sock, "/_ping").is_some_and(|(code, _)| code == 200),
+            None => {
+                let probe = self.docker().args(["version", "--format", "{{.Server.Version}}"]);
+                runner::read_with_timeout(&probe, Duration::from_secs(10)).is_ok()
+            }
+        }
     }
 
     pub fn describe(&self) -> String {
@@ -139,19 +160,19 @@ pub fn connect(settings: &Settings, start: bool) -> Result<Engine> {
     match std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
         // An engine named on purpose is the one to use: never fall back to another silently.
         Some(host) if host != *private_host => {
-            if answers(&Cmd::new("docker")) {
+            if Engine::default().answers() {
                 return Ok(Engine::default());
             }
             bail!("no Docker engine answers at DOCKER_HOST={host}: start it, or unset DOCKER_HOST to use the current context or the project's private engine")
         }
         Some(_) => {}
         None => {
-            if answers(&Cmd::new("docker")) {
+            if Engine::default().answers() {
                 return Ok(Engine::default());
             }
         }
     }
-    if private_running(&layout) && answers(&private.docker()) {
+    if private_running(&layout) && private.answers() {
         return Ok(private);
     }
     if !start {
@@ -162,11 +183,6 @@ pub fn connect(settings: &Settings, start: bool) -> Result<Engine> {
     );
     up_private(&layout, settings)?;
     Ok(Engine { started_now: true, ..private })
-}
-
-pub fn answers(docker: &Cmd) -> bool {
-    let probe = docker.clone().args(["version", "--format", "{{.Server.Version}}"]);
-    runner::read_with_timeout(&probe, Duration::from_secs(10)).is_ok()
 }
 
 fn private_running(layout: &Layout) -> bool {
@@ -188,7 +204,7 @@ pub fn up(settings: &Settings) -> Result<()> {
     let layout = Layout::new();
     if private_running(&layout) {
         println!("the private engine is already up; nothing to do");
-    } else if answers(&Cmd::new("docker")) {
+    } else if Engine::default().answers() {
         let version = runner::read(&Cmd::new("docker").args(["version", "--format", "{{.Server.Version}}"]))?;
         println!("an engine already answers ({}, Docker {version}); nothing to start", Engine::default().describe());
         return Ok(());
@@ -460,9 +476,9 @@ fn start_dockerd(layout: &Layout, settings: &Settings) -> Result<()> {
         // BuildKit's step-log limits are read by the daemon, so this is where they take effect.
         .envs(&settings.daemon_env());
     runner::spawn_daemon(&dockerd, &log)?;
-    let docker = Cmd::new("docker").envs(&layout.client_env());
+    let engine = Engine { env: layout.client_env(), private: true, started_now: true };
     let started = Instant::now();
-    while !answers(&docker) {
+    while !engine.answers() {
         if started.elapsed() > Duration::from_secs(60) {
             let tail = runner::last_lines(&std::fs::read_to_string(&log).unwrap_or_default(), 8);
             bail!("the private dockerd did not answer within 60s; last lines of {}:\n{tail}", log.display());
@@ -577,22 +593,35 @@ pub struct Facts {
 
 pub fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
     let mut f = Facts { endpoint: engine.describe(), ..Facts::default() };
-    f.engine_version = runner::read(&engine.docker().args(["version", "--format", "{{.Server.Version}}"]))?;
-    let info = runner::read(&engine.docker().args(["info", "--format", "{{json .DriverStatus}}"]))?;
-    f.containerd_store = info.contains("io.containerd.snapshotter");
-    if let Ok(v) = runner::read(&engine.docker().args(["buildx", "version"])) {
-        f.buildx_version = parse_buildx_version(&v);
-    }
-    let mut inspect = engine.docker().args(["buildx", "inspect"]);
-    if let Some(b) = builder {
-        inspect = inspect.arg(b);
-    }
-    if let Ok(text) = runner::read(&inspect) {
-        let (driver, buildkit, platforms) = parse_inspect(&text);
-        f.driver = driver;
-        f.platforms = platforms;
-        f.buildkit_version = buildkit;
-    }
+    let info = match engine.socket().and_then(|sock| dockerapi::get_json(&sock, "/info")) {
+        Some(info) => info,
+        None => {
+            let text = runner::read(&engine.docker().args(["info", "--format", "{{json .}}"]))?;
+            serde_json::from_str(&text).context("reading `docker info`")?
+        }
+    };
+    f.engine_version = info["ServerVersion"].as_str().unwrap_or_default().to_string();
+    f.containerd_store = info["DriverStatus"].to_string().contains("io.containerd.snapshotter");
+    let key = format!(
+        "{}|{}|{}|{builder:?}|{}|{}",
+        f.endpoint,
+        info["ID"].as_str().unwrap_or_default(),
+        f.engine_version,
+        buildx_identity(engine),
+        binfmt_status()
+    );
+    let builder_facts = match cached_builder_facts(&key) {
+        Some(b) => b,
+        None => {
+            let b = ask_builder(engine, builder);
+            save_builder_facts(&key, &b);
+            b
+        }
+    };
+    f.buildx_version = builder_facts.buildx_version.as_deref().and_then(|v| Version::parse(v).ok());
+    f.driver = builder_facts.driver;
+    f.platforms = builder_facts.platforms;
+    f.buildkit_version = builder_facts.buildkit_version.as_deref().and_then(|v| Version::parse(v).ok());
     if f.buildkit_version.is_none() && f.driver == "docker" {
         // Distribution builds of dockerd report BuildKit as v0.0.0+unknown; the engine's own
         // version tells which BuildKit it embeds.
@@ -600,6 +629,91 @@ pub fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
         f.buildkit_note = format!(" (embedded in Docker {}; the engine does not report it)", f.engine_version);
     }
     Ok(f)
+}
+
+/// What buildx says of itself and the builder; kept for an hour per engine, builder, buildx
+/// binary and binfmt state, since asking costs two plug-in starts per build.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+struct BuilderFacts {
+    key: String,
+    saved: i64,
+    buildx_version: Option<String>,
+    driver: String,
+    buildkit_version: Option<String>,
+    platforms: Vec<String>,
+}
+
+fn facts_cache() -> PathBuf {
+    paths::checkout_target().join("xtask").join("builder-facts.json")
+}
+
+fn cached_builder_facts(key: &str) -> Option<BuilderFacts> {
+    let b: BuilderFacts = serde_json::from_str(&std::fs::read_to_string(facts_cache()).ok()?).ok()?;
+    (b.key == key && chrono::Utc::now().timestamp() - b.saved < 3600).then_some(b)
+}
+
+fn save_builder_facts(key: &str, b: &BuilderFacts) {
+    let b = BuilderFacts { key: key.to_string(), saved: chrono::Utc::now().timestamp(), ..b.clone() };
+    if let Ok(json) = serde_json::to_string(&b) {
+        let _ = write_atomic(&facts_cache(), json.as_bytes());
+    }
+}
+
+fn ask_builder(engine: &Engine, builder: Option<&str>) -> BuilderFacts {
+    let mut inspect = engine.docker().args(["buildx", "inspect"]);
+    if let Some(b) = builder {
+        inspect = inspect.arg(b);
+    }
+    let version_cmd = engine.docker().args(["buildx", "version"]);
+    let (version, inspected) = std::thread::scope(|s| {
+        let version = s.spawn(|| runner::read(&version_cmd));
+        let inspected = s.spawn(|| runner::read(&inspect));
+        (version.join(), inspected.join())
+    });
+    let mut b = BuilderFacts::default();
+    if let Ok(Ok(v)) = version {
+        b.buildx_version = parse_buildx_version(&v).map(|v| v.to_string());
+    }
+    if let Ok(Ok(text)) = inspected {
+        let (driver, buildkit, platforms) = parse_inspect(&text);
+        b.driver = driver;
+        b.platforms = platforms;
+        b.buildkit_version = buildkit.map(|v| v.to_string());
+    }
+    b
+}
+
+/// Which buildx binary the docker CLI will run, as path, size and modification time.
+fn buildx_identity(engine: &Engine) -> String {
+    let config = engine
+        .env
+        .iter()
+        .find(|(k, _)| k == "DOCKER_CONFIG")
+        .map(|(_, v)| PathBuf::from(v))
+        .or_else(|| std::env::var_os("DOCKER_CONFIG").map(PathBuf::from))
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
+    let candidates = config.into_iter().map(|c| c.join("cli-plugins")).chain(
+        [
+            "/usr/local/lib/docker/cli-plugins",
+            "/usr/local/libexec/docker/cli-plugins",
+            "/usr/lib/docker/cli-plugins",
+            "/usr/libexec/docker/cli-plugins",
+        ]
+        .iter()
+        .map(PathBuf::from),
+    );
+    for dir in candidates {
+        let path = dir.join("docker-buildx");
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let mtime = meta
+                .modified()
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            return format!("{}:{}:{mtime}", path.display(), meta.len());
+        }
+    }
+    "unknown".to_string()
 }
 
 /// `github.com/docker/buildx v0.13.1 abc` or Debian's `... 0.13.1+ds1 0.13.1+ds1-3`.

@@ -4,6 +4,7 @@
 mod bake;
 mod bench;
 mod build;
+mod dockerapi;
 mod doctor;
 mod engine;
 mod flags;

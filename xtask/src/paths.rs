@@ -41,7 +41,12 @@ pub fn history_file() -> PathBuf {
 
 /// The private engine's prefix, state and logs.
 pub fn engine_dir() -> PathBuf {
-    checkout_root().join("target").join("engine")
+    checkout_target().join("engine")
+}
+
+/// The checkout's own `target/` (not a scratch copy's): what belongs to this machine's engine.
+pub fn checkout_target() -> PathBuf {
+    checkout_root().join("target")
 }
 
 /// Writes a file atomically: a temporary file in the same folder, then a rename, so a reader
@@ -50,7 +55,10 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().context("a file to write needs a parent folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path.file_name().context("a file to write needs a name")?.to_string_lossy();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // Unique per process and per call: threads of one process may write the same file at once.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
 }

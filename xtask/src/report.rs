@@ -12,6 +12,8 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::build::Plan;
+use crate::dockerapi;
+use crate::engine::Engine;
 use crate::paths::{self, write_atomic};
 use crate::rawjson::{self, Event, Progress, Splitter};
 use crate::runner;
@@ -163,7 +165,7 @@ pub fn build(plan: &Plan) -> Result<()> {
             .filter(|t| !t.errors.is_empty())
             .map(|t| format!("{}: {}", t.name, t.errors.join("; ")))
             .collect();
-        let mut msg = if interrupted || crate::engine::answers(&plan.engine.docker()) {
+        let mut msg = if interrupted || plan.engine.answers() {
             format!("`docker buildx bake` failed ({})", runner::describe(status))
         } else {
             format!(
@@ -314,23 +316,34 @@ fn fill_images(plan: &Plan, report: &mut BuildReport) {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or_default();
-    let _ = std::fs::remove_file(&plan.metadata_file);
     for t in &mut report.targets {
         let m = &meta[&t.name];
         t.digest = m["containerimage.digest"].as_str().map(str::to_string);
-        let image = m["image.name"].as_str().and_then(|n| n.split(',').next()).map(str::to_string);
-        if let Some(image) = &image {
-            t.size_bytes = image_size(&plan.engine.docker(), image);
-        }
-        t.image = image;
+        t.image = m["image.name"].as_str().and_then(|n| n.split(',').next()).map(str::to_string);
     }
+    // One `docker history` per image, side by side.
+    let engine = &plan.engine;
+    std::thread::scope(|s| {
+        let jobs: Vec<_> = report
+            .targets
+            .iter()
+            .map(|t| t.image.clone().map(|image| s.spawn(move || image_size(engine, &image))))
+            .collect();
+        for (t, job) in report.targets.iter_mut().zip(jobs) {
+            t.size_bytes = job.and_then(|j| j.join().ok().flatten());
+        }
+    });
 }
 
 /// Uncompressed bytes of an image's layers for the engine's platform: the sum of `docker history`
 /// sizes. (`docker image inspect`'s Size is not that: with the containerd image store of Docker 26
 /// it counts the compressed blobs, and older engines counted unpacked layers.)
-pub fn image_size(docker: &runner::Cmd, image: &str) -> Option<u64> {
-    let history = docker.clone().args(["history", "--human=false", "--format", "{{.Size}}", image]);
+pub fn image_size(engine: &Engine, image: &str) -> Option<u64> {
+    if let Some(sock) = engine.socket() {
+        let history = dockerapi::get_json(&sock, &format!("/images/{}/history", dockerapi::escape(image)))?;
+        return history.as_array()?.iter().map(|layer| layer["Size"].as_u64()).sum();
+    }
+    let history = engine.docker().args(["history", "--human=false", "--format", "{{.Size}}", image]);
     let text = runner::read(&history).ok()?;
     text.lines().map(|l| l.trim().parse::<u64>().ok()).sum()
 }

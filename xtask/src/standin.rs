@@ -2,11 +2,13 @@
 //! or else stand-ins made once from Debian (Python 3.11) and the npm registry (Node.js 22), for
 //! linux/amd64 and linux/arm64, tagged under `localhost/standin-*`.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
+use crate::dockerapi;
 use crate::engine::{self, Engine, Layout};
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
@@ -105,13 +107,40 @@ fn find_existing(engine: &Engine, base: &Base, mirror: Option<&str>) -> Option<S
 }
 
 fn present(engine: &Engine, image: &str) -> bool {
-    runner::succeeds(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}", image]))
+    match engine.socket() {
+        Some(sock) => {
+            dockerapi::get(&sock, &format!("/images/{}/json", dockerapi::escape(image))).is_some_and(|(c, _)| c == 200)
+        }
+        None => runner::succeeds(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}", image])),
+    }
 }
+
+/// How long a registry lookup's answer is trusted. Being offline (or online) rarely changes from
+/// one build to the next, and each lookup costs a buildx start; after this long, ask again.
+const PROBE_TTL_SECS: i64 = 600;
 
 /// True when a registry answers for the image (a lookup of its manifest, nothing pulled).
 pub fn reachable(engine: &Engine, image: &str) -> bool {
+    let cache = paths::checkout_target().join("xtask").join("registry-probes.json");
+    let now = chrono::Utc::now().timestamp();
+    let mut probes: BTreeMap<String, (bool, i64)> =
+        std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    if let Some((answer, at)) = probes.get(image) {
+        if now - at < PROBE_TTL_SECS {
+            return *answer;
+        }
+    }
     let cmd = engine.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
-    runner::read_with_timeout(&cmd, Duration::from_secs(15)).is_ok()
+    let answer = runner::read_with_timeout(&cmd, Duration::from_secs(15)).is_ok();
+    // Several probes run at once: re-read just before writing so none is lost for long.
+    let mut latest: BTreeMap<String, (bool, i64)> =
+        std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+    latest.insert(image.to_string(), (answer, now));
+    probes = latest;
+    if let Ok(json) = serde_json::to_string(&probes) {
+        let _ = write_atomic(&cache, json.as_bytes());
+    }
+    answer
 }
 
 /// Makes both stand-ins for linux/amd64 and linux/arm64: a Debian minbase root file system per

@@ -1,0 +1,118 @@
+//! The few read-only questions the xtask asks the Docker engine on every build (is it there, what
+//! is it, is an image in its store, how big is an image), asked over its unix socket with plain
+//! HTTP/1.1 GETs. Each docker CLI start costs tens of milliseconds of CPU; these cost one. Engines
+//! reached any other way (tcp, ssh, contexts) are asked through the CLI instead.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The engine's unix socket when the docker CLI would use one: `DOCKER_HOST=unix://…`, or the
+/// default socket when neither DOCKER_HOST nor a docker context is set.
+pub fn socket(docker_host: Option<&str>) -> Option<PathBuf> {
+    match docker_host {
+        Some(host) => host.strip_prefix("unix://").map(PathBuf::from),
+        None => {
+            if std::env::var_os("DOCKER_CONTEXT").is_some() || context_configured() {
+                return None;
+            }
+            Some(PathBuf::from("/var/run/docker.sock"))
+        }
+    }
+}
+
+fn context_configured() -> bool {
+    let config = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
+    config
+        .and_then(|dir| std::fs::read_to_string(dir.join("config.json")).ok())
+        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .and_then(|json| json["currentContext"].as_str().map(|c| c != "default"))
+        .unwrap_or(false)
+}
+
+/// GET `path`; the status code and body, or None when the socket does not answer.
+pub fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
+    let mut stream = UnixStream::connect(socket).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    parse_response(&raw)
+}
+
+/// GET `path` as JSON, for a 200 answer only.
+pub fn get_json(socket: &Path, path: &str) -> Option<serde_json::Value> {
+    match get(socket, path)? {
+        (200, body) => serde_json::from_str(&body).ok(),
+        _ => None,
+    }
+}
+
+pub fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let code = head.split_whitespace().nth(1)?.parse().ok()?;
+    let body = &raw[split + 4..];
+    let chunked = head.lines().any(|l| {
+        let l = l.to_ascii_lowercase();
+        l.starts_with("transfer-encoding:") && l.contains("chunked")
+    });
+    let body = if chunked { dechunk(body)? } else { body.to_vec() };
+    Some((code, String::from_utf8_lossy(&body).to_string()))
+}
+
+fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&body[..line_end]).to_string();
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        body = &body[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(body.get(..size)?);
+        body = body.get(size + 2..)?;
+    }
+}
+
+/// Image references go into the URL path: escape what a path cannot hold.
+pub fn escape(reference: &str) -> String {
+    reference
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b':' | b'@' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_chunked_responses_parse() {
+        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
+        assert_eq!(parse_response(plain), Some((200, "OK".to_string())));
+        let chunked =
+            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked), Some((404, "{\"a\":1}".to_string())));
+        assert_eq!(parse_response(b"garbage"), None);
+    }
+
+    #[test]
+    fn references_are_escaped_for_the_path() {
+        assert_eq!(escape("localhost/standin-python:3.11"), "localhost%2Fstandin-python:3.11");
+        assert_eq!(escape("127.0.0.1:5000/x@sha256:ab"), "127.0.0.1:5000%2Fx@sha256:ab");
+    }
+
+    #[test]
+    fn socket_follows_docker_host() {
+        assert_eq!(socket(Some("unix:///run/x/docker.sock")), Some(PathBuf::from("/run/x/docker.sock")));
+        assert_eq!(socket(Some("tcp://127.0.0.1:2375")), None);
+    }
+}

@@ -110,6 +110,25 @@ pub fn install_interrupt_handler() {
 /// Runs the plan's build, then writes the report and history, prints the table, and turns a
 /// failure into an error naming the failing targets with their last log lines.
 pub fn build(plan: &Plan) -> Result<()> {
+    match attempt(plan) {
+        Err(e) if is_transient(&format!("{e:#}")) && !INTERRUPTED.load(Ordering::SeqCst) => {
+            eprintln!(
+                "xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more"
+            );
+            attempt(plan)
+        }
+        other => other,
+    }
+}
+
+/// The containerd image store sometimes loses a parent snapshot while unpacking a fresh image; a
+/// second attempt, fully cached, goes through.
+pub fn is_transient(error: &str) -> bool {
+    error.contains("failed to prepare extraction snapshot") && error.contains("parent snapshot")
+}
+
+/// One run of the build, recorded in the history whatever its outcome.
+fn attempt(plan: &Plan) -> Result<()> {
     let started_at = Utc::now();
     let t0 = Instant::now();
     let mut display = Display::new(&plan.progress);
@@ -781,6 +800,12 @@ mod tests {
         assert!(out.contains("-75%"), "{out}");
         assert!(out.contains("-50.0 MB"), "{out}");
         assert!(out.contains("-25%"), "{out}");
+    }
+
+    #[test]
+    fn only_the_snapshot_race_is_retried() {
+        assert!(is_transient("[frontend] exporting to image: failed to prepare extraction snapshot \"extract-1 sha256:7a\": parent snapshot sha256:f9 does not exist: not found"));
+        assert!(!is_transient("process \"/bin/sh -c npm ci\" did not complete successfully: exit code: 1"));
     }
 
     #[test]

@@ -103,18 +103,26 @@ fn append(path: &Path, line: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
+/// A mark no earlier build has seen: the engine's cache is content-addressed, so a change that
+/// repeats an earlier run's content would be served from the cache and measure nothing.
+fn nonce(round: usize) -> String {
+    format!("{}-{}-{round}", std::process::id(), chrono::Utc::now().timestamp_micros())
+}
+
 fn touch_sources(dir: &Path, round: usize) -> Result<()> {
-    append(&dir.join("backend/app/main.py"), &format!("\n# bench source change {round}\n"))?;
-    append(&dir.join("frontend/app/page.js"), &format!("\n// bench source change {round}\n"))
+    let mark = nonce(round);
+    append(&dir.join("backend/app/main.py"), &format!("\n# bench source change {mark}\n"))?;
+    append(&dir.join("frontend/app/page.js"), &format!("\n// bench source change {mark}\n"))
 }
 
 /// A change to each dependency manifest that keeps it valid: a comment in requirements.txt, and
 /// a new `description` in package.json (npm ci still agrees with the lock file).
 fn touch_manifests(dir: &Path, round: usize) -> Result<()> {
-    append(&dir.join("backend/requirements.txt"), &format!("# bench manifest change {round}\n"))?;
+    let mark = nonce(round);
+    append(&dir.join("backend/requirements.txt"), &format!("# bench manifest change {mark}\n"))?;
     let path = dir.join("frontend/package.json");
     let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    json["description"] = serde_json::Value::String(format!("bench manifest change {round}"));
+    json["description"] = serde_json::Value::String(format!("bench manifest change {mark}"));
     std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")?;
     Ok(())
 }

@@ -139,6 +139,16 @@ mod tests {
     }
 
     #[test]
+    fn the_process_environment_wins_over_the_file() {
+        // Only this test reads or writes this variable.
+        std::env::set_var("BUILDKIT_STEP_LOG_MAX_SPEED", "12345");
+        let s = Settings::load().unwrap();
+        std::env::remove_var("BUILDKIT_STEP_LOG_MAX_SPEED");
+        assert_eq!(s.get("BUILDKIT_STEP_LOG_MAX_SPEED"), Some("12345"));
+        assert_eq!(s.get("BUILDKIT_STEP_LOG_MAX_SIZE"), Some("10485760"), "the rest still comes from .env");
+    }
+
+    #[test]
     fn the_project_env_file_parses_and_holds_the_design_settings() {
         let s = Settings::parse_file(&paths::dotenv_file()).unwrap();
         for key in [

@@ -9,6 +9,7 @@ mod doctor;
 mod engine;
 mod flags;
 mod meta;
+mod oci;
 mod paths;
 mod rawjson;
 mod report;

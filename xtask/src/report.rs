@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::build::Plan;
 use crate::dockerapi;
 use crate::engine::Engine;
+use crate::oci;
 use crate::paths::{self, write_atomic};
 use crate::rawjson::{self, Event, Progress, Splitter};
 use crate::runner;
@@ -54,6 +55,9 @@ pub struct TargetReport {
     pub digest: Option<String>,
     /// Uncompressed bytes of the image's layers for the engine's platform (see `image_size`).
     pub size_bytes: Option<u64>,
+    /// For a multi-platform image: compressed layer bytes per platform, from its manifests.
+    #[serde(default)]
+    pub platform_sizes: BTreeMap<String, u64>,
     pub slowest: Vec<Step>,
     pub steps_detail: Vec<Step>,
     pub errors: Vec<String>,
@@ -352,6 +356,32 @@ fn fill_images(plan: &Plan, report: &mut BuildReport) {
             t.size_bytes = job.and_then(|j| j.join().ok().flatten());
         }
     });
+    for t in &mut report.targets {
+        if plan.definition.target.get(&t.name).is_some_and(|d| d.platforms.len() > 1) {
+            t.platform_sizes = platform_sizes(plan, t).unwrap_or_default();
+        }
+    }
+}
+
+/// Per-platform sizes of a multi-platform image, from its manifests: in the OCI archive it was
+/// written to, or in the registry it was pushed to. An image loaded into the engine is not
+/// measured per platform: exporting it whole to read its manifests costs seconds per build.
+fn platform_sizes(plan: &Plan, t: &TargetReport) -> Option<BTreeMap<String, u64>> {
+    if plan.bake.args.iter().any(|a| a.starts_with(&format!("{}.output=type=oci", t.name))) {
+        let archive = paths::xtask_dir().join("oci").join(format!("{}.tar", t.name));
+        return oci::platform_sizes(std::fs::File::open(archive).ok()?).ok();
+    }
+    if !plan.bake.args.iter().any(|a| a == "--push") {
+        return None;
+    }
+    let image = t.image.as_deref()?;
+    let repo = image.rsplit_once(':').filter(|(r, _)| !r.ends_with('/')).map_or(image, |(r, _)| r);
+    let raw = |reference: &str| -> Option<serde_json::Value> {
+        let cmd = plan.engine.docker().args(["buildx", "imagetools", "inspect", "--raw", reference]);
+        serde_json::from_str(&runner::read(&cmd).ok()?).ok()
+    };
+    let index = raw(&format!("{repo}@{}", t.digest.as_deref()?))?;
+    Some(oci::sizes(&index, |digest| raw(&format!("{repo}@{digest}"))))
 }
 
 /// Uncompressed bytes of an image's layers for the engine's platform: the sum of `docker history`
@@ -455,6 +485,10 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
             mb(t.size_bytes),
             vs
         ));
+    }
+    for t in r.targets.iter().filter(|t| !t.platform_sizes.is_empty()) {
+        let each: Vec<String> = t.platform_sizes.iter().map(|(p, b)| format!("{p} {}", mb(Some(*b)))).collect();
+        out.push_str(&format!("{}: {} (compressed layers per platform)\n", t.name, each.join(", ")));
     }
     out.push_str(&format!("{} in {:.1}s (buildx {:.1}s)\n", r.status, r.wall_secs, r.buildx_secs));
     out
@@ -570,13 +604,18 @@ pub fn html(r: &BuildReport) -> String {
     let mut rows = String::new();
     for t in &r.targets {
         rows.push_str(&format!(
-            "<tr><td>{}</td><td>{:.1}s</td><td>{}/{}</td><td>{:.0}%</td><td>{}</td><td>{}/{}</td></tr>\n",
+            "<tr><td>{}</td><td>{:.1}s</td><td>{}/{}</td><td>{:.0}%</td><td>{}</td><td>{}</td><td>{}/{}</td></tr>\n",
             esc(&t.name),
             t.wall_secs,
             t.cached,
             t.steps,
             t.cache_hit_ratio * 100.0,
             mb(t.size_bytes),
+            if t.platform_sizes.is_empty() {
+                "-".to_string()
+            } else {
+                t.platform_sizes.iter().map(|(p, b)| format!("{p} {}", mb(Some(*b)))).collect::<Vec<_>>().join("<br>")
+            },
             t.run_steps_executed,
             t.run_steps
         ));
@@ -621,7 +660,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 </style></head><body>
 <h1>Build {id}: {status}</h1>
 <p>{names} &middot; version {version} &middot; commit {commit} &middot; started {started} &middot; {wall:.1}s (buildx {bx:.1}s)</p>
-<table><tr><th>target</th><th>time</th><th>cached/steps</th><th>cache hits</th><th>size</th><th>RUN executed</th></tr>
+<table><tr><th>target</th><th>time</th><th>cached/steps</th><th>cache hits</th><th>size</th><th>per platform (compressed)</th><th>RUN executed</th></tr>
 {rows}</table>
 <p class="legend">Timeline:<span class="ran"></span>executed<span class="cached"></span>cached<span class="err"></span>failed</p>
 {timelines}

@@ -335,7 +335,10 @@ fn c_source_only_change_reruns_no_dependency_step() {
     must(&["backend"], &env);
     let main = dir.join("backend/app/main.py");
     let mut text = std::fs::read_to_string(&main).unwrap();
-    text.push_str("\n# a source-only change made by the end-to-end test\n");
+    // Unique content: the engine's cache is content-addressed, and an earlier run's change would
+    // come back from it.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    text.push_str(&format!("\n# a source-only change made by the end-to-end test at {now}\n"));
     std::fs::write(&main, text).unwrap();
     must(&["backend"], &env);
     let report = last_report(&dir);
@@ -432,7 +435,12 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
         assert_eq!(health(port, path)["version"], "1.2.3");
     }
     must(&["multiplatform", "--version", "1.2.3", "--oci"], &[]);
+    let report = last_report(&root());
     for name in ["backend", "frontend"] {
+        let sizes = &target(&report, &format!("{name}-multiplatform"))["platform_sizes"];
+        for platform in ["linux/amd64", "linux/arm64"] {
+            assert!(sizes[platform].as_u64().unwrap_or(0) > 10_000_000, "{name} {platform}: {sizes}");
+        }
         let archive = root().join(format!("target/xtask/oci/{name}-multiplatform.tar"));
         assert!(std::fs::metadata(&archive).is_ok_and(|m| m.len() > 1_000_000), "{} exists", archive.display());
     }

@@ -36,8 +36,8 @@ const fn pkg(name: &'static str, suite: &'static str, series: &'static str) -> P
     Package { name, suite, series }
 }
 
-/// What the private engine is made of (see ../shared/docs/engine-facts.md for why each suite:
-/// trixie's engine runs on bookworm's glibc, trixie's runc does not).
+/// What the private engine is made of. The engine, plug-ins and registry come from trixie, whose
+/// builds run on bookworm's glibc; runc comes from bookworm, since trixie's needs glibc 2.38.
 const PACKAGES: &[Package] = &[
     pkg("docker.io", "trixie", "26.1"),
     pkg("docker-buildx", "trixie", "0.13"),
@@ -346,17 +346,27 @@ fn install_prefix(layout: &Layout) -> Result<()> {
                 "APT::Sandbox::User=root",
             ])
             .args(args.iter().copied())
-            .dir(&debs)
     };
     let arch = host_arch()?;
     let missing: Vec<&Package> = PACKAGES.iter().filter(|p| find_deb(&debs, p.name).is_none()).collect();
     if !missing.is_empty() {
         eprintln!("xtask: fetching {} engine packages from the Debian archive", missing.len());
-        runner::run_quiet(&apt_get(&["update"])).context("reading the Debian archive's package lists")?;
+        runner::run_quiet(&apt_get(&["update"]))
+            .with_context(|| format!("reading the package lists of the Debian archive at {mirror}"))?;
+        // Each package lands in a folder of its own first: an interrupted download never leaves
+        // a half file where the next run would take it for a finished one.
+        let incoming = debs.join(".incoming");
         for p in missing {
-            runner::run_quiet(&apt_get(&["download", &format!("{}/{}", p.name, p.suite)]))
+            if incoming.exists() {
+                std::fs::remove_dir_all(&incoming)?;
+            }
+            std::fs::create_dir_all(&incoming)?;
+            runner::run_quiet(&apt_get(&["download", &format!("{}/{}", p.name, p.suite)]).dir(&incoming))
                 .with_context(|| format!("downloading package {} from Debian {} (rerun to resume)", p.name, p.suite))?;
+            let deb = find_deb(&incoming, p.name).with_context(|| format!("apt-get left no .deb for {}", p.name))?;
+            std::fs::rename(&deb, debs.join(deb.file_name().context("a .deb has a name")?))?;
         }
+        std::fs::remove_dir_all(&incoming)?;
     }
     let partial = layout.root.join("prefix.partial");
     if partial.exists() {

@@ -39,9 +39,13 @@ pub fn history_file() -> PathBuf {
     reports_dir().join("history.jsonl")
 }
 
-/// The private engine's prefix, state and logs.
+/// The private engine's prefix, state and logs. `XTASK_ENGINE_DIR` puts them elsewhere (one
+/// engine shared by several checkouts, or a throwaway one in a test).
 pub fn engine_dir() -> PathBuf {
-    checkout_target().join("engine")
+    match std::env::var_os("XTASK_ENGINE_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => checkout_target().join("engine"),
+    }
 }
 
 /// The checkout's own `target/` (not a scratch copy's): what belongs to this machine's engine.

@@ -543,6 +543,46 @@ fn j_status_doctor_print_and_report_work() {
     assert!(docker_ok(&["buildx", "version"]));
 }
 
+/// `engine up` for a private engine in a throwaway folder, with no engine reachable otherwise.
+fn engine_up_elsewhere(dir: &Path, mirror: &str, as_nobody: bool) -> Output {
+    let exe = env!("CARGO_BIN_EXE_xtask");
+    let mut cmd = if as_nobody {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid", "65534", "--regid", "65534", "--clear-groups", exe]);
+        c
+    } else {
+        Command::new(exe)
+    };
+    cmd.args(["engine", "up"])
+        .current_dir(root())
+        .env_remove("DOCKER_HOST")
+        .env("XTASK_ENGINE_DIR", dir)
+        .env("DEBIAN_MIRROR", mirror);
+    cmd.output().unwrap()
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn y_engine_up_refuses_cleanly_and_leaves_nothing_half_installed() {
+    let dir = std::env::temp_dir().join("xtask-e2e-engine-elsewhere");
+    let _ = std::fs::remove_dir_all(&dir);
+    if Path::new("/var/run/docker.sock").exists() {
+        eprintln!("a system engine answers at the default socket: `engine up` would use it");
+        assert!(std::env::var("CI").is_err(), "CI machines have no system engine");
+        return;
+    }
+    // A Debian archive that does not answer (a closed port on loopback): apt-get only warns about
+    // the lists, so the first download fails, named with its package and suite.
+    let out = engine_up_elsewhere(&dir, "http://127.0.0.1:9/debian", false);
+    one_line_error(&out, "downloading package docker.io from Debian trixie (rerun to resume)");
+    assert!(!dir.join("prefix").exists() && !dir.join("prefix.partial").exists(), "nothing half-installed");
+    // Not root: the private engine is impossible; the message says what to do instead.
+    let out = engine_up_elsewhere(&dir, "http://127.0.0.1:9/debian", true);
+    one_line_error(&out, "a private one needs root");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("install Docker Engine 26+"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// The dockerd pid of the private engine, from `engine status`.
 fn private_dockerd_pid() -> Option<String> {
     let status = String::from_utf8_lossy(&must(&["engine", "status"], &[]).stdout).to_string();

@@ -38,6 +38,16 @@ pub enum Recipe {
     Multiplatform,
 }
 
+/// Where the built images go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Into the engine's image store.
+    Load,
+    Push,
+    /// An OCI archive per target in this folder.
+    Oci(PathBuf),
+}
+
 /// Everything a build will do, resolved but not run.
 pub struct Plan {
     pub names: Vec<String>,
@@ -49,6 +59,7 @@ pub struct Plan {
     pub client_env: Vec<(String, String)>,
     pub build_args: Vec<(String, String)>,
     pub bake: Cmd,
+    pub output: Output,
     pub definition: Definition,
     pub notes: Vec<String>,
     pub metadata_file: PathBuf,
@@ -63,14 +74,13 @@ pub const PROGRESS_MODES: [&str; 4] = ["auto", "plain", "tty", "rawjson"];
 /// Checks the flags that need no engine: `--set`, `--progress`, `--version`.
 pub fn check_options(opts: &Options) -> Result<()> {
     for kv in &opts.set {
-        let Some((key, _)) = kv.split_once('=') else {
+        let Some((key, value)) = kv.split_once('=') else {
             bail!("--set `{kv}`: expected TARGET.KEY=VALUE, e.g. --set backend.args.X=1")
         };
         if !key.contains('.') {
             bail!("--set `{kv}`: the key needs a target, e.g. `*.{key}` or `backend.{key}`");
         }
         if key.ends_with(".platform") || key.ends_with(".platforms") {
-            let (_, value) = kv.split_once('=').unwrap_or_default();
             check_platforms(value)?;
         }
     }
@@ -189,17 +199,15 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     // buildx lists what was asked for as the `default` group and resolves every target in it.
     let targets: Vec<String> = definition.target.keys().cloned().collect();
 
-    let mut sets: Vec<String> = Vec::new();
-    for (k, v) in settings.build_args() {
-        sets.push(format!("*.args.{k}={v}"));
-    }
+    let build_args = settings.build_args();
+    let mut sets: Vec<String> = build_args.iter().map(|(k, v)| format!("*.args.{k}={v}")).collect();
     let syntax = syntax_fallback(frontend, facts.as_ref(), &definition, opts.dry_run)?;
     sets.extend(syntax.0);
     notes.extend(syntax.1);
 
     let multi = targets.iter().any(|t| definition.target[t].platforms.len() > 1);
     let output = if opts.push {
-        "--push"
+        Output::Push
     } else if opts.oci {
         let dir = paths::xtask_dir().join("oci");
         if !opts.dry_run {
@@ -208,13 +216,13 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         for t in &targets {
             sets.push(format!("{t}.output=type=oci,dest={}", dir.join(format!("{t}.tar")).display()));
         }
-        ""
+        Output::Oci(dir)
     } else {
-        "--load"
+        Output::Load
     };
     if multi {
         if let Some(f) = &facts {
-            check_multiplatform(f, output == "--load")?;
+            check_multiplatform(f, output == Output::Load)?;
         }
     }
     sets.extend(opts.set.iter().cloned());
@@ -243,8 +251,10 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     if pull {
         bake = bake.arg("--pull");
     }
-    if !output.is_empty() {
-        bake = bake.arg(output);
+    match output {
+        Output::Load => bake = bake.arg("--load"),
+        Output::Push => bake = bake.arg("--push"),
+        Output::Oci(_) => {}
     }
     for s in &sets {
         bake = bake.args(["--set", s]);
@@ -256,8 +266,9 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         metadata,
         vars,
         client_env,
-        build_args: settings.build_args(),
+        build_args,
         bake,
+        output,
         definition,
         notes,
         metadata_file,
@@ -346,11 +357,11 @@ enum FrontendSource {
 
 /// Asks the registry (then the mirror) for the Dockerfile frontend image; nothing is pulled.
 fn frontend_source(engine: &Engine, settings: &Settings) -> FrontendSource {
-    if standin::reachable(engine, FRONTEND) {
+    if engine.registry_has(FRONTEND) {
         return FrontendSource::Registry;
     }
     match settings.get("BASE_MIRROR").map(|m| format!("{}/{FRONTEND}", m.trim_end_matches('/'))) {
-        Some(mirrored) if standin::reachable(engine, &mirrored) => FrontendSource::Mirror(mirrored),
+        Some(mirrored) if engine.registry_has(&mirrored) => FrontendSource::Mirror(mirrored),
         _ => FrontendSource::Unreachable,
     }
 }
@@ -376,7 +387,7 @@ fn syntax_fallback(
     }
     let buildkit = facts.and_then(|f| f.buildkit_version.clone());
     if let Some(v) = &buildkit {
-        if *v < semver::Version::new(0, 13, 0) {
+        if *v < engine::BUILDKIT_FLOOR {
             bail!("{FRONTEND} cannot be resolved and BuildKit {v} embeds an older Dockerfile frontend: set BASE_MIRROR to a registry that has {FRONTEND}");
         }
         // Newer BuildKit can be told to ignore the directive: no copy of the Dockerfile needed.

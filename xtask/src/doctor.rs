@@ -73,10 +73,7 @@ pub fn run() -> Result<()> {
             Some(e)
         }
         Err(_) => {
-            let can_start = std::fs::read_to_string("/etc/os-release")
-                .is_ok_and(|t| t.contains("debian") || t.contains("ubuntu"))
-                && runner::read(&Cmd::new("id").arg("-u")).is_ok_and(|u| u == "0");
-            if can_start {
+            if engine::check_host().is_ok() {
                 r.line(
                     Level::Warn,
                     "engine",

@@ -8,11 +8,12 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use semver::Version;
 
+use crate::cache::Cache;
 use crate::dockerapi;
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
@@ -73,13 +74,17 @@ impl Engine {
         Cmd::new("docker").envs(&self.env)
     }
 
-    /// The engine's unix socket, when the API can be asked directly.
-    pub fn socket(&self) -> Option<PathBuf> {
-        let host = match self.env.iter().find(|(k, _)| k == "DOCKER_HOST") {
+    /// DOCKER_HOST as the docker CLI will see it: this engine's own, else the environment's.
+    fn docker_host(&self) -> Option<String> {
+        match self.env.iter().find(|(k, _)| k == "DOCKER_HOST") {
             Some((_, h)) => Some(h.clone()),
             None => std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()),
-        };
-        dockerapi::socket(host.as_deref())
+        }
+    }
+
+    /// The engine's unix socket, when the API can be asked directly.
+    pub fn socket(&self) -> Option<PathBuf> {
+        dockerapi::socket(self.docker_host().as_deref())
     }
 
     /// True when the engine answers: a ping over its socket, or `docker version` otherwise.
@@ -94,10 +99,42 @@ impl Engine {
     }
 
     pub fn describe(&self) -> String {
-        match self.env.iter().find(|(k, _)| k == "DOCKER_HOST") {
-            Some((_, host)) => host.clone(),
-            None => std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the current docker context".to_string()),
+        self.docker_host().unwrap_or_else(|| "the current docker context".to_string())
+    }
+
+    /// True when the image is in the engine's store.
+    pub fn has_image(&self, image: &str) -> bool {
+        match self.socket() {
+            Some(sock) => dockerapi::get(&sock, &format!("/images/{}/json", dockerapi::escape(image)))
+                .is_some_and(|(c, _)| c == 200),
+            None => runner::succeeds(&self.docker().args(["image", "inspect", "--format", "{{.Id}}", image])),
         }
+    }
+
+    /// Uncompressed bytes of an image's layers for the engine's platform: the sum of `docker
+    /// history` sizes. (`docker image inspect`'s Size is not that: with the containerd image store
+    /// of Docker 26 it counts the compressed blobs, and older engines counted unpacked layers.)
+    pub fn image_size(&self, image: &str) -> Option<u64> {
+        if let Some(sock) = self.socket() {
+            let history = dockerapi::get_json(&sock, &format!("/images/{}/history", dockerapi::escape(image)))?;
+            return history.as_array()?.iter().map(|layer| layer["Size"].as_u64()).sum();
+        }
+        let history = self.docker().args(["history", "--human=false", "--format", "{{.Size}}", image]);
+        runner::read(&history).ok()?.lines().map(|l| l.trim().parse::<u64>().ok()).sum()
+    }
+
+    /// True when a registry answers for the image (a lookup of its manifest, nothing pulled).
+    /// Being offline (or online) rarely changes from one build to the next, and each lookup costs
+    /// a buildx start, so an answer is kept for 10 minutes.
+    pub fn registry_has(&self, image: &str) -> bool {
+        let cache = Cache::new("registry-probes.json", 600);
+        if let Some(answer) = cache.get::<bool>(image) {
+            return answer;
+        }
+        let cmd = self.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
+        let answer = runner::read_with_timeout(&cmd, Duration::from_secs(15)).is_ok();
+        cache.put(image, answer);
+        answer
     }
 }
 
@@ -238,7 +275,7 @@ fn up_private(layout: &Layout, settings: &Settings) -> Result<bool> {
     Ok(true)
 }
 
-fn check_host() -> Result<()> {
+pub fn check_host() -> Result<()> {
     let steps = "install Docker Engine 26+ with the buildx and compose plug-ins and the containerd image \
                  store, start it, and check `docker buildx version`; or run as root on Debian/Ubuntu where \
                  `cargo xtask engine up` builds a private one";
@@ -259,8 +296,13 @@ fn check_host() -> Result<()> {
     Ok(())
 }
 
-fn host_arch() -> Result<String> {
-    runner::read(&Cmd::new("dpkg").arg("--print-architecture"))
+/// The host's Debian architecture name.
+fn host_arch() -> &'static str {
+    if std::env::consts::ARCH == "aarch64" {
+        "arm64"
+    } else {
+        "amd64"
+    }
 }
 
 fn multiarch(arch: &str) -> &'static str {
@@ -347,7 +389,7 @@ fn install_prefix(layout: &Layout) -> Result<()> {
             ])
             .args(args.iter().copied())
     };
-    let arch = host_arch()?;
+    let arch = host_arch();
     let missing: Vec<&Package> = PACKAGES.iter().filter(|p| find_deb(&debs, p.name).is_none()).collect();
     if !missing.is_empty() {
         eprintln!("xtask: fetching {} engine packages from the Debian archive", missing.len());
@@ -434,7 +476,7 @@ fn register_binfmt(layout: &Layout) -> Result<()> {
         runner::run(&Cmd::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", "/proc/sys/fs/binfmt_misc"]))
             .context("mounting binfmt_misc (needed to run arm64 steps under QEMU)")?;
     }
-    let (name, magic, mask) = binfmt_entry(&host_arch()?);
+    let (name, magic, mask) = binfmt_entry(host_arch());
     if dir.join(name).exists() {
         return Ok(());
     }
@@ -456,7 +498,7 @@ fn binfmt_entry(host: &str) -> (&'static str, &'static str, &'static str) {
 }
 
 fn prefix_env(layout: &Layout) -> Result<Vec<(String, String)>> {
-    let libs = layout.prefix.join("usr/lib").join(multiarch(&host_arch()?));
+    let libs = layout.prefix.join("usr/lib").join(multiarch(host_arch()));
     let path = format!(
         "{}:{}:{}",
         layout.prefix.join("usr/sbin").display(),
@@ -487,13 +529,9 @@ fn start_dockerd(layout: &Layout, settings: &Settings) -> Result<()> {
         .envs(&settings.daemon_env());
     runner::spawn_daemon(&dockerd, &log)?;
     let engine = Engine { env: layout.client_env(), private: true, started_now: true };
-    let started = Instant::now();
-    while !engine.answers() {
-        if started.elapsed() > Duration::from_secs(60) {
-            let tail = runner::last_lines(&std::fs::read_to_string(&log).unwrap_or_default(), 8);
-            bail!("the private dockerd did not answer within 60s; last lines of {}:\n{tail}", log.display());
-        }
-        std::thread::sleep(Duration::from_millis(250));
+    if !runner::wait_until(Duration::from_secs(60), || engine.answers()) {
+        let tail = runner::last_lines(&std::fs::read_to_string(&log).unwrap_or_default(), 8);
+        bail!("the private dockerd did not answer within 60s; last lines of {}:\n{tail}", log.display());
     }
     Ok(())
 }
@@ -515,15 +553,11 @@ fn start_registry(layout: &Layout) -> Result<()> {
         Cmd::new(layout.bin("docker-registry").display().to_string()).args(["serve", &config.display().to_string()]);
     let pid = runner::spawn_daemon(&cmd, &layout.root.join("registry.log"))?;
     write_atomic(&layout.registry_pid(), format!("{pid}\n").as_bytes())?;
-    let started = Instant::now();
-    while std::net::TcpStream::connect(REGISTRY_ADDR).is_err() {
-        if started.elapsed() > Duration::from_secs(15) {
-            bail!(
-                "the registry did not listen on {REGISTRY_ADDR} within 15s; see {}",
-                layout.root.join("registry.log").display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if !runner::wait_until(Duration::from_secs(15), || std::net::TcpStream::connect(REGISTRY_ADDR).is_ok()) {
+        bail!(
+            "the registry did not listen on {REGISTRY_ADDR} within 15s; see {}",
+            layout.root.join("registry.log").display()
+        );
     }
     Ok(())
 }
@@ -569,12 +603,8 @@ pub fn down() -> Result<()> {
 /// SIGTERM, then waits up to 30 s for the process to end.
 fn stop(pid: u32) -> Result<()> {
     runner::run(&Cmd::new("kill").args(["-TERM", &pid.to_string()]))?;
-    let started = Instant::now();
-    while alive(pid) {
-        if started.elapsed() > Duration::from_secs(30) {
-            bail!("pid {pid} did not stop within 30s of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    if !runner::wait_until(Duration::from_secs(30), || !alive(pid)) {
+        bail!("pid {pid} did not stop within 30s of SIGTERM");
     }
     Ok(())
 }
@@ -620,14 +650,14 @@ pub fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
         buildx_identity(engine),
         binfmt_status()
     );
-    let builder_facts = match cached_builder_facts(&key) {
-        Some(b) => b,
-        None => {
-            let b = ask_builder(engine, builder);
-            save_builder_facts(&key, &b);
-            b
-        }
-    };
+    // What buildx says of itself and the builder costs two plug-in starts per build; it is kept
+    // for an hour per engine, builder, buildx binary and binfmt state.
+    let cache = Cache::new("builder-facts.json", 3600);
+    let builder_facts = cache.get::<BuilderFacts>(&key).unwrap_or_else(|| {
+        let b = ask_builder(engine, builder);
+        cache.put(&key, &b);
+        b
+    });
     f.buildx_version = builder_facts.buildx_version.as_deref().and_then(|v| Version::parse(v).ok());
     f.driver = builder_facts.driver;
     f.platforms = builder_facts.platforms;
@@ -641,32 +671,13 @@ pub fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
     Ok(f)
 }
 
-/// What buildx says of itself and the builder; kept for an hour per engine, builder, buildx
-/// binary and binfmt state, since asking costs two plug-in starts per build.
+/// What buildx says of itself and the builder.
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 struct BuilderFacts {
-    key: String,
-    saved: i64,
     buildx_version: Option<String>,
     driver: String,
     buildkit_version: Option<String>,
     platforms: Vec<String>,
-}
-
-fn facts_cache() -> PathBuf {
-    paths::checkout_target().join("xtask").join("builder-facts.json")
-}
-
-fn cached_builder_facts(key: &str) -> Option<BuilderFacts> {
-    let b: BuilderFacts = serde_json::from_str(&std::fs::read_to_string(facts_cache()).ok()?).ok()?;
-    (b.key == key && chrono::Utc::now().timestamp() - b.saved < 3600).then_some(b)
-}
-
-fn save_builder_facts(key: &str, b: &BuilderFacts) {
-    let b = BuilderFacts { key: key.to_string(), saved: chrono::Utc::now().timestamp(), ..b.clone() };
-    if let Ok(json) = serde_json::to_string(&b) {
-        let _ = write_atomic(&facts_cache(), json.as_bytes());
-    }
 }
 
 fn ask_builder(engine: &Engine, builder: Option<&str>) -> BuilderFacts {

@@ -4,6 +4,7 @@
 mod bake;
 mod bench;
 mod build;
+mod cache;
 mod dockerapi;
 mod doctor;
 mod engine;

@@ -11,9 +11,7 @@ use anyhow::{bail, Context, Result};
 use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::build::Plan;
-use crate::dockerapi;
-use crate::engine::Engine;
+use crate::build::{Output, Plan};
 use crate::oci;
 use crate::paths::{self, write_atomic};
 use crate::rawjson::{self, Event, Progress, Splitter};
@@ -154,7 +152,12 @@ fn attempt(plan: &Plan) -> Result<()> {
     CHILD.store(0, Ordering::SeqCst);
     let buildx_secs = tb.elapsed().as_secs_f64();
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-    let mut report = summarize(plan, &progress, started_at.to_rfc3339_opts(SecondsFormat::Millis, true));
+    let mut report = summarize(&plan.targets, &progress, started_at.to_rfc3339_opts(SecondsFormat::Millis, true));
+    report.names = plan.names.clone();
+    report.version = plan.metadata.version.to_string();
+    report.git_commit = plan.metadata.git_commit.clone();
+    report.command = plan.bake.command_line();
+    report.notes = plan.notes.clone();
     report.status = if status.success() {
         "ok"
     } else if interrupted {
@@ -177,7 +180,7 @@ fn attempt(plan: &Plan) -> Result<()> {
     }
     // The planning before buildx started counts too: the report's wall time is the whole command's.
     report.wall_secs = t0.elapsed().as_secs_f64() + plan.planned_in;
-    let previous = history()?.into_iter().rev().find(|h| h.status == "ok" && h.names == report.names);
+    let previous = history().into_iter().rev().find(|h| h.status == "ok" && h.names == report.names);
     let path = save(&report)?;
     print_table(&report, previous.as_ref());
     eprintln!("report: {}", path.display());
@@ -230,20 +233,18 @@ fn failing_log_tail(progress: &Progress) -> String {
 }
 
 /// Per-target numbers from the final state of every vertex.
-pub fn summarize(plan_or_names: &impl Targets, progress: &Progress, started: String) -> BuildReport {
-    let targets = plan_or_names.target_names();
+pub fn summarize(targets: &[String], progress: &Progress, started: String) -> BuildReport {
     let mut per: BTreeMap<String, Vec<&rawjson::Vertex>> = BTreeMap::new();
     for d in &progress.order {
         let v = &progress.vertexes[d];
         let owner =
-            rawjson::target_of(&v.name, &targets).cloned().or_else(|| (targets.len() == 1).then(|| targets[0].clone()));
+            rawjson::target_of(&v.name, targets).cloned().or_else(|| (targets.len() == 1).then(|| targets[0].clone()));
         if let Some(t) = owner {
             per.entry(t).or_default().push(v);
         }
     }
     let mut out = BuildReport { id: new_id(), started, ..BuildReport::default() };
-    plan_or_names.fill(&mut out);
-    for name in &targets {
+    for name in targets {
         let vs = per.get(name).cloned().unwrap_or_default();
         let first = vs.iter().filter_map(|v| rawjson::timestamp(&v.started)).min();
         let last = vs.iter().filter_map(|v| rawjson::timestamp(&v.completed)).max();
@@ -308,31 +309,6 @@ pub fn is_instruction(name: &str) -> bool {
     numbered && !name[end + 2..].starts_with("FROM ")
 }
 
-/// What a report needs from whoever ran the build (a plan, or a test's list of names).
-pub trait Targets {
-    fn target_names(&self) -> Vec<String>;
-    fn fill(&self, _report: &mut BuildReport) {}
-}
-
-impl Targets for Plan {
-    fn target_names(&self) -> Vec<String> {
-        self.targets.clone()
-    }
-    fn fill(&self, r: &mut BuildReport) {
-        r.names = self.names.clone();
-        r.version = self.metadata.version.to_string();
-        r.git_commit = self.metadata.git_commit.clone();
-        r.command = self.bake.command_line();
-        r.notes = self.notes.clone();
-    }
-}
-
-impl Targets for Vec<String> {
-    fn target_names(&self) -> Vec<String> {
-        self.clone()
-    }
-}
-
 /// Digest from the metadata file and size from the engine, for each target that has an image.
 fn fill_images(plan: &Plan, report: &mut BuildReport) {
     let meta: serde_json::Value = std::fs::read_to_string(&plan.metadata_file)
@@ -350,7 +326,7 @@ fn fill_images(plan: &Plan, report: &mut BuildReport) {
         let jobs: Vec<_> = report
             .targets
             .iter()
-            .map(|t| t.image.clone().map(|image| s.spawn(move || image_size(engine, &image))))
+            .map(|t| t.image.clone().map(|image| s.spawn(move || engine.image_size(&image))))
             .collect();
         for (t, job) in report.targets.iter_mut().zip(jobs) {
             t.size_bytes = job.and_then(|j| j.join().ok().flatten());
@@ -367,12 +343,13 @@ fn fill_images(plan: &Plan, report: &mut BuildReport) {
 /// written to, or in the registry it was pushed to. An image loaded into the engine is not
 /// measured per platform: exporting it whole to read its manifests costs seconds per build.
 fn platform_sizes(plan: &Plan, t: &TargetReport) -> Option<BTreeMap<String, u64>> {
-    if plan.bake.args.iter().any(|a| a.starts_with(&format!("{}.output=type=oci", t.name))) {
-        let archive = paths::xtask_dir().join("oci").join(format!("{}.tar", t.name));
-        return oci::platform_sizes(std::fs::File::open(archive).ok()?).ok();
-    }
-    if !plan.bake.args.iter().any(|a| a == "--push") {
-        return None;
+    match &plan.output {
+        Output::Oci(dir) => {
+            let archive = std::fs::File::open(dir.join(format!("{}.tar", t.name))).ok()?;
+            return oci::platform_sizes(archive).ok();
+        }
+        Output::Load => return None,
+        Output::Push => {}
     }
     let image = t.image.as_deref()?;
     let repo = image.rsplit_once(':').filter(|(r, _)| !r.ends_with('/')).map_or(image, |(r, _)| r);
@@ -382,19 +359,6 @@ fn platform_sizes(plan: &Plan, t: &TargetReport) -> Option<BTreeMap<String, u64>
     };
     let index = raw(&format!("{repo}@{}", t.digest.as_deref()?))?;
     Some(oci::sizes(&index, |digest| raw(&format!("{repo}@{digest}"))))
-}
-
-/// Uncompressed bytes of an image's layers for the engine's platform: the sum of `docker history`
-/// sizes. (`docker image inspect`'s Size is not that: with the containerd image store of Docker 26
-/// it counts the compressed blobs, and older engines counted unpacked layers.)
-pub fn image_size(engine: &Engine, image: &str) -> Option<u64> {
-    if let Some(sock) = engine.socket() {
-        let history = dockerapi::get_json(&sock, &format!("/images/{}/history", dockerapi::escape(image)))?;
-        return history.as_array()?.iter().map(|layer| layer["Size"].as_u64()).sum();
-    }
-    let history = engine.docker().args(["history", "--human=false", "--format", "{{.Size}}", image]);
-    let text = runner::read(&history).ok()?;
-    text.lines().map(|l| l.trim().parse::<u64>().ok()).sum()
 }
 
 fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
@@ -443,8 +407,8 @@ pub fn read_history(path: &std::path::Path) -> Vec<HistoryLine> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
-fn history() -> Result<Vec<HistoryLine>> {
-    Ok(read_history(&paths::history_file()))
+fn history() -> Vec<HistoryLine> {
+    read_history(&paths::history_file())
 }
 
 pub fn new_id() -> String {
@@ -553,7 +517,7 @@ pub fn pick<'a>(history: &'a [HistoryLine], id: &str) -> Result<&'a HistoryLine>
 
 /// `cargo xtask report`.
 pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Result<()> {
-    let history = history()?;
+    let history = history();
     if history.is_empty() {
         bail!("no builds recorded yet in {}: run `cargo xtask build` first", paths::history_file().display());
     }
@@ -788,7 +752,7 @@ mod tests {
             ],
             ..Default::default()
         });
-        let r = summarize(&vec!["a".to_string(), "b".to_string()], &p, String::new());
+        let r = summarize(&["a".to_string(), "b".to_string()], &p, String::new());
         let a = &r.targets[0];
         assert_eq!((a.steps, a.cached, a.run_steps, a.run_steps_executed), (3, 1, 2, 1));
         assert!((a.cache_hit_ratio - 1.0 / 3.0).abs() < 1e-9);

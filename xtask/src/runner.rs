@@ -132,15 +132,24 @@ pub fn read_with_timeout(cmd: &Cmd, limit: Duration) -> Result<String> {
         .unchecked()
         .start()
         .with_context(|| format!("starting `{}`", cmd.command_line()))?;
+    if !wait_until(limit, || !matches!(handle.try_wait(), Ok(None))) {
+        let _ = handle.kill();
+        bail!("`{}` did not answer within {}s", cmd.command_line(), limit.as_secs());
+    }
+    let out = handle.wait()?;
+    check_status(cmd, out.status, &String::from_utf8_lossy(&out.stderr))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Polls `done` until it holds or `limit` passes; false on the time-out.
+pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
     loop {
-        if let Some(out) = handle.try_wait()? {
-            check_status(cmd, out.status, &String::from_utf8_lossy(&out.stderr))?;
-            return Ok(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        if done() {
+            return true;
         }
         if started.elapsed() > limit {
-            let _ = handle.kill();
-            bail!("`{}` did not answer within {}s", cmd.command_line(), limit.as_secs());
+            return false;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -155,19 +164,17 @@ pub fn succeeds(cmd: &Cmd) -> bool {
 /// rawjson progress). `on_start` gets the child's pid (to pass on a signal); `on_chunk` sees
 /// every chunk of its output as it arrives.
 pub fn run_streaming(cmd: &Cmd, on_start: impl FnOnce(u32), mut on_chunk: impl FnMut(&[u8])) -> Result<ExitStatus> {
-    let reader = cmd
+    // stderr and stdout are merged here: buildx bake writes nothing to stdout without --print, and
+    // the stream parser skips any text between JSON objects.
+    let mut reader = cmd
         .expression()
         .stderr_to_stdout()
-        .stdout_capture()
         .unchecked()
         .reader()
         .with_context(|| format!("starting `{}`", cmd.command_line()))?;
-    // stderr and stdout are merged here: buildx bake writes nothing to stdout without --print, and
-    // the stream parser skips any text between JSON objects.
     if let Some(pid) = reader.pids().first() {
         on_start(*pid);
     }
-    let mut reader = reader;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = match reader.read(&mut buf) {

@@ -2,13 +2,10 @@
 //! or else stand-ins made once from Debian (Python 3.11) and the npm registry (Node.js 22), for
 //! linux/amd64 and linux/arm64, tagged under `localhost/standin-*`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use crate::dockerapi;
 use crate::engine::{self, Engine, Layout};
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
@@ -54,31 +51,30 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
         handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
     });
     let mut choice = Choice::default();
+    let mut standins = Vec::new();
     let mut missing = Vec::new();
     for (base, found) in BASES.iter().zip(found) {
-        let image = match found {
-            Some(image) => image,
-            None => {
-                missing.push(base);
-                base.standin.to_string()
-            }
-        };
+        let image = found.unwrap_or_else(|| {
+            missing.push(base);
+            base.standin.to_string()
+        });
         if image == base.standin {
-            choice.standin = true;
+            standins.push(base);
         }
         choice.vars.push((base.var.to_string(), image));
     }
-    let standins: Vec<&Base> = BASES.iter().filter(|b| choice.vars.iter().any(|(_, i)| i == b.standin)).collect();
-    // find_existing already returned a stand-in that is in the store: what is missing is not.
-    let to_make = missing;
-    if !to_make.is_empty() {
+    if !missing.is_empty() {
         if !make {
-            bail!("base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them", names(&to_make));
+            bail!(
+                "base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them",
+                names(&missing)
+            );
         }
-        eprintln!("xtask: {} cannot be pulled; making stand-ins once (a few minutes)", names(&to_make));
+        eprintln!("xtask: {} cannot be pulled; making stand-ins once (a few minutes)", names(&missing));
         make_standins(engine)?;
     }
     if !standins.is_empty() {
+        choice.standin = true;
         choice.notes.push(format!(
             "images built on stand-ins for {} (official images unreachable; set BASE_MIRROR to use a mirror)",
             names(&standins)
@@ -96,57 +92,22 @@ fn names(bases: &[&Base]) -> String {
 fn find_existing(engine: &Engine, base: &Base, mirror: Option<&str>) -> Option<String> {
     if let Some(m) = mirror {
         let mirrored = format!("{m}/library/{}", base.official);
-        if reachable(engine, &mirrored) {
+        if engine.registry_has(&mirrored) {
             return Some(mirrored);
         }
     }
-    if present(engine, base.official) || reachable(engine, base.official) {
+    if engine.has_image(base.official) || engine.registry_has(base.official) {
         return Some(base.official.to_string());
     }
-    present(engine, base.standin).then(|| base.standin.to_string())
-}
-
-fn present(engine: &Engine, image: &str) -> bool {
-    match engine.socket() {
-        Some(sock) => {
-            dockerapi::get(&sock, &format!("/images/{}/json", dockerapi::escape(image))).is_some_and(|(c, _)| c == 200)
-        }
-        None => runner::succeeds(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}", image])),
-    }
-}
-
-/// How long a registry lookup's answer is trusted. Being offline (or online) rarely changes from
-/// one build to the next, and each lookup costs a buildx start; after this long, ask again.
-const PROBE_TTL_SECS: i64 = 600;
-
-/// True when a registry answers for the image (a lookup of its manifest, nothing pulled).
-pub fn reachable(engine: &Engine, image: &str) -> bool {
-    let cache = paths::checkout_target().join("xtask").join("registry-probes.json");
-    let now = chrono::Utc::now().timestamp();
-    let mut probes: BTreeMap<String, (bool, i64)> =
-        std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-    if let Some((answer, at)) = probes.get(image) {
-        if now - at < PROBE_TTL_SECS {
-            return *answer;
-        }
-    }
-    let cmd = engine.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
-    let answer = runner::read_with_timeout(&cmd, Duration::from_secs(15)).is_ok();
-    // Several probes run at once: re-read just before writing so none is lost for long.
-    let mut latest: BTreeMap<String, (bool, i64)> =
-        std::fs::read_to_string(&cache).ok().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-    latest.insert(image.to_string(), (answer, now));
-    probes = latest;
-    if let Ok(json) = serde_json::to_string(&probes) {
-        let _ = write_atomic(&cache, json.as_bytes());
-    }
-    answer
+    engine.has_image(base.standin).then(|| base.standin.to_string())
 }
 
 /// Makes both stand-ins for linux/amd64 and linux/arm64: a Debian minbase root file system per
 /// architecture, Python from Debian on top of it, and Node.js and npm from the npm registry.
 pub fn make_standins(engine: &Engine) -> Result<()> {
-    let dir = paths::xtask_dir().join("standin");
+    // The stand-ins belong to the engine, not to one copy of the sources (the benchmark's and
+    // the tests' scratch copies share them): their work folder is the checkout's.
+    let dir = paths::checkout_target().join("xtask").join("standin");
     std::fs::create_dir_all(&dir)?;
     fetch_node(&dir)?;
     let layout = Layout::new();

@@ -131,11 +131,8 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     check_options(opts)?;
     let settings = Settings::load()?;
     let registry = opts.registry.clone().or_else(|| settings.get("REGISTRY").map(str::to_string));
-    if opts.push {
-        let Some(registry) = &registry else {
-            bail!("--push needs a registry: pass --registry HOST:PORT or set REGISTRY in .env")
-        };
-        check_registry(registry)?;
+    if opts.push && registry.is_none() {
+        bail!("--push needs a registry: pass --registry HOST:PORT or set REGISTRY in .env")
     }
     // Reading git and finding the engine are independent; so are the questions asked of the
     // engine afterwards. Each is a program start of tens of milliseconds, so they run side by side
@@ -150,6 +147,9 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         (metadata.join().unwrap_or_else(|_| Err(anyhow::anyhow!("reading git panicked"))), engine)
     });
     let (metadata, engine) = (metadata?, engine?);
+    if let (true, Some(registry)) = (opts.push, &registry) {
+        check_registry(registry, &engine)?;
+    }
     let names: Vec<String> = if names.is_empty() { vec![default_group(recipe).to_string()] } else { names.to_vec() };
     let mut vars = metadata.bake_vars();
     vars.push(("NPM_VERSION".to_string(), npm_pin()?));
@@ -289,9 +289,9 @@ fn default_group(recipe: Recipe) -> &'static str {
 /// For `print --dry-run` on a machine without an engine: the private engine's plug-ins if the
 /// prefix exists, so `bake --print` still resolves the file.
 fn dry_run_engine() -> Engine {
-    let layout = engine::Layout::new();
+    let layout = engine::Layout::new(engine::Spec::DEFAULT);
     if layout.prefix.exists() {
-        Engine { env: layout.client_env(), private: true, started_now: false }
+        layout.engine(false)
     } else {
         Engine::default()
     }
@@ -331,7 +331,7 @@ pub fn check_multiplatform(f: &Facts, load: bool) -> Result<()> {
     Ok(())
 }
 
-fn check_registry(registry: &str) -> Result<()> {
+fn check_registry(registry: &str, engine: &Engine) -> Result<()> {
     use std::net::ToSocketAddrs;
     let host_port = registry.split('/').next().unwrap_or(registry);
     let addr = if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:443") };
@@ -341,7 +341,7 @@ fn check_registry(registry: &str) -> Result<()> {
         .and_then(|mut a| a.next())
         .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok());
     if !reachable {
-        bail!("registry {registry} is unreachable for --push: start it (`cargo xtask engine up` runs one on {}) or fix --registry", engine::REGISTRY_ADDR);
+        bail!("registry {registry} is unreachable for --push: start it (the private engine runs one on {}) or fix --registry", engine.registry_addr());
     }
     Ok(())
 }

@@ -162,7 +162,7 @@ fn version_of_docker(engine: &Engine, args: &[&str]) -> Option<String> {
 }
 
 fn settings_lines(r: &mut Report, settings: &Settings, engine: Option<&Engine>) {
-    let private = engine.is_some_and(|e| e.private);
+    let private = engine.is_some_and(Engine::is_private);
     for (key, value, scope) in settings.iter() {
         match scope {
             Scope::Client => r.line(Level::Ok, "buildkit env", format!("{key}={value}: set for every docker/buildx/compose command")),

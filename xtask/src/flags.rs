@@ -99,14 +99,27 @@ xflags::xflags! {
         /// Check this machine for everything a build needs; one line each, with a fix.
         cmd doctor {}
 
-        /// The Docker engine: use the one that answers, or the project's private one.
+        /// The Docker engine: use the one that answers, or one of the project's private ones.
         cmd engine {
-            /// Start the private engine when no engine answers (idempotent).
-            cmd up {}
-            /// Stop the private engine, if this checkout started it.
-            cmd down {}
-            /// Endpoint, versions, image store, platforms, registry and binfmt, one line each.
+            /// Start a private engine: without flags only when no engine answers (idempotent).
+            cmd up {
+                /// `current` (Debian testing's Docker, the default) or `floor` (Debian stable's).
+                optional --channel channel: String
+                /// Keep images in the classic store instead of the containerd image store.
+                optional --classic
+            }
+            /// Stop the named private engine, or every one this checkout started.
+            cmd down {
+                optional --channel channel: String
+                optional --classic
+            }
+            /// Endpoint, channel and versions, image store, platforms, registry, binfmt.
             cmd status {}
+            /// Print the exports that point a shell at a running private engine.
+            cmd env {
+                optional --channel channel: String
+                optional --classic
+            }
         }
 
         /// Show build reports: the last one, or a before/after comparison of two builds.

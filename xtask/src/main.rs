@@ -40,6 +40,17 @@ macro_rules! options {
     };
 }
 
+/// `engine up | down | status | env`, with the channel parsed once.
+fn engine_command(cmd: flags::EngineCmd) -> anyhow::Result<()> {
+    let channel = |c: &Option<String>| c.as_deref().map(str::parse::<engine::Channel>).transpose();
+    match cmd {
+        flags::EngineCmd::Up(f) => engine::up(&settings::Settings::load()?, channel(&f.channel)?, f.classic),
+        flags::EngineCmd::Down(f) => engine::down(channel(&f.channel)?, f.classic),
+        flags::EngineCmd::Status(_) => engine::status(&settings::Settings::load()?),
+        flags::EngineCmd::Env(f) => engine::env(channel(&f.channel)?, f.classic),
+    }
+}
+
 fn main() {
     let flags = flags::Xtask::from_env_or_exit();
     report::install_interrupt_handler();
@@ -72,11 +83,7 @@ fn main() {
             build::run(Recipe::Local, &f.name.into_iter().collect::<Vec<_>>(), &opts)
         }
         XtaskCmd::Doctor(_) => doctor::run(),
-        XtaskCmd::Engine(f) => settings::Settings::load().and_then(|s| match f.subcommand {
-            flags::EngineCmd::Up(_) => engine::up(&s),
-            flags::EngineCmd::Down(_) => engine::down(),
-            flags::EngineCmd::Status(_) => engine::status(&s),
-        }),
+        XtaskCmd::Engine(f) => engine_command(f.subcommand),
         XtaskCmd::Report(f) => report::command(f.compare, f.list, f.json, &f.ids),
         XtaskCmd::Bench(f) => bench::run(&f.names, f.runs.unwrap_or(3)),
         XtaskCmd::Test(f) => test::run(f.no_e2e, f.e2e_filter.as_deref()),

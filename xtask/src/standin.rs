@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engine::{self, Engine, Layout};
+use crate::engine::{self, Engine, Layout, Spec};
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
@@ -102,31 +102,35 @@ fn find_existing(engine: &Engine, base: &Base, mirror: Option<&str>) -> Option<S
     engine.has_image(base.standin).then(|| base.standin.to_string())
 }
 
-/// Makes both stand-ins for linux/amd64 and linux/arm64: a Debian minbase root file system per
-/// architecture, Python from Debian on top of it, and Node.js and npm from the npm registry.
+/// Makes both stand-ins for linux/amd64 and linux/arm64 (only the host's platform on an engine
+/// that cannot hold multi-platform images): a Debian minbase root file system per architecture,
+/// Python from Debian on top of it, and Node.js and npm from the npm registry.
 pub fn make_standins(engine: &Engine) -> Result<()> {
     // The stand-ins belong to the engine, not to one copy of the sources (the benchmark's and
     // the tests' scratch copies share them): their work folder is the checkout's.
     let dir = paths::checkout_target().join("xtask").join("standin");
     std::fs::create_dir_all(&dir)?;
     fetch_node(&dir)?;
-    let layout = Layout::new();
+    let layout = Layout::new(engine.spec.unwrap_or(Spec::DEFAULT));
     let mirror = engine::debian_mirror()?;
+    let multi = engine::facts(engine, None)?.capabilities().multi_platform;
+    let arches: &[&str] = if multi { &["amd64", "arm64"] } else { &[engine::host_arch()] };
     // Each architecture's root file system is independent; the arm64 one runs its second stage
     // under QEMU and takes longest, so both run at once.
     std::thread::scope(|s| -> Result<()> {
         let jobs: Vec<_> =
-            ["amd64", "arm64"].into_iter().map(|arch| s.spawn(|| rootfs(&layout, &dir, arch, &mirror))).collect();
+            arches.iter().map(|arch| s.spawn(|| rootfs(&layout, &dir, arch, &mirror))).collect();
         for job in jobs {
             job.join().map_err(|_| anyhow::anyhow!("a root file system job panicked"))??;
         }
         Ok(())
     })?;
     write_atomic(&dir.join("Dockerfile"), DOCKERFILE.as_bytes())?;
+    let platforms = arches.iter().map(|a| format!("linux/{a}")).collect::<Vec<_>>().join(",");
     for base in &BASES {
         let build = engine
             .docker()
-            .args(["buildx", "build", "--progress", "plain", "--platform", "linux/amd64,linux/arm64"])
+            .args(["buildx", "build", "--progress", "plain", "--platform", &platforms])
             .args(["--target", base.stage, "--output", &format!("type=image,name={}", base.standin)])
             .arg(dir.display().to_string());
         runner::run_quiet(&build).with_context(|| format!("building the stand-in {}", base.standin))?;

@@ -110,7 +110,7 @@ fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
     }
     let result = suite(&cmd);
     if engine.started_now {
-        if let Err(e) = engine::down() {
+        if let Err(e) = engine::down_one(&engine) {
             eprintln!("warning: stopping the private engine: {e:#}");
         }
     }

@@ -45,6 +45,8 @@ pub struct Target {
     pub cache_to: Vec<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "entries")]
     pub attest: Vec<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "entries")]
+    pub secret: Vec<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]

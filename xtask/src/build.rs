@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
+use crate::adapt;
 use crate::bake::{self, Definition};
 use crate::engine::{self, Engine, Facts};
 use crate::meta::{self, Metadata};
@@ -205,26 +206,46 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     sets.extend(syntax.0);
     notes.extend(syntax.1);
 
-    let multi = targets.iter().any(|t| definition.target[t].platforms.len() > 1);
+    let oci_dir = paths::xtask_dir().join("oci");
     let output = if opts.push {
         Output::Push
     } else if opts.oci {
-        let dir = paths::xtask_dir().join("oci");
-        if !opts.dry_run {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
         for t in &targets {
-            sets.push(format!("{t}.output=type=oci,dest={}", dir.join(format!("{t}.tar")).display()));
+            sets.push(format!("{t}.output=type=oci,dest={}", oci_dir.join(format!("{t}.tar")).display()));
         }
-        Output::Oci(dir)
+        Output::Oci(oci_dir.clone())
     } else {
         Output::Load
     };
-    if multi {
-        if let Some(f) = &facts {
-            check_multiplatform(f, output == Output::Load)?;
-        }
+    // Ask of the builder only what it can do: leave out what it cannot with a line each, refuse
+    // what cannot be left out, and grant the paths bake's entitlements check.
+    let platforms: Vec<String> = definition
+        .target
+        .values()
+        .flat_map(|t| t.platforms.iter().cloned())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let full = Facts { driver: "docker".to_string(), containerd_store: true, ..Facts::default() };
+    let f = facts.as_ref().unwrap_or(&full);
+    let builder = f.builder_line();
+    let fit = adapt::fit(
+        &definition,
+        &f.capabilities(),
+        &adapt::Asked {
+            root: &paths::project_root(),
+            oci_dir: opts.oci.then_some(oci_dir.as_path()),
+            builder: &builder,
+        },
+    )?;
+    if platforms.len() > 1 && facts.is_some() {
+        adapt::check_multiplatform(f, &platforms)?;
     }
+    if opts.oci && !opts.dry_run {
+        std::fs::create_dir_all(&oci_dir).with_context(|| format!("creating {}", oci_dir.display()))?;
+    }
+    sets.extend(fit.sets);
+    notes.extend(fit.notes);
     sets.extend(opts.set.iter().cloned());
 
     let progress = opts
@@ -255,6 +276,9 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         Output::Load => bake = bake.arg("--load"),
         Output::Push => bake = bake.arg("--push"),
         Output::Oci(_) => {}
+    }
+    for a in &fit.allow {
+        bake = bake.arg(format!("--allow={a}"));
     }
     for s in &sets {
         bake = bake.args(["--set", s]);
@@ -312,21 +336,6 @@ pub fn check_floors(f: &Facts) -> Result<()> {
         if *v < engine::BUILDKIT_FLOOR {
             bail!("BuildKit {v} is below the floor {}: upgrade Docker Engine to 26 or newer", engine::BUILDKIT_FLOOR);
         }
-    }
-    Ok(())
-}
-
-/// Says exactly what stops a linux/amd64 + linux/arm64 build here.
-pub fn check_multiplatform(f: &Facts, load: bool) -> Result<()> {
-    let missing: Vec<&str> = PLATFORMS.iter().copied().filter(|p| !f.platforms.iter().any(|q| q == p)).collect();
-    if !missing.is_empty() {
-        bail!(
-            "the builder cannot build {}: register QEMU with binfmt_misc (`cargo xtask engine up` does, or `docker run --privileged --rm tonistiigi/binfmt --install arm64`)",
-            missing.join(", ")
-        );
-    }
-    if load && f.driver == "docker" && !f.containerd_store {
-        bail!("the classic image store cannot hold multi-platform images: use --oci or --push, enable the containerd image store, or create a docker-container builder");
     }
     Ok(())
 }
@@ -541,21 +550,6 @@ mod tests {
         assert!(check_floors(&f).unwrap_err().to_string().contains("BuildKit 0.12.5 is below"));
         f.buildkit_version = Some(semver::Version::new(0, 13, 0));
         assert!(check_floors(&f).is_ok());
-    }
-
-    #[test]
-    fn multiplatform_check_names_what_is_missing() {
-        let mut f =
-            Facts { driver: "docker".to_string(), platforms: vec!["linux/amd64".to_string()], ..Facts::default() };
-        assert!(check_multiplatform(&f, true)
-            .unwrap_err()
-            .to_string()
-            .contains("cannot build linux/arm64: register QEMU"));
-        f.platforms.push("linux/arm64".to_string());
-        assert!(check_multiplatform(&f, true).unwrap_err().to_string().contains("classic image store"));
-        assert!(check_multiplatform(&f, false).is_ok());
-        f.containerd_store = true;
-        assert!(check_multiplatform(&f, true).is_ok());
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Result};
 
+use crate::adapt;
 use crate::build;
 use crate::engine::{self, Engine};
 use crate::paths;
@@ -142,17 +143,23 @@ fn engine_lines(r: &mut Report, engine: &Engine) {
         Some(v) => r.line(Level::Fail, "compose", format!("{v}: compose v2 is needed (the docker-compose-plugin)")),
         None => r.line(Level::Fail, "compose", "missing: install the docker compose v2 plug-in"),
     }
-    let store = if facts.containerd_store { "containerd image store" } else { "classic image store" };
-    let level = if facts.containerd_store || facts.driver != "docker" { Level::Ok } else { Level::Warn };
-    r.line(level, "builder", format!("driver {}, {store}", facts.driver));
-    let both = build::check_multiplatform(&facts, true);
-    match both {
-        Ok(()) => r.line(Level::Ok, "platforms", facts.platforms.join(", ")),
-        Err(e) => r.line(
-            Level::Warn,
-            "platforms",
-            format!("{} (only `multiplatform` needs this): {e:#}", facts.platforms.join(", ")),
-        ),
+    let caps = facts.capabilities();
+    let builder = facts.builder_line();
+    if caps.cache_export {
+        r.line(Level::Ok, "builder", builder.clone());
+    } else {
+        // The build still works: it leaves out what this builder cannot do, and says so.
+        r.line(Level::Ok, "builder", format!("{builder}: builds load single-platform images; cache export and attestations are left out (the containerd image store has both)"));
+    }
+    let multi = crate::bake::print(&engine.docker(), &[], &["multiplatform".to_string()]);
+    let platforms: Vec<String> = multi
+        .map(|d| d.target.values().flat_map(|t| t.platforms.iter().cloned()).collect::<std::collections::BTreeSet<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    match adapt::check_multiplatform(&facts, &platforms) {
+        Ok(()) => r.line(Level::Ok, "multiplatform", format!("{} ({})", platforms.join(" + "), facts.platforms.join(", "))),
+        Err(e) => r.line(Level::Warn, "multiplatform", format!("{e:#}")),
     }
     r.line(Level::Ok, "binfmt", engine::binfmt_status());
 }

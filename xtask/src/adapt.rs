@@ -205,7 +205,10 @@ mod tests {
             ..Facts::default()
         };
         let both = ["linux/amd64".to_string(), "linux/arm64".to_string()];
-        assert!(check_multiplatform(&f, &both).unwrap_err().to_string().contains("cannot build linux/arm64: register QEMU"));
+        assert!(check_multiplatform(&f, &both)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot build linux/arm64: register QEMU"));
         f.platforms.push("linux/arm64".to_string());
         assert!(check_multiplatform(&f, &both).is_ok());
         f.containerd_store = false;

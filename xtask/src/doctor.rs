@@ -158,7 +158,9 @@ fn engine_lines(r: &mut Report, engine: &Engine) {
         .into_iter()
         .collect();
     match adapt::check_multiplatform(&facts, &platforms) {
-        Ok(()) => r.line(Level::Ok, "multiplatform", format!("{} ({})", platforms.join(" + "), facts.platforms.join(", "))),
+        Ok(()) => {
+            r.line(Level::Ok, "multiplatform", format!("{} ({})", platforms.join(" + "), facts.platforms.join(", ")))
+        }
         Err(e) => r.line(Level::Warn, "multiplatform", format!("{e:#}")),
     }
     r.line(Level::Ok, "binfmt", engine::binfmt_status());

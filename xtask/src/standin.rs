@@ -118,8 +118,7 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
     // Each architecture's root file system is independent; the arm64 one runs its second stage
     // under QEMU and takes longest, so both run at once.
     std::thread::scope(|s| -> Result<()> {
-        let jobs: Vec<_> =
-            arches.iter().map(|arch| s.spawn(|| rootfs(&layout, &dir, arch, &mirror))).collect();
+        let jobs: Vec<_> = arches.iter().map(|arch| s.spawn(|| rootfs(&layout, &dir, arch, &mirror))).collect();
         for job in jobs {
             job.join().map_err(|_| anyhow::anyhow!("a root file system job panicked"))??;
         }

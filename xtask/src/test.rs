@@ -6,7 +6,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engine;
+use crate::engine::{self, Channel, Engine, Spec};
+
 use crate::paths;
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
@@ -88,35 +89,83 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// The engines the end-to-end suite runs on when the project brings its own: the whole suite on
+/// the current channel; on the floor channel and on a classic-store engine, the tests that cover
+/// building, production push, multiplatform (or its refusal), bad input, Ctrl-C, status, doctor,
+/// print and reports. Every build among them goes through the `# syntax` fallback here.
+const LEGS: [(Spec, &[&str]); 3] = [
+    (Spec::DEFAULT, &[]),
+    (Spec { channel: Channel::Floor, classic: false }, SUBSET),
+    (Spec { channel: Channel::Current, classic: true }, SUBSET),
+];
+
+const SUBSET: &[&str] =
+    &["a_default_build", "f_production_push", "g_multiplatform", "h_bad_input", "i_interrupted", "j_status_doctor"];
+
 fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
     let settings = Settings::load()?;
-    let engine = match engine::connect(&settings, true) {
-        Ok(e) => e,
-        Err(e) => {
-            // Without an engine the end-to-end suite cannot prove anything: that is a failure,
-            // never a skip.
-            eprintln!("error: the end-to-end tests need a Docker engine: {e:#}");
-            tally.add("end-to-end (no engine)", false, (0, 0, 0));
-            return Ok(());
-        }
+    // An engine the user runs (DOCKER_HOST or the current context) is the one to test, alone.
+    let user_engine = engine::connect(&settings, false).ok().filter(|e| !e.is_private());
+    if let Some(engine) = user_engine {
+        let (ok, counts) = e2e_on(root, &engine, "your engine", filter, &[])?;
+        tally.add("end-to-end", ok, counts);
+        return Ok(());
+    }
+    // A filter is for a developer's quick run: one engine (XTASK_ENGINE, else the current one).
+    let legs: Vec<(Spec, &[&str])> = match (filter, std::env::var("XTASK_ENGINE").ok()) {
+        (Some(_), wanted) => vec![(wanted.as_deref().unwrap_or("current").parse()?, &[])],
+        (None, _) => LEGS.to_vec(),
     };
+    let mut per_engine = Vec::new();
+    for (spec, subset) in legs {
+        let name = spec.name();
+        // One engine at a time: each leg starts its engine and stops it again if it started it.
+        let engine = match engine::private_engine(spec, &settings) {
+            Ok(e) => e,
+            Err(e) => {
+                // Without an engine the end-to-end suite cannot prove anything: that is a
+                // failure, never a skip.
+                eprintln!("error: the end-to-end tests need the {name} engine: {e:#}");
+                tally.add(&format!("end-to-end on {name} (no engine)"), false, (0, 0, 0));
+                continue;
+            }
+        };
+        let result = e2e_on(root, &engine, &name, filter, subset);
+        if engine.started_now {
+            if let Err(e) = engine::down_one(&engine) {
+                eprintln!("warning: stopping the {name} engine: {e:#}");
+            }
+        }
+        let (ok, counts) = result?;
+        per_engine.push(format!("{name} {}", counts.0 + counts.1));
+        tally.add(&format!("end-to-end on {name}"), ok, counts);
+    }
+    println!("end-to-end tests run per engine: {}", per_engine.join(", "));
+    Ok(())
+}
+
+/// One run of the end-to-end suite on one engine; `subset` names the tests (all when empty).
+fn e2e_on(
+    root: &Path,
+    engine: &Engine,
+    name: &str,
+    filter: Option<&str>,
+    subset: &[&str],
+) -> Result<(bool, (usize, usize, usize))> {
+    println!("==> end-to-end tests on {name} ({})", engine.describe());
     let mut cmd = Cmd::new("cargo")
         .args(["test", "--package", "xtask", "--test", "e2e", "--quiet", "--"])
         .args(["--ignored", "--test-threads=1"])
         .envs(&engine.env)
+        .env("XTASK_TEST_REGISTRY", engine.registry_addr())
+        .env("XTASK_TEST_ENGINE", name)
         .dir(root);
-    if let Some(f) = filter {
-        cmd = cmd.arg(f);
+    match filter {
+        Some(f) => cmd = cmd.arg(f),
+        None => cmd = cmd.args(subset.iter().copied()),
     }
-    let result = suite(&cmd);
-    if engine.started_now {
-        if let Err(e) = engine::down_one(&engine) {
-            eprintln!("warning: stopping the private engine: {e:#}");
-        }
-    }
-    let (ok, out) = result?;
-    tally.add("end-to-end", ok, cargo_counts(&out));
-    Ok(())
+    let (ok, out) = suite(&cmd)?;
+    Ok((ok, cargo_counts(&out)))
 }
 
 fn suite(cmd: &Cmd) -> Result<(bool, String)> {

@@ -171,9 +171,9 @@ pub fn check_pin(p: &Package, found: &str) -> Result<PinCheck> {
 }
 
 pub fn series_matches(version: &str, series: &str) -> bool {
-    version
-        .strip_prefix(series)
-        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('+') || rest.starts_with('-') || rest.starts_with('~'))
+    version.strip_prefix(series).is_some_and(|rest| {
+        rest.starts_with('.') || rest.starts_with('+') || rest.starts_with('-') || rest.starts_with('~')
+    })
 }
 
 #[cfg(test)]

@@ -99,7 +99,11 @@ pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     let debs = |suite: &str| layout.base.join("debs").join(suite);
     let missing: Vec<_> = packages.iter().filter(|p| find_deb(&debs(p.suite), p.name).is_none()).collect();
     if !missing.is_empty() {
-        eprintln!("xtask: fetching {} engine packages for the {} engine from the Debian archive", missing.len(), layout.spec.name());
+        eprintln!(
+            "xtask: fetching {} engine packages for the {} engine from the Debian archive",
+            missing.len(),
+            layout.spec.name()
+        );
         runner::run_quiet(&apt_get(&apt, &["update"]))
             .with_context(|| format!("reading the package lists of the Debian archive at {mirror}"))?;
         for p in missing {
@@ -120,7 +124,8 @@ pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     // Every pin is checked before the first package is unpacked.
     let mut chosen = Vec::new();
     for p in packages {
-        let deb = find_deb(&debs(p.suite), p.name).with_context(|| format!("package {} missing after download", p.name))?;
+        let deb =
+            find_deb(&debs(p.suite), p.name).with_context(|| format!("package {} missing after download", p.name))?;
         let version = deb_version(&deb);
         if let PinCheck::Drifted(line) = check_pin(p, &version)? {
             eprintln!("xtask: {line}");

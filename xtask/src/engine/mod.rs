@@ -19,8 +19,8 @@ use anyhow::{bail, Result};
 use semver::Version;
 
 pub use channel::{Channel, Spec};
-pub use facts::{binfmt_status, facts, Capabilities, Facts};
 pub use debian::{debian_mirror, host_arch};
+pub use facts::{binfmt_status, facts, Capabilities, Facts};
 pub use private::Layout;
 
 use crate::cache::Cache;
@@ -112,7 +112,6 @@ impl Engine {
     }
 }
 
-
 impl Engine {
     pub fn is_private(&self) -> bool {
         self.spec.is_some()
@@ -178,6 +177,17 @@ pub fn connect(settings: &Settings, start: bool) -> Result<Engine> {
     Ok(layout.engine(true))
 }
 
+/// The named private engine: the running one, or one started now.
+pub fn private_engine(spec: Spec, settings: &Settings) -> Result<Engine> {
+    let layout = Layout::new(spec);
+    if layout.running() && layout.engine(false).answers() {
+        return Ok(layout.engine(false));
+    }
+    eprintln!("xtask: starting the project's private {} engine", spec.name());
+    private::start(&layout, settings)?;
+    Ok(layout.engine(true))
+}
+
 /// `engine up`: without a channel, uses whatever engine answers; with one (or `--classic`),
 /// starts that private engine even beside another, and says which engine builds will use.
 pub fn up(settings: &Settings, channel: Option<Channel>, classic: bool) -> Result<()> {
@@ -209,7 +219,10 @@ pub fn up(settings: &Settings, channel: Option<Channel>, classic: bool) -> Resul
         println!("the private {} engine is already up (another `engine up` started it); nothing to do", spec.name());
     }
     if asked && other.answers() {
-        println!("note: another engine answers at {}; builds use that one until DOCKER_HOST points here", other.describe());
+        println!(
+            "note: another engine answers at {}; builds use that one until DOCKER_HOST points here",
+            other.describe()
+        );
     }
     println!("point a shell at it with:");
     print_exports(&layout);
@@ -235,7 +248,12 @@ fn pick_running(channel: Option<Channel>, classic: bool) -> Result<Layout> {
         let spec = Spec { channel: channel.unwrap_or(Channel::Current), classic };
         let layout = Layout::new(spec);
         if !layout.running() {
-            bail!("the private {} engine is not running: `cargo xtask engine up --channel {}{}`", spec.name(), spec.channel, if classic { " --classic" } else { "" });
+            bail!(
+                "the private {} engine is not running: `cargo xtask engine up --channel {}{}`",
+                spec.name(),
+                spec.channel,
+                if classic { " --classic" } else { "" }
+            );
         }
         return Ok(layout);
     }
@@ -286,7 +304,11 @@ pub fn status(settings: &Settings) -> Result<()> {
     println!("engine     {} (Docker {}, {owner})", f.endpoint, f.engine_version);
     if let Some(l) = &layout {
         let versions = l.installed_versions();
-        let list: Vec<String> = versions.iter().filter(|(n, _)| n.starts_with("docker") || n == "containerd").map(|(n, v)| format!("{n} {v}")).collect();
+        let list: Vec<String> = versions
+            .iter()
+            .filter(|(n, _)| n.starts_with("docker") || n == "containerd")
+            .map(|(n, v)| format!("{n} {v}"))
+            .collect();
         println!("channel    {} ({})", l.spec.channel, list.join(", "));
     }
     println!("buildkit   {}{}", show(&f.buildkit_version), f.buildkit_note);

@@ -170,9 +170,10 @@ impl Network {
         let addrs = runner::read(&Cmd::new("ip").args(["-o", "-4", "addr", "show"])).unwrap_or_default();
         let bridge = layout.bridge();
         let taken = |n: u8| {
-            addrs.lines().filter(|l| !l.contains(&format!(" {bridge} "))).any(|l| {
-                l.contains(&format!(" 10.213.{n}.")) || l.contains(&format!(" 10.214.{n}."))
-            })
+            addrs
+                .lines()
+                .filter(|l| !l.contains(&format!(" {bridge} ")))
+                .any(|l| l.contains(&format!(" 10.213.{n}.")) || l.contains(&format!(" 10.214.{n}.")))
         };
         if let Some(n) = std::fs::read_to_string(&file).ok().and_then(|t| t.trim().parse::<u8>().ok()) {
             if !taken(n) {
@@ -452,7 +453,9 @@ mod tests {
         assert_eq!(json["bridge"], classic.bridge());
         assert_eq!(json["default-address-pools"][0]["base"], "10.214.9.0/24");
         let rules = Network { n: 9 }.rules();
-        assert!(rules.iter().any(|r| r.join(" ") == "-t nat POSTROUTING -s 10.213.9.0/24 ! -d 10.213.9.0/24 -j MASQUERADE"));
+        assert!(rules
+            .iter()
+            .any(|r| r.join(" ") == "-t nat POSTROUTING -s 10.213.9.0/24 ! -d 10.213.9.0/24 -j MASQUERADE"));
         let cmd = iptables(&classic, "-C", &rules[0]);
         assert_eq!(cmd.args[..4], ["-t", "nat", "-w", "-C"]);
     }

@@ -29,6 +29,8 @@ pub struct Options {
     pub version: Option<String>,
     pub push: bool,
     pub oci: bool,
+    /// Run BuildKit's Dockerfile checks instead of building (`bake --call check`).
+    pub check: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub enum Output {
     Push,
     /// An OCI archive per target in this folder.
     Oci(PathBuf),
+    /// No image: BuildKit's Dockerfile checks only.
+    Check,
 }
 
 /// Everything a build will do, resolved but not run.
@@ -207,7 +211,9 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     notes.extend(syntax.1);
 
     let oci_dir = paths::xtask_dir().join("oci");
-    let output = if opts.push {
+    let output = if opts.check {
+        Output::Check
+    } else if opts.push {
         Output::Push
     } else if opts.oci {
         for t in &targets {
@@ -276,6 +282,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         Output::Load => bake = bake.arg("--load"),
         Output::Push => bake = bake.arg("--push"),
         Output::Oci(_) => {}
+        Output::Check => bake = bake.args(["--call", "check"]),
     }
     for a in &fit.allow {
         bake = bake.arg(format!("--allow={a}"));
@@ -503,6 +510,9 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     }
     for note in &plan.notes {
         eprintln!("xtask: {note}");
+    }
+    if plan.output == Output::Check {
+        return crate::check::run(&plan);
     }
     report::build(&plan)
 }

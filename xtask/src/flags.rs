@@ -96,6 +96,13 @@ xflags::xflags! {
             optional --version version: String
         }
 
+        /// Run BuildKit's own Dockerfile checks (`bake --call check`) on every target of the
+        /// default, development and production groups, or of the named ones.
+        cmd check {
+            /// Services or bake groups (default: default, development, production).
+            repeated names: String
+        }
+
         /// Check this machine for everything a build needs; one line each, with a fix.
         cmd doctor {}
 

@@ -6,6 +6,7 @@ mod bake;
 mod bench;
 mod build;
 mod cache;
+mod check;
 mod dockerapi;
 mod doctor;
 mod engine;
@@ -37,6 +38,7 @@ macro_rules! options {
             version: $f.version.clone(),
             push: $push,
             oci: $oci,
+            check: false,
         }
     };
 }
@@ -82,6 +84,10 @@ fn main() {
                 ..Options::default()
             };
             build::run(Recipe::Local, &f.name.into_iter().collect::<Vec<_>>(), &opts)
+        }
+        XtaskCmd::Check(f) => {
+            let names = if f.names.is_empty() { check::GROUPS.map(String::from).to_vec() } else { f.names.clone() };
+            build::run(Recipe::Local, &names, &Options { check: true, ..Options::default() })
         }
         XtaskCmd::Doctor(_) => doctor::run(),
         XtaskCmd::Engine(f) => engine_command(f.subcommand),

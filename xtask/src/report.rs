@@ -348,7 +348,7 @@ fn platform_sizes(plan: &Plan, t: &TargetReport) -> Option<BTreeMap<String, u64>
             let archive = std::fs::File::open(dir.join(format!("{}.tar", t.name))).ok()?;
             return oci::platform_sizes(archive).ok();
         }
-        Output::Load => return None,
+        Output::Load | Output::Check => return None,
         Output::Push => {}
     }
     let image = t.image.as_deref()?;

@@ -130,6 +130,9 @@ fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
                 continue;
             }
         };
+        if spec == Spec::DEFAULT && filter.is_none() {
+            dockerfile_checks(root, &engine, tally)?;
+        }
         let result = e2e_on(root, &engine, &name, filter, subset);
         if engine.started_now {
             if let Err(e) = engine::down_one(&engine) {
@@ -141,6 +144,16 @@ fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
         tally.add(&format!("end-to-end on {name}"), ok, counts);
     }
     println!("end-to-end tests run per engine: {}", per_engine.join(", "));
+    Ok(())
+}
+
+/// BuildKit's own Dockerfile checks beside hadolint: `cargo xtask check` on the engine, which
+/// fails on any warning (suppressions, if ever needed, go in the Dockerfiles with a reason).
+fn dockerfile_checks(root: &Path, engine: &Engine, tally: &mut Tally) -> Result<()> {
+    let exe = std::env::current_exe().context("finding the xtask's own binary")?;
+    let cmd = Cmd::new(exe.display().to_string()).arg("check").envs(&engine.env).dir(root);
+    let (ok, _) = suite(&cmd)?;
+    tally.add("BuildKit Dockerfile checks", ok, (usize::from(ok), 0, 0));
     Ok(())
 }
 

@@ -586,6 +586,45 @@ fn j_status_doctor_print_and_report_work() {
     assert!(docker_ok(&["buildx", "version"]));
 }
 
+/// The `docker buildx bake` lines of the README's "Without the xtask" section, as argument vectors.
+fn readme_bake_commands() -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme.split("### Without the xtask").nth(1).expect("the README has a Without the xtask section");
+    let section = section.split("\n#").next().unwrap();
+    section
+        .lines()
+        .filter(|l| l.starts_with("docker buildx bake"))
+        .map(|l| l.split("  #").next().unwrap().split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn p_readme_bake_commands_ask_for_exactly_the_access_they_show() {
+    let commands = readme_bake_commands();
+    assert!(commands.len() >= 2, "{commands:?}");
+    let run = |args: &[String]| {
+        Command::new("docker").args(&args[1..]).current_dir(root()).stdin(std::process::Stdio::null()).output().unwrap()
+    };
+    for cmd in &commands {
+        let out = run(cmd);
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(!err.contains("additional privileges requested"), "{cmd:?} asks for more than it shows:\n{err}");
+        if !out.status.success() {
+            // Offline, a real build stops at the `# syntax` frontend image (the xtask's fallback
+            // is not there without it); anything else is a failure of the command as written.
+            assert!(err.contains("docker/dockerfile"), "{cmd:?} failed for another reason:\n{err}");
+        }
+        if let Some(i) = cmd.iter().position(|a| a.starts_with("--allow=")) {
+            // Without its --allow the same command is refused: the flag is needed, not decoration.
+            let mut bare = cmd.clone();
+            bare.remove(i);
+            let err = String::from_utf8_lossy(&run(&bare).stderr).to_string();
+            assert!(err.contains("additional privileges requested") && err.contains(&cmd[i]), "{bare:?}:\n{err}");
+        }
+    }
+}
+
 /// `engine up` for a private engine in a throwaway folder, with no engine reachable otherwise.
 fn engine_up_elsewhere(dir: &Path, mirror: &str, as_nobody: bool) -> Output {
     let exe = env!("CARGO_BIN_EXE_xtask");

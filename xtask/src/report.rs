@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +22,10 @@ pub struct BuildReport {
     pub started: String,
     /// "ok", "failed" or "interrupted".
     pub status: String,
+    /// For an interrupted build, the signal that stopped it ("SIGINT", "SIGTERM", "SIGHUP").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// buildx's exit code (none when a signal ended it).
     pub exit_code: Option<i32>,
     pub names: Vec<String>,
     pub version: String,
@@ -77,6 +80,8 @@ pub struct HistoryLine {
     pub id: String,
     pub started: String,
     pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
     pub names: Vec<String>,
     pub wall_secs: f64,
     pub targets: Vec<HistoryTarget>,
@@ -91,29 +96,11 @@ pub struct HistoryTarget {
     pub size_bytes: Option<u64>,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static CHILD: AtomicU32 = AtomicU32::new(0);
-
-/// Ctrl-C during a build: the terminal sends SIGINT to buildx as well; when only the xtask got it
-/// (a `kill`), it is passed on. Either way the xtask waits for buildx, records the build, and
-/// exits with buildx's status. Outside a build it exits at once (every file it writes is written
-/// atomically, so nothing is left half-written).
-pub fn install_interrupt_handler() {
-    let _ = ctrlc::set_handler(|| {
-        INTERRUPTED.store(true, Ordering::SeqCst);
-        let pid = CHILD.load(Ordering::SeqCst);
-        if pid == 0 {
-            std::process::exit(130);
-        }
-        let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
-    });
-}
-
 /// Runs the plan's build, then writes the report and history, prints the table, and turns a
 /// failure into an error naming the failing targets with their last log lines.
 pub fn build(plan: &Plan) -> Result<()> {
     match attempt(plan) {
-        Err(e) if is_transient(&format!("{e:#}")) && !INTERRUPTED.load(Ordering::SeqCst) => {
+        Err(e) if is_transient(&format!("{e:#}")) && runner::stopped().is_none() => {
             eprintln!(
                 "xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more"
             );
@@ -129,46 +116,46 @@ pub fn is_transient(error: &str) -> bool {
     error.contains("failed to prepare extraction snapshot") && error.contains("parent snapshot")
 }
 
-/// One run of the build, recorded in the history whatever its outcome.
+/// One run of the build, recorded in the history whatever its outcome: a stop signal included,
+/// which then ends the run with [`runner::Stopped`].
 fn attempt(plan: &Plan) -> Result<()> {
+    let _recording = runner::recording();
     let started_at = Utc::now();
     let t0 = Instant::now();
     let mut display = Display::new(&plan.progress);
     let mut splitter = Splitter::default();
     let mut progress = Progress::default();
     let tb = Instant::now();
-    let status = runner::run_streaming(
-        &plan.bake,
-        |pid| CHILD.store(pid, Ordering::SeqCst),
-        |chunk| {
-            display.raw(chunk);
-            for s in splitter.feed(chunk) {
-                for ev in progress.apply(s) {
-                    display.event(&progress, &ev);
-                }
+    let status = runner::run_streaming(&plan.bake, |chunk| {
+        display.raw(chunk);
+        for s in splitter.feed(chunk) {
+            for ev in progress.apply(s) {
+                display.event(&progress, &ev);
             }
-        },
-    )?;
-    CHILD.store(0, Ordering::SeqCst);
+        }
+    })?;
     let buildx_secs = tb.elapsed().as_secs_f64();
-    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    let stop = runner::stopped();
     let mut report = summarize(&plan.targets, &progress, started_at.to_rfc3339_opts(SecondsFormat::Millis, true));
     report.names = plan.names.clone();
     report.version = plan.metadata.version.to_string();
     report.git_commit = plan.metadata.git_commit.clone();
     report.command = plan.bake.command_line();
     report.notes = plan.notes.clone();
-    report.status = if status.success() {
-        "ok"
-    } else if interrupted {
+    // A stop wins over buildx's own status: buildx may still have finished before it took effect,
+    // but the person asked for the build to end, and the exit code says so.
+    report.status = if stop.is_some() {
         "interrupted"
+    } else if status.success() {
+        "ok"
     } else {
         "failed"
     }
     .to_string();
+    report.signal = stop.map(|s| s.name());
     report.exit_code = status.code();
     report.buildx_secs = buildx_secs;
-    if status.success() {
+    if status.success() && stop.is_none() {
         fill_images(plan, &mut report);
     }
     let _ = std::fs::remove_file(&plan.metadata_file);
@@ -183,7 +170,11 @@ fn attempt(plan: &Plan) -> Result<()> {
     let previous = history().into_iter().rev().find(|h| h.status == "ok" && h.names == report.names);
     let path = save(&report)?;
     print_table(&report, previous.as_ref());
-    eprintln!("report: {}", path.display());
+    // After SIGHUP the terminal may be gone: a failed write must not end the run before its exit code.
+    let _ = writeln!(std::io::stderr(), "report: {}", path.display());
+    if let Some(stop) = stop {
+        return Err(runner::Stopped { stop, history: paths::history_file() }.into());
+    }
     if !status.success() {
         let failing: Vec<String> = report
             .targets
@@ -191,7 +182,7 @@ fn attempt(plan: &Plan) -> Result<()> {
             .filter(|t| !t.errors.is_empty())
             .map(|t| format!("{}: {}", t.name, t.errors.join("; ")))
             .collect();
-        let mut msg = if interrupted || plan.engine.answers() {
+        let mut msg = if plan.engine.answers() {
             format!("`docker buildx bake` failed ({})", runner::describe(status))
         } else {
             format!(
@@ -208,13 +199,6 @@ fn attempt(plan: &Plan) -> Result<()> {
             msg.push_str(&format!("\nlast lines of the failing step:\n{tail}"));
         } else if let Some(e) = report.errors.first() {
             msg.push_str(&format!("\n{e}"));
-        }
-        if interrupted {
-            eprintln!(
-                "xtask: interrupted; the build is recorded as interrupted in {}",
-                paths::history_file().display()
-            );
-            std::process::exit(status.code().unwrap_or(130));
         }
         bail!(msg);
     }
@@ -375,6 +359,7 @@ pub fn history_line(r: &BuildReport) -> HistoryLine {
         id: r.id.clone(),
         started: r.started.clone(),
         status: r.status.clone(),
+        signal: r.signal.clone(),
         names: r.names.clone(),
         wall_secs: r.wall_secs,
         targets: r

@@ -620,3 +620,66 @@ fn z_engine_stopping_mid_build_is_named_and_two_ups_start_one_engine() {
     assert_ne!(pid_before, pid_after);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Every process below `pid` now, as (pid, command name, start time in clock ticks): a pid can be
+/// reused, the pair cannot.
+fn descendants(pid: u32) -> Vec<(u32, String, u64)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split at the last `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let (Ok(me), Some(Ok(parent)), Some(Ok(start))) =
+            (stat[..open].trim().parse::<u32>(), fields.get(1).map(|p| p.parse::<u32>()), fields.get(19).map(|s| s.parse::<u64>()))
+        else {
+            continue;
+        };
+        all.push((me, parent, stat[open + 1..close].to_string(), start));
+    }
+    let mut found = Vec::new();
+    let mut parents = vec![pid];
+    while let Some(p) = parents.pop() {
+        for (me, _, comm, start) in all.iter().filter(|(_, parent, _, _)| *parent == p) {
+            found.push((*me, comm.clone(), *start));
+            parents.push(*me);
+        }
+    }
+    found
+}
+
+/// True while that process exists, a zombie included.
+fn still_there(pid: u32, start: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split_whitespace().nth(19).and_then(|s| s.parse::<u64>().ok()) == Some(start)
+    })
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn k_sigint_sigterm_and_sighup_each_stop_buildx_and_are_recorded() {
+    for (signal, number) in [("SIGINT", 2), ("SIGTERM", 15), ("SIGHUP", 1)] {
+        let dir = scratch_copy(&format!("stop-{signal}-{}", std::process::id()));
+        let child = slow_build_in(&dir);
+        let below = descendants(child.id());
+        assert!(
+            below.iter().any(|(_, comm, _)| comm.starts_with("docker")),
+            "{signal}: buildx should be running under the xtask: {below:?}"
+        );
+        let sent = Instant::now();
+        let kill = Command::new("kill").args(["-s", &signal[3..], &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        eprintln!("{signal}: exited after {:?}\n{}", sent.elapsed(), tail(&out, 8));
+        assert_eq!(out.status.code(), Some(128 + number), "{signal}: exit code 128+{number}");
+        std::thread::sleep(Duration::from_secs(5).saturating_sub(sent.elapsed()));
+        let left: Vec<_> = below.iter().filter(|(pid, _, start)| still_there(*pid, *start)).collect();
+        assert!(left.is_empty(), "{signal}: still there (or not reaped) 5 s later: {left:?}");
+        let history = std::fs::read_to_string(dir.join("target/xtask/reports/history.jsonl")).expect("history written");
+        let line: Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+        assert_eq!((line["status"].as_str(), line["signal"].as_str()), (Some("interrupted"), Some(signal)), "{line}");
+        assert_eq!(last_report(&dir)["signal"], signal, "the report names the signal too");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -630,9 +630,11 @@ fn descendants(pid: u32) -> Vec<(u32, String, u64)> {
         // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split at the last `)`.
         let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let (Ok(me), Some(Ok(parent)), Some(Ok(start))) =
-            (stat[..open].trim().parse::<u32>(), fields.get(1).map(|p| p.parse::<u32>()), fields.get(19).map(|s| s.parse::<u64>()))
-        else {
+        let (Ok(me), Some(Ok(parent)), Some(Ok(start))) = (
+            stat[..open].trim().parse::<u32>(),
+            fields.get(1).map(|p| p.parse::<u32>()),
+            fields.get(19).map(|s| s.parse::<u64>()),
+        ) else {
             continue;
         };
         all.push((me, parent, stat[open + 1..close].to_string(), start));

@@ -685,3 +685,88 @@ fn k_sigint_sigterm_and_sighup_each_stop_buildx_and_are_recorded() {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn l_a_dockerfile_parse_error_names_the_file_line_and_target_and_the_other_is_cancelled() {
+    let dir = scratch_copy(&format!("parse-error-{}", std::process::id()));
+    let dockerfile = dir.join("backend/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let line = text.lines().position(|l| l.starts_with("RUN ")).expect("the backend has a RUN step") + 1;
+    let broken: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| if i + 1 == line { l.replacen("RUN ", "RUNN ", 1) } else { l.to_string() })
+        .collect();
+    std::fs::write(&dockerfile, broken.join("\n") + "\n").unwrap();
+    let out = xtask(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+    one_line_error(
+        &out,
+        &format!("failing: backend: backend/Dockerfile:{line}: dockerfile parse error on line {line}"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("failing: frontend"), "the frontend was only cancelled:\n{err}");
+    let report = last_report(&dir);
+    assert_eq!(report["status"], "failed");
+    assert_eq!(report["failed_first"], "backend");
+    assert_eq!(target(&report, "backend")["outcome"], "failed");
+    assert_ne!(target(&report, "frontend")["outcome"], "failed", "{}", target(&report, "frontend"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn m_a_registry_cache_that_is_down_gives_one_warning_and_the_build_passes() {
+    let dir = scratch_copy(&format!("cache-down-{}", std::process::id()));
+    // A closed port on loopback: the cache import and export are refused at once.
+    let out = must(&["backend"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap()), ("REGISTRY", "127.0.0.1:5999")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("xtask: warning:")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line:\n{err}");
+    assert!(warnings[0].contains("cache") && warnings[0].contains("127.0.0.1:5999"), "{}", warnings[0]);
+    let report = last_report(&dir);
+    assert_eq!(report["status"], "ok");
+    let notes = report["cache_warnings"].as_array().expect("the report keeps the cache trouble");
+    assert!(!notes.is_empty() && notes.iter().all(|n| n.as_str().unwrap().contains("cache")), "{notes:?}");
+    assert_eq!(target(&report, "backend")["outcome"], "ok");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn n_two_builds_at_once_count_the_steps_a_build_alone_counts() {
+    let counts = |report: &Value| -> Vec<(String, u64, u64)> {
+        report["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (t["name"].as_str().unwrap().to_string(), t["steps"].as_u64().unwrap(), t["cached"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let copies: Vec<PathBuf> = ["alone", "first", "second"]
+        .iter()
+        .map(|n| scratch_copy(&format!("at-once-{n}-{}", std::process::id())))
+        .collect();
+    // Twice alone: the second build finds everything cached, as the two at once then will.
+    must(&["build"], &[("XTASK_PROJECT_ROOT", copies[0].to_str().unwrap())]);
+    must(&["build"], &[("XTASK_PROJECT_ROOT", copies[0].to_str().unwrap())]);
+    let alone = counts(&last_report(&copies[0]));
+    assert!(alone.iter().all(|(_, steps, cached)| *steps > 3 && cached == steps), "{alone:?}");
+    std::thread::scope(|s| {
+        let runs: Vec<_> = copies[1..]
+            .iter()
+            .map(|dir| s.spawn(move || must(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())])))
+            .collect();
+        for run in runs {
+            run.join().unwrap();
+        }
+    });
+    for dir in &copies[1..] {
+        assert_eq!(counts(&last_report(dir)), alone, "{}", dir.display());
+    }
+    for dir in copies {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -56,7 +56,10 @@ fn engine_command(cmd: flags::EngineCmd) -> anyhow::Result<()> {
 
 fn main() {
     let flags = flags::Xtask::from_env_or_exit();
-    report::install_interrupt_handler();
+    if let Err(e) = runner::stop_handler() {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
     let result = match flags.subcommand {
         XtaskCmd::Help(_) => {
             // xflags keeps its help text private: asking for --help is the way to get it.
@@ -96,6 +99,13 @@ fn main() {
         XtaskCmd::Test(f) => test::run(f.no_e2e, f.e2e_filter.as_deref()),
     };
     if let Err(e) = result {
+        // A build stopped by a signal exits as the shell expects of a program that signal ended
+        // (128+N), so `timeout`, CI runners and scripts can tell a stop from a failure.
+        if let Some(stopped) = e.downcast_ref::<runner::Stopped>() {
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "xtask: {stopped}");
+            std::process::exit(stopped.stop.exit_code());
+        }
         // One line: the chain of contexts from outer to inner, then any captured output.
         eprintln!("error: {e:#}");
         std::process::exit(1);

@@ -189,6 +189,76 @@ pub fn target_of<'a>(name: &str, targets: &'a [String]) -> Option<&'a String> {
     targets.iter().find(|t| t.as_str() == first)
 }
 
+/// A vertex error that only says the step was stopped because the build as a whole was (another
+/// target failed, or the build was interrupted): BuildKit cancels the solve's context.
+pub fn is_cancel(error: &str) -> bool {
+    error.contains("context canceled")
+}
+
+/// The Dockerfile excerpt buildx prints under a failed build (`Dockerfile:25`, a rule, numbered
+/// lines with `>>>` marking the culprit), and the `ERROR:` line that follows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Snippet {
+    /// The line numbers and text shown, culprit lines and context alike.
+    pub lines: Vec<(usize, String)>,
+    /// The first line marked `>>>`.
+    pub line: usize,
+    pub error: String,
+}
+
+/// Every excerpt in the text buildx wrote outside the JSON objects, in order.
+pub fn snippets(stray: &str) -> Vec<Snippet> {
+    let mut out = Vec::new();
+    let mut current: Option<Snippet> = None;
+    for raw in stray.lines() {
+        let line = raw.trim_end();
+        // `  25 | >>> RUNN x` or `  24 |     # comment`: buildx pads the number and writes `>>> `
+        // or four spaces before the text (a blank line keeps only those spaces).
+        let numbered = raw
+            .trim_end_matches('\r')
+            .split_once(" |")
+            .and_then(|(n, text)| Some((n.trim().parse::<usize>().ok()?, text.strip_prefix(' ').unwrap_or(text))));
+        match (numbered, current.as_mut()) {
+            (Some((n, text)), Some(s)) => {
+                let (marked, text) = match text.strip_prefix(">>> ") {
+                    Some(rest) => (true, rest),
+                    None => (false, text.strip_prefix("    ").unwrap_or(text)),
+                };
+                if marked && s.line == 0 {
+                    s.line = n;
+                }
+                s.lines.push((n, text.to_string()));
+            }
+            _ if line.starts_with("ERROR: ") => {
+                if let Some(mut s) = current.take() {
+                    s.error = line.trim_start_matches("ERROR: ").to_string();
+                    out.push(s);
+                }
+            }
+            _ if is_snippet_header(line) => current = Some(Snippet::default()),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// `Dockerfile:25` (the name buildx shows, then the line): the start of an excerpt.
+fn is_snippet_header(line: &str) -> bool {
+    line.rsplit_once(':').is_some_and(|(file, n)| {
+        !file.is_empty() && !file.contains(' ') && !n.is_empty() && n.chars().all(|c| c.is_ascii_digit())
+    })
+}
+
+/// True when the file's text holds the excerpt's lines at their numbers: which of several
+/// Dockerfiles an excerpt came from (buildx names every one `Dockerfile`).
+pub fn snippet_matches(snippet: &Snippet, text: &str) -> bool {
+    let file: Vec<&str> = text.lines().collect();
+    !snippet.lines.is_empty()
+        && snippet.lines.iter().all(|(n, shown)| {
+            n.checked_sub(1).and_then(|i| file.get(i)).is_some_and(|l| l.trim_end() == shown.trim_end())
+        })
+}
+
 /// Standard base64 with padding, as Go's encoding/json writes []byte.
 pub fn base64_decode(text: &str) -> Vec<u8> {
     let value = |c: u8| -> Option<u32> {
@@ -230,6 +300,47 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert_eq!(all[0].vertexes[0].name, "[b} {\"q\"] x");
         assert!(s.stray.contains("warning: x"));
+    }
+
+    /// The tail buildx 0.13.1 wrote under `bake backend frontend` with `RUNN` on line 25 of the
+    /// backend's Dockerfile (captured on the private engine).
+    const PARSE_ERROR_TAIL: &str = "WARNING: local cache import at target/buildx-cache/backend not found due to err: could not read target/buildx-cache/backend/index.json
+Dockerfile:25
+--------------------
+  24 |     # hadolint ignore=DL3008
+  25 | >>> RUNN --mount=type=cache,target=/var/cache/apt,sharing=locked \\
+  26 | >>>     --mount=type=cache,target=/var/lib/apt,sharing=locked \\
+  27 | >>>     rm -f /etc/apt/apt.conf.d/docker-clean
+  28 |     
+--------------------
+ERROR: failed to solve: dockerfile parse error on line 25: unknown instruction: RUNN (did you mean RUN?)
+";
+
+    #[test]
+    fn a_dockerfile_excerpt_is_read_and_matched_to_its_file() {
+        let found = snippets(PARSE_ERROR_TAIL);
+        assert_eq!(found.len(), 1);
+        let s = &found[0];
+        assert_eq!(s.line, 25);
+        assert_eq!(s.lines.len(), 5);
+        assert_eq!(s.lines[1], (25, "RUNN --mount=type=cache,target=/var/cache/apt,sharing=locked \\".to_string()));
+        assert_eq!(
+            s.error,
+            "failed to solve: dockerfile parse error on line 25: unknown instruction: RUNN (did you mean RUN?)"
+        );
+        let mut backend: Vec<String> = (1..=30).map(|i| format!("# line {i}")).collect();
+        backend[23] = "# hadolint ignore=DL3008".into();
+        backend[24] = "RUNN --mount=type=cache,target=/var/cache/apt,sharing=locked \\".into();
+        backend[25] = "    --mount=type=cache,target=/var/lib/apt,sharing=locked \\".into();
+        backend[26] = "    rm -f /etc/apt/apt.conf.d/docker-clean".into();
+        backend[27] = String::new();
+        assert!(snippet_matches(s, &backend.join("\n")));
+        backend[24] = "RUN --mount=type=cache,target=/var/cache/apt,sharing=locked \\".into();
+        assert!(!snippet_matches(s, &backend.join("\n")), "another Dockerfile does not match");
+        assert!(!snippet_matches(s, "FROM x\n"));
+        assert!(snippets("ERROR: failed to solve: no excerpt\n").is_empty());
+        assert!(is_cancel("failed to create lease: context canceled: context canceled"));
+        assert!(!is_cancel("process \"/bin/sh -c x\" did not complete successfully: exit code: 1"));
     }
 
     #[test]

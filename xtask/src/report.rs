@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +22,10 @@ pub struct BuildReport {
     pub started: String,
     /// "ok", "failed" or "interrupted".
     pub status: String,
+    /// For an interrupted build, the signal that stopped it ("SIGINT", "SIGTERM", "SIGHUP").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// buildx's exit code (none when a signal ended it).
     pub exit_code: Option<i32>,
     pub names: Vec<String>,
     pub version: String,
@@ -33,6 +36,13 @@ pub struct BuildReport {
     pub buildx_secs: f64,
     pub command: String,
     pub notes: Vec<String>,
+    /// Cache imports and exports that failed while the build went on without them (a registry
+    /// down or refusing): the build passes, but the next one may not find its cache.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache_warnings: Vec<String>,
+    /// In a failed build, the target whose failure came first (the others were cancelled by it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_first: Option<String>,
     pub targets: Vec<TargetReport>,
     #[serde(default)]
     pub errors: Vec<String>,
@@ -41,6 +51,10 @@ pub struct BuildReport {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TargetReport {
     pub name: String,
+    /// "ok", "failed", or "cancelled": stopped unfinished because another target failed or the
+    /// build was stopped (BuildKit then cancels every step still running).
+    #[serde(default)]
+    pub outcome: String,
     pub wall_secs: f64,
     pub steps: usize,
     pub cached: usize,
@@ -77,6 +91,8 @@ pub struct HistoryLine {
     pub id: String,
     pub started: String,
     pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
     pub names: Vec<String>,
     pub wall_secs: f64,
     pub targets: Vec<HistoryTarget>,
@@ -91,29 +107,11 @@ pub struct HistoryTarget {
     pub size_bytes: Option<u64>,
 }
 
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-static CHILD: AtomicU32 = AtomicU32::new(0);
-
-/// Ctrl-C during a build: the terminal sends SIGINT to buildx as well; when only the xtask got it
-/// (a `kill`), it is passed on. Either way the xtask waits for buildx, records the build, and
-/// exits with buildx's status. Outside a build it exits at once (every file it writes is written
-/// atomically, so nothing is left half-written).
-pub fn install_interrupt_handler() {
-    let _ = ctrlc::set_handler(|| {
-        INTERRUPTED.store(true, Ordering::SeqCst);
-        let pid = CHILD.load(Ordering::SeqCst);
-        if pid == 0 {
-            std::process::exit(130);
-        }
-        let _ = std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status();
-    });
-}
-
 /// Runs the plan's build, then writes the report and history, prints the table, and turns a
 /// failure into an error naming the failing targets with their last log lines.
 pub fn build(plan: &Plan) -> Result<()> {
     match attempt(plan) {
-        Err(e) if is_transient(&format!("{e:#}")) && !INTERRUPTED.load(Ordering::SeqCst) => {
+        Err(e) if is_transient(&format!("{e:#}")) && runner::stopped().is_none() => {
             eprintln!(
                 "xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more"
             );
@@ -129,46 +127,47 @@ pub fn is_transient(error: &str) -> bool {
     error.contains("failed to prepare extraction snapshot") && error.contains("parent snapshot")
 }
 
-/// One run of the build, recorded in the history whatever its outcome.
+/// One run of the build, recorded in the history whatever its outcome: a stop signal included,
+/// which then ends the run with [`runner::Stopped`].
 fn attempt(plan: &Plan) -> Result<()> {
+    let _recording = runner::recording();
     let started_at = Utc::now();
     let t0 = Instant::now();
     let mut display = Display::new(&plan.progress);
     let mut splitter = Splitter::default();
     let mut progress = Progress::default();
     let tb = Instant::now();
-    let status = runner::run_streaming(
-        &plan.bake,
-        |pid| CHILD.store(pid, Ordering::SeqCst),
-        |chunk| {
-            display.raw(chunk);
-            for s in splitter.feed(chunk) {
-                for ev in progress.apply(s) {
-                    display.event(&progress, &ev);
-                }
+    let status = runner::run_streaming(&plan.bake, |chunk| {
+        display.raw(chunk);
+        for s in splitter.feed(chunk) {
+            for ev in progress.apply(s) {
+                display.event(&progress, &ev);
             }
-        },
-    )?;
-    CHILD.store(0, Ordering::SeqCst);
+        }
+    })?;
     let buildx_secs = tb.elapsed().as_secs_f64();
-    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
-    let mut report = summarize(&plan.targets, &progress, started_at.to_rfc3339_opts(SecondsFormat::Millis, true));
+    let stop = runner::stopped();
+    let mut report =
+        summarize(&plan.targets, &progress, started_at.to_rfc3339_opts(SecondsFormat::Millis, true), status.success());
     report.names = plan.names.clone();
     report.version = plan.metadata.version.to_string();
     report.git_commit = plan.metadata.git_commit.clone();
     report.command = plan.bake.command_line();
     report.notes = plan.notes.clone();
-    report.status = if status.success() {
-        "ok"
-    } else if interrupted {
+    // A stop wins over buildx's own status: buildx may still have finished before it took effect,
+    // but the person asked for the build to end, and the exit code says so.
+    report.status = if stop.is_some() {
         "interrupted"
+    } else if status.success() {
+        "ok"
     } else {
         "failed"
     }
     .to_string();
+    report.signal = stop.map(|s| s.name());
     report.exit_code = status.code();
     report.buildx_secs = buildx_secs;
-    if status.success() {
+    if status.success() && stop.is_none() {
         fill_images(plan, &mut report);
     }
     let _ = std::fs::remove_file(&plan.metadata_file);
@@ -178,20 +177,27 @@ fn attempt(plan: &Plan) -> Result<()> {
             report.errors.push(stray);
         }
     }
+    let succeeded = status.success() && stop.is_none();
+    // Only a failure needs the Dockerfiles, to place an error buildx only printed.
+    let sources = if succeeded { Vec::new() } else { sources(plan) };
+    judge(&mut report, &progress, succeeded, &splitter.stray, &sources);
+    report.cache_warnings = cache_trouble(&progress);
     // The planning before buildx started counts too: the report's wall time is the whole command's.
     report.wall_secs = t0.elapsed().as_secs_f64() + plan.planned_in;
     let previous = history().into_iter().rev().find(|h| h.status == "ok" && h.names == report.names);
     let path = save(&report)?;
     print_table(&report, previous.as_ref());
-    eprintln!("report: {}", path.display());
+    // After SIGHUP the terminal may be gone: a failed write must not end the run before its exit code.
+    let _ = writeln!(std::io::stderr(), "report: {}", path.display());
+    if !report.cache_warnings.is_empty() {
+        let _ = writeln!(std::io::stderr(), "{}", cache_warning_line(&report.cache_warnings));
+    }
+    if let Some(stop) = stop {
+        return Err(runner::Stopped { stop, history: paths::history_file() }.into());
+    }
     if !status.success() {
-        let failing: Vec<String> = report
-            .targets
-            .iter()
-            .filter(|t| !t.errors.is_empty())
-            .map(|t| format!("{}: {}", t.name, t.errors.join("; ")))
-            .collect();
-        let mut msg = if interrupted || plan.engine.answers() {
+        let summary = failure_summary(&report);
+        let mut msg = if plan.engine.answers() {
             format!("`docker buildx bake` failed ({})", runner::describe(status))
         } else {
             format!(
@@ -200,8 +206,8 @@ fn attempt(plan: &Plan) -> Result<()> {
                 runner::describe(status)
             )
         };
-        if !failing.is_empty() {
-            msg.push_str(&format!("; failing: {}", failing.join(" | ")));
+        if !summary.is_empty() {
+            msg.push_str(&format!("; {summary}"));
         }
         let tail = failing_log_tail(&progress);
         if !tail.is_empty() {
@@ -209,38 +215,47 @@ fn attempt(plan: &Plan) -> Result<()> {
         } else if let Some(e) = report.errors.first() {
             msg.push_str(&format!("\n{e}"));
         }
-        if interrupted {
-            eprintln!(
-                "xtask: interrupted; the build is recorded as interrupted in {}",
-                paths::history_file().display()
-            );
-            std::process::exit(status.code().unwrap_or(130));
-        }
         bail!(msg);
     }
     Ok(())
+}
+
+/// Each target's Dockerfile as the repository has it: the syntax fallback builds from a copy under
+/// `target/xtask/dockerfiles/`, but a person fixes the file they wrote.
+fn sources(plan: &Plan) -> Vec<Source> {
+    let root = paths::project_root();
+    plan.targets
+        .iter()
+        .filter_map(|t| {
+            let def = plan.definition.target.get(t)?;
+            let context = std::path::Path::new(def.context.as_deref().unwrap_or("."));
+            let path = context.join(def.dockerfile.as_deref().unwrap_or("Dockerfile"));
+            let text = std::fs::read_to_string(root.join(&path)).ok()?;
+            let shown = path.strip_prefix(".").unwrap_or(&path).display().to_string();
+            Some(Source { target: t.clone(), path: shown, text })
+        })
+        .collect()
 }
 
 fn failing_log_tail(progress: &Progress) -> String {
     progress
         .order
         .iter()
-        .filter(|d| !progress.vertexes[*d].error.is_empty())
+        .filter(|d| is_failure(&progress.vertexes[*d]))
         .filter_map(|d| progress.log_tail.get(d))
         .flat_map(|lines| lines.iter().rev().take(10).rev().cloned())
         .collect::<Vec<_>>()
         .join("\n")
 }
 
-/// Per-target numbers from the final state of every vertex.
-pub fn summarize(targets: &[String], progress: &Progress, started: String) -> BuildReport {
+/// Per-target numbers from the final state of every vertex. `succeeded`: buildx finished the
+/// build (then a step it never started was not needed by this build: see [`merge_step`]).
+pub fn summarize(targets: &[String], progress: &Progress, started: String, succeeded: bool) -> BuildReport {
     let mut per: BTreeMap<String, Vec<&rawjson::Vertex>> = BTreeMap::new();
     for d in &progress.order {
         let v = &progress.vertexes[d];
-        let owner =
-            rawjson::target_of(&v.name, targets).cloned().or_else(|| (targets.len() == 1).then(|| targets[0].clone()));
-        if let Some(t) = owner {
-            per.entry(t).or_default().push(v);
+        if let Some(t) = owner(&v.name, targets) {
+            per.entry(t.clone()).or_default().push(v);
         }
     }
     let mut out = BuildReport { id: new_id(), started, ..BuildReport::default() };
@@ -252,20 +267,19 @@ pub fn summarize(targets: &[String], progress: &Progress, started: String) -> Bu
             (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
             _ => 0.0,
         };
-        let steps: Vec<Step> = vs
-            .iter()
-            .map(|v| Step {
-                name: v.name.clone(),
-                start: match (first, rawjson::timestamp(&v.started)) {
-                    (Some(a), Some(s)) => (s - a).num_milliseconds() as f64 / 1000.0,
-                    _ => 0.0,
-                },
-                secs: rawjson::duration(v),
-                cached: v.cached,
-                error: !v.error.is_empty(),
-            })
-            .collect();
-        let mut steps = steps;
+        // One step per name: a digest is sent again whenever its vertex changes (the last state
+        // per digest already wins in `Progress`), and when another build runs the same step at
+        // the same moment, BuildKit's solver shares it and this stream also carries the other
+        // build's vertex under another digest, with the same name.
+        let mut names: Vec<&str> = Vec::new();
+        let mut same: BTreeMap<&str, Vec<&rawjson::Vertex>> = BTreeMap::new();
+        for v in &vs {
+            if !same.contains_key(v.name.as_str()) {
+                names.push(&v.name);
+            }
+            same.entry(&v.name).or_default().push(v);
+        }
+        let mut steps: Vec<Step> = names.iter().map(|n| merge_step(&same[n], first, succeeded)).collect();
         steps.sort_by(|a, b| a.start.total_cmp(&b.start));
         // The cache counts cover the Dockerfile's own instructions (`[stage n/m] RUN ...`), not
         // BuildKit's bookkeeping (loading the definition, exporting) nor FROM, which is resolved
@@ -289,13 +303,42 @@ pub fn summarize(targets: &[String], progress: &Progress, started: String) -> Bu
                 .filter(|v| v.name.contains("load build context"))
                 .filter_map(|v| progress.context_bytes.get(&v.digest))
                 .sum(),
-            errors: vs.iter().filter(|v| !v.error.is_empty()).map(|v| format!("{}: {}", v.name, v.error)).collect(),
+            errors: vs.iter().filter(|v| is_failure(v)).map(|v| format!("{}: {}", v.name, v.error)).collect(),
             slowest,
             steps_detail: steps,
             ..TargetReport::default()
         });
     }
     out
+}
+
+/// One step from the vertices that carry its name. The timings are those of a vertex that
+/// completed; the step counts as cached when every completed one was, or when the build finished
+/// without ever starting it (another build's identical step did the work, or a cached later step
+/// made it unnecessary): either way this build did not run it.
+fn merge_step(
+    vertices: &[&rawjson::Vertex],
+    first: Option<chrono::DateTime<chrono::FixedOffset>>,
+    succeeded: bool,
+) -> Step {
+    let done: Vec<&&rawjson::Vertex> = vertices.iter().filter(|v| v.completed.is_some()).collect();
+    let v = done.first().copied().unwrap_or(&vertices[0]);
+    let never_started = vertices.iter().all(|v| v.started.is_none());
+    Step {
+        name: v.name.clone(),
+        start: match (first, rawjson::timestamp(&v.started)) {
+            (Some(a), Some(s)) => (s - a).num_milliseconds() as f64 / 1000.0,
+            _ => 0.0,
+        },
+        secs: rawjson::duration(v),
+        cached: (!done.is_empty() && done.iter().all(|v| v.cached)) || (succeeded && never_started),
+        error: vertices.iter().any(|v| !v.error.is_empty()),
+    }
+}
+
+/// The target a step belongs to; in a one-target build every step is its own.
+fn owner<'a>(name: &str, targets: &'a [String]) -> Option<&'a String> {
+    rawjson::target_of(name, targets).or_else(|| (targets.len() == 1).then(|| &targets[0]))
 }
 
 /// A Dockerfile instruction other than FROM: its name carries the step counter, `[... n/m] RUN`.
@@ -307,6 +350,144 @@ pub fn is_instruction(name: &str) -> bool {
         !a.is_empty() && a.chars().all(|c| c.is_ascii_digit()) && !b.is_empty() && b.chars().all(|c| c.is_ascii_digit())
     });
     numbered && !name[end + 2..].starts_with("FROM ")
+}
+
+/// A step that failed on its own account: not one cancelled because something else failed, and
+/// not a cache import or export, which BuildKit gets past without.
+fn is_failure(v: &rawjson::Vertex) -> bool {
+    !v.error.is_empty() && !rawjson::is_cancel(&v.error) && !is_cache_step(&v.name)
+}
+
+/// BuildKit's cache import and export steps: `importing cache manifest from REF`,
+/// `exporting cache to registry`, `exporting cache to client directory`, with or without a
+/// `[target]` prefix.
+fn is_cache_step(name: &str) -> bool {
+    name.contains("importing cache manifest") || name.contains("exporting cache")
+}
+
+/// The cache imports and exports that failed, one line each: the step, and the cause as the
+/// last part of BuildKit's error chain (`dial tcp 127.0.0.1:5999: connect: connection refused`)
+/// next to the whole chain for the report.
+pub fn cache_trouble(progress: &Progress) -> Vec<String> {
+    let mut out = Vec::new();
+    for d in &progress.order {
+        let v = &progress.vertexes[d];
+        if !is_cache_step(&v.name) || rawjson::is_cancel(&v.error) {
+            continue;
+        }
+        let logged: Vec<&String> = progress
+            .log_tail
+            .get(d)
+            .map(|lines| lines.iter().filter(|l| l.trim_start().starts_with("ERROR")).collect())
+            .unwrap_or_default();
+        if !v.error.is_empty() {
+            out.push(format!("{}: {}", v.name, v.error));
+        } else if let Some(line) = logged.last() {
+            out.push(format!("{}: {}", v.name, line.trim()));
+        }
+    }
+    out
+}
+
+/// The one warning line for cache trouble: each step with the innermost cause only.
+pub fn cache_warning_line(trouble: &[String]) -> String {
+    let short: Vec<String> = trouble
+        .iter()
+        .map(|t| {
+            let (step, error) = t.split_once(": ").unwrap_or((t, ""));
+            let cause = error.rsplit_once("\": ").map_or(error, |(_, c)| c);
+            format!("{step} ({cause})")
+        })
+        .collect();
+    format!(
+        "xtask: warning: the build passed, but its cache did not work: {}; see `cargo xtask report`",
+        short.join("; ")
+    )
+}
+
+/// A Dockerfile a target builds from: its path in the repository and its text.
+pub struct Source {
+    pub target: String,
+    pub path: String,
+    pub text: String,
+}
+
+/// Judges each target of a finished build: failed, cancelled or ok, which failed first, and the
+/// Dockerfile and line behind an error buildx only printed (a parse error fails before any step,
+/// so no step carries it). `stray` is the text buildx wrote outside the JSON objects.
+pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, stray: &str, sources: &[Source]) {
+    let targets: Vec<String> = report.targets.iter().map(|t| t.name.clone()).collect();
+    // buildx names every Dockerfile `Dockerfile` (the syntax fallback's copy too): the excerpt's
+    // lines say which one it is.
+    let located: Option<(&Source, rawjson::Snippet)> = rawjson::snippets(stray).into_iter().find_map(|s| {
+        let mut matching = sources.iter().filter(|src| rawjson::snippet_matches(&s, &src.text));
+        match (matching.next(), matching.next()) {
+            (Some(src), None) => Some((src, s)),
+            _ => None,
+        }
+    });
+    let mut first: Option<(chrono::DateTime<chrono::FixedOffset>, String)> = None;
+    for t in &mut report.targets {
+        if succeeded {
+            t.outcome = "ok".to_string();
+            continue;
+        }
+        let steps: Vec<&rawjson::Vertex> = progress
+            .order
+            .iter()
+            .map(|d| &progress.vertexes[d])
+            .filter(|v| owner(&v.name, &targets) == Some(&t.name))
+            .collect();
+        for v in steps.iter().filter(|v| is_failure(v)) {
+            if let Some(at) = rawjson::timestamp(&v.completed) {
+                if first.as_ref().is_none_or(|(when, _)| at < *when) {
+                    first = Some((at, t.name.clone()));
+                }
+            }
+        }
+        let named = located.as_ref().is_some_and(|(src, _)| src.target == t.name);
+        if named {
+            let (src, s) = located.as_ref().unwrap();
+            let error = s.error.strip_prefix("failed to solve: ").unwrap_or(&s.error);
+            t.errors.insert(0, format!("{}:{}: {error}", src.path, s.line));
+        }
+        let unfinished =
+            steps.is_empty() || steps.iter().any(|v| v.completed.is_none() || rawjson::is_cancel(&v.error));
+        t.outcome = if !t.errors.is_empty() {
+            "failed"
+        } else if unfinished {
+            "cancelled"
+        } else {
+            "ok"
+        }
+        .to_string();
+    }
+    // A parse error stops its target before any step ran: nothing can have failed before it.
+    report.failed_first = match (&located, first) {
+        (Some((src, _)), _) if report.targets.iter().any(|t| t.name == src.target && t.outcome == "failed") => {
+            Some(src.target.clone())
+        }
+        (_, Some((_, name))) => Some(name),
+        _ => report.targets.iter().find(|t| t.outcome == "failed").map(|t| t.name.clone()),
+    };
+}
+
+/// The failure summary: the target that failed first, then any other failed ones, then the
+/// cancelled ones by name only (their steps only say "context canceled").
+pub fn failure_summary(report: &BuildReport) -> String {
+    let mut failed: Vec<&TargetReport> = report.targets.iter().filter(|t| t.outcome == "failed").collect();
+    failed.sort_by_key(|t| Some(&t.name) != report.failed_first.as_ref());
+    let mut parts: Vec<String> = Vec::new();
+    if !failed.is_empty() {
+        let each: Vec<String> = failed.iter().map(|t| format!("{}: {}", t.name, t.errors.join("; "))).collect();
+        parts.push(format!("failing: {}", each.join(" | ")));
+    }
+    let cancelled: Vec<&str> =
+        report.targets.iter().filter(|t| t.outcome == "cancelled").map(|t| t.name.as_str()).collect();
+    if !cancelled.is_empty() {
+        parts.push(format!("cancelled: {}", cancelled.join(", ")));
+    }
+    parts.join("; ")
 }
 
 /// Digest from the metadata file and size from the engine, for each target that has an image.
@@ -375,6 +556,7 @@ pub fn history_line(r: &BuildReport) -> HistoryLine {
         id: r.id.clone(),
         started: r.started.clone(),
         status: r.status.clone(),
+        signal: r.signal.clone(),
         names: r.names.clone(),
         wall_secs: r.wall_secs,
         targets: r
@@ -441,6 +623,13 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
             }
             None => "first build".to_string(),
         };
+        // A failed or cancelled target's numbers cover only what ran before it stopped.
+        let vs = match t.outcome.as_str() {
+            "failed" if r.failed_first.as_ref() == Some(&t.name) => "FAILED (first)".to_string(),
+            "failed" => "FAILED".to_string(),
+            "cancelled" => "cancelled".to_string(),
+            _ => vs,
+        };
         out.push_str(&format!(
             "{:<24} {:>7.1}s {:>10} {:>10}  {}\n",
             t.name,
@@ -454,7 +643,11 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
         let each: Vec<String> = t.platform_sizes.iter().map(|(p, b)| format!("{p} {}", mb(Some(*b)))).collect();
         out.push_str(&format!("{}: {} (compressed layers per platform)\n", t.name, each.join(", ")));
     }
-    out.push_str(&format!("{} in {:.1}s (buildx {:.1}s)\n", r.status, r.wall_secs, r.buildx_secs));
+    for w in &r.cache_warnings {
+        out.push_str(&format!("cache not used or kept: {w}\n"));
+    }
+    let signal = r.signal.as_ref().map(|s| format!(" by {s}")).unwrap_or_default();
+    out.push_str(&format!("{}{signal} in {:.1}s (buildx {:.1}s)\n", r.status, r.wall_secs, r.buildx_secs));
     out
 }
 
@@ -587,7 +780,11 @@ pub fn html(r: &BuildReport) -> String {
     let mut timelines = String::new();
     for t in &r.targets {
         let span = t.steps_detail.iter().map(|s| s.start + s.secs).fold(t.wall_secs, f64::max).max(0.001);
-        timelines.push_str(&format!("<h2>{}</h2>\n<div class=\"tl\">\n", esc(&t.name)));
+        let outcome = match t.outcome.as_str() {
+            "" | "ok" => String::new(),
+            o => format!(" ({o})"),
+        };
+        timelines.push_str(&format!("<h2>{}{}</h2>\n<div class=\"tl\">\n", esc(&t.name), esc(&outcome)));
         for s in &t.steps_detail {
             let class = if s.error {
                 "err"
@@ -619,19 +816,25 @@ td:first-child, th:first-child {{ text-align: left; }}
 .track {{ position: relative; flex: 1; height: 12px; background: #f4f4f4; }}
 .bar {{ position: absolute; top: 0; height: 12px; }}
 .ran {{ background: #2b6cb0; }} .cached {{ background: #b8b8b8; }} .err {{ background: #c53030; }}
+.warn {{ background: #fff4d6; border-left: 4px solid #d69e2e; padding: 4px 8px; }}
 .secs {{ width: 70px; text-align: right; font-size: 12px; }}
 .legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }}
 </style></head><body>
 <h1>Build {id}: {status}</h1>
 <p>{names} &middot; version {version} &middot; commit {commit} &middot; started {started} &middot; {wall:.1}s (buildx {bx:.1}s)</p>
-<table><tr><th>target</th><th>time</th><th>cached/steps</th><th>cache hits</th><th>size</th><th>per platform (compressed)</th><th>RUN executed</th></tr>
+{warnings}<table><tr><th>target</th><th>time</th><th>cached/steps</th><th>cache hits</th><th>size</th><th>per platform (compressed)</th><th>RUN executed</th></tr>
 {rows}</table>
 <p class="legend">Timeline:<span class="ran"></span>executed<span class="cached"></span>cached<span class="err"></span>failed</p>
 {timelines}
 </body></html>
 "#,
         id = esc(&r.id),
-        status = esc(&r.status),
+        status = esc(&format!("{}{}", r.status, r.signal.as_ref().map(|s| format!(" by {s}")).unwrap_or_default())),
+        warnings = r
+            .cache_warnings
+            .iter()
+            .map(|w| format!("<p class=\"warn\">cache not used or kept: {}</p>\n", esc(w)))
+            .collect::<String>(),
         names = esc(&r.names.join(", ")),
         version = esc(&r.version),
         commit = esc(&r.git_commit),
@@ -718,7 +921,7 @@ mod tests {
     fn captured_stream_gives_per_target_steps_and_cache_hits() {
         let p = parse(STREAM);
         let names = vec!["backend".to_string(), "frontend".to_string()];
-        let r = summarize(&names, &p, "x".to_string());
+        let r = summarize(&names, &p, "x".to_string(), true);
         assert_eq!(r.targets.len(), 2);
         for t in &r.targets {
             assert!(t.steps > 3, "{}: {} steps", t.name, t.steps);
@@ -728,6 +931,156 @@ mod tests {
         }
         let backend = &r.targets[0];
         assert!(backend.run_steps > 0);
+    }
+
+    fn parse_with_stray(stream: &[u8]) -> (Progress, String) {
+        let mut s = Splitter::default();
+        let mut p = Progress::default();
+        for chunk in stream.chunks(4096) {
+            for st in s.feed(chunk) {
+                p.apply(st);
+            }
+        }
+        (p, s.stray)
+    }
+
+    fn two() -> Vec<String> {
+        vec!["backend".to_string(), "frontend".to_string()]
+    }
+
+    /// buildx 0.13.1 on the private engine, `bake backend frontend` with `RUNN` on line 25 of the
+    /// backend's Dockerfile, both built from the syntax fallback's copies and run directly (with
+    /// PYTHON_IMAGE and NODE_IMAGE set to `scratch`, before the stand-ins existed): the parse error
+    /// is only in the text after the stream, and the frontend's steps end in "context canceled".
+    const PARSE_ERROR: &[u8] = include_bytes!("../testdata/rawjson-parse-error-two-targets-buildx-0.13.1.json");
+    const BROKEN_BACKEND: &str = include_str!("../testdata/Dockerfile-backend-RUNN-on-line-25");
+
+    #[test]
+    fn a_parse_error_names_the_repository_dockerfile_and_the_other_target_is_cancelled() {
+        let (p, stray) = parse_with_stray(PARSE_ERROR);
+        let mut r = summarize(&two(), &p, String::new(), false);
+        let sources = [
+            Source { target: "backend".into(), path: "backend/Dockerfile".into(), text: BROKEN_BACKEND.into() },
+            // The frontend's Dockerfile shares no line 24-28 with the excerpt.
+            Source { target: "frontend".into(), path: "frontend/Dockerfile".into(), text: "FROM x\n".repeat(40) },
+        ];
+        judge(&mut r, &p, false, &stray, &sources);
+        let (backend, frontend) = (&r.targets[0], &r.targets[1]);
+        assert_eq!((backend.outcome.as_str(), frontend.outcome.as_str()), ("failed", "cancelled"));
+        assert_eq!(
+            backend.errors[0],
+            "backend/Dockerfile:25: dockerfile parse error on line 25: unknown instruction: RUNN (did you mean RUN?)"
+        );
+        assert!(frontend.errors.is_empty(), "a cancellation is not an error: {:?}", frontend.errors);
+        assert_eq!(r.failed_first.as_deref(), Some("backend"));
+        let summary = failure_summary(&r);
+        assert!(summary.starts_with("failing: backend: backend/Dockerfile:25: dockerfile parse error"), "{summary}");
+        assert!(summary.ends_with("cancelled: frontend"), "{summary}");
+        assert!(!summary.contains("target/xtask/dockerfiles"), "{summary}");
+        let table = table(&r, None);
+        assert!(table.contains("FAILED (first)") && table.contains("cancelled"), "{table}");
+    }
+
+    #[test]
+    fn the_target_whose_step_failed_first_is_named_first() {
+        let mut p = Progress::default();
+        let v = |d: &str, name: &str, done: &str, error: &str| rawjson::Vertex {
+            digest: d.into(),
+            name: name.into(),
+            started: Some("2026-01-01T00:00:00Z".into()),
+            completed: Some(format!("2026-01-01T00:00:{done}Z")),
+            error: error.into(),
+            ..Default::default()
+        };
+        p.apply(rawjson::SolveStatus {
+            vertexes: vec![
+                v(
+                    "1",
+                    "[a app 1/2] RUN late",
+                    "09",
+                    "process \"/bin/sh -c late\" did not complete successfully: exit code: 2",
+                ),
+                v(
+                    "2",
+                    "[b app 1/2] RUN early",
+                    "03",
+                    "process \"/bin/sh -c early\" did not complete successfully: exit code: 1",
+                ),
+                v("3", "[c app 1/2] RUN other", "04", "failed to create lease: context canceled: context canceled"),
+                v("4", "[d app 1/1] COPY x", "01", ""),
+            ],
+            ..Default::default()
+        });
+        let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let mut r = summarize(&names, &p, String::new(), false);
+        judge(&mut r, &p, false, "", &[]);
+        let outcomes: Vec<&str> = r.targets.iter().map(|t| t.outcome.as_str()).collect();
+        assert_eq!(outcomes, ["failed", "failed", "cancelled", "ok"]);
+        assert_eq!(r.failed_first.as_deref(), Some("b"));
+        let summary = failure_summary(&r);
+        assert!(summary.starts_with("failing: b: [b app 1/2] RUN early"), "{summary}");
+        assert!(summary.contains(" | a: ") && summary.ends_with("cancelled: c"), "{summary}");
+    }
+
+    /// buildx 0.13.1, `bake backend` with REGISTRY=127.0.0.1:5999 (a closed port): importing the
+    /// registry cache and exporting it both fail, and the build passes.
+    const CACHE_REFUSED: &[u8] = include_bytes!("../testdata/rawjson-cache-registry-refused-buildx-0.13.1.json");
+
+    #[test]
+    fn a_refused_cache_import_and_export_are_warned_of_but_fail_nothing() {
+        let (p, stray) = parse_with_stray(CACHE_REFUSED);
+        let names = vec!["backend".to_string()];
+        let mut r = summarize(&names, &p, String::new(), true);
+        judge(&mut r, &p, true, &stray, &[]);
+        assert_eq!(r.targets[0].outcome, "ok");
+        assert!(r.targets[0].errors.is_empty(), "{:?}", r.targets[0].errors);
+        assert_eq!((r.targets[0].steps, r.targets[0].cached), (6, 6));
+        let trouble = cache_trouble(&p);
+        assert_eq!(trouble.len(), 2, "{trouble:?}");
+        assert!(trouble[0].starts_with("importing cache manifest from 127.0.0.1:5999/contextcleanse-backend:buildcache: failed to configure registry cache importer"));
+        assert!(trouble[1].starts_with("exporting cache to registry: error writing layer blob"));
+        let line = cache_warning_line(&trouble);
+        assert_eq!(line.lines().count(), 1);
+        assert!(line.starts_with("xtask: warning: "), "{line}");
+        assert_eq!(line.matches("dial tcp 127.0.0.1:5999: connect: connection refused").count(), 2, "{line}");
+        r.cache_warnings = trouble;
+        assert!(table(&r, None).contains("cache not used or kept: importing cache manifest"));
+        assert!(html(&r).contains("class=\"warn\">cache not used or kept: exporting cache to registry"));
+        let warm = parse(STREAM);
+        assert!(cache_trouble(&warm).is_empty(), "a build whose cache worked has nothing to say");
+    }
+
+    /// buildx 0.13.1, `bake default` in one scratch copy while another copy's identical build ran
+    /// on the same engine: this build's own steps were never started (the solver shared the
+    /// other build's), and one of them came again under the other build's digest.
+    const BESIDE_ANOTHER: &[u8] =
+        include_bytes!("../testdata/rawjson-bake-default-beside-another-build-buildx-0.13.1.json");
+
+    #[test]
+    fn counts_stay_true_beside_another_build_and_with_re_sent_vertices() {
+        let (p, _) = parse_with_stray(BESIDE_ANOTHER);
+        let r = summarize(&two(), &p, String::new(), true);
+        let counts: Vec<(usize, usize)> = r.targets.iter().map(|t| (t.steps, t.cached)).collect();
+        // The same build run alone, warm: backend 6/6, frontend 9/9 (as the report of
+        // rawjson-bake-default's build and a lone run on the private engine show).
+        assert_eq!(counts, [(6, 6), (9, 9)]);
+        // Re-sent vertices: the same digest four times, and one name under two digests.
+        let mut p = Progress::default();
+        let v = |d: &str, started: bool, cached: bool| rawjson::Vertex {
+            digest: d.into(),
+            name: "[a app 1/1] RUN x".into(),
+            started: started.then(|| "2026-01-01T00:00:00Z".to_string()),
+            completed: started.then(|| "2026-01-01T00:00:02Z".to_string()),
+            cached,
+            ..Default::default()
+        };
+        for status in
+            [vec![v("1", false, false)], vec![v("1", true, false)], vec![v("1", true, false), v("2", true, true)]]
+        {
+            p.apply(rawjson::SolveStatus { vertexes: status, ..Default::default() });
+        }
+        let r = summarize(&["a".to_string()], &p, String::new(), true);
+        assert_eq!((r.targets[0].steps, r.targets[0].cached, r.targets[0].run_steps_executed), (1, 0, 1));
     }
 
     #[test]
@@ -752,7 +1105,7 @@ mod tests {
             ],
             ..Default::default()
         });
-        let r = summarize(&["a".to_string(), "b".to_string()], &p, String::new());
+        let r = summarize(&["a".to_string(), "b".to_string()], &p, String::new(), true);
         let a = &r.targets[0];
         assert_eq!((a.steps, a.cached, a.run_steps, a.run_steps_executed), (3, 1, 2, 1));
         assert!((a.cache_hit_ratio - 1.0 / 3.0).abs() < 1e-9);

@@ -703,3 +703,153 @@ fn z_engine_stopping_mid_build_is_named_and_two_ups_start_one_engine() {
     assert_ne!(pid_before, pid_after);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Every process below `pid` now, as (pid, command name, start time in clock ticks): a pid can be
+/// reused, the pair cannot.
+fn descendants(pid: u32) -> Vec<(u32, String, u64)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split at the last `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let (Ok(me), Some(Ok(parent)), Some(Ok(start))) = (
+            stat[..open].trim().parse::<u32>(),
+            fields.get(1).map(|p| p.parse::<u32>()),
+            fields.get(19).map(|s| s.parse::<u64>()),
+        ) else {
+            continue;
+        };
+        all.push((me, parent, stat[open + 1..close].to_string(), start));
+    }
+    let mut found = Vec::new();
+    let mut parents = vec![pid];
+    while let Some(p) = parents.pop() {
+        for (me, _, comm, start) in all.iter().filter(|(_, parent, _, _)| *parent == p) {
+            found.push((*me, comm.clone(), *start));
+            parents.push(*me);
+        }
+    }
+    found
+}
+
+/// True while that process exists, a zombie included.
+fn still_there(pid: u32, start: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split_whitespace().nth(19).and_then(|s| s.parse::<u64>().ok()) == Some(start)
+    })
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn k_sigint_sigterm_and_sighup_each_stop_buildx_and_are_recorded() {
+    for (signal, number) in [("SIGINT", 2), ("SIGTERM", 15), ("SIGHUP", 1)] {
+        let dir = scratch_copy(&format!("stop-{signal}-{}", std::process::id()));
+        let child = slow_build_in(&dir);
+        let below = descendants(child.id());
+        assert!(
+            below.iter().any(|(_, comm, _)| comm.starts_with("docker")),
+            "{signal}: buildx should be running under the xtask: {below:?}"
+        );
+        let sent = Instant::now();
+        let kill = Command::new("kill").args(["-s", &signal[3..], &child.id().to_string()]).status().unwrap();
+        assert!(kill.success());
+        let out = child.wait_with_output().unwrap();
+        eprintln!("{signal}: exited after {:?}\n{}", sent.elapsed(), tail(&out, 8));
+        assert_eq!(out.status.code(), Some(128 + number), "{signal}: exit code 128+{number}");
+        std::thread::sleep(Duration::from_secs(5).saturating_sub(sent.elapsed()));
+        let left: Vec<_> = below.iter().filter(|(pid, _, start)| still_there(*pid, *start)).collect();
+        assert!(left.is_empty(), "{signal}: still there (or not reaped) 5 s later: {left:?}");
+        let history = std::fs::read_to_string(dir.join("target/xtask/reports/history.jsonl")).expect("history written");
+        let line: Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+        assert_eq!((line["status"].as_str(), line["signal"].as_str()), (Some("interrupted"), Some(signal)), "{line}");
+        assert_eq!(last_report(&dir)["signal"], signal, "the report names the signal too");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn l_a_dockerfile_parse_error_names_the_file_line_and_target_and_the_other_is_cancelled() {
+    let dir = scratch_copy(&format!("parse-error-{}", std::process::id()));
+    let dockerfile = dir.join("backend/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let line = text.lines().position(|l| l.starts_with("RUN ")).expect("the backend has a RUN step") + 1;
+    let broken: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| if i + 1 == line { l.replacen("RUN ", "RUNN ", 1) } else { l.to_string() })
+        .collect();
+    std::fs::write(&dockerfile, broken.join("\n") + "\n").unwrap();
+    let out = xtask(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+    one_line_error(
+        &out,
+        &format!("failing: backend: backend/Dockerfile:{line}: dockerfile parse error on line {line}"),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("failing: frontend"), "the frontend was only cancelled:\n{err}");
+    let report = last_report(&dir);
+    assert_eq!(report["status"], "failed");
+    assert_eq!(report["failed_first"], "backend");
+    assert_eq!(target(&report, "backend")["outcome"], "failed");
+    assert_ne!(target(&report, "frontend")["outcome"], "failed", "{}", target(&report, "frontend"));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn m_a_registry_cache_that_is_down_gives_one_warning_and_the_build_passes() {
+    let dir = scratch_copy(&format!("cache-down-{}", std::process::id()));
+    // A closed port on loopback: the cache import and export are refused at once.
+    let out = must(&["backend"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap()), ("REGISTRY", "127.0.0.1:5999")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("xtask: warning:")).collect();
+    assert_eq!(warnings.len(), 1, "one warning line:\n{err}");
+    assert!(warnings[0].contains("cache") && warnings[0].contains("127.0.0.1:5999"), "{}", warnings[0]);
+    let report = last_report(&dir);
+    assert_eq!(report["status"], "ok");
+    let notes = report["cache_warnings"].as_array().expect("the report keeps the cache trouble");
+    assert!(!notes.is_empty() && notes.iter().all(|n| n.as_str().unwrap().contains("cache")), "{notes:?}");
+    assert_eq!(target(&report, "backend")["outcome"], "ok");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn n_two_builds_at_once_count_the_steps_a_build_alone_counts() {
+    let counts = |report: &Value| -> Vec<(String, u64, u64)> {
+        report["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (t["name"].as_str().unwrap().to_string(), t["steps"].as_u64().unwrap(), t["cached"].as_u64().unwrap())
+            })
+            .collect()
+    };
+    let copies: Vec<PathBuf> = ["alone", "first", "second"]
+        .iter()
+        .map(|n| scratch_copy(&format!("at-once-{n}-{}", std::process::id())))
+        .collect();
+    // Twice alone: the second build finds everything cached, as the two at once then will.
+    must(&["build"], &[("XTASK_PROJECT_ROOT", copies[0].to_str().unwrap())]);
+    must(&["build"], &[("XTASK_PROJECT_ROOT", copies[0].to_str().unwrap())]);
+    let alone = counts(&last_report(&copies[0]));
+    assert!(alone.iter().all(|(_, steps, cached)| *steps > 3 && cached == steps), "{alone:?}");
+    std::thread::scope(|s| {
+        let runs: Vec<_> = copies[1..]
+            .iter()
+            .map(|dir| s.spawn(move || must(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())])))
+            .collect();
+        for run in runs {
+            run.join().unwrap();
+        }
+    });
+    for dir in &copies[1..] {
+        assert_eq!(counts(&last_report(dir)), alone, "{}", dir.display());
+    }
+    for dir in copies {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -74,8 +74,6 @@ pub struct Plan {
     pub planned_in: f64,
 }
 
-pub const PROGRESS_MODES: [&str; 4] = ["auto", "plain", "tty", "rawjson"];
-
 /// Checks the flags that need no engine: `--set`, `--progress`, `--version`.
 pub fn check_options(opts: &Options) -> Result<()> {
     for kv in &opts.set {
@@ -90,8 +88,13 @@ pub fn check_options(opts: &Options) -> Result<()> {
         }
     }
     if let Some(p) = &opts.progress {
-        if !PROGRESS_MODES.contains(&p.as_str()) {
-            bail!("--progress `{p}`: use one of {}", PROGRESS_MODES.join(", "));
+        if let Err(rule) = crate::settings::check_value("BUILDKIT_PROGRESS", p) {
+            bail!("--progress `{p}`: {rule}");
+        }
+    }
+    if let Some(r) = &opts.registry {
+        if let Err(rule) = crate::settings::check_value("REGISTRY", r) {
+            bail!("--registry `{r}`: {rule}");
         }
     }
     if let Some(v) = &opts.version {
@@ -99,6 +102,23 @@ pub fn check_options(opts: &Options) -> Result<()> {
     }
     if opts.push && opts.oci {
         bail!("--push and --oci both choose where images go: pick one");
+    }
+    Ok(())
+}
+
+/// Where Debian and Ubuntu keep the host's CA bundle (also compose's default in
+/// docker-compose.yml).
+const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// Refuses a `--set` whose target is not one this build makes (a typo would otherwise fail the
+/// build half-way, or do nothing); patterns with `*`, `?` or `[` are left to bake.
+fn check_set_targets(sets: &[String], targets: &[String]) -> Result<()> {
+    for kv in sets {
+        let target = kv.split('.').next().unwrap_or_default();
+        let pattern = target.contains(['*', '?', '[']);
+        if !pattern && !targets.iter().any(|t| t == target) {
+            bail!("--set `{kv}`: `{target}` is not a target of this build; its targets are {}", targets.join(", "));
+        }
     }
     Ok(())
 }
@@ -161,7 +181,9 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     if let Some(r) = &registry {
         vars.push(("REGISTRY".to_string(), r.clone()));
     }
-    if let Some(ca) = settings.get("CA_BUNDLE").filter(|p| std::path::Path::new(p).is_file()) {
+    // A CA_BUNDLE that is set was checked to exist; unset, the host's bundle is used if it has one.
+    let ca = settings.get("CA_BUNDLE").or(Some(DEFAULT_CA_BUNDLE).filter(|p| std::path::Path::new(p).is_file()));
+    if let Some(ca) = ca {
         vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
     }
     let (facts, bases, frontend, definition) = std::thread::scope(|s| {
@@ -204,6 +226,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     // buildx lists what was asked for as the `default` group and resolves every target in it.
     let targets: Vec<String> = definition.target.keys().cloned().collect();
 
+    check_set_targets(&opts.set, &targets)?;
     let build_args = settings.build_args();
     let mut sets: Vec<String> = build_args.iter().map(|(k, v)| format!("*.args.{k}={v}")).collect();
     let syntax = syntax_fallback(frontend, facts.as_ref(), &definition, opts.dry_run)?;
@@ -541,6 +564,14 @@ mod tests {
         assert!(check_options(&bad).unwrap_err().to_string().starts_with("--progress `fancy`"));
         let bad = Options { version: Some("one".to_string()), ..Options::default() };
         assert!(check_options(&bad).is_err());
+    }
+
+    #[test]
+    fn set_for_a_target_outside_the_build_is_refused_with_the_valid_ones() {
+        let targets = vec!["backend".to_string(), "frontend".to_string()];
+        let err = check_set_targets(&["nosuchtarget.args.X=1".to_string()], &targets).unwrap_err().to_string();
+        assert_eq!(err, "--set `nosuchtarget.args.X=1`: `nosuchtarget` is not a target of this build; its targets are backend, frontend");
+        assert!(check_set_targets(&["*.args.X=1".to_string(), "backend.args.Y=2".to_string()], &targets).is_ok());
     }
 
     #[test]

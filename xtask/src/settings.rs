@@ -30,6 +30,55 @@ pub fn classify(key: &str) -> Scope {
     }
 }
 
+/// The progress displays the xtask offers (`--progress` and `BUILDKIT_PROGRESS`).
+pub const PROGRESS_MODES: [&str; 4] = ["auto", "plain", "tty", "rawjson"];
+
+/// The rule each known setting's value must follow, as one message naming what is allowed; the
+/// flags that carry the same values (`--progress`, `--registry`) use the same rules.
+pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
+    let boolean = || matches!(value, "0" | "1" | "true" | "false");
+    let ok = match key {
+        "" => true,
+        _ if value.is_empty() => true,
+        "BUILDKIT_PROGRESS" => PROGRESS_MODES.contains(&value),
+        "DOCKER_BUILDKIT" | "COMPOSE_DOCKER_CLI_BUILD" | "BUILDKIT_INLINE_CACHE" => boolean(),
+        "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => value == "-1" || value.parse::<u64>().is_ok(),
+        "REGISTRY" | "BASE_MIRROR" => registry_like(value),
+        "CA_BUNDLE" => Path::new(value).is_file(),
+        "COMPOSE_PROJECT_NAME" | "BUILDKIT_CACHE_MOUNT_NS" => {
+            value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        }
+        _ => true,
+    };
+    if ok {
+        return Ok(());
+    }
+    Err(match key {
+        "BUILDKIT_PROGRESS" => format!("use one of {}", PROGRESS_MODES.join(", ")),
+        "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => {
+            "use a number of bytes, or -1 for no limit".to_string()
+        }
+        "REGISTRY" | "BASE_MIRROR" => "use HOST:PORT or HOST[:PORT]/PATH, e.g. 127.0.0.1:5000".to_string(),
+        "CA_BUNDLE" => {
+            "no such file: point it at a CA bundle (Debian: /etc/ssl/certs/ca-certificates.crt) or leave it empty"
+                .to_string()
+        }
+        "COMPOSE_PROJECT_NAME" | "BUILDKIT_CACHE_MOUNT_NS" => "use lowercase letters, digits, - and _".to_string(),
+        _ => "use 1 or 0 (true or false)".to_string(),
+    })
+}
+
+/// `host:port`, `host`, or either followed by `/path`: no scheme, no spaces.
+fn registry_like(value: &str) -> bool {
+    let host_port = value.split('/').next().unwrap_or_default();
+    let (host, port) = host_port.split_once(':').map_or((host_port, None), |(h, p)| (h, Some(p)));
+    !host.is_empty()
+        && host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+        && port.is_none_or(|p| p.parse::<u16>().is_ok())
+        && !value.contains("://")
+        && !value.contains(char::is_whitespace)
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Settings {
     vars: BTreeMap<String, String>,
@@ -39,9 +88,13 @@ impl Settings {
     /// `.env` at the project root, with any variable of the same name in the process environment
     /// taking precedence (as docker compose does).
     pub fn load() -> Result<Settings> {
-        let mut settings = Settings::parse_file(&paths::dotenv_file())?;
+        let path = paths::dotenv_file();
+        let mut settings = Settings::parse_file(&path)?;
         for (key, value) in settings.vars.iter_mut() {
             if let Ok(from_env) = std::env::var(key) {
+                if let Err(rule) = check_value(key, &from_env) {
+                    bail!("environment variable {key}=`{from_env}`: {rule}");
+                }
                 *value = from_env;
             }
         }
@@ -55,6 +108,12 @@ impl Settings {
         for item in dotenvy::from_read_iter(text.as_bytes()) {
             match item {
                 Ok((k, v)) => {
+                    if let Err(rule) = check_value(&k, &v) {
+                        let prefix = format!("{k}=");
+                        let number =
+                            text.lines().position(|l| l.trim_start().starts_with(&prefix)).map_or(0, |i| i + 1);
+                        bail!("{}:{number}: {k}=`{v}`: {rule}", path.display());
+                    }
                     vars.insert(k, v);
                 }
                 Err(dotenvy::Error::LineParse(line, _)) => {
@@ -129,6 +188,22 @@ mod tests {
     fn malformed_line_is_reported_with_its_number() {
         let err = parse("# comment\nA=1\nthis is not a setting\n").unwrap_err().to_string();
         assert!(err.contains(":3: cannot parse `this is not a setting`"), "{err}");
+    }
+
+    #[test]
+    fn values_are_checked_with_the_flags_rules_and_named_with_their_line() {
+        let err = parse("DOCKER_BUILDKIT=1\nBUILDKIT_PROGRESS=fancy\n").unwrap_err().to_string();
+        assert!(err.ends_with(":2: BUILDKIT_PROGRESS=`fancy`: use one of auto, plain, tty, rawjson"), "{err}");
+        let err = parse("BUILDKIT_INLINE_CACHE=yes\n").unwrap_err().to_string();
+        assert!(err.contains(":1: BUILDKIT_INLINE_CACHE=`yes`: use 1 or 0"), "{err}");
+        assert!(parse("BUILDKIT_STEP_LOG_MAX_SIZE=10MB\n").unwrap_err().to_string().contains("number of bytes"));
+        assert!(parse("REGISTRY=http://localhost:5000\n").unwrap_err().to_string().contains("HOST:PORT"));
+        assert!(parse("CA_BUNDLE=/no/such/bundle.pem\n").unwrap_err().to_string().contains("no such file"));
+        assert!(parse("COMPOSE_PROJECT_NAME=My Project\n").is_err());
+        assert!(parse(
+            "REGISTRY=127.0.0.1:5000\nBASE_MIRROR=mirror.example/hub\nBUILDKIT_STEP_LOG_MAX_SPEED=-1\nOTHER='x y'\n"
+        )
+        .is_ok());
     }
 
     #[test]

@@ -289,6 +289,10 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         .docker()
         .envs(&client_env)
         .envs(&vars)
+        // The xtask reads SOURCE_DATE_EPOCH as the build date; buildx would also pass it on as a
+        // build argument, which newer BuildKit applies to every step (re-running them all for a
+        // new date), so it stays out of buildx's environment.
+        .env_remove("SOURCE_DATE_EPOCH")
         .dir(paths::project_root())
         .args(["buildx", "bake", "--file", "docker-bake.hcl", "--progress", "rawjson"])
         .args(["--metadata-file", &metadata_file.display().to_string()]);

@@ -21,12 +21,14 @@ pub struct Cmd {
     pub args: Vec<String>,
     /// Variables set for this command only, on top of the xtask's own environment.
     pub env: Vec<(String, String)>,
+    /// Variables of the xtask's own environment this command must not see.
+    pub unset: Vec<String>,
     pub dir: Option<PathBuf>,
 }
 
 impl Cmd {
     pub fn new(program: impl Into<String>) -> Cmd {
-        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), dir: None }
+        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), unset: Vec::new(), dir: None }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
@@ -58,6 +60,14 @@ impl Cmd {
         self
     }
 
+    /// Keeps a variable of the xtask's own environment away from this command.
+    pub fn env_remove(mut self, key: impl Into<String>) -> Cmd {
+        let key = key.into();
+        self.env.retain(|(k, _)| *k != key);
+        self.unset.push(key);
+        self
+    }
+
     pub fn dir(mut self, dir: impl AsRef<Path>) -> Cmd {
         self.dir = Some(dir.as_ref().to_path_buf());
         self
@@ -65,6 +75,9 @@ impl Cmd {
 
     fn expression(&self) -> duct::Expression {
         let mut expr = duct::cmd(&self.program, &self.args);
+        for k in &self.unset {
+            expr = expr.env_remove(k);
+        }
         for (k, v) in &self.env {
             expr = expr.env(k, v);
         }
@@ -85,6 +98,10 @@ impl fmt::Display for Cmd {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(dir) = &self.dir {
             write!(f, "cd {} && ", quote(&dir.display().to_string()))?;
+        }
+        if !self.unset.is_empty() {
+            let names: Vec<String> = self.unset.iter().map(|k| format!("-u {k}")).collect();
+            write!(f, "env {} ", names.join(" "))?;
         }
         for (k, v) in &self.env {
             write!(f, "{k}={} ", quote(v))?;
@@ -393,6 +410,9 @@ pub fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let mut command = std::process::Command::new(&cmd.program);
+    for k in &cmd.unset {
+        command.env_remove(k);
+    }
     command.args(&cmd.args).envs(cmd.env.iter().cloned()).stdin(Stdio::null());
     command.stdout(out.try_clone()?).stderr(out).process_group(0);
     if let Some(dir) = &cmd.dir {
@@ -416,6 +436,16 @@ mod tests {
             cmd.to_string(),
             "cd '/tmp/x y' && VERSION=1.2.3 docker buildx bake --set '*.args.X=a b' 'it'\\''s'"
         );
+    }
+
+    #[test]
+    fn a_removed_variable_is_not_seen_and_is_shown() {
+        std::env::set_var("XTASK_RUNNER_TEST_UNSET", "leaked");
+        assert!(read(&Cmd::new("env")).unwrap().contains("XTASK_RUNNER_TEST_UNSET=leaked"));
+        let cmd = Cmd::new("env").env_remove("XTASK_RUNNER_TEST_UNSET");
+        assert!(!read(&cmd).unwrap().contains("XTASK_RUNNER_TEST_UNSET"));
+        assert_eq!(cmd.to_string(), "env -u XTASK_RUNNER_TEST_UNSET env");
+        std::env::remove_var("XTASK_RUNNER_TEST_UNSET");
     }
 
     #[test]

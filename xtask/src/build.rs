@@ -70,6 +70,8 @@ pub struct Plan {
     pub metadata_file: PathBuf,
     pub progress: String,
     pub engine: Engine,
+    /// What the engine said of itself (none in a dry run without an engine).
+    pub facts: Option<Facts>,
     /// Seconds spent resolving the plan (the xtask's own overhead before buildx starts).
     pub planned_in: f64,
 }
@@ -305,6 +307,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         metadata_file,
         progress,
         engine,
+        facts,
         planned_in: started.elapsed().as_secs_f64(),
     })
 }

@@ -2,6 +2,8 @@
 //! and keeps a JSON + HTML report per build and a line per build in the history.
 //! Also `cargo xtask report [--last | --compare A B | --list | --json]`.
 
+mod buildx_history;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::Instant;
@@ -11,6 +13,7 @@ use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::build::{Output, Plan};
+use crate::engine::EngineRecord;
 use crate::oci;
 use crate::paths::{self, write_atomic};
 use crate::rawjson::{self, Event, Progress, Splitter};
@@ -46,6 +49,12 @@ pub struct BuildReport {
     pub targets: Vec<TargetReport>,
     #[serde(default)]
     pub errors: Vec<String>,
+    /// The engine the build ran on (none in reports written before it was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineRecord>,
+    /// The cross-check against `docker buildx history` in one line, or why there is none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub history: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -73,6 +82,11 @@ pub struct TargetReport {
     pub slowest: Vec<Step>,
     pub steps_detail: Vec<Step>,
     pub errors: Vec<String>,
+    /// BuildKit's record of this target's build (`builder/node/id`, for `docker buildx history`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_ref: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_check: Option<buildx_history::HistoryCheck>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -96,6 +110,8 @@ pub struct HistoryLine {
     pub names: Vec<String>,
     pub wall_secs: f64,
     pub targets: Vec<HistoryTarget>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<EngineRecord>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -167,10 +183,21 @@ fn attempt(plan: &Plan) -> Result<()> {
     report.signal = stop.map(|s| s.name());
     report.exit_code = status.code();
     report.buildx_secs = buildx_secs;
+    report.engine = plan.facts.as_ref().map(|f| f.record(plan.engine.spec.map(|s| s.name())));
+    let meta: serde_json::Value = std::fs::read_to_string(&plan.metadata_file)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    buildx_history::references(&meta, &mut report);
     if status.success() && stop.is_none() {
-        fill_images(plan, &mut report);
+        fill_images(plan, &meta, &mut report);
     }
     let _ = std::fs::remove_file(&plan.metadata_file);
+    let history_warning = buildx_history::cross_check(
+        &plan.engine,
+        &mut report,
+        plan.facts.as_ref().is_some_and(|f| f.capabilities().history),
+    );
     if !status.success() {
         let stray = runner::last_lines(&splitter.stray, 8);
         if !stray.is_empty() {
@@ -184,13 +211,16 @@ fn attempt(plan: &Plan) -> Result<()> {
     report.cache_warnings = cache_trouble(&progress);
     // The planning before buildx started counts too: the report's wall time is the whole command's.
     report.wall_secs = t0.elapsed().as_secs_f64() + plan.planned_in;
-    let previous = history().into_iter().rev().find(|h| h.status == "ok" && h.names == report.names);
+    let previous = history().into_iter().rev().find(|h| comparable(h, &report.names, &report.engine));
     let path = save(&report)?;
     print_table(&report, previous.as_ref());
     // After SIGHUP the terminal may be gone: a failed write must not end the run before its exit code.
     let _ = writeln!(std::io::stderr(), "report: {}", path.display());
     if !report.cache_warnings.is_empty() {
         let _ = writeln!(std::io::stderr(), "{}", cache_warning_line(&report.cache_warnings));
+    }
+    if let Some(line) = history_warning {
+        let _ = writeln!(std::io::stderr(), "{line}");
     }
     if let Some(stop) = stop {
         return Err(runner::Stopped { stop, history: paths::history_file() }.into());
@@ -491,11 +521,7 @@ pub fn failure_summary(report: &BuildReport) -> String {
 }
 
 /// Digest from the metadata file and size from the engine, for each target that has an image.
-fn fill_images(plan: &Plan, report: &mut BuildReport) {
-    let meta: serde_json::Value = std::fs::read_to_string(&plan.metadata_file)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+fn fill_images(plan: &Plan, meta: &serde_json::Value, report: &mut BuildReport) {
     for t in &mut report.targets {
         let m = &meta[&t.name];
         t.digest = m["containerimage.digest"].as_str().map(str::to_string);
@@ -570,7 +596,14 @@ pub fn history_line(r: &BuildReport) -> HistoryLine {
                 size_bytes: t.size_bytes,
             })
             .collect(),
+        engine: r.engine.clone(),
     }
+}
+
+/// A build to compare with: one that passed, of the same targets, on the same engine (a build on
+/// another engine or another version of it measures the engine, not the change).
+pub fn comparable(h: &HistoryLine, names: &[String], engine: &Option<EngineRecord>) -> bool {
+    h.status == "ok" && h.names == names && &h.engine == engine
 }
 
 /// Appends one line by writing the whole file anew and renaming it into place: a reader (or a
@@ -621,7 +654,7 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
                 };
                 format!("time {:+.1}s ({}){size}", t.wall_secs - b.wall_secs, pct(b.wall_secs, t.wall_secs))
             }
-            None => "first build".to_string(),
+            None => "first build on this engine".to_string(),
         };
         // A failed or cancelled target's numbers cover only what ran before it stopped.
         let vs = match t.outcome.as_str() {
@@ -645,6 +678,12 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
     }
     for w in &r.cache_warnings {
         out.push_str(&format!("cache not used or kept: {w}\n"));
+    }
+    if let Some(e) = &r.engine {
+        out.push_str(&format!("engine: {}\n", e.line()));
+    }
+    if !r.history.is_empty() {
+        out.push_str(&format!("{}\n", r.history));
     }
     let signal = r.signal.as_ref().map(|s| format!(" by {s}")).unwrap_or_default();
     out.push_str(&format!("{}{signal} in {:.1}s (buildx {:.1}s)\n", r.status, r.wall_secs, r.buildx_secs));
@@ -739,8 +778,7 @@ pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Re
         return Ok(());
     }
     let report: BuildReport = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-    let previous =
-        history.iter().take_while(|x| x.id != h.id).filter(|x| x.status == "ok" && x.names == h.names).last();
+    let previous = history.iter().take_while(|x| x.id != h.id).filter(|x| comparable(x, &h.names, &h.engine)).last();
     print!("{}", table(&report, previous));
     for t in &report.targets {
         println!(
@@ -822,7 +860,8 @@ td:first-child, th:first-child {{ text-align: left; }}
 </style></head><body>
 <h1>Build {id}: {status}</h1>
 <p>{names} &middot; version {version} &middot; commit {commit} &middot; started {started} &middot; {wall:.1}s (buildx {bx:.1}s)</p>
-{warnings}<table><tr><th>target</th><th>time</th><th>cached/steps</th><th>cache hits</th><th>size</th><th>per platform (compressed)</th><th>RUN executed</th></tr>
+<p>engine: {engine}</p>
+{history}{warnings}<table><tr><th>target</th><th>time</th><th>cached/steps</th><th>cache hits</th><th>size</th><th>per platform (compressed)</th><th>RUN executed</th></tr>
 {rows}</table>
 <p class="legend">Timeline:<span class="ran"></span>executed<span class="cached"></span>cached<span class="err"></span>failed</p>
 {timelines}
@@ -839,6 +878,8 @@ td:first-child, th:first-child {{ text-align: left; }}
         version = esc(&r.version),
         commit = esc(&r.git_commit),
         started = esc(&r.started),
+        engine = esc(&r.engine.as_ref().map_or("not recorded".to_string(), EngineRecord::line)),
+        history = if r.history.is_empty() { String::new() } else { format!("<p>{}</p>\n", esc(&r.history)) },
         wall = r.wall_secs,
         bx = r.buildx_secs,
     )
@@ -904,7 +945,7 @@ mod tests {
 
     /// A rawjson stream of `bake default` captured from buildx 0.13.1 on Docker 26.1.5 (private
     /// engine), a warm build after a source-only change to the backend.
-    const STREAM: &[u8] = include_bytes!("../testdata/rawjson-bake-default-buildx-0.13.1.json");
+    const STREAM: &[u8] = include_bytes!("../../testdata/rawjson-bake-default-buildx-0.13.1.json");
 
     fn parse(stream: &[u8]) -> Progress {
         let mut s = Splitter::default();
@@ -952,8 +993,8 @@ mod tests {
     /// backend's Dockerfile, both built from the syntax fallback's copies and run directly (with
     /// PYTHON_IMAGE and NODE_IMAGE set to `scratch`, before the stand-ins existed): the parse error
     /// is only in the text after the stream, and the frontend's steps end in "context canceled".
-    const PARSE_ERROR: &[u8] = include_bytes!("../testdata/rawjson-parse-error-two-targets-buildx-0.13.1.json");
-    const BROKEN_BACKEND: &str = include_str!("../testdata/Dockerfile-backend-RUNN-on-line-25");
+    const PARSE_ERROR: &[u8] = include_bytes!("../../testdata/rawjson-parse-error-two-targets-buildx-0.13.1.json");
+    const BROKEN_BACKEND: &str = include_str!("../../testdata/Dockerfile-backend-RUNN-on-line-25");
 
     #[test]
     fn a_parse_error_names_the_repository_dockerfile_and_the_other_target_is_cancelled() {
@@ -1024,7 +1065,7 @@ mod tests {
 
     /// buildx 0.13.1, `bake backend` with REGISTRY=127.0.0.1:5999 (a closed port): importing the
     /// registry cache and exporting it both fail, and the build passes.
-    const CACHE_REFUSED: &[u8] = include_bytes!("../testdata/rawjson-cache-registry-refused-buildx-0.13.1.json");
+    const CACHE_REFUSED: &[u8] = include_bytes!("../../testdata/rawjson-cache-registry-refused-buildx-0.13.1.json");
 
     #[test]
     fn a_refused_cache_import_and_export_are_warned_of_but_fail_nothing() {
@@ -1054,7 +1095,7 @@ mod tests {
     /// on the same engine: this build's own steps were never started (the solver shared the
     /// other build's), and one of them came again under the other build's digest.
     const BESIDE_ANOTHER: &[u8] =
-        include_bytes!("../testdata/rawjson-bake-default-beside-another-build-buildx-0.13.1.json");
+        include_bytes!("../../testdata/rawjson-bake-default-beside-another-build-buildx-0.13.1.json");
 
     #[test]
     fn counts_stay_true_beside_another_build_and_with_re_sent_vertices() {

@@ -63,6 +63,14 @@ pub struct EngineRecord {
 }
 
 impl EngineRecord {
+    /// A few words for a list: the private engine's name, else the Docker version.
+    pub fn short(&self) -> String {
+        match &self.private {
+            Some(name) => name.clone(),
+            None => format!("docker {}", self.docker),
+        }
+    }
+
     /// One line for people: "private current engine: Docker 28.5.2, BuildKit 0.25.1, ...".
     pub fn line(&self) -> String {
         let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".to_string());

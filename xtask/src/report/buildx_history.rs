@@ -102,8 +102,11 @@ pub fn cross_check(engine: &Engine, report: &mut BuildReport, available: bool) -
     }
     // One buildx start per target, side by side.
     let records: Vec<Option<Result<Record>>> = std::thread::scope(|s| {
-        let jobs: Vec<_> =
-            report.targets.iter().map(|t| t.history_ref.clone().map(|r| s.spawn(move || inspect(engine, &r)))).collect();
+        let jobs: Vec<_> = report
+            .targets
+            .iter()
+            .map(|t| t.history_ref.clone().map(|r| s.spawn(move || inspect(engine, &r))))
+            .collect();
         jobs.into_iter()
             .map(|j| j.map(|j| j.join().unwrap_or_else(|_| Err(anyhow::anyhow!("reading the record panicked")))))
             .collect()
@@ -118,7 +121,13 @@ pub fn cross_check(engine: &Engine, report: &mut BuildReport, available: bool) -
                 let c = check(&r, t);
                 let line = format!(
                     "{}: record {:.2}s, {} steps ({} cached); report {:.2}s, {} steps ({} cached)",
-                    t.name, c.record_secs, c.record_steps, c.record_cached, c.report_secs, c.report_steps, c.report_cached
+                    t.name,
+                    c.record_secs,
+                    c.record_steps,
+                    c.record_cached,
+                    c.report_secs,
+                    c.report_steps,
+                    c.report_cached
                 );
                 if !c.agrees {
                     disagree.push(line.clone());

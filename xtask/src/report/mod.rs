@@ -694,21 +694,53 @@ fn print_table(r: &BuildReport, previous: Option<&HistoryLine>) {
     let _ = std::io::stderr().write_all(table(r, previous).as_bytes());
 }
 
-/// Two builds side by side: time and size, absolute and percent.
+/// The targets two builds share, and those only one of them built (each in its build's order).
+pub struct TargetSets {
+    pub shared: Vec<String>,
+    pub only_before: Vec<String>,
+    pub only_after: Vec<String>,
+}
+
+pub fn target_sets(a: &HistoryLine, b: &HistoryLine) -> TargetSets {
+    let has = |h: &HistoryLine, name: &str| h.targets.iter().any(|t| t.name == name);
+    let names = |h: &HistoryLine| h.targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    TargetSets {
+        shared: names(b).into_iter().filter(|n| has(a, n)).collect(),
+        only_before: names(a).into_iter().filter(|n| !has(b, n)).collect(),
+        only_after: names(b).into_iter().filter(|n| !has(a, n)).collect(),
+    }
+}
+
+/// The one warning line when two compared builds built different targets, if they did.
+pub fn different_targets_warning(sets: &TargetSets) -> Option<String> {
+    if sets.only_before.is_empty() && sets.only_after.is_empty() {
+        return None;
+    }
+    let list = |v: &[String]| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    Some(format!(
+        "xtask: warning: the builds built different targets (only before: {}; only after: {}): comparing the ones they share ({})",
+        list(&sets.only_before),
+        list(&sets.only_after),
+        list(&sets.shared)
+    ))
+}
+
+/// Two builds side by side: time and size, absolute and percent, for the targets both built; a
+/// target only one built gets a row saying so.
 pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
+    let sets = target_sets(a, b);
     let mut out = format!("before {} ({})  after {} ({})\n", a.id, a.status, b.id, b.status);
     out.push_str(&format!(
         "{:<24} {:>9} {:>9} {:>9} {:>7}   {:>10} {:>10} {:>10} {:>7}\n",
         "target", "time A", "time B", "delta", "%", "size A", "size B", "delta", "%"
     ));
-    for tb in &b.targets {
-        let Some(ta) = a.targets.iter().find(|x| x.name == tb.name) else {
-            continue;
-        };
+    let find = |h: &'_ HistoryLine, name: &str| h.targets.iter().find(|t| t.name == name).cloned().unwrap_or_default();
+    for name in &sets.shared {
+        let (ta, tb) = (find(a, name), find(b, name));
         let (sa, sb) = (ta.size_bytes.unwrap_or(0) as f64, tb.size_bytes.unwrap_or(0) as f64);
         out.push_str(&format!(
             "{:<24} {:>8.1}s {:>8.1}s {:>+8.1}s {:>7}   {:>10} {:>10} {:>+7.1} MB {:>7}\n",
-            tb.name,
+            name,
             ta.wall_secs,
             tb.wall_secs,
             tb.wall_secs - ta.wall_secs,
@@ -719,14 +751,50 @@ pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
             pct(sa, sb)
         ));
     }
+    for (names, side) in [(&sets.only_before, "before"), (&sets.only_after, "after")] {
+        for name in names {
+            out.push_str(&format!("{name:<24} only in the {side} build: not compared\n"));
+        }
+    }
+    let whole = if sets.only_before.is_empty() && sets.only_after.is_empty() {
+        "whole build"
+    } else {
+        "whole build (not alike)"
+    };
     out.push_str(&format!(
         "{:<24} {:>8.1}s {:>8.1}s {:>+8.1}s {:>7}\n",
-        "whole build",
+        whole,
         a.wall_secs,
         b.wall_secs,
         b.wall_secs - a.wall_secs,
         pct(a.wall_secs, b.wall_secs)
     ));
+    out
+}
+
+/// The history as a table with a header; the id column is as wide as the longest id, so the
+/// columns stay aligned whatever the process ids were.
+pub fn list(history: &[HistoryLine]) -> String {
+    let width = history.iter().map(|h| h.id.len()).max().unwrap_or(0).max(2);
+    let mut out = format!(
+        "{:<width$}  {:<24}  {:<18}  {:>8}  {:<16}  {}\n",
+        "id", "started", "status", "time", "engine", "built"
+    );
+    for h in history {
+        let status = match &h.signal {
+            Some(s) => format!("{} {}", h.status, s),
+            None => h.status.clone(),
+        };
+        out.push_str(&format!(
+            "{:<width$}  {:<24}  {:<18}  {:>7.1}s  {:<16}  {}\n",
+            h.id,
+            h.started,
+            status,
+            h.wall_secs,
+            h.engine.as_ref().map_or("-".to_string(), EngineRecord::short),
+            h.names.join(",")
+        ));
+    }
     out
 }
 
@@ -754,16 +822,39 @@ pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Re
         bail!("no builds recorded yet in {}: run `cargo xtask build` first", paths::history_file().display());
     }
     if list {
-        for h in &history {
-            println!("{}  {:<11} {:>7.1}s  {}", h.id, h.status, h.wall_secs, h.names.join(","));
+        if json {
+            println!("{}", serde_json::to_string_pretty(&history)?);
+        } else {
+            print!("{}", self::list(&history));
         }
         return Ok(());
     }
     if compare_flag {
         let [a, b] = ids else { bail!("--compare takes two builds, e.g. `--compare last~1 last`") };
         let (a, b) = (pick(&history, a)?, pick(&history, b)?);
+        let sets = target_sets(a, b);
+        if let Some(line) = different_targets_warning(&sets) {
+            eprintln!("{line}");
+        }
+        if a.engine != b.engine {
+            let which = |e: &Option<EngineRecord>| {
+                e.as_ref().map_or("not recorded".to_string(), |e| format!("{}, Docker {}", e.short(), e.docker))
+            };
+            eprintln!(
+                "xtask: warning: the builds ran on different engines ({} before, {} after): the difference measures the engine too",
+                which(&a.engine),
+                which(&b.engine)
+            );
+        }
         if json {
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"before": a, "after": b}))?);
+            let value = serde_json::json!({
+                "before": a,
+                "after": b,
+                "shared": sets.shared,
+                "only_before": sets.only_before,
+                "only_after": sets.only_after,
+            });
+            println!("{}", serde_json::to_string_pretty(&value)?);
         } else {
             print!("{}", compare(a, b));
         }
@@ -1197,6 +1288,71 @@ mod tests {
         assert!(out.contains("-75%"), "{out}");
         assert!(out.contains("-50.0 MB"), "{out}");
         assert!(out.contains("-25%"), "{out}");
+    }
+
+    fn built(id: &str, targets: &[&str]) -> HistoryLine {
+        HistoryLine {
+            id: id.into(),
+            status: "ok".into(),
+            wall_secs: 10.0,
+            targets: targets
+                .iter()
+                .map(|t| HistoryTarget { name: t.to_string(), wall_secs: 5.0, ..Default::default() })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn compare_of_different_target_sets_warns_once_and_compares_the_shared_ones() {
+        let (a, b) = (built("a", &["backend", "frontend"]), built("b", &["backend", "worker"]));
+        let sets = target_sets(&a, &b);
+        assert_eq!(
+            (sets.shared.as_slice(), sets.only_before.as_slice()),
+            (&["backend".to_string()][..], &["frontend".to_string()][..])
+        );
+        let line = different_targets_warning(&sets).unwrap();
+        assert_eq!(line.lines().count(), 1);
+        assert!(
+            line.starts_with("xtask: warning: ") && line.ends_with("comparing the ones they share (backend)"),
+            "{line}"
+        );
+        let out = compare(&a, &b);
+        assert!(out.lines().any(|l| l.starts_with("backend ") && l.contains("+0.0s")), "{out}");
+        assert!(out.contains("frontend                 only in the before build"), "{out}");
+        assert!(out.contains("worker                   only in the after build"), "{out}");
+        assert!(out.contains("whole build (not alike)"), "{out}");
+        assert_eq!(different_targets_warning(&target_sets(&a, &a)), None);
+        assert!(compare(&a, &a).contains("whole build "));
+    }
+
+    #[test]
+    fn list_has_a_header_and_columns_that_stay_put_whatever_the_id_width() {
+        let mut h =
+            vec![built("20261128T041140.438Z-32209", &["backend"]), built("20261128T041150.966Z-9", &["backend"])];
+        h[1].engine = Some(crate::engine::EngineRecord { private: Some("floor".into()), ..Default::default() });
+        h[1].status = "interrupted".into();
+        h[1].signal = Some("SIGINT".into());
+        let out = list(&h);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("id ") && lines[0].contains("status") && lines[0].contains("engine"), "{out}");
+        let column = |l: &str, word: &str| l.find(word).unwrap();
+        assert_eq!(column(lines[0], "status"), column(lines[1], "ok"), "{out}");
+        assert_eq!(column(lines[1], "ok"), column(lines[2], "interrupted SIGINT"), "{out}");
+        assert_eq!(column(lines[0], "engine"), column(lines[2], "floor"), "{out}");
+        assert_eq!(column(lines[1], "10.0s"), column(lines[2], "10.0s"), "{out}");
+    }
+
+    #[test]
+    fn only_builds_on_the_same_engine_are_compared() {
+        let names = vec!["backend".to_string()];
+        let engine = |docker: &str| Some(crate::engine::EngineRecord { docker: docker.into(), ..Default::default() });
+        let mut h = built("a", &["backend"]);
+        h.names = names.clone();
+        h.engine = engine("26.1.5");
+        assert!(comparable(&h, &names, &engine("26.1.5")));
+        assert!(!comparable(&h, &names, &engine("28.5.2")));
+        assert!(!comparable(&h, &names, &None), "a line without an engine is not the same engine");
     }
 
     #[test]

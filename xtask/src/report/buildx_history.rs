@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{BuildReport, TargetReport};
+use super::model::{BuildReport, TargetReport};
 use crate::engine::Engine;
 use crate::runner;
 

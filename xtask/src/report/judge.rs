@@ -100,7 +100,7 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
         let named = located.as_ref().is_some_and(|(src, _)| src.target == t.name);
         if named {
             let (src, s) = located.as_ref().unwrap();
-            let error = s.error.strip_prefix("failed to solve: ").unwrap_or(&s.error);
+            let error = solve_error(&s.error);
             t.errors.insert(0, format!("{}:{}: {error}", src.path, s.line));
         }
         let unfinished =
@@ -122,6 +122,17 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
         (_, Some((_, name))) => Some(name),
         _ => report.targets.iter().find(|t| t.outcome == "failed").map(|t| t.name.clone()),
     };
+}
+
+/// The error without buildx's wrapping: `failed to solve: ` (buildx 0.13) or
+/// `target backend: failed to solve: ` (buildx 0.29, which names the bake target first; the report
+/// names the target and its Dockerfile already).
+pub fn solve_error(error: &str) -> &str {
+    let unnamed = match error.strip_prefix("target ").and_then(|rest| rest.split_once(": ")) {
+        Some((_, rest)) if rest.starts_with("failed to solve: ") => rest,
+        _ => error,
+    };
+    unnamed.strip_prefix("failed to solve: ").unwrap_or(unnamed)
 }
 
 /// The failure summary: the target that failed first, then any other failed ones, then the
@@ -180,6 +191,15 @@ mod tests {
         assert!(!summary.contains("target/xtask/dockerfiles"), "{summary}");
         let table = table(&r, None);
         assert!(table.contains("FAILED (first)") && table.contains("cancelled"), "{table}");
+    }
+
+    #[test]
+    fn buildx_s_wrapping_of_a_solve_error_is_removed_in_both_shapes() {
+        let inner = "dockerfile parse error on line 25: unknown instruction: RUNN (did you mean RUN?)";
+        assert_eq!(solve_error(&format!("failed to solve: {inner}")), inner);
+        // buildx 0.29.1, `bake backend frontend` with the same broken Dockerfile.
+        assert_eq!(solve_error(&format!("target backend: failed to solve: {inner}")), inner);
+        assert_eq!(solve_error("target of the change: x"), "target of the change: x");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 pub use buildx_history::{cross_check, references};
 pub use html::html;
 pub use judge::{cache_trouble, cache_warning_line, failure_summary, is_failure, judge, Source};
-pub use model::{summarize, BuildReport, TargetReport};
+pub use model::{summarize, BuildReport, HistoryLine, TargetReport};
 pub use store::{comparable, history, read_history};
 pub use table::{print_table, table};
 
@@ -25,6 +25,7 @@ use crate::paths::{self, write_atomic};
 use store::{append_history, history_line, pick};
 use table::{compare, different_targets_warning, list, target_sets};
 
+/// Writes the JSON and HTML reports (each atomically), then adds the build's line to the history.
 pub fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
     let dir = paths::reports_dir();
     let json = dir.join(format!("{}.json", report.id));
@@ -51,33 +52,7 @@ pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Re
     if compare_flag {
         let [a, b] = ids else { bail!("--compare takes two builds, e.g. `--compare last~1 last`") };
         let (a, b) = (pick(&history, a)?, pick(&history, b)?);
-        let sets = target_sets(a, b);
-        if let Some(line) = different_targets_warning(&sets) {
-            eprintln!("{line}");
-        }
-        if a.engine != b.engine {
-            let which = |e: &Option<EngineRecord>| {
-                e.as_ref().map_or("not recorded".to_string(), |e| format!("{}, Docker {}", e.short(), e.docker))
-            };
-            eprintln!(
-                "xtask: warning: the builds ran on different engines ({} before, {} after): the difference measures the engine too",
-                which(&a.engine),
-                which(&b.engine)
-            );
-        }
-        if json {
-            let value = serde_json::json!({
-                "before": a,
-                "after": b,
-                "shared": sets.shared,
-                "only_before": sets.only_before,
-                "only_after": sets.only_after,
-            });
-            println!("{}", serde_json::to_string_pretty(&value)?);
-        } else {
-            print!("{}", compare(a, b));
-        }
-        return Ok(());
+        return print_compare(a, b, json);
     }
     let id = ids.first().map_or("last", String::as_str);
     let h = pick(&history, id)?;
@@ -100,6 +75,38 @@ pub fn command(compare_flag: bool, list: bool, json: bool, ids: &[String]) -> Re
         }
     }
     println!("html: {}", paths::reports_dir().join(format!("{}.html", h.id)).display());
+    Ok(())
+}
+
+/// `report --compare A B`: a warning line each when the builds' targets or engines differ, then
+/// the table (or both history lines and the target sets as JSON).
+fn print_compare(a: &HistoryLine, b: &HistoryLine, json: bool) -> Result<()> {
+    let sets = target_sets(a, b);
+    if let Some(line) = different_targets_warning(&sets) {
+        eprintln!("{line}");
+    }
+    if a.engine != b.engine {
+        let which = |e: &Option<EngineRecord>| {
+            e.as_ref().map_or("not recorded".to_string(), |e| format!("{}, Docker {}", e.short(), e.docker))
+        };
+        eprintln!(
+        "xtask: warning: the builds ran on different engines ({} before, {} after): the difference measures the engine too",
+        which(&a.engine),
+        which(&b.engine)
+    );
+    }
+    if json {
+        let value = serde_json::json!({
+            "before": a,
+            "after": b,
+            "shared": sets.shared,
+            "only_before": sets.only_before,
+            "only_after": sets.only_after,
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+    } else {
+        print!("{}", compare(a, b));
+    }
     Ok(())
 }
 

@@ -1,6 +1,6 @@
 //! The building recipes (`build`, `backend`, `frontend`, `production`, `multiplatform`): each one
 //! resolves a plan (the bake command as a value, with its environment) and runs it through the
-//! measured runner in `report`.
+//! measured runner in `run`.
 
 use std::path::PathBuf;
 
@@ -11,7 +11,6 @@ use crate::bake::{self, Definition};
 use crate::engine::{self, Engine, Facts};
 use crate::meta::{self, Metadata};
 use crate::paths::{self, write_atomic};
-use crate::report;
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
 use crate::standin;
@@ -70,6 +69,8 @@ pub struct Plan {
     pub metadata_file: PathBuf,
     pub progress: String,
     pub engine: Engine,
+    /// What the engine said of itself (none in a dry run without an engine).
+    pub facts: Option<Facts>,
     /// Seconds spent resolving the plan (the xtask's own overhead before buildx starts).
     pub planned_in: f64,
 }
@@ -332,6 +333,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         metadata_file,
         progress,
         engine,
+        facts,
         planned_in: started.elapsed().as_secs_f64(),
     })
 }
@@ -541,7 +543,7 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     if plan.output == Output::Check {
         return crate::check::run(&plan);
     }
-    report::build(&plan)
+    crate::run::build(&plan)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod oci;
 mod paths;
 mod rawjson;
 mod report;
+mod run;
 mod runner;
 mod settings;
 mod standin;

@@ -92,15 +92,23 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
 /// The engines the end-to-end suite runs on when the project brings its own: the whole suite on
 /// the current channel; on the floor channel and on a classic-store engine, the tests that cover
 /// building, production push, multiplatform (or its refusal), bad input, Ctrl-C, status, doctor,
-/// print and reports. Every build among them goes through the `# syntax` fallback here.
+/// print and reports (the engine record, and history's absence on the floor's buildx 0.13). Every
+/// build among them goes through the `# syntax` fallback here.
 const LEGS: [(Spec, &[&str]); 3] = [
     (Spec::DEFAULT, &[]),
     (Spec { channel: Channel::Floor, classic: false }, SUBSET),
     (Spec { channel: Channel::Current, classic: true }, SUBSET),
 ];
 
-const SUBSET: &[&str] =
-    &["a_default_build", "f_production_push", "g_multiplatform", "h_bad_input", "i_interrupted", "j_status_doctor"];
+const SUBSET: &[&str] = &[
+    "a_default_build",
+    "f_production_push",
+    "g_multiplatform",
+    "h_bad_input",
+    "i_interrupted",
+    "j_status_doctor",
+    "o_engine_record",
+];
 
 fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
     let settings = Settings::load()?;

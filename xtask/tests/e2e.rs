@@ -817,6 +817,63 @@ fn m_a_registry_cache_that_is_down_gives_one_warning_and_the_build_passes() {
 
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
+fn o_engine_record_history_cross_check_list_json_and_compare_of_unlike_builds() {
+    let dir = scratch_copy(&format!("engine-record-{}", std::process::id()));
+    let envs = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    must(&["backend"], &envs);
+    let out = must(&["backend"], &envs);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("first build"), "the second build on one engine is compared with the first:\n{err}");
+    assert!(err.contains("\nengine: "), "the table names the engine:\n{err}");
+    let report = last_report(&dir);
+    let engine = &report["engine"];
+    let buildx = docker(&["buildx", "version"]);
+    assert!(buildx.contains(engine["buildx"].as_str().unwrap()), "{engine} against `{buildx}`");
+    assert_eq!(engine["docker"], docker(&["version", "--format", "{{.Server.Version}}"]).as_str(), "{engine}");
+    assert_eq!(engine["store"], if classic_store() { "classic" } else { "containerd" }, "{engine}");
+    assert!(engine["buildkit"].as_str().is_some_and(|v| !v.is_empty()) && engine["driver"] == "docker", "{engine}");
+    if let Ok(channel) = std::env::var("XTASK_TEST_ENGINE") {
+        assert_eq!(engine["private"], channel.as_str(), "{engine}");
+    }
+    let backend = target(&report, "backend");
+    let minor: u64 = engine["buildx"].as_str().unwrap().split('.').nth(1).unwrap().parse().unwrap();
+    if minor >= 20 {
+        // BuildKit's own record of the same build agrees with the stream's numbers.
+        let reference = backend["history_ref"].as_str().expect("a history reference");
+        let id = reference.rsplit('/').next().unwrap();
+        assert!(docker(&["buildx", "history", "ls", "--format", "{{.Ref}}"]).contains(id), "{reference}");
+        let check = &backend["history_check"];
+        assert_eq!(check["agrees"], true, "{check}");
+        assert_eq!(check["record_steps"], check["report_steps"], "{check}");
+        assert!(report["history"].as_str().unwrap().starts_with("buildx history agrees: backend: "), "{report}");
+        assert!(!err.contains("disagree"), "{err}");
+    } else {
+        assert_eq!(report["history"], "history not available (buildx < 0.20)");
+        assert!(backend.get("history_check").is_none(), "{backend}");
+    }
+    // The history as JSON, then as a table with a header.
+    let listed = must(&["report", "--list", "--json"], &envs);
+    let lines: Value = serde_json::from_slice(&listed.stdout).expect("report --list --json is JSON");
+    let lines = lines.as_array().expect("an array of builds");
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["engine"], *engine, "the history line records the same engine");
+    let table = String::from_utf8_lossy(&must(&["report", "--list"], &envs).stdout).to_string();
+    assert!(table.lines().next().unwrap().starts_with("id "), "{table}");
+    assert_eq!(table.lines().count(), 3, "{table}");
+    // Unlike builds: one warning line, a row for the shared target, one for the other.
+    must(&["build", "backend", "frontend"], &envs);
+    let cmp = must(&["report", "--compare", "last~1", "last"], &envs);
+    let (shown, warned) = (String::from_utf8_lossy(&cmp.stdout), String::from_utf8_lossy(&cmp.stderr));
+    let warnings: Vec<&str> = warned.lines().filter(|l| l.starts_with("xtask: warning:")).collect();
+    assert_eq!(warnings.len(), 1, "{warned}");
+    assert!(warnings[0].contains("only after: frontend") && warnings[0].ends_with("(backend)"), "{}", warnings[0]);
+    assert!(shown.lines().any(|l| l.starts_with("backend ") && l.contains('s')), "{shown}");
+    assert!(shown.contains("only in the after build") && shown.contains("whole build (not alike)"), "{shown}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
 fn n_two_builds_at_once_count_the_steps_a_build_alone_counts() {
     let counts = |report: &Value| -> Vec<(String, u64, u64)> {
         report["targets"]

@@ -44,7 +44,65 @@ pub struct Capabilities {
     pub checks: bool,
 }
 
+/// The engine a build ran on, as its report and history line keep it: enough to tell two engines
+/// apart, so that a build is compared only with builds on the same one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineRecord {
+    /// DOCKER_HOST, or "the current docker context".
+    pub endpoint: String,
+    /// The private engine (`current`, `floor-classic`, ...); none for an engine the user runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private: Option<String>,
+    pub docker: String,
+    /// As [`facts`] gives it: the builder's own answer, else the one Docker's release notes name.
+    pub buildkit: Option<String>,
+    pub buildx: Option<String>,
+    /// "containerd" or "classic".
+    pub store: String,
+    pub driver: String,
+}
+
+impl EngineRecord {
+    /// A few words for a list: the private engine's name, else the Docker version.
+    pub fn short(&self) -> String {
+        match &self.private {
+            Some(name) => name.clone(),
+            None => format!("docker {}", self.docker),
+        }
+    }
+
+    /// One line for people: "private current engine: Docker 28.5.2, BuildKit 0.25.1, ...".
+    pub fn line(&self) -> String {
+        let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".to_string());
+        let whose = match &self.private {
+            Some(name) => format!("private {name} engine at {}", self.endpoint),
+            None => self.endpoint.clone(),
+        };
+        format!(
+            "{whose}: Docker {}, BuildKit {}, buildx {}, {} image store, {} driver",
+            self.docker,
+            or(&self.buildkit),
+            or(&self.buildx),
+            self.store,
+            self.driver
+        )
+    }
+}
+
 impl Facts {
+    /// What a report keeps of these facts; `private` names the private engine, if it is one.
+    pub fn record(&self, private: Option<String>) -> EngineRecord {
+        EngineRecord {
+            endpoint: self.endpoint.clone(),
+            private,
+            docker: self.engine_version.clone(),
+            buildkit: self.buildkit_version.as_ref().map(Version::to_string),
+            buildx: self.buildx_version.as_ref().map(Version::to_string),
+            store: if self.containerd_store { "containerd" } else { "classic" }.to_string(),
+            driver: self.driver.clone(),
+        }
+    }
+
     pub fn capabilities(&self) -> Capabilities {
         // The docker driver on the classic image store can only load single-platform images;
         // every other driver and store exports caches, OCI archives and attestations.

@@ -20,7 +20,7 @@ use semver::Version;
 
 pub use channel::{Channel, Spec};
 pub use debian::{debian_mirror, host_arch};
-pub use facts::{binfmt_status, facts, Capabilities, Facts};
+pub use facts::{binfmt_status, facts, Capabilities, EngineRecord, Facts};
 pub use private::Layout;
 
 use crate::cache::Cache;

@@ -1,0 +1,121 @@
+//! The history: one line per build in `history.jsonl`, appended atomically, read back, and
+//! searched by id or `last~N`.
+
+use anyhow::{Context, Result};
+
+use super::model::{BuildReport, HistoryLine, HistoryTarget};
+use crate::engine::EngineRecord;
+use crate::paths::{self, write_atomic};
+
+pub fn history_line(r: &BuildReport) -> HistoryLine {
+    HistoryLine {
+        id: r.id.clone(),
+        started: r.started.clone(),
+        status: r.status.clone(),
+        signal: r.signal.clone(),
+        names: r.names.clone(),
+        wall_secs: r.wall_secs,
+        targets: r
+            .targets
+            .iter()
+            .map(|t| HistoryTarget {
+                name: t.name.clone(),
+                wall_secs: t.wall_secs,
+                steps: t.steps,
+                cached: t.cached,
+                size_bytes: t.size_bytes,
+            })
+            .collect(),
+        engine: r.engine.clone(),
+    }
+}
+
+/// A build to compare with: one that passed, of the same targets, on the same engine (a build on
+/// another engine or another version of it measures the engine, not the change).
+pub fn comparable(h: &HistoryLine, names: &[String], engine: &Option<EngineRecord>) -> bool {
+    h.status == "ok" && h.names == names && &h.engine == engine
+}
+
+/// Appends one line by writing the whole file anew and renaming it into place: a reader (or a
+/// crash) never sees a half-written line.
+pub fn append_history(path: &std::path::Path, line: &HistoryLine) -> Result<()> {
+    let mut text = std::fs::read_to_string(path).unwrap_or_default();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&serde_json::to_string(line)?);
+    text.push('\n');
+    write_atomic(path, text.as_bytes())
+}
+
+pub fn read_history(path: &std::path::Path) -> Vec<HistoryLine> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+}
+
+pub fn history() -> Vec<HistoryLine> {
+    read_history(&paths::history_file())
+}
+
+/// Finds a build by id, `last` or `last~N`.
+pub fn pick<'a>(history: &'a [HistoryLine], id: &str) -> Result<&'a HistoryLine> {
+    let back = if id == "last" {
+        Some(0)
+    } else {
+        id.strip_prefix("last~")
+            .map(|n| n.parse::<usize>())
+            .transpose()
+            .with_context(|| format!("`{id}`: write last~N with a number"))?
+    };
+    let found = match back {
+        Some(n) => history.iter().rev().nth(n),
+        None => history.iter().find(|h| h.id == id),
+    };
+    found.with_context(|| format!("no build `{id}` in the history: see `cargo xtask report --list`"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::testing::*;
+
+    #[test]
+    fn history_appends_stay_valid_and_a_torn_line_is_skipped() {
+        let dir = std::env::temp_dir().join(format!("xtask-history-{}", std::process::id()));
+        let file = dir.join("history.jsonl");
+        let _ = std::fs::remove_dir_all(&dir);
+        append_history(&file, &HistoryLine { id: "a".into(), status: "ok".into(), ..Default::default() }).unwrap();
+        // A torn last line (as if another writer died mid-line) must not hide earlier builds.
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        text.push_str("{\"id\": \"torn");
+        std::fs::write(&file, text).unwrap();
+        append_history(&file, &HistoryLine { id: "b".into(), status: "interrupted".into(), ..Default::default() })
+            .unwrap();
+        let h = read_history(&file);
+        assert_eq!(h.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(h[1].status, "interrupted");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_builds_on_the_same_engine_are_compared() {
+        let names = vec!["backend".to_string()];
+        let engine = |docker: &str| Some(crate::engine::EngineRecord { docker: docker.into(), ..Default::default() });
+        let mut h = built("a", &["backend"]);
+        h.names = names.clone();
+        h.engine = engine("26.1.5");
+        assert!(comparable(&h, &names, &engine("26.1.5")));
+        assert!(!comparable(&h, &names, &engine("28.5.2")));
+        assert!(!comparable(&h, &names, &None), "a line without an engine is not the same engine");
+    }
+
+    #[test]
+    fn pick_understands_last_and_ids() {
+        let h: Vec<HistoryLine> =
+            ["x", "y", "z"].iter().map(|i| HistoryLine { id: i.to_string(), ..Default::default() }).collect();
+        assert_eq!(pick(&h, "last").unwrap().id, "z");
+        assert_eq!(pick(&h, "last~2").unwrap().id, "x");
+        assert_eq!(pick(&h, "y").unwrap().id, "y");
+        assert!(pick(&h, "last~9").is_err());
+        assert!(pick(&h, "last~x").is_err());
+    }
+}

@@ -111,12 +111,25 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<runner::Stop>) -> (BuildRepo
         .unwrap_or_default();
     report::references(&meta, &mut report);
     let succeeded = ok && stop.is_none();
-    if succeeded {
-        fill_images(plan, &meta, &mut report);
+    let history = plan.facts.as_ref().is_some_and(|f| f.capabilities().history);
+    // Reading BuildKit's records and measuring the images each wait on the engine: side by side,
+    // so the cross-check adds no time of its own to a build.
+    let (checked, history_warning) = std::thread::scope(|s| {
+        let mut copy = report.clone();
+        let job = s.spawn(move || {
+            let warning = report::cross_check(&plan.engine, &mut copy, history);
+            (copy, warning)
+        });
+        if succeeded {
+            fill_images(plan, &meta, &mut report);
+        }
+        job.join().unwrap_or_else(|_| (BuildReport::default(), Some("reading buildx history panicked".to_string())))
+    });
+    report.history = checked.history;
+    for (t, c) in report.targets.iter_mut().zip(checked.targets) {
+        t.history_check = c.history_check;
     }
     let _ = std::fs::remove_file(&plan.metadata_file);
-    let history = plan.facts.as_ref().is_some_and(|f| f.capabilities().history);
-    let history_warning = report::cross_check(&plan.engine, &mut report, history);
     if !ok {
         let stray = runner::last_lines(&run.stray, 8);
         if !stray.is_empty() {

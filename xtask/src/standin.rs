@@ -1,6 +1,7 @@
 //! Base images when the official ones cannot be had: a mirror, the engine's store, the registry,
-//! or else stand-ins made once from Debian (Python 3.11) and the npm registry (Node.js 22), for
-//! linux/amd64 and linux/arm64, tagged under `localhost/standin-*`.
+//! or else stand-ins laid out like the official images, made once from Debian (Python 3.11, and
+//! busybox and glibc for Node.js) and the npm registry (Node.js 22), for linux/amd64 and
+//! linux/arm64, tagged under `localhost/standin-*` with a fingerprint of their recipe.
 
 use std::path::Path;
 
@@ -15,7 +16,10 @@ pub struct Base {
     /// The bake variable that carries it.
     pub var: &'static str,
     pub official: &'static str,
-    pub standin: &'static str,
+    /// The stand-in's repository and the version it stands in for; `standin()` adds the recipe's
+    /// fingerprint to make its tag.
+    repo: &'static str,
+    version: &'static str,
     stage: &'static str,
 }
 
@@ -23,11 +27,40 @@ pub const BASES: [Base; 2] = [
     Base {
         var: "PYTHON_IMAGE",
         official: "python:3.11-slim",
-        standin: "localhost/standin-python:3.11",
+        repo: "localhost/standin-python",
+        version: "3.11",
         stage: "python",
     },
-    Base { var: "NODE_IMAGE", official: "node:22-alpine", standin: "localhost/standin-node:22", stage: "node" },
+    Base {
+        var: "NODE_IMAGE",
+        official: "node:22-alpine",
+        repo: "localhost/standin-node",
+        version: "22",
+        stage: "node",
+    },
 ];
+
+impl Base {
+    /// The stand-in's tag, such as `localhost/standin-python:3.11-1a2b3c4d`. A stand-in found in
+    /// the engine is reused, so the tag names the recipe it was made from: after any change to the
+    /// recipe an engine holding older stand-ins makes new ones instead of building on the old.
+    pub fn standin(&self) -> String {
+        format!("{}:{}-{}", self.repo, self.version, recipe_fingerprint())
+    }
+}
+
+/// Eight hex digits of a 64-bit FNV-1a hash of everything the stand-ins are made from here: the
+/// Dockerfile and the npm package specs. FNV because its output is fixed by its definition (std's
+/// `DefaultHasher` may change between Rust releases, which would re-make stand-ins for nothing).
+fn recipe_fingerprint() -> String {
+    // A separator after each part, so moving text from one part to the next changes the hash.
+    let bytes = [DOCKERFILE, NODE_SPEC, NPM_SPEC].into_iter().flat_map(|part| part.bytes().chain([0]));
+    format!("{:08x}", fnv1a(bytes) >> 32)
+}
+
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
+}
 
 /// The Node.js and npm packages the node stand-in is made of.
 const NODE_SPEC: &str = "22";
@@ -54,11 +87,12 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
     let mut standins = Vec::new();
     let mut missing = Vec::new();
     for (base, found) in BASES.iter().zip(found) {
+        let standin = base.standin();
         let image = found.unwrap_or_else(|| {
             missing.push(base);
-            base.standin.to_string()
+            standin.clone()
         });
-        if image == base.standin {
+        if image == standin {
             standins.push(base);
         }
         choice.vars.push((base.var.to_string(), image));
@@ -99,7 +133,8 @@ fn find_existing(engine: &Engine, base: &Base, mirror: Option<&str>) -> Option<S
     if engine.has_image(base.official) || engine.registry_has(base.official) {
         return Some(base.official.to_string());
     }
-    engine.has_image(base.standin).then(|| base.standin.to_string())
+    let standin = base.standin();
+    engine.has_image(&standin).then_some(standin)
 }
 
 /// Makes both stand-ins for linux/amd64 and linux/arm64 (only the host's platform on an engine
@@ -127,34 +162,84 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
     write_atomic(&dir.join("Dockerfile"), DOCKERFILE.as_bytes())?;
     let platforms = arches.iter().map(|a| format!("linux/{a}")).collect::<Vec<_>>().join(",");
     for base in &BASES {
+        let standin = base.standin();
         let build = engine
             .docker()
             .args(["buildx", "build", "--progress", "plain", "--platform", &platforms])
-            .args(["--target", base.stage, "--output", &format!("type=image,name={}", base.standin)])
+            .args(["--target", base.stage, "--output", &format!("type=image,name={standin}")])
             .arg(dir.display().to_string());
-        runner::run_quiet(&build).with_context(|| format!("building the stand-in {}", base.standin))?;
+        runner::run_quiet(&build).with_context(|| format!("building the stand-in {standin}"))?;
     }
     Ok(())
 }
 
-/// The stand-ins' Dockerfile. Python comes from Debian's packages (the Debian release matches the
-/// slim image's); the Node.js layout copies the official image's (/usr/local/bin/node, npm as a
-/// global package).
+/// The stand-ins' Dockerfile.
+///
+/// Python comes from Debian's packages (bookworm's Python is the slim image's 3.11) and is laid
+/// out like the official image's: a virtual environment at /usr/local gives /usr/local/bin/python,
+/// python3, pip and pip3, and a pip that installs into /usr/local, not into Debian's system
+/// Python (which refuses under PEP 668).
+///
+/// The Node.js image copies node:22-alpine's userland rather than Debian's: busybox as /bin/sh and
+/// every common command, no bash and no GNU tools, so a shell-ism Alpine would reject fails here
+/// too. Node.js from the npm registry is linked against glibc (there is no musl build), so glibc,
+/// libgcc and libstdc++ come from Debian. Their packages are unpacked on the build platform (no
+/// emulation) for the target's architecture into an empty tree, which becomes the image. The
+/// applet links are made from the build platform's busybox list: the same Debian build for
+/// another architecture, so the same applets.
+///
+/// Any change to this text changes the stand-ins' tags (see `Base::standin`), so engines make
+/// them anew.
 const DOCKERFILE: &str = r#"FROM scratch AS debian
 ARG TARGETARCH
 ADD rootfs-${TARGETARCH}.tar /
 ENV LANG=C.UTF-8
-LABEL org.opencontainers.image.description="Stand-in base image made by cargo xtask from Debian bookworm"
 
 FROM debian AS python
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-pip ca-certificates \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
+ && python3 -m venv /usr/local \
+ && rm -f /usr/local/bin/activate /usr/local/bin/activate.csh /usr/local/bin/activate.fish /usr/local/bin/Activate.ps1 \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
+LABEL org.opencontainers.image.description="Stand-in for python:3.11-slim made by cargo xtask from Debian bookworm"
 CMD ["python3"]
 
-FROM debian AS node
+FROM --platform=$BUILDPLATFORM scratch AS build-debian
+ARG BUILDARCH
+ADD rootfs-${BUILDARCH}.tar /
+
+FROM build-debian AS node-userland
+ARG TARGETARCH
+RUN set -eu; \
+    if [ "$TARGETARCH" != "$(dpkg --print-architecture)" ]; then dpkg --add-architecture "$TARGETARCH"; fi; \
+    apt-get update; \
+    apt-get install -y --no-install-recommends busybox-static ca-certificates; \
+    mkdir /debs /out; \
+    chown _apt /debs; \
+    cd /debs; \
+    apt-get download "busybox-static:$TARGETARCH" "libc6:$TARGETARCH" "libgcc-s1:$TARGETARCH" "libstdc++6:$TARGETARCH"; \
+    for deb in /debs/*.deb; do dpkg-deb -x "$deb" /out; done; \
+    cd /out; \
+    rm -rf usr/share; \
+    mkdir -p bin sbin usr/bin usr/sbin usr/local/bin etc/ssl/certs tmp root home/node; \
+    busybox --list-full | while read -r applet; do [ -e "$applet" ] || ln -s /bin/busybox "$applet"; done; \
+    chmod 1777 tmp; \
+    chmod 700 root; \
+    chown 1000:1000 home/node; \
+    cp /etc/ssl/certs/ca-certificates.crt etc/ssl/certs/; \
+    printf '%s\n' 'root:x:0:0:root:/root:/bin/sh' 'nobody:x:65534:65534:nobody:/:/sbin/nologin' 'node:x:1000:1000::/home/node:/bin/sh' > etc/passwd; \
+    printf '%s\n' 'root:x:0:root' 'nogroup:x:65534:' 'node:x:1000:node' > etc/group; \
+    printf '%s\n' 'root:*::0:::::' 'nobody:!::0:::::' 'node:!::0:::::' > etc/shadow; \
+    chmod 640 etc/shadow; \
+    printf '%s\n' 'passwd: files' 'group: files' 'shadow: files' 'hosts: files dns' > etc/nsswitch.conf
+
+FROM scratch AS node
+COPY --from=node-userland /out/ /
 ARG TARGETARCH
 COPY node-${TARGETARCH}/ /usr/local/
+ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+LABEL org.opencontainers.image.description="Stand-in for node:22-alpine made by cargo xtask: busybox, glibc from Debian bookworm, Node.js from the npm registry"
 CMD ["node"]
 "#;
 
@@ -241,4 +326,33 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     std::fs::rename(&partial, &tar)?;
     std::fs::remove_dir_all(&tree)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_gives_the_published_test_vectors() {
+        assert_eq!(fnv1a(*b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a(*b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a(*b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn standin_tags_carry_the_version_and_one_recipe_fingerprint() {
+        let fingerprint = recipe_fingerprint();
+        assert_eq!(fingerprint.len(), 8);
+        assert!(fingerprint.bytes().all(|b| b.is_ascii_hexdigit()), "{fingerprint}");
+        assert_eq!(BASES[0].standin(), format!("localhost/standin-python:3.11-{fingerprint}"));
+        assert_eq!(BASES[1].standin(), format!("localhost/standin-node:22-{fingerprint}"));
+    }
+
+    #[test]
+    fn every_base_names_a_stage_of_the_standin_dockerfile() {
+        for base in &BASES {
+            let from = format!(" AS {}\n", base.stage);
+            assert_eq!(DOCKERFILE.matches(&from).count(), 1, "the stand-in Dockerfile has one stage `{}`", base.stage);
+        }
+    }
 }

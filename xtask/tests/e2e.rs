@@ -499,6 +499,20 @@ fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     std::fs::write(dir.join(".env"), "DOCKER_BUILDKIT=1\nnot a setting\n").unwrap();
     let out = xtask(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
     one_line_error(&out, ".env:2: cannot parse `not a setting`");
+    // A value the flags would refuse is refused in .env too, with its line, by build and doctor.
+    std::fs::write(dir.join(".env"), "DOCKER_BUILDKIT=1\nBUILDKIT_PROGRESS=fancy\n").unwrap();
+    for args in [&["build"][..], &["doctor"]] {
+        let out = xtask(args, &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+        let said = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && said.contains(".env:2: BUILDKIT_PROGRESS=`fancy`: use one of"), "{said}");
+    }
+    let history_before = std::fs::read_to_string(root().join("target/xtask/reports/history.jsonl")).unwrap_or_default();
+    one_line_error(
+        &xtask(&["build", "--set", "nosuchtarget.args.X=1"], &[]),
+        "`nosuchtarget` is not a target of this build; its targets are backend, frontend",
+    );
+    let history_after = std::fs::read_to_string(root().join("target/xtask/reports/history.jsonl")).unwrap_or_default();
+    assert_eq!(history_before, history_after, "a refused --set starts no build");
     assert!(!dir.join("target/xtask/reports").exists(), "nothing written for a refused build");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -623,6 +637,47 @@ fn p_readme_bake_commands_ask_for_exactly_the_access_they_show() {
             assert!(err.contains("additional privileges requested") && err.contains(&cmd[i]), "{bare:?}:\n{err}");
         }
     }
+}
+
+/// The names of this host's network interfaces.
+fn interfaces() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect()
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn r_a_second_engine_runs_beside_the_first_and_leaves_it_untouched() {
+    let status = |envs: &[(&str, &str)]| String::from_utf8_lossy(&must(&["engine", "status"], envs).stdout).to_string();
+    let first = status(&[]);
+    if !first.contains("private current engine") {
+        assert!(std::env::var("CI").is_err(), "CI runs this on the private current engine");
+        eprintln!("not the private current engine: no second engine is started beside it");
+        return;
+    }
+    must(&["build", "backend"], &[]);
+    let before = interfaces();
+    let up = must(&["engine", "up", "--channel", "floor", "--classic"], &[]);
+    let said = String::from_utf8_lossy(&up.stdout).to_string();
+    let host =
+        said.lines().find_map(|l| l.strip_prefix("export DOCKER_HOST=")).expect("up prints the exports").to_string();
+    let config = said.lines().find_map(|l| l.strip_prefix("export DOCKER_CONFIG=")).unwrap().to_string();
+    let second = status(&[("DOCKER_HOST", &host), ("DOCKER_CONFIG", &config)]);
+    assert!(second.contains("private floor-classic engine") && second.contains("classic image store"), "{second}");
+    assert!(second.contains("Docker 26.1") && second.contains("127.0.0.1:5003 answers"), "{second}");
+    let added: Vec<String> = interfaces().into_iter().filter(|i| !before.contains(i)).collect();
+    assert_eq!(added.len(), 1, "the second engine brings one bridge of its own: {added:?}");
+    assert!(before.iter().all(|i| interfaces().contains(i)), "no interface of the first engine went away");
+    // The first engine still runs containers on its own bridge while the second one is up.
+    let image = "contextcleanse-backend:dev";
+    let run = docker(&["run", "--rm", "--entrypoint", "python3", image, "-c", "print('up')"]);
+    assert_eq!(run, "up");
+    must(&["engine", "down", "--channel", "floor", "--classic"], &[]);
+    assert_eq!(interfaces(), before, "down removed the second engine's bridge and nothing else");
+    assert_eq!(status(&[]).lines().next(), first.lines().next(), "the first engine answers as before");
 }
 
 /// `engine up` for a private engine in a throwaway folder, with no engine reachable otherwise.

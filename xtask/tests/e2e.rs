@@ -659,6 +659,17 @@ fn r_a_second_engine_runs_beside_the_first_and_leaves_it_untouched() {
         return;
     }
     must(&["build", "backend"], &[]);
+    // An engine the user runs has `docker0`; a second dockerd can delete it (engine-facts.md).
+    // Stand one in when the host has none, and start the second engine twice (the second start
+    // finds the state of the first), which is when dockerd would take it for its own.
+    let made_docker0 = !interfaces().contains(&"docker0".to_string());
+    if made_docker0 {
+        let ip = |args: &[&str]| assert!(Command::new("ip").args(args).status().unwrap().success(), "ip {args:?}");
+        ip(&["link", "add", "docker0", "type", "bridge"]);
+        ip(&["addr", "add", "172.17.0.1/16", "dev", "docker0"]);
+    }
+    must(&["engine", "up", "--channel", "floor", "--classic"], &[]);
+    must(&["engine", "down", "--channel", "floor", "--classic"], &[]);
     let before = interfaces();
     let up = must(&["engine", "up", "--channel", "floor", "--classic"], &[]);
     let said = String::from_utf8_lossy(&up.stdout).to_string();
@@ -677,6 +688,10 @@ fn r_a_second_engine_runs_beside_the_first_and_leaves_it_untouched() {
     assert_eq!(run, "up");
     must(&["engine", "down", "--channel", "floor", "--classic"], &[]);
     assert_eq!(interfaces(), before, "down removed the second engine's bridge and nothing else");
+    assert!(before.contains(&"docker0".to_string()), "docker0 outlived two starts of the second engine");
+    if made_docker0 {
+        let _ = Command::new("ip").args(["link", "del", "docker0"]).status();
+    }
     assert_eq!(status(&[]).lines().next(), first.lines().next(), "the first engine answers as before");
 }
 

@@ -306,6 +306,14 @@ fn daemon_json(layout: &Layout, net: &Network) -> String {
 fn start_dockerd(layout: &Layout, settings: &Settings, net: &Network) -> Result<()> {
     let data = layout.root.join("data");
     std::fs::create_dir_all(&data)?;
+    // dockerd deletes the host's `docker0` when it finds its own default network stored from an
+    // earlier run while address pools are configured (it takes docker0 for its stale bridge):
+    // that would cut another engine's containers off. Networks are forgotten between runs
+    // instead; a build engine keeps none worth keeping (compose makes its own again).
+    let store = data.join("network/files/local-kv.db");
+    if store.exists() {
+        std::fs::remove_file(&store).with_context(|| format!("removing {}", store.display()))?;
+    }
     let config = layout.root.join("daemon.json");
     write_atomic(&config, daemon_json(layout, net).as_bytes())?;
     let log = layout.root.join("dockerd.log");

@@ -136,3 +136,13 @@ fn no_env_file_or_key_can_reach_a_build_context() {
         }
     }
 }
+
+#[test]
+fn images_run_as_numeric_users() {
+    // Kubernetes' runAsNonRoot can only verify a numeric user; the names stay in /etc/passwd.
+    for (path, user) in [("backend/Dockerfile", "1000:1000"), ("frontend/Dockerfile", "1001:1001")] {
+        let text = read(path);
+        let users: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("USER ")).map(str::trim).collect();
+        assert_eq!(users, [user], "{path}: the runtime stage must say `USER {user}` (ids, not names), and only once");
+    }
+}

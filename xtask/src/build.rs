@@ -495,7 +495,12 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     for note in &plan.notes {
         eprintln!("xtask: {note}");
     }
-    report::build(&plan)
+    report::build(&plan)?;
+    // BuildKit only ever adds to a local cache folder: drop what this export left unreferenced.
+    if let Some(line) = crate::cachegc::after_build(&plan.definition, &paths::project_root()) {
+        eprintln!("xtask: {line}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

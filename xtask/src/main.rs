@@ -5,6 +5,7 @@ mod bake;
 mod bench;
 mod build;
 mod cache;
+mod cachegc;
 mod dockerapi;
 mod doctor;
 mod engine;

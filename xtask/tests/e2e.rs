@@ -720,3 +720,35 @@ fn k_planted_secrets_reach_no_layer_and_no_cache() {
     }
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn l_local_cache_drops_the_blob_of_a_deleted_file() {
+    let dir = scratch_copy("cache-gc");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    let set = "backend.tags=contextcleanse-backend:e2e-cache-gc";
+    let token = random_token("cache-gc");
+    let planted = dir.join("backend/app/planted_for_the_test.py");
+    std::fs::write(&planted, format!("PLANTED = \"{token}\"\n")).unwrap();
+    must(&["backend", "--set", set], &env);
+    let cache = dir.join("target/buildx-cache/backend");
+    let holding: Vec<PathBuf> =
+        cache_blobs_holding(&cache, std::slice::from_ref(&token)).into_iter().map(|(p, _)| p).collect();
+    assert!(!holding.is_empty(), "the planted file's layer is in the exported cache {}", cache.display());
+    std::fs::remove_file(&planted).unwrap();
+    let out = must(&["backend", "--set", set], &env);
+    for blob in &holding {
+        assert!(!blob.exists(), "{} still holds the deleted file", blob.display());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("xtask: local cache: removed "), "the clean-up says what it freed:\n{said}");
+    // What is left is whole: the index still reaches a cache the next build can use.
+    assert!(cache_blob_count(&cache) > 3);
+    let doctor = must(&["doctor"], &env);
+    let line =
+        String::from_utf8_lossy(&doctor.stdout).lines().find(|l| l.starts_with("ok   cache ")).map(str::to_string);
+    let line = line.expect("doctor has a cache line");
+    assert!(line.contains("target/buildx-cache/backend") && !line.contains("unreferenced"), "{line}");
+    let _ = Command::new("docker").args(["image", "rm", "contextcleanse-backend:e2e-cache-gc"]).output();
+    std::fs::remove_dir_all(dir).unwrap();
+}

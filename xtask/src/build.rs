@@ -543,7 +543,12 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     if plan.output == Output::Check {
         return crate::check::run(&plan);
     }
-    crate::run::build(&plan)
+    crate::run::build(&plan)?;
+    // BuildKit only ever adds to a local cache folder: drop what this export left unreferenced.
+    if let Some(line) = crate::cachegc::after_build(&plan.definition, &paths::project_root()) {
+        eprintln!("xtask: {line}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -105,6 +105,8 @@ pub fn run() -> Result<()> {
         Some(v) => r.line(Level::Warn, "python", format!("{v}: the backend image uses Python 3.11")),
         None => r.line(Level::Warn, "python", "python3 not found: only needed for local backend work and its tests"),
     }
+    let def = engine.as_ref().and_then(|e| crate::bake::print(&e.docker(), &[], &[]).ok());
+    r.line(Level::Ok, "cache", crate::cachegc::doctor_line(def.as_ref(), &paths::project_root()));
     disk_line(&mut r);
     if r.failures > 0 {
         bail!("{} check(s) failed; fix the FAIL lines above", r.failures);

@@ -6,6 +6,7 @@ mod bake;
 mod bench;
 mod build;
 mod cache;
+mod cachegc;
 mod check;
 mod dockerapi;
 mod doctor;

@@ -1102,3 +1102,135 @@ fn q_standins_are_laid_out_like_the_official_images() {
         }
     }
 }
+
+/// A token no earlier run can have left anywhere: random per process and per call.
+fn random_token(what: &str) -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write(what.as_bytes());
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos());
+    let mut h2 = std::collections::hash_map::RandomState::new().build_hasher();
+    h2.write_u64(h.finish());
+    format!("planted-{:016x}{:016x}", h.finish(), h2.finish())
+}
+
+/// The blobs of a local cache folder (an OCI layout) whose bytes, gunzipped when they are gzip,
+/// contain `needle`.
+fn cache_blobs_holding(cache: &Path, needles: &[String]) -> Vec<(PathBuf, String)> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(cache.join("blobs/sha256")) else { return found };
+    for blob in entries.flatten() {
+        let raw = std::fs::read(blob.path()).unwrap();
+        let data = if raw.starts_with(&[0x1f, 0x8b]) {
+            Command::new("gzip").args(["-dc", blob.path().to_str().unwrap()]).output().unwrap().stdout
+        } else {
+            raw
+        };
+        for needle in needles {
+            if data.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                found.push((blob.path(), needle.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// How many blobs a local cache folder holds.
+fn cache_blob_count(cache: &Path) -> usize {
+    std::fs::read_dir(cache.join("blobs/sha256")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn k_planted_secrets_reach_no_layer_and_no_cache() {
+    let dir = scratch_copy("planted-secrets");
+    // The secrets a careless checkout holds, at the top of each context and deep inside the
+    // folders the images do copy.
+    let plant = [
+        "backend/.env.local",
+        "backend/app/.env.local",
+        "backend/app/routes/deeper/.env.production.local",
+        "backend/app/.npmrc",
+        "backend/secrets.txt",
+        "backend/app/secrets.txt",
+        "backend/app/certs/server.pem",
+        "backend/app/certs/server.key",
+        "backend/app/.git/config",
+        "frontend/.env.local",
+        "frontend/app/.env.local",
+        "frontend/app/api/health/.env.production.local",
+        "frontend/.npmrc",
+        "frontend/lib/.npmrc",
+        "frontend/secrets.txt",
+        "frontend/app/secrets.txt",
+        "frontend/public/tls/server.pem",
+        "frontend/lib/keys/signing.key",
+        "frontend/app/.git/config",
+    ];
+    let mut tokens = Vec::new();
+    for file in plant {
+        let token = random_token(file);
+        let path = dir.join(file);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("TOKEN={token}\n")).unwrap();
+        tokens.push(token);
+    }
+    let tag = |name: &str| format!("contextcleanse-{name}:e2e-secrets");
+    let sets = [format!("backend.tags={}", tag("backend")), format!("frontend.tags={}", tag("frontend"))];
+    must(&["build", "--set", &sets[0], "--set", &sets[1]], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+    for (name, user) in [("backend", "1000:1000"), ("frontend", "1001:1001")] {
+        let image = tag(name);
+        let mut files = 0;
+        let layers = layer_files(&image, |path, body| {
+            files += 1;
+            for token in &tokens {
+                assert!(
+                    !body.windows(token.len()).any(|w| w == token.as_bytes()),
+                    "{image} holds a planted secret at {path}"
+                );
+            }
+        });
+        assert!(layers >= 3 && files > 100, "walked {files} files in {layers} layers of {image}");
+        assert_eq!(docker(&["image", "inspect", "--format", "{{.Config.User}}", &image]), user, "{image} runs as ids");
+        let uid = docker(&["run", "--rm", "--network", "none", "--entrypoint", "id", &image, "-u"]);
+        assert_eq!(uid, user.split(':').next().unwrap(), "{image}");
+        let cache = dir.join("target/buildx-cache").join(name);
+        assert!(cache_blob_count(&cache) > 3, "the build exported its cache to {}", cache.display());
+        let leaks = cache_blobs_holding(&cache, &tokens);
+        assert!(leaks.is_empty(), "planted secrets in the exported cache: {leaks:?}");
+        let _ = Command::new("docker").args(["image", "rm", &image]).output();
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn l_local_cache_drops_the_blob_of_a_deleted_file() {
+    let dir = scratch_copy("cache-gc");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    let set = "backend.tags=contextcleanse-backend:e2e-cache-gc";
+    let token = random_token("cache-gc");
+    let planted = dir.join("backend/app/planted_for_the_test.py");
+    std::fs::write(&planted, format!("PLANTED = \"{token}\"\n")).unwrap();
+    must(&["backend", "--set", set], &env);
+    let cache = dir.join("target/buildx-cache/backend");
+    let holding: Vec<PathBuf> =
+        cache_blobs_holding(&cache, std::slice::from_ref(&token)).into_iter().map(|(p, _)| p).collect();
+    assert!(!holding.is_empty(), "the planted file's layer is in the exported cache {}", cache.display());
+    std::fs::remove_file(&planted).unwrap();
+    let out = must(&["backend", "--set", set], &env);
+    for blob in &holding {
+        assert!(!blob.exists(), "{} still holds the deleted file", blob.display());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("xtask: local cache: removed "), "the clean-up says what it freed:\n{said}");
+    // What is left is whole: the index still reaches a cache the next build can use.
+    assert!(cache_blob_count(&cache) > 3);
+    let doctor = must(&["doctor"], &env);
+    let line =
+        String::from_utf8_lossy(&doctor.stdout).lines().find(|l| l.starts_with("ok   cache ")).map(str::to_string);
+    let line = line.expect("doctor has a cache line");
+    assert!(line.contains("target/buildx-cache/backend") && !line.contains("unreferenced"), "{line}");
+    let _ = Command::new("docker").args(["image", "rm", "contextcleanse-backend:e2e-cache-gc"]).output();
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -122,17 +122,62 @@ fn dockerfiles_keep_their_syntax_line_and_compose_binds_loopback_only() {
     }
 }
 
+/// What must never reach a build context, at any depth (`**/` matches in every folder; a bare
+/// name only at the context's top).
+const SECRET_PATTERNS: [&str; 13] = [
+    "**/.env*",
+    "**/*.pem",
+    "**/*.key",
+    "**/*.p12",
+    "**/.npmrc",
+    "**/.pypirc",
+    "**/.netrc",
+    "**/secrets*",
+    "**/id_rsa*",
+    "**/.ssh",
+    "**/.aws",
+    "**/.docker",
+    "**/.git",
+];
+
 #[test]
-fn no_env_file_or_key_can_reach_a_build_context() {
+fn no_secret_can_reach_a_build_context_at_any_depth() {
     for ctx in ["backend", "frontend"] {
-        let ignore = read(&format!("{ctx}/.dockerignore"));
-        let lines: Vec<&str> = ignore.lines().map(str::trim).collect();
-        for needed in [".env", ".env.*", "*.pem", "*.key"] {
-            let anywhere = format!("**/{needed}");
-            assert!(
-                lines.contains(&needed) || lines.contains(&anywhere.as_str()),
-                "{ctx}/.dockerignore must exclude `{needed}`"
-            );
+        let path = format!("{ctx}/.dockerignore");
+        let ignore = read(&path);
+        let lines: Vec<&str> = ignore.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+        let mut first = usize::MAX;
+        for pattern in SECRET_PATTERNS {
+            let at = lines
+                .iter()
+                .position(|l| *l == pattern)
+                .unwrap_or_else(|| panic!("{path} lacks `{pattern}`: add that line below every `!` line"));
+            first = first.min(at);
         }
+        // The last matching line wins: a `!` line after the secret patterns could let one back in.
+        // The one exception allowed is a committed example file, e.g. `!**/.env.example`.
+        for l in &lines[first..] {
+            if let Some(back) = l.strip_prefix('!') {
+                let committed = std::process::Command::new("git")
+                    .args(["ls-files", "--error-unmatch", &format!("{ctx}/{}", back.trim_start_matches("**/"))])
+                    .current_dir(root())
+                    .output()
+                    .is_ok_and(|o| o.status.success());
+                assert!(
+                    committed && back.contains(".example"),
+                    "{path}: `{l}` comes after the secret patterns and could let a secret back in: move it above them"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn images_run_as_numeric_users() {
+    // Kubernetes' runAsNonRoot can only verify a numeric user; the names stay in /etc/passwd.
+    for (path, user) in [("backend/Dockerfile", "1000:1000"), ("frontend/Dockerfile", "1001:1001")] {
+        let text = read(path);
+        let users: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("USER ")).map(str::trim).collect();
+        assert_eq!(users, [user], "{path}: the runtime stage must say `USER {user}` (ids, not names), and only once");
     }
 }

@@ -10,10 +10,11 @@ use crate::adapt;
 use crate::bake::{self, Definition};
 use crate::engine::{self, Engine, Facts};
 use crate::meta::{self, Metadata};
-use crate::paths::{self, write_atomic};
-use crate::runner::{self, Cmd};
+use crate::paths;
+use crate::runner::Cmd;
 use crate::settings::Settings;
 use crate::standin;
+use crate::syntax;
 
 /// The flags shared by every building command.
 #[derive(Clone, Debug, Default)]
@@ -190,14 +191,14 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     let (facts, bases, frontend, definition) = std::thread::scope(|s| {
         let facts = s.spawn(|| engine::facts(&engine, opts.builder.as_deref()));
         let bases = s.spawn(|| standin::resolve(&engine, &settings, !opts.dry_run));
-        let frontend = s.spawn(|| frontend_source(&engine, &settings));
+        let frontend = s.spawn(|| syntax::frontend_source(&engine, &settings));
         // The base images change build arguments only, not the set of targets: resolve now.
         let definition = bake::resolve(&engine.docker(), &vars, &names);
         let joined = |what: &str| anyhow::anyhow!("{what} panicked");
         (
             facts.join().map_err(|_| joined("asking the engine")).and_then(|r| r),
             bases.join().map_err(|_| joined("resolving base images")).and_then(|r| r),
-            frontend.join().unwrap_or(FrontendSource::Unreachable),
+            frontend.join().unwrap_or(syntax::FrontendSource::Unreachable),
             definition,
         )
     });
@@ -230,7 +231,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     check_set_targets(&opts.set, &targets)?;
     let build_args = settings.build_args();
     let mut sets: Vec<String> = build_args.iter().map(|(k, v)| format!("*.args.{k}={v}")).collect();
-    let syntax = syntax_fallback(frontend, facts.as_ref(), &definition, opts.dry_run)?;
+    let syntax = syntax::fallback(frontend, facts.as_ref(), &definition, opts.dry_run)?;
     sets.extend(syntax.0);
     notes.extend(syntax.1);
 
@@ -391,151 +392,11 @@ fn check_registry(registry: &str, engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-const FRONTEND: &str = "docker/dockerfile:1.7";
-
-/// Where the `# syntax=docker/dockerfile:1.7` frontend can come from.
-enum FrontendSource {
-    Registry,
-    Mirror(String),
-    Unreachable,
-}
-
-/// Asks the registry (then the mirror) for the Dockerfile frontend image; nothing is pulled.
-fn frontend_source(engine: &Engine, settings: &Settings) -> FrontendSource {
-    if engine.registry_has(FRONTEND) {
-        return FrontendSource::Registry;
-    }
-    match settings.get("BASE_MIRROR").map(|m| format!("{}/{FRONTEND}", m.trim_end_matches('/'))) {
-        Some(mirrored) if engine.registry_has(&mirrored) => FrontendSource::Mirror(mirrored),
-        _ => FrontendSource::Unreachable,
-    }
-}
-
-/// When the frontend cannot be resolved, builds from the same Dockerfile text minus the syntax
-/// line, so the engine's built-in frontend (Dockerfile 1.7 in BuildKit 0.13) reads it; with a
-/// mirror, BUILDKIT_SYNTAX points at the mirror's copy instead. Returns bake `--set`s and notes.
-fn syntax_fallback(
-    source: FrontendSource,
-    facts: Option<&Facts>,
-    def: &Definition,
-    dry_run: bool,
-) -> Result<(Vec<String>, Vec<String>)> {
-    match source {
-        FrontendSource::Registry => return Ok((vec![], vec![])),
-        FrontendSource::Mirror(mirrored) => {
-            return Ok((
-                vec![format!("*.args.BUILDKIT_SYNTAX={mirrored}")],
-                vec![format!("Dockerfile frontend from the mirror: {mirrored}")],
-            ))
-        }
-        FrontendSource::Unreachable => {}
-    }
-    let buildkit = facts.and_then(|f| f.buildkit_version.clone());
-    if let Some(v) = &buildkit {
-        if *v < engine::BUILDKIT_FLOOR {
-            bail!("{FRONTEND} cannot be resolved and BuildKit {v} embeds an older Dockerfile frontend: set BASE_MIRROR to a registry that has {FRONTEND}");
-        }
-        // Newer BuildKit can be told to ignore the directive: no copy of the Dockerfile needed.
-        if *v >= semver::Version::new(0, 30, 0) {
-            let note = format!("{FRONTEND} cannot be resolved: built with BuildKit {v}'s built-in Dockerfile frontend (BUILDKIT_SYNTAX=dockerfile.v0)");
-            return Ok((vec!["*.args.BUILDKIT_SYNTAX=dockerfile.v0".to_string()], vec![note]));
-        }
-    }
-    let mut sets = Vec::new();
-    let dir = paths::xtask_dir().join("dockerfiles");
-    for (t, target) in &def.target {
-        let context = target.context.clone().unwrap_or_else(|| ".".to_string());
-        let dockerfile = target.dockerfile.clone().unwrap_or_else(|| "Dockerfile".to_string());
-        let source = paths::project_root().join(&context).join(&dockerfile);
-        let text = std::fs::read_to_string(&source).with_context(|| format!("reading {}", source.display()))?;
-        let copy = dir.join(context.replace('/', "_")).join("Dockerfile");
-        if !dry_run {
-            write_atomic(&copy, strip_syntax(&text).as_bytes())?;
-        }
-        sets.push(format!("{t}.dockerfile={}", copy.display()));
-    }
-    Ok((
-        sets,
-        vec![format!(
-            "{FRONTEND} cannot be resolved: built with the engine's built-in Dockerfile frontend (BuildKit 0.13+ embeds 1.7)"
-        )],
-    ))
-}
-
-/// The Dockerfile without its `# syntax=` directive (only a leading parser directive counts).
-pub fn strip_syntax(text: &str) -> String {
-    let mut lines = text.lines();
-    let mut out = String::new();
-    if let Some(first) = lines.next() {
-        let directive = first.trim_start_matches('#').trim().to_ascii_lowercase();
-        if !(first.starts_with('#') && directive.starts_with("syntax")) {
-            out.push_str(first);
-            out.push('\n');
-        } else {
-            // Keep the line count, so BuildKit's error messages point at the same lines.
-            out.push('\n');
-        }
-    }
-    for l in lines {
-        out.push_str(l);
-        out.push('\n');
-    }
-    out
-}
-
-/// Prints the plan: what a person would paste, and the bake definition buildx resolves.
-pub fn print_plan(plan: &Plan) -> Result<()> {
-    println!("# targets: {} ({})", plan.targets.join(", "), plan.names.join(", "));
-    println!(
-        "# version {} from {}; commit {}; date {}",
-        plan.metadata.version, plan.metadata.version_source, plan.metadata.git_commit, plan.metadata.build_date
-    );
-    for note in &plan.notes {
-        println!("# note: {note}");
-    }
-    println!("# environment the xtask sets for buildx:");
-    for (k, v) in plan.engine.env.iter().chain(&plan.client_env).chain(&plan.vars) {
-        println!("export {k}={}", runner::quote(v));
-    }
-    println!(
-        "# build arguments from .env: {}",
-        plan.build_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
-    );
-    println!("# the build (the xtask shows its progress as {} and keeps a report):", plan.progress);
-    println!("cd {} && {}", runner::quote(&paths::project_root().display().to_string()), plan.bake.command_line());
-    for (name, g) in &plan.definition.group {
-        println!("# group {name}: {}", g.targets.join(", "));
-    }
-    for (name, t) in &plan.definition.target {
-        let kinds = |entries: &[std::collections::BTreeMap<String, String>]| {
-            entries.iter().map(|e| e.get("type").cloned().unwrap_or_default()).collect::<Vec<_>>().join("+")
-        };
-        println!(
-            "# {name}: stage {}, platforms {}, tags {}, cache from {} to {}, attestations {}, output {}",
-            t.target.as_deref().unwrap_or("(last)"),
-            if t.platforms.is_empty() { "engine default".to_string() } else { t.platforms.join(",") },
-            t.tags.join(","),
-            kinds(&t.cache_from),
-            kinds(&t.cache_to),
-            if t.attest.is_empty() { "none".to_string() } else { kinds(&t.attest) },
-            if t.output.is_empty() { "from the command line".to_string() } else { kinds(&t.output) },
-        );
-    }
-    println!("# the bake definition as buildx resolves it:");
-    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &plan.names);
-    for pair in plan.bake.args.windows(2).filter(|w| w[0] == "--set") {
-        print = print.args(["--set", &pair[1]]);
-    }
-    let json = runner::read(&print).context("resolving the bake definition")?;
-    println!("{json}");
-    Ok(())
-}
-
 /// Plans and runs one recipe.
 pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     let plan = plan(recipe, names, opts)?;
     if opts.dry_run {
-        return print_plan(&plan);
+        return crate::print::print_plan(&plan);
     }
     for note in &plan.notes {
         eprintln!("xtask: {note}");
@@ -583,14 +444,6 @@ mod tests {
         let err = check_set_targets(&["nosuchtarget.args.X=1".to_string()], &targets).unwrap_err().to_string();
         assert_eq!(err, "--set `nosuchtarget.args.X=1`: `nosuchtarget` is not a target of this build; its targets are backend, frontend");
         assert!(check_set_targets(&["*.args.X=1".to_string(), "backend.args.Y=2".to_string()], &targets).is_ok());
-    }
-
-    #[test]
-    fn syntax_line_is_removed_and_line_numbers_kept() {
-        let text = "# syntax=docker/dockerfile:1.7\nARG A=1\nFROM x\n";
-        assert_eq!(strip_syntax(text), "\nARG A=1\nFROM x\n");
-        let no_directive = "ARG A=1\n# syntax=late\n";
-        assert_eq!(strip_syntax(no_directive), no_directive);
     }
 
     #[test]

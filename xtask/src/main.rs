@@ -15,12 +15,15 @@ mod flags;
 mod meta;
 mod oci;
 mod paths;
+mod print;
 mod rawjson;
 mod report;
 mod run;
 mod runner;
 mod settings;
 mod standin;
+mod stop;
+mod syntax;
 mod test;
 
 use build::{Options, Recipe};
@@ -58,7 +61,7 @@ fn engine_command(cmd: flags::EngineCmd) -> anyhow::Result<()> {
 
 fn main() {
     let flags = flags::Xtask::from_env_or_exit();
-    if let Err(e) = runner::stop_handler() {
+    if let Err(e) = stop::handler() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -103,7 +106,7 @@ fn main() {
     if let Err(e) = result {
         // A build stopped by a signal exits as the shell expects of a program that signal ended
         // (128+N), so `timeout`, CI runners and scripts can tell a stop from a failure.
-        if let Some(stopped) = e.downcast_ref::<runner::Stopped>() {
+        if let Some(stopped) = e.downcast_ref::<stop::Stopped>() {
             use std::io::Write;
             let _ = writeln!(std::io::stderr(), "xtask: {stopped}");
             std::process::exit(stopped.stop.exit_code());

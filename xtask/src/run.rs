@@ -1,6 +1,6 @@
 //! Running a plan's build: rawjson progress parsed as it streams, the live display, the retry of
 //! a known intermittent engine error, the images' digests and sizes, and the report made from the
-//! outcome. A stop signal ends the run with [`runner::Stopped`] after the build is recorded.
+//! outcome. A stop signal ends the run with [`crate::stop::Stopped`] after the build is recorded.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,7 +20,7 @@ use crate::runner;
 /// failure into an error naming the failing targets with their last log lines.
 pub fn build(plan: &Plan) -> Result<()> {
     match attempt(plan) {
-        Err(e) if is_transient(&format!("{e:#}")) && runner::stopped().is_none() => {
+        Err(e) if is_transient(&format!("{e:#}")) && crate::stop::stopped().is_none() => {
             eprintln!(
                 "xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more"
             );
@@ -46,18 +46,18 @@ struct Streamed {
 }
 
 /// One run of the build, recorded in the history whatever its outcome: a stop signal included,
-/// which then ends the run with [`runner::Stopped`].
+/// which then ends the run with [`crate::stop::Stopped`].
 fn attempt(plan: &Plan) -> Result<()> {
-    let _recording = runner::recording();
+    let _recording = crate::stop::recording();
     let t0 = Instant::now();
     let streamed = stream(plan)?;
-    let stop = runner::stopped();
+    let stop = crate::stop::stopped();
     let (mut report, history_warning) = record(plan, &streamed, stop);
     // The planning before buildx started counts too: the report's wall time is the whole command's.
     report.wall_secs = t0.elapsed().as_secs_f64() + plan.planned_in;
     show(&report, history_warning)?;
     if let Some(stop) = stop {
-        return Err(runner::Stopped { stop, history: paths::history_file() }.into());
+        return Err(crate::stop::Stopped { stop, history: paths::history_file() }.into());
     }
     if !streamed.status.success() {
         return Err(failure(plan, &streamed, &report));
@@ -85,7 +85,7 @@ fn stream(plan: &Plan) -> Result<Streamed> {
 
 /// The report of a finished run (all but the wall time), and the warning line if BuildKit's
 /// records disagree with it.
-fn record(plan: &Plan, run: &Streamed, stop: Option<runner::Stop>) -> (BuildReport, Option<String>) {
+fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> (BuildReport, Option<String>) {
     let ok = run.status.success();
     let mut report = report::summarize(&plan.targets, &run.progress, run.started.clone(), ok);
     report.names = plan.names.clone();

@@ -1,0 +1,132 @@
+//! Stopping: SIGINT, SIGTERM and SIGHUP stop the build running now (its whole process group),
+//! are recorded by the caller, and end the xtask with 128+N.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+/// A signal that asked the xtask to stop: SIGINT (Ctrl-C), SIGTERM (`kill`, `timeout`, a CI job
+/// cancelled) or SIGHUP (the terminal closed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stop(pub i32);
+
+impl Stop {
+    pub fn name(self) -> String {
+        match self.0 {
+            libc::SIGINT => "SIGINT".to_string(),
+            libc::SIGTERM => "SIGTERM".to_string(),
+            libc::SIGHUP => "SIGHUP".to_string(),
+            n => format!("signal {n}"),
+        }
+    }
+
+    /// The shell's convention for a program ended by signal N, which `timeout` and CI runners read.
+    pub fn exit_code(self) -> i32 {
+        128 + self.0
+    }
+}
+
+/// The error a stopped build ends with; `main` turns it into the exit code 128+N.
+#[derive(Debug)]
+pub struct Stopped {
+    pub stop: Stop,
+    pub history: PathBuf,
+}
+
+impl fmt::Display for Stopped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "stopped by {}; the build is recorded as interrupted in {}", self.stop.name(), self.history.display())
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+/// The first stop signal received (0: none yet).
+static STOP: AtomicI32 = AtomicI32::new(0);
+/// The process group of the streaming child running now (0: none).
+pub(crate) static GROUP: AtomicU32 = AtomicU32::new(0);
+/// How many builds are being run and recorded now: while one is, a stop is recorded, not obeyed
+/// at once.
+static RECORDING: AtomicUsize = AtomicUsize::new(0);
+/// How long buildx gets to cancel its solve after SIGINT before its group is killed.
+pub(crate) const GRACE: Duration = Duration::from_secs(3);
+
+/// The stop received so far, if any.
+pub fn stopped() -> Option<Stop> {
+    match STOP.load(Ordering::SeqCst) {
+        0 => None,
+        n => Some(Stop(n)),
+    }
+}
+
+/// While the returned guard lives, a stop signal stops the streaming child (if one runs) and is
+/// left for the caller to record; without one, the xtask exits at once.
+pub fn recording() -> RecordingGuard {
+    RECORDING.fetch_add(1, Ordering::SeqCst);
+    RecordingGuard(())
+}
+
+pub struct RecordingGuard(());
+
+impl Drop for RecordingGuard {
+    fn drop(&mut self) {
+        RECORDING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Handles SIGINT, SIGTERM and SIGHUP on a thread of their own (not in a signal handler, so it
+/// may start threads and allocate). Outside a build nothing is worth recording and every file is
+/// written atomically, so the xtask exits at once with 128+N.
+pub fn handler() -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .context("installing the SIGINT, SIGTERM and SIGHUP handler")?;
+    std::thread::spawn(move || {
+        for signal in signals.forever() {
+            let first = STOP.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+            if RECORDING.load(Ordering::SeqCst) == 0 {
+                std::process::exit(Stop(signal).exit_code());
+            }
+            let group = GROUP.load(Ordering::SeqCst);
+            if group != 0 {
+                // A second signal means the person does not want to wait for the cancel.
+                stop_group(group, first);
+            }
+        }
+    });
+    Ok(())
+}
+
+/// Asks the group to cancel (SIGINT: buildx cancels its solve and exits), and kills it if it is
+/// still there after [`GRACE`]; with `gently` false, kills it at once.
+pub(crate) fn stop_group(group: u32, gently: bool) {
+    let pgid = -(group as libc::pid_t);
+    // SAFETY: kill(2) with a negative pid signals that process group; it touches no memory.
+    let signal = move |sig| unsafe { libc::kill(pgid, sig) };
+    if !gently {
+        signal(libc::SIGKILL);
+        return;
+    }
+    signal(libc::SIGINT);
+    std::thread::spawn(move || {
+        // kill(pid, 0) fails with ESRCH once no process of the group is left.
+        if !crate::runner::wait_until(GRACE, || signal(0) != 0) {
+            signal(libc::SIGKILL);
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stops_are_named_and_exit_as_the_shell_expects() {
+        assert_eq!((Stop(libc::SIGINT).name(), Stop(libc::SIGINT).exit_code()), ("SIGINT".to_string(), 130));
+        assert_eq!((Stop(libc::SIGTERM).name(), Stop(libc::SIGTERM).exit_code()), ("SIGTERM".to_string(), 143));
+        assert_eq!((Stop(libc::SIGHUP).name(), Stop(libc::SIGHUP).exit_code()), ("SIGHUP".to_string(), 129));
+    }
+}

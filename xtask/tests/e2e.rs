@@ -1200,7 +1200,85 @@ fn k_planted_secrets_reach_no_layer_and_no_cache() {
         assert!(leaks.is_empty(), "planted secrets in the exported cache: {leaks:?}");
         let _ = Command::new("docker").args(["image", "rm", &image]).output();
     }
+    // The same build with its mode=max cache exported to the engine's registry: no blob the
+    // registry holds for it may carry a token either.
+    let registry = registry();
+    let repo = |name: &str| format!("e2e-secrets-{name}-{}", std::process::id());
+    let mut args = vec!["build".to_string()];
+    for name in ["backend", "frontend"] {
+        args.extend(["--set".to_string(), format!("{name}.tags={}", tag(name))]);
+        args.extend([
+            "--set".to_string(),
+            format!("{name}.cache-to=type=registry,ref={registry}/{}:buildcache,mode=max", repo(name)),
+        ]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    must(&args, &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+    for name in ["backend", "frontend"] {
+        let copy = dir.join("target/registry-cache").join(name);
+        let blobs = registry_blobs(&registry, &repo(name), "buildcache", &copy);
+        assert!(blobs > 3, "the registry holds the cache of {name} ({blobs} blobs)");
+        let leaks = cache_blobs_holding(&copy, &tokens);
+        assert!(leaks.is_empty(), "planted secrets in the registry cache of {name}: {leaks:?}");
+        let _ = Command::new("docker").args(["image", "rm", &tag(name)]).output();
+    }
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// GET on the registry at `addr` (loopback, plain HTTP/1.0 so the body is never chunked).
+fn registry_get(addr: &str, path: &str) -> Vec<u8> {
+    let mut s = TcpStream::connect(addr).expect("connecting to the registry");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
+                  application/vnd.docker.distribution.manifest.list.v2+json, \
+                  application/vnd.docker.distribution.manifest.v2+json";
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response");
+    let head = String::from_utf8_lossy(&raw[..at]).to_string();
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
+    raw[at + 4..].to_vec()
+}
+
+/// Copies every blob the manifest `repo:reference` reaches into `dir/blobs/sha256/` (the local
+/// cache's layout) and returns how many there are.
+fn registry_blobs(addr: &str, repo: &str, reference: &str, dir: &Path) -> usize {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let mut todo: Vec<Value> =
+        vec![serde_json::from_slice(&registry_get(addr, &format!("/v2/{repo}/manifests/{reference}"))).unwrap()];
+    let mut seen = std::collections::BTreeSet::new();
+    while let Some(doc) = todo.pop() {
+        let mut digests = Vec::new();
+        collect_digests(&doc, &mut digests);
+        for d in digests {
+            if !seen.insert(d.clone()) {
+                continue;
+            }
+            let body = registry_get(addr, &format!("/v2/{repo}/blobs/{d}"));
+            std::fs::write(dir.join("blobs/sha256").join(d.trim_start_matches("sha256:")), &body).unwrap();
+            if let Ok(inner) = serde_json::from_slice::<Value>(&body) {
+                todo.push(inner);
+            }
+        }
+    }
+    seen.len()
+}
+
+/// The digests of every descriptor (an object with a media type, a digest and a size) in `v`; a
+/// cache config's records carry digests of cache keys too, which are not blobs.
+fn collect_digests(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(m) => {
+            let descriptor = m.contains_key("size") && m.contains_key("mediaType");
+            if let (true, Some(d)) = (descriptor, m.get("digest").and_then(Value::as_str)) {
+                out.push(d.to_string());
+            }
+            m.values().for_each(|x| collect_digests(x, out));
+        }
+        Value::Array(a) => a.iter().for_each(|x| collect_digests(x, out)),
+        _ => {}
+    }
 }
 
 #[test]

@@ -15,6 +15,7 @@ mod flags;
 mod meta;
 mod oci;
 mod paths;
+mod platform;
 mod print;
 mod rawjson;
 mod report;

@@ -8,6 +8,7 @@ mod build;
 mod cache;
 mod cachegc;
 mod check;
+mod chromium;
 mod dockerapi;
 mod doctor;
 mod engine;

@@ -7,7 +7,7 @@
 //! `#[cfg(unix)]` item.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 
 /// The stop signals' numbers, which POSIX fixes; named here so that `Stop` reads the same
@@ -17,6 +17,11 @@ pub const SIGINT: i32 = 2;
 pub const SIGTERM: i32 = 15;
 
 pub use imp::*;
+
+/// The user's home folder: HOME, else (on Windows) USERPROFILE.
+pub fn home_dir() -> Option<PathBuf> {
+    ["HOME", "USERPROFILE"].iter().find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty())).map(PathBuf::from)
+}
 
 #[cfg(unix)]
 mod imp {

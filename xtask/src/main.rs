@@ -9,6 +9,7 @@ mod cache;
 mod cachegc;
 mod check;
 mod chromium;
+mod crosscheck;
 mod dockerapi;
 mod doctor;
 mod engine;

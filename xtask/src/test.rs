@@ -48,6 +48,9 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
         &Cmd::new("cargo").args(["test", "--package", "xtask", "--bins", "--test", "tidy", "--quiet"]).dir(&root),
     )?;
     tally.add("xtask unit and tidy tests", ok, cargo_counts(&out));
+    for (name, ok) in crate::crosscheck::run(&root)? {
+        tally.add(&name, ok, (usize::from(ok), 0, 0));
+    }
 
     let venv = paths::xtask_dir().join("venv");
     let python = venv.join("bin/python");

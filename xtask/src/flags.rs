@@ -1,163 +1,470 @@
-//! The command line: every subcommand and flag, with its help text.
+//! The command line as data: every subcommand and flag once, with its help text, and the one
+//! parser that reads `argv` against that table.
+//!
+//! Why not a macro or a derive: the five building commands share eight flags, and a table lets
+//! them be stated once (`BUILD`); each subcommand gets a `--help` of its own, made from the same
+//! table; and the crate compiles without a proc-macro dependency.
 
-xflags::xflags! {
-    /// ContextCleanse's build recipes: Docker BuildKit through `docker buildx bake`.
-    /// `cargo xtask build` builds both images; `cargo xtask test` runs every test suite.
-    cmd xtask {
-        /// List the subcommands.
-        default cmd help {}
+use std::fmt::Write as _;
 
-        /// Build the `default` group (backend and frontend), or the named services or groups,
-        /// into the engine.
-        cmd build {
-            /// Services or bake groups (default: the `default` group).
-            repeated names: String
-            /// Print the plan (commands, environment, bake definition) and run nothing.
-            optional --dry-run
-            /// Build every step again, ignoring the build cache.
-            optional --no-cache
-            /// Check the registry for newer base images.
-            optional --pull
-            /// Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS).
-            optional --progress mode: String
-            /// Use this buildx builder instead of the current one.
-            optional --builder name: String
-            /// Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable).
-            repeated --set kv: String
-            /// Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000).
-            optional --registry registry: String
-            /// Version to build (semver; default: a vX.Y.Z tag on HEAD, else Cargo.toml).
-            optional --version version: String
+/// One `--flag`: a switch when `value` is `None`, else it takes a value named `value`.
+#[derive(Debug)]
+pub struct Flag {
+    pub long: &'static str,
+    pub value: Option<&'static str>,
+    pub repeated: bool,
+    pub help: &'static str,
+}
+
+const fn switch(long: &'static str, help: &'static str) -> Flag {
+    Flag { long, value: None, repeated: false, help }
+}
+
+const fn valued(long: &'static str, value: &'static str, help: &'static str) -> Flag {
+    Flag { long, value: Some(value), repeated: false, help }
+}
+
+const fn repeated(long: &'static str, value: &'static str, help: &'static str) -> Flag {
+    Flag { long, value: Some(value), repeated: true, help }
+}
+
+/// The words after the flags, e.g. the services to build.
+#[derive(Debug)]
+pub struct Positional {
+    pub name: &'static str,
+    pub repeated: bool,
+    pub help: &'static str,
+}
+
+/// Which subcommand ran: `main` matches on it, so a new entry cannot be left unhandled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sub {
+    Build,
+    Backend,
+    Frontend,
+    Production,
+    Multiplatform,
+    Print,
+    Check,
+    Doctor,
+    EngineUp,
+    EngineDown,
+    EngineStatus,
+    EngineEnv,
+    Report,
+    Bench,
+    Test,
+}
+
+#[derive(Debug)]
+pub struct Command {
+    pub sub: Sub,
+    /// The words that name it: `build`, or `engine up`.
+    pub name: &'static str,
+    pub about: &'static str,
+    pub positional: Option<Positional>,
+    /// Groups of flags: shared groups are stated once and listed here by name.
+    pub flags: &'static [&'static [Flag]],
+}
+
+/// The flags every building command shares.
+pub const BUILD: &[Flag] = &[
+    switch("dry-run", "Print the plan (commands, environment, bake definition) and run nothing."),
+    switch("no-cache", "Build every step again, ignoring the build cache."),
+    switch("pull", "Check the registry for newer base images."),
+    valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),
+    valued("builder", "NAME", "Use this buildx builder instead of the current one."),
+    repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
+    valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000)."),
+    valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
+];
+
+/// What `print` shares with the building commands: what the plan depends on.
+const PLAN: &[Flag] = &[
+    valued("builder", "NAME", "Use this buildx builder instead of the current one."),
+    repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
+    valued("registry", "HOST:PORT", "Registry to tag for (e.g. 127.0.0.1:5000)."),
+    valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
+];
+
+/// Which private engine: the channel and the image store.
+const ENGINE: &[Flag] = &[
+    valued("channel", "CHANNEL", "`current` (Debian testing's Docker, the default) or `floor` (Debian stable's)."),
+    switch("classic", "The engine that keeps images in the classic store instead of the containerd image store."),
+];
+
+const NONE: &[&[Flag]] = &[];
+
+pub const COMMANDS: &[Command] = &[
+    Command {
+        sub: Sub::Build,
+        name: "build",
+        about: "Build the `default` group (backend and frontend), or the named services or groups, into the engine.",
+        positional: Some(Positional { name: "NAMES", repeated: true, help: "Services or bake groups (default: the `default` group)." }),
+        flags: &[BUILD],
+    },
+    Command { sub: Sub::Backend, name: "backend", about: "Same as `build backend`.", positional: None, flags: &[BUILD] },
+    Command { sub: Sub::Frontend, name: "frontend", about: "Same as `build frontend`.", positional: None, flags: &[BUILD] },
+    Command {
+        sub: Sub::Production,
+        name: "production",
+        about: "Build the `production` group: production stages, version tags (X.Y.Z, X.Y, X, latest), OCI labels and a provenance attestation.",
+        positional: None,
+        flags: &[&[switch("push", "Push to the registry (--registry or REGISTRY) instead of loading into the engine.")], BUILD],
+    },
+    Command {
+        sub: Sub::Multiplatform,
+        name: "multiplatform",
+        about: "Build the `multiplatform` group for every platform the bake file names.",
+        positional: None,
+        flags: &[
+            &[
+                switch("push", "Push the multi-platform images to the registry."),
+                switch("oci", "Write an OCI archive per image under target/xtask/oci/ instead of loading."),
+            ],
+            BUILD,
+        ],
+    },
+    Command {
+        sub: Sub::Print,
+        name: "print",
+        about: "Print the resolved plan of a group or service without building: the commands, the environment the xtask sets, the build arguments and the bake definition.",
+        positional: Some(Positional { name: "NAME", repeated: false, help: "A group or service (default: the `default` group)." }),
+        flags: &[PLAN],
+    },
+    Command {
+        sub: Sub::Check,
+        name: "check",
+        about: "Run BuildKit's own Dockerfile checks (`bake --call check`) on every target of the default, development and production groups, or of the named ones.",
+        positional: Some(Positional { name: "NAMES", repeated: true, help: "Services or bake groups (default: default, development, production)." }),
+        flags: NONE,
+    },
+    Command {
+        sub: Sub::Doctor,
+        name: "doctor",
+        about: "Check this machine for everything a build needs; one line each, with a fix.",
+        positional: None,
+        flags: NONE,
+    },
+    Command {
+        sub: Sub::EngineUp,
+        name: "engine up",
+        about: "Start a private engine: without flags only when no engine answers (idempotent).",
+        positional: None,
+        flags: &[ENGINE],
+    },
+    Command {
+        sub: Sub::EngineDown,
+        name: "engine down",
+        about: "Stop the named private engine, or every one this checkout started.",
+        positional: None,
+        flags: &[ENGINE],
+    },
+    Command {
+        sub: Sub::EngineStatus,
+        name: "engine status",
+        about: "Endpoint, channel and versions, image store, platforms, registry, binfmt.",
+        positional: None,
+        flags: NONE,
+    },
+    Command {
+        sub: Sub::EngineEnv,
+        name: "engine env",
+        about: "Print the exports that point a shell at a running private engine: eval \"$(cargo xtask engine env)\".",
+        positional: None,
+        flags: &[ENGINE],
+    },
+    Command {
+        sub: Sub::Report,
+        name: "report",
+        about: "Show build reports: the last one, or a before/after comparison of two builds.",
+        positional: Some(Positional { name: "IDS", repeated: true, help: "Build ids for --compare." }),
+        flags: &[&[
+            switch("last", "The last build (the default)."),
+            switch("compare", "Compare two builds, given as history ids (see `report --list`) or `last`, `last~1`."),
+            switch("list", "List the builds in the history."),
+            switch("json", "Print JSON instead of a table."),
+        ]],
+    },
+    Command {
+        sub: Sub::Bench,
+        name: "bench",
+        about: "Measure cold, warm, source-change, dependency-change and metadata-change builds.",
+        positional: Some(Positional { name: "NAMES", repeated: true, help: "Services to measure (default: backend and frontend)." }),
+        flags: &[&[valued("runs", "N", "Runs per scenario (default 3).")]],
+    },
+    Command {
+        sub: Sub::Test,
+        name: "test",
+        about: "Run every test suite: xtask unit tests, backend pytest, frontend node tests, hadolint, and the end-to-end tests on the real engine.",
+        positional: None,
+        flags: &[&[
+            switch("no-e2e", "Skip the end-to-end tests (not allowed with CI=true)."),
+            valued("e2e-filter", "FILTER", "Only run end-to-end tests whose name contains this."),
+        ]],
+    },
+];
+
+/// A parsed command line: the subcommand and what was given to it.
+#[derive(Debug)]
+pub struct Args {
+    pub command: &'static Command,
+    given: Vec<(&'static str, String)>,
+    pub positionals: Vec<String>,
+}
+
+impl Args {
+    fn declared(&self, long: &str) -> &'static Flag {
+        self.command
+            .flags
+            .iter()
+            .flat_map(|g| g.iter())
+            .find(|f| f.long == long)
+            .unwrap_or_else(|| panic!("`{}` declares no --{long}", self.command.name))
+    }
+
+    /// A switch: true when given.
+    pub fn switch(&self, long: &str) -> bool {
+        debug_assert!(self.declared(long).value.is_none());
+        self.given.iter().any(|(l, _)| *l == long)
+    }
+
+    /// A flag's value, when given.
+    pub fn value(&self, long: &str) -> Option<String> {
+        debug_assert!(self.declared(long).value.is_some());
+        self.given.iter().find(|(l, _)| *l == long).map(|(_, v)| v.clone())
+    }
+
+    /// Every value of a repeatable flag, in order.
+    pub fn values(&self, long: &str) -> Vec<String> {
+        debug_assert!(self.declared(long).repeated);
+        self.given.iter().filter(|(l, _)| *l == long).map(|(_, v)| v.clone()).collect()
+    }
+}
+
+/// What the command line asks for: a run, or a help text to print.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Args),
+    Help(String),
+}
+
+/// Reads `argv` (without the program name). The error is one line that says what is wrong and
+/// where the help is.
+pub fn parse(argv: &[String]) -> Result<Parsed, String> {
+    let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let wants_help = |w: &&str| matches!(*w, "--help" | "-h");
+    let Some(first) = words.first() else { return Ok(Parsed::Help(overview())) };
+    if matches!(*first, "help" | "--help" | "-h") {
+        return Ok(Parsed::Help(overview()));
+    }
+    // The longest name that the words start with: `engine up` before `engine`.
+    let command = COMMANDS
+        .iter()
+        .filter(|c| c.name.split(' ').zip(&words).all(|(a, b)| a == *b) && words.len() >= c.name.split(' ').count())
+        .max_by_key(|c| c.name.len());
+    let Some(command) = command else {
+        // `engine` alone, or `engine --help`: its subcommands.
+        let group: Vec<&Command> = COMMANDS.iter().filter(|c| c.name.starts_with(&format!("{first} "))).collect();
+        if !group.is_empty() && words[1..].iter().all(|w| wants_help(w)) {
+            return Ok(Parsed::Help(listing(&group)));
         }
-
-        /// Same as `build backend`.
-        cmd backend {
-            optional --dry-run
-            optional --no-cache
-            optional --pull
-            optional --progress mode: String
-            optional --builder name: String
-            repeated --set kv: String
-            optional --registry registry: String
-            optional --version version: String
-        }
-
-        /// Same as `build frontend`.
-        cmd frontend {
-            optional --dry-run
-            optional --no-cache
-            optional --pull
-            optional --progress mode: String
-            optional --builder name: String
-            repeated --set kv: String
-            optional --registry registry: String
-            optional --version version: String
-        }
-
-        /// Build the `production` group: production stages, version tags (X.Y.Z, X.Y, X,
-        /// latest), OCI labels and a provenance attestation.
-        cmd production {
-            /// Push to the registry (--registry or REGISTRY) instead of loading into the engine.
-            optional --push
-            optional --dry-run
-            optional --no-cache
-            optional --pull
-            optional --progress mode: String
-            optional --builder name: String
-            repeated --set kv: String
-            optional --registry registry: String
-            optional --version version: String
-        }
-
-        /// Build the `multiplatform` group for linux/amd64 and linux/arm64.
-        cmd multiplatform {
-            /// Push the multi-platform images to the registry.
-            optional --push
-            /// Write an OCI archive per image under target/xtask/oci/ instead of loading.
-            optional --oci
-            optional --dry-run
-            optional --no-cache
-            optional --pull
-            optional --progress mode: String
-            optional --builder name: String
-            repeated --set kv: String
-            optional --registry registry: String
-            optional --version version: String
-        }
-
-        /// Print the resolved plan of a group or service without building: the commands, the
-        /// environment the xtask sets, the build arguments and the bake definition.
-        cmd print {
-            /// A group or service (default: the `default` group).
-            optional name: String
-            optional --builder name: String
-            repeated --set kv: String
-            optional --registry registry: String
-            optional --version version: String
-        }
-
-        /// Run BuildKit's own Dockerfile checks (`bake --call check`) on every target of the
-        /// default, development and production groups, or of the named ones.
-        cmd check {
-            /// Services or bake groups (default: default, development, production).
-            repeated names: String
-        }
-
-        /// Check this machine for everything a build needs; one line each, with a fix.
-        cmd doctor {}
-
-        /// The Docker engine: use the one that answers, or one of the project's private ones.
-        cmd engine {
-            /// Start a private engine: without flags only when no engine answers (idempotent).
-            cmd up {
-                /// `current` (Debian testing's Docker, the default) or `floor` (Debian stable's).
-                optional --channel channel: String
-                /// Keep images in the classic store instead of the containerd image store.
-                optional --classic
+        let tried = if group.is_empty() { first.to_string() } else { words[..2.min(words.len())].join(" ") };
+        let names: Vec<&str> = COMMANDS.iter().map(|c| c.name).collect();
+        return Err(format!("unknown subcommand `{tried}`{}; `cargo xtask` lists them", suggest(&tried, &names, "")));
+    };
+    let rest = &words[command.name.split(' ').count()..];
+    if rest.iter().any(wants_help) {
+        return Ok(Parsed::Help(help(command)));
+    }
+    let flags: Vec<&'static Flag> = command.flags.iter().flat_map(|g| g.iter()).collect();
+    let mut args = Args { command, given: Vec::new(), positionals: Vec::new() };
+    let mut i = 0;
+    let usage = |what: String| format!("{what} (see `cargo xtask {} --help`)", command.name);
+    while i < rest.len() {
+        let word = rest[i];
+        i += 1;
+        let Some(body) = word.strip_prefix("--") else {
+            match &command.positional {
+                Some(p) if p.repeated || args.positionals.is_empty() => args.positionals.push(word.to_string()),
+                Some(p) => return Err(usage(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name))),
+                None => return Err(usage(format!("`{}` takes no arguments, got `{word}`", command.name))),
             }
-            /// Stop the named private engine, or every one this checkout started.
-            cmd down {
-                optional --channel channel: String
-                optional --classic
-            }
-            /// Endpoint, channel and versions, image store, platforms, registry, binfmt.
-            cmd status {}
-            /// Print the exports that point a shell at a running private engine.
-            cmd env {
-                optional --channel channel: String
-                optional --classic
-            }
+            continue;
+        };
+        let (long, inline) = match body.split_once('=') {
+            Some((l, v)) => (l, Some(v)),
+            None => (body, None),
+        };
+        let Some(flag) = flags.iter().find(|f| f.long == long) else {
+            let longs: Vec<&str> = flags.iter().map(|f| f.long).collect();
+            return Err(usage(format!("`{}` has no flag --{long}{}", command.name, suggest(long, &longs, "--"))));
+        };
+        let value = match (flag.value, inline) {
+            (None, None) => String::new(),
+            (None, Some(_)) => return Err(usage(format!("--{long} takes no value"))),
+            (Some(_), Some(v)) => v.to_string(),
+            (Some(name), None) => match rest.get(i) {
+                Some(v) if !v.starts_with("--") => {
+                    i += 1;
+                    v.to_string()
+                }
+                _ => return Err(usage(format!("--{long} needs a value ({name})"))),
+            },
+        };
+        if !flag.repeated && args.given.iter().any(|(l, _)| *l == flag.long) {
+            return Err(usage(format!("--{long} is given twice; it takes one value")));
         }
+        args.given.push((flag.long, value));
+    }
+    Ok(Parsed::Run(args))
+}
 
-        /// Show build reports: the last one, or a before/after comparison of two builds.
-        cmd report {
-            /// The last build (the default).
-            optional --last
-            /// Compare two builds, given as history ids (see `report --list`) or `last`, `last~1`.
-            optional --compare
-            /// List the builds in the history.
-            optional --list
-            /// Print JSON instead of a table.
-            optional --json
-            /// Build ids for --compare.
-            repeated ids: String
+/// ` (did you mean `x`?)` when a known name is one or two edits away.
+fn suggest(wrong: &str, known: &[&str], prefix: &str) -> String {
+    let best = known.iter().map(|k| (edits(wrong, k), *k)).min();
+    match best {
+        Some((d, k)) if d <= 2 && d < wrong.len() => format!(" (did you mean `{prefix}{k}`?)"),
+        _ => String::new(),
+    }
+}
+
+/// Levenshtein distance, one row at a time.
+fn edits(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
+            diagonal = above;
         }
+    }
+    row[b.len()]
+}
 
-        /// Measure cold, warm, source-change, dependency-change and metadata-change builds.
-        cmd bench {
-            /// Services to measure (default: backend and frontend).
-            repeated names: String
-            /// Runs per scenario (default 3).
-            optional --runs n: usize
+/// `cargo xtask` alone: the two commands people start with, then every subcommand.
+pub fn overview() -> String {
+    let mut out = String::from(
+        "ContextCleanse's build recipes: Docker BuildKit through `docker buildx bake`.\n\
+         `cargo xtask build` builds both images; `cargo xtask test` runs every test suite.\n\n",
+    );
+    out.push_str(&listing(&COMMANDS.iter().collect::<Vec<_>>()));
+    out.push_str("\nEach subcommand takes --help.\n");
+    out
+}
+
+fn listing(commands: &[&Command]) -> String {
+    let width = commands.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut out = String::from("Subcommands:\n");
+    for c in commands {
+        let first = c.about.split(". ").next().unwrap_or(c.about).trim_end_matches('.');
+        let _ = writeln!(out, "  {:width$}  {first}", c.name);
+    }
+    out
+}
+
+/// One subcommand's help: usage, what it does, its arguments and flags.
+pub fn help(command: &Command) -> String {
+    let mut usage = format!("cargo xtask {}", command.name);
+    if !command.flags.is_empty() {
+        usage.push_str(" [FLAGS]");
+    }
+    if let Some(p) = &command.positional {
+        let _ = write!(usage, " [{}{}]", p.name, if p.repeated { "..." } else { "" });
+    }
+    let mut out = format!("Usage: {usage}\n\n{}\n", command.about);
+    if let Some(p) = &command.positional {
+        let _ = write!(out, "\nArguments:\n  {}  {}\n", p.name, p.help);
+    }
+    let flags: Vec<&Flag> = command.flags.iter().flat_map(|g| g.iter()).collect();
+    if !flags.is_empty() {
+        let shown = |f: &Flag| match f.value {
+            Some(v) => format!("--{} {v}", f.long),
+            None => format!("--{}", f.long),
+        };
+        let width = flags.iter().map(|f| shown(f).len()).max().unwrap_or(0);
+        out.push_str("\nFlags:\n");
+        for f in flags {
+            let _ = writeln!(out, "  {:width$}  {}", shown(f), f.help);
         }
+    }
+    out
+}
 
-        /// Run every test suite: xtask unit tests, backend pytest, frontend node tests, hadolint,
-        /// and the end-to-end tests on the real engine.
-        cmd test {
-            /// Skip the end-to-end tests (not allowed with CI=true).
-            optional --no-e2e
-            /// Only run end-to-end tests whose name contains this.
-            optional --e2e-filter filter: String
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(line: &str) -> Result<Args, String> {
+        let argv: Vec<String> = line.split_whitespace().map(String::from).collect();
+        match parse(&argv)? {
+            Parsed::Run(a) => Ok(a),
+            Parsed::Help(h) => Err(format!("help: {h}")),
+        }
+    }
+
+    #[test]
+    fn the_building_commands_share_one_declaration_of_their_flags() {
+        for name in ["build", "backend", "frontend", "production", "multiplatform"] {
+            let c = COMMANDS.iter().find(|c| c.name == name).unwrap();
+            let longs = |g: &[Flag]| g.iter().map(|f| f.long).collect::<Vec<_>>();
+            assert!(c.flags.iter().any(|g| longs(g) == longs(BUILD)), "{name}");
+        }
+        let a = run("production --push --set a.b=1 --set=c.d=2 --version 1.2.3 --dry-run").unwrap();
+        assert_eq!(a.command.sub, Sub::Production);
+        assert!(a.switch("push") && a.switch("dry-run") && !a.switch("pull"));
+        assert_eq!(a.values("set"), ["a.b=1", "c.d=2"]);
+        assert_eq!(a.value("version").as_deref(), Some("1.2.3"));
+    }
+
+    #[test]
+    fn two_word_subcommands_and_positionals() {
+        let a = run("engine up --channel floor --classic").unwrap();
+        assert_eq!(a.command.sub, Sub::EngineUp);
+        assert_eq!(a.value("channel").as_deref(), Some("floor"));
+        let a = run("build backend frontend --no-cache").unwrap();
+        assert_eq!(a.positionals, ["backend", "frontend"]);
+        assert!(run("print a b").unwrap_err().contains("takes one NAME"));
+    }
+
+    #[test]
+    fn mistakes_are_one_line_with_a_suggestion_and_where_the_help_is() {
+        let e = run("biuld").unwrap_err();
+        assert_eq!(e, "unknown subcommand `biuld` (did you mean `build`?); `cargo xtask` lists them");
+        let e = run("build --no-cahce").unwrap_err();
+        assert!(e.contains("no flag --no-cahce (did you mean `--no-cache`?)") && e.contains("cargo xtask build --help"), "{e}");
+        assert!(run("build --version").unwrap_err().contains("--version needs a value"));
+        assert!(run("build --pull=yes").unwrap_err().contains("takes no value"));
+        assert!(run("build --version 1 --version 2").unwrap_err().contains("given twice"));
+        assert!(run("engine upp").unwrap_err().contains("unknown subcommand `engine upp` (did you mean `engine up`?)"));
+        assert!(run("doctor now").unwrap_err().contains("takes no arguments"));
+    }
+
+    #[test]
+    fn each_subcommand_has_a_help_of_its_own() {
+        let h = run("frontend --help").unwrap_err();
+        assert!(h.contains("Usage: cargo xtask frontend [FLAGS]") && h.contains("--registry HOST:PORT"), "{h}");
+        assert!(!h.contains("--oci") && !h.contains("--e2e-filter"), "{h}");
+        let h = run("engine").unwrap_err();
+        assert!(h.contains("engine up") && h.contains("engine env") && !h.contains("bench"), "{h}");
+        assert!(run("").unwrap_err().contains("Subcommands:"));
+        for c in COMMANDS {
+            let text = help(c);
+            assert!(text.lines().count() < 20, "{} has a help of {} lines", c.name, text.lines().count());
+        }
+    }
+
+    #[test]
+    fn no_command_declares_a_flag_twice() {
+        for c in COMMANDS {
+            let mut longs: Vec<&str> = c.flags.iter().flat_map(|g| g.iter()).map(|f| f.long).collect();
+            let n = longs.len();
+            longs.sort_unstable();
+            longs.dedup();
+            assert_eq!(longs.len(), n, "{}", c.name);
         }
     }
 }

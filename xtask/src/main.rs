@@ -30,82 +30,96 @@ mod syntax;
 mod test;
 
 use build::{Options, Recipe};
-use flags::XtaskCmd;
+use flags::{Args, Parsed, Sub};
 
-/// The flags every building command shares, copied into `build::Options`.
-macro_rules! options {
-    ($f:expr, push: $push:expr, oci: $oci:expr) => {
-        Options {
-            dry_run: $f.dry_run,
-            no_cache: $f.no_cache,
-            pull: $f.pull,
-            progress: $f.progress.clone(),
-            builder: $f.builder.clone(),
-            set: $f.set.clone(),
-            registry: $f.registry.clone(),
-            version: $f.version.clone(),
-            push: $push,
-            oci: $oci,
-            check: false,
-        }
-    };
+/// The flags every building command shares (`flags::BUILD`), read in one place.
+fn options(a: &Args) -> Options {
+    let has = |long: &str| a.command.flags.iter().flat_map(|g| g.iter()).any(|f| f.long == long);
+    Options {
+        dry_run: a.switch("dry-run"),
+        no_cache: a.switch("no-cache"),
+        pull: a.switch("pull"),
+        progress: a.value("progress"),
+        builder: a.value("builder"),
+        set: a.values("set"),
+        registry: a.value("registry"),
+        version: a.value("version"),
+        push: has("push") && a.switch("push"),
+        oci: has("oci") && a.switch("oci"),
+        check: false,
+    }
 }
 
-/// `engine up | down | status | env`, with the channel parsed once.
-fn engine_command(cmd: flags::EngineCmd) -> anyhow::Result<()> {
-    let channel = |c: &Option<String>| c.as_deref().map(str::parse::<engine::Channel>).transpose();
-    match cmd {
-        flags::EngineCmd::Up(f) => engine::up(&settings::Settings::load()?, channel(&f.channel)?, f.classic),
-        flags::EngineCmd::Down(f) => engine::down(channel(&f.channel)?, f.classic),
-        flags::EngineCmd::Status(_) => engine::status(&settings::Settings::load()?),
-        flags::EngineCmd::Env(f) => engine::env(channel(&f.channel)?, f.classic),
+/// The private engine a flag names: its channel (parsed once) and store.
+fn engine_spec(a: &Args) -> anyhow::Result<(Option<engine::Channel>, bool)> {
+    Ok((a.value("channel").as_deref().map(str::parse).transpose()?, a.switch("classic")))
+}
+
+fn dispatch(a: &Args) -> anyhow::Result<()> {
+    let names = || a.positionals.clone();
+    match a.command.sub {
+        Sub::Build => build::run(Recipe::Local, &names(), &options(a)),
+        Sub::Backend => build::run(Recipe::Local, &["backend".to_string()], &options(a)),
+        Sub::Frontend => build::run(Recipe::Local, &["frontend".to_string()], &options(a)),
+        Sub::Production => build::run(Recipe::Production, &[], &options(a)),
+        Sub::Multiplatform => build::run(Recipe::Multiplatform, &[], &options(a)),
+        Sub::Print => {
+            let opts = Options {
+                dry_run: true,
+                builder: a.value("builder"),
+                set: a.values("set"),
+                registry: a.value("registry"),
+                version: a.value("version"),
+                ..Options::default()
+            };
+            build::run(Recipe::Local, &names(), &opts)
+        }
+        Sub::Check => {
+            let names = if a.positionals.is_empty() { check::GROUPS.map(String::from).to_vec() } else { names() };
+            build::run(Recipe::Local, &names, &Options { check: true, ..Options::default() })
+        }
+        Sub::Doctor => doctor::run(),
+        Sub::EngineUp => {
+            let (channel, classic) = engine_spec(a)?;
+            engine::up(&settings::Settings::load()?, channel, classic)
+        }
+        Sub::EngineDown => {
+            let (channel, classic) = engine_spec(a)?;
+            engine::down(channel, classic)
+        }
+        Sub::EngineStatus => engine::status(&settings::Settings::load()?),
+        Sub::EngineEnv => {
+            let (channel, classic) = engine_spec(a)?;
+            engine::env(channel, classic)
+        }
+        Sub::Report => report::command(a.switch("compare"), a.switch("list"), a.switch("json"), &names()),
+        Sub::Bench => {
+            let runs = a.value("runs").map(|n| n.parse::<usize>()).transpose();
+            let runs = runs.map_err(|e| anyhow::anyhow!("--runs wants a whole number: {e}"))?;
+            bench::run(&names(), runs.unwrap_or(3))
+        }
+        Sub::Test => test::run(a.switch("no-e2e"), a.value("e2e-filter").as_deref()),
     }
 }
 
 fn main() {
-    let flags = flags::Xtask::from_env_or_exit();
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let args = match flags::parse(&argv) {
+        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Help(text)) => {
+            print!("{text}");
+            return;
+        }
+        Err(line) => {
+            eprintln!("error: {line}");
+            std::process::exit(2);
+        }
+    };
     if let Err(e) = stop::handler() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
-    let result = match flags.subcommand {
-        XtaskCmd::Help(_) => {
-            // xflags keeps its help text private: asking for --help is the way to get it.
-            if let Err(help) = flags::Xtask::from_vec(vec!["--help".into()]) {
-                println!("{help}");
-            }
-            Ok(())
-        }
-        XtaskCmd::Build(f) => build::run(Recipe::Local, &f.names, &options!(f, push: false, oci: false)),
-        XtaskCmd::Backend(f) => {
-            build::run(Recipe::Local, &["backend".to_string()], &options!(f, push: false, oci: false))
-        }
-        XtaskCmd::Frontend(f) => {
-            build::run(Recipe::Local, &["frontend".to_string()], &options!(f, push: false, oci: false))
-        }
-        XtaskCmd::Production(f) => build::run(Recipe::Production, &[], &options!(f, push: f.push, oci: false)),
-        XtaskCmd::Multiplatform(f) => build::run(Recipe::Multiplatform, &[], &options!(f, push: f.push, oci: f.oci)),
-        XtaskCmd::Print(f) => {
-            let opts = Options {
-                dry_run: true,
-                builder: f.builder.clone(),
-                set: f.set.clone(),
-                registry: f.registry.clone(),
-                version: f.version.clone(),
-                ..Options::default()
-            };
-            build::run(Recipe::Local, &f.name.into_iter().collect::<Vec<_>>(), &opts)
-        }
-        XtaskCmd::Check(f) => {
-            let names = if f.names.is_empty() { check::GROUPS.map(String::from).to_vec() } else { f.names.clone() };
-            build::run(Recipe::Local, &names, &Options { check: true, ..Options::default() })
-        }
-        XtaskCmd::Doctor(_) => doctor::run(),
-        XtaskCmd::Engine(f) => engine_command(f.subcommand),
-        XtaskCmd::Report(f) => report::command(f.compare, f.list, f.json, &f.ids),
-        XtaskCmd::Bench(f) => bench::run(&f.names, f.runs.unwrap_or(3)),
-        XtaskCmd::Test(f) => test::run(f.no_e2e, f.e2e_filter.as_deref()),
-    };
+    let result = dispatch(&args);
     if let Err(e) = result {
         // A build stopped by a signal exits as the shell expects of a program that signal ended
         // (128+N), so `timeout`, CI runners and scripts can tell a stop from a failure.

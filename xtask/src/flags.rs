@@ -137,8 +137,10 @@ xflags::xflags! {
             optional --compare
             /// List the builds in the history.
             optional --list
-            /// Print JSON instead of a table.
+            /// Print JSON instead of a table (the format xtask/report.schema.json documents).
             optional --json
+            /// Print Markdown, e.g. for a CI job summary.
+            optional --markdown
             /// Build ids for --compare.
             repeated ids: String
         }

@@ -99,7 +99,7 @@ fn main() {
         }
         XtaskCmd::Doctor(_) => doctor::run(),
         XtaskCmd::Engine(f) => engine_command(f.subcommand),
-        XtaskCmd::Report(f) => report::command(f.compare, f.list, f.json, &f.ids),
+        XtaskCmd::Report(f) => report::command(&f),
         XtaskCmd::Bench(f) => bench::run(&f.names, f.runs.unwrap_or(3)),
         XtaskCmd::Test(f) => test::run(f.no_e2e, f.e2e_filter.as_deref()),
     };

@@ -1,6 +1,7 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
+mod actionlint;
 mod adapt;
 mod bake;
 mod bench;

@@ -72,6 +72,15 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
     let (ok, out) = suite(&Cmd::new("node").args(["--test"]).dir(root.join("frontend")))?;
     tally.add("frontend node tests", ok, node_counts(&out));
 
+    let (ok, _) = match crate::actionlint::command(&root) {
+        Ok(cmd) => suite(&cmd)?,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            (false, String::new())
+        }
+    };
+    tally.add("actionlint .github/workflows", ok, (usize::from(ok), 0, 0));
+
     if no_e2e {
         println!("end-to-end tests skipped (--no-e2e)");
     } else {

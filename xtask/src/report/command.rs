@@ -74,7 +74,8 @@ fn list(history: &[HistoryLine], mut unreadable: Vec<Unreadable>, format: Format
     }
     match format {
         Format::Json => {
-            let doc = json!({"schema_version": schema::VERSION, "kind": "list", "builds": history, "unreadable": unreadable});
+            let doc =
+                json!({"schema_version": schema::VERSION, "kind": "list", "builds": history, "unreadable": unreadable});
             println!("{}", serde_json::to_string_pretty(&doc)?);
         }
         Format::Markdown => print!("{}", markdown::list(history)),
@@ -132,8 +133,11 @@ fn show(h: &HistoryLine, history: &[HistoryLine], format: Format) -> Result<()> 
 /// The table after a build (against the last comparable build before it), each target's RUN
 /// steps and slowest steps, and where the HTML report is.
 fn text(report: &BuildReport, history: &[HistoryLine]) -> String {
-    let previous =
-        history.iter().take_while(|x| x.id != report.id).filter(|x| comparable(x, &report.names, &report.engine)).last();
+    let previous = history
+        .iter()
+        .take_while(|x| x.id != report.id)
+        .filter(|x| comparable(x, &report.names, &report.engine))
+        .last();
     let mut out = table::table(report, previous);
     for t in &report.targets {
         out.push_str(&format!(

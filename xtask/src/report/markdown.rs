@@ -98,8 +98,16 @@ pub fn compare(a: &HistoryLine, b: &HistoryLine, rows: &[Row], warnings: &[Strin
                 let time = |t: &Option<super::model::HistoryTarget>| {
                     t.as_ref().map_or("not built".to_string(), |t| format!("{:.1} s", t.wall_secs))
                 };
-                let size = |t: &Option<super::model::HistoryTarget>| t.as_ref().map_or("-".to_string(), |t| mb(t.size_bytes));
-                out.push_str(&format!("| {} | {} | {} | - | {} | {} | - |\n", cell(&row.name), time(x), time(y), size(x), size(y)));
+                let size =
+                    |t: &Option<super::model::HistoryTarget>| t.as_ref().map_or("-".to_string(), |t| mb(t.size_bytes));
+                out.push_str(&format!(
+                    "| {} | {} | {} | - | {} | {} | - |\n",
+                    cell(&row.name),
+                    time(x),
+                    time(y),
+                    size(x),
+                    size(y)
+                ));
             }
         }
     }

@@ -47,7 +47,9 @@ pub fn check(doc: &Value, def: &str) -> Result<(), Mismatch> {
 fn hint(doc: &Value, mut m: Mismatch) -> Mismatch {
     if m.field == "/schema_version" {
         m.problem = match &doc["schema_version"] {
-            Value::Null => format!("missing: written before reports had a schema version (this xtask reads version {VERSION})"),
+            Value::Null => {
+                format!("missing: written before reports had a schema version (this xtask reads version {VERSION})")
+            }
             v => format!("{v}: written by an xtask of another schema version (this one reads version {VERSION})"),
         };
     }
@@ -218,7 +220,10 @@ mod tests {
     fn a_mismatch_names_the_field_and_what_is_wrong() {
         let line = |targets: Value| json!({"id": "a", "started": "s", "status": "ok", "names": [], "wall_secs": 1.0, "targets": targets});
         assert_eq!(check(&line(json!([])), "history_line"), Ok(()));
-        let bad = check(&line(json!([{"name": "b", "wall_secs": "9", "steps": 1, "cached": 0, "size_bytes": null}])), "history_line");
+        let bad = check(
+            &line(json!([{"name": "b", "wall_secs": "9", "steps": 1, "cached": 0, "size_bytes": null}])),
+            "history_line",
+        );
         assert_eq!(bad.unwrap_err().to_string(), "/targets/0/wall_secs: expected number, found a string");
         let mut extra = line(json!([]));
         extra["colour"] = json!("red");
@@ -229,7 +234,10 @@ mod tests {
         let mut status = line(json!([]));
         status["status"] = json!("fine");
         assert!(check(&status, "history_line").unwrap_err().problem.starts_with("expected one of \"ok\""));
-        let negative = check(&line(json!([{"name": "b", "wall_secs": -1, "steps": 1, "cached": 0, "size_bytes": null}])), "history_line");
+        let negative = check(
+            &line(json!([{"name": "b", "wall_secs": -1, "steps": 1, "cached": 0, "size_bytes": null}])),
+            "history_line",
+        );
         assert_eq!(negative.unwrap_err().field, "/targets/0/wall_secs");
     }
 

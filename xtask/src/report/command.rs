@@ -116,8 +116,11 @@ fn show(h: &HistoryLine, history: &[HistoryLine], format: Format) -> Result<()> 
     let mut report = read_report(&path)
         .map_err(|u| anyhow::anyhow!("{u}; `cargo xtask report --list` shows the builds whose reports can be read"))?;
     let (changed, warning) = buildx_history::check_when_shown(&mut report);
+    // Keeping the result saves asking again; a report that cannot be written is still shown.
     if changed {
-        write_files(&report)?;
+        if let Err(e) = write_files(&report) {
+            eprintln!("xtask: warning: the cross-check is shown but not kept in {}: {e:#}", path.display());
+        }
     }
     match format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),

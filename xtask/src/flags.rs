@@ -183,7 +183,8 @@ pub const COMMANDS: &[Command] = &[
             switch("last", "The last build (the default)."),
             switch("compare", "Compare two builds, given as history ids (see `report --list`) or `last`, `last~1`."),
             switch("list", "List the builds in the history."),
-            switch("json", "Print JSON instead of a table."),
+            switch("json", "Print JSON instead of a table (the format xtask/report.schema.json documents)."),
+            switch("markdown", "Print Markdown, e.g. for a CI job summary."),
         ]],
     },
     Command {

@@ -1,6 +1,7 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
+mod actionlint;
 mod adapt;
 mod bake;
 mod bench;
@@ -92,7 +93,13 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             let (channel, classic) = engine_spec(a)?;
             engine::env(channel, classic)
         }
-        Sub::Report => report::command(a.switch("compare"), a.switch("list"), a.switch("json"), &names()),
+        Sub::Report => report::command(&report::Request {
+            compare: a.switch("compare"),
+            list: a.switch("list"),
+            json: a.switch("json"),
+            markdown: a.switch("markdown"),
+            ids: names(),
+        }),
         Sub::Bench => {
             let runs = a.value("runs").map(|n| n.parse::<usize>()).transpose();
             let runs = runs.map_err(|e| anyhow::anyhow!("--runs wants a whole number: {e}"))?;

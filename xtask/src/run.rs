@@ -52,10 +52,10 @@ fn attempt(plan: &Plan) -> Result<()> {
     let t0 = Instant::now();
     let streamed = stream(plan)?;
     let stop = crate::stop::stopped();
-    let (mut report, history_warning) = record(plan, &streamed, stop);
+    let mut report = record(plan, &streamed, stop);
     // The planning before buildx started counts too: the report's wall time is the whole command's.
     report.wall_secs = t0.elapsed().as_secs_f64() + plan.planned_in;
-    show(&report, history_warning)?;
+    show(&report)?;
     if let Some(stop) = stop {
         return Err(crate::stop::Stopped { stop, history: paths::history_file() }.into());
     }
@@ -83,9 +83,9 @@ fn stream(plan: &Plan) -> Result<Streamed> {
     Ok(Streamed { status, progress, stray: splitter.stray, started, buildx_secs: tb.elapsed().as_secs_f64() })
 }
 
-/// The report of a finished run (all but the wall time), and the warning line if BuildKit's
-/// records disagree with it.
-fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> (BuildReport, Option<String>) {
+/// The report of a finished run (all but the wall time). BuildKit's own records of it are read
+/// when the report is first shown (`cargo xtask report`), not here: a build does not wait for them.
+fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> BuildReport {
     let ok = run.status.success();
     let mut report = report::summarize(&plan.targets, &run.progress, run.started.clone(), ok);
     report.names = plan.names.clone();
@@ -111,23 +111,8 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> (Buil
         .unwrap_or_default();
     report::references(&meta, &mut report);
     let succeeded = ok && stop.is_none();
-    let history = plan.facts.as_ref().is_some_and(|f| f.capabilities().history);
-    // Reading BuildKit's records and measuring the images each wait on the engine: side by side,
-    // so the cross-check adds no time of its own to a build.
-    let (checked, history_warning) = std::thread::scope(|s| {
-        let mut copy = report.clone();
-        let job = s.spawn(move || {
-            let warning = report::cross_check(&plan.engine, &mut copy, history);
-            (copy, warning)
-        });
-        if succeeded {
-            fill_images(plan, &meta, &mut report);
-        }
-        job.join().unwrap_or_else(|_| (BuildReport::default(), Some("reading buildx history panicked".to_string())))
-    });
-    report.history = checked.history;
-    for (t, c) in report.targets.iter_mut().zip(checked.targets) {
-        t.history_check = c.history_check;
+    if succeeded {
+        fill_images(plan, &meta, &mut report);
     }
     let _ = std::fs::remove_file(&plan.metadata_file);
     if !ok {
@@ -140,12 +125,12 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> (Buil
     let sources = if succeeded { Vec::new() } else { sources(plan) };
     report::judge(&mut report, &run.progress, succeeded, &run.stray, &sources);
     report.cache_warnings = report::cache_trouble(&run.progress);
-    (report, history_warning)
+    report
 }
 
 /// Saves the report, then prints its table (against the last comparable build), its path and any
 /// warning lines.
-fn show(report: &BuildReport, history_warning: Option<String>) -> Result<()> {
+fn show(report: &BuildReport) -> Result<()> {
     let previous = report::history().into_iter().rev().find(|h| report::comparable(h, &report.names, &report.engine));
     let path = report::save(report)?;
     report::print_table(report, previous.as_ref());
@@ -154,9 +139,6 @@ fn show(report: &BuildReport, history_warning: Option<String>) -> Result<()> {
     let _ = writeln!(err, "report: {}", path.display());
     if !report.cache_warnings.is_empty() {
         let _ = writeln!(err, "{}", report::cache_warning_line(&report.cache_warnings));
-    }
-    if let Some(line) = history_warning {
-        let _ = writeln!(err, "{line}");
     }
     Ok(())
 }

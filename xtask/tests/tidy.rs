@@ -220,3 +220,56 @@ fn unix_only_apis_stay_behind_cfg_unix() {
         );
     }
 }
+
+/// The xtask's own command line, read from its flag definitions (not restated here).
+#[allow(dead_code)]
+#[path = "../src/flags.rs"]
+mod flags;
+
+/// The argument vectors of every `cargo xtask ...` a workflow runs: the words after it up to the
+/// end of the line, a shell operator or a comment, quotes removed. Comment lines are prose.
+fn xtask_calls(workflow: &str) -> Vec<Vec<String>> {
+    let mut calls = Vec::new();
+    for line in workflow.lines().filter(|l| !l.trim_start().starts_with('#')) {
+        let mut rest = line;
+        while let Some(at) = rest.find("cargo xtask") {
+            rest = &rest[at + "cargo xtask".len()..];
+            let words: Vec<String> = rest
+                .split_whitespace()
+                .take_while(|w| !["|", "||", "&&", ";", ">", ">>", "2>&1"].contains(w) && !w.starts_with('#'))
+                .map(|w| w.trim_matches(['"', '\'']).to_string())
+                .collect();
+            calls.push(words);
+        }
+    }
+    calls
+}
+
+fn parses(args: &[String]) -> Result<(), String> {
+    flags::parse(args).map(|_| ())
+}
+
+#[test]
+fn every_xtask_command_the_workflows_run_exists() {
+    let dir = root().join(".github/workflows");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display())) {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for call in xtask_calls(&text) {
+            if let Err(e) = parses(&call) {
+                panic!(
+                    "{}: `cargo xtask {}` is not a command the xtask has ({e}): see `cargo xtask --help` and change the workflow",
+                    path.display(),
+                    call.join(" ")
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 5, "found only {checked} `cargo xtask` calls in {}", dir.display());
+    // The check can fail: a flag or subcommand the xtask lacks is refused.
+    let bad = xtask_calls("run: cargo xtask report --markdwn >> \"$GITHUB_STEP_SUMMARY\"\n  cargo xtask deploy");
+    assert_eq!(bad, [vec!["report".to_string(), "--markdwn".to_string()], vec!["deploy".to_string()]]);
+    assert!(bad.iter().all(|c| parses(c).is_err()));
+}

@@ -1,13 +1,18 @@
 //! The cross-check against BuildKit's own build records (`docker buildx history`, buildx 0.20+):
 //! each target's record reference from the metadata file, and what the record says of the build's
 //! duration and steps beside the report's numbers from the progress stream.
+//!
+//! A build only keeps the references; the records are read the first time `cargo xtask report`
+//! shows the build, and the result is kept in its report. Reading them costs a buildx start per
+//! target, time no build should wait for.
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::model::{BuildReport, TargetReport};
-use crate::engine::Engine;
+use crate::engine::{self, Engine};
 use crate::runner;
+use crate::settings::Settings;
 
 /// Seconds the record's duration may differ from the report's before the two are said to
 /// disagree: a fixed part plus a share of the duration. The record spans the solve request, from
@@ -87,6 +92,42 @@ fn inspect(engine: &Engine, reference: &str) -> Result<Record> {
     let cmd = engine.docker().args(["buildx", "history", "inspect", "--builder", builder, id, "--format", "json"]);
     let text = runner::read(&cmd)?;
     serde_json::from_str(&text).with_context(|| format!("reading the record of {reference}"))
+}
+
+/// The cross-check of a report about to be shown, made once: returns whether the report changed
+/// for good (to be saved), and the warning line when a record and the report disagree. The
+/// records are asked of the engine the build ran on, and only when this shell reaches it; else
+/// the report says why and stays as it was, to be cross-checked another time.
+pub fn check_when_shown(report: &mut BuildReport) -> (bool, Option<String>) {
+    if !report.history.is_empty() {
+        return (false, None);
+    }
+    let Some(record) = report.engine.clone() else {
+        report.history = "not cross-checked: the report does not name the engine it ran on".to_string();
+        return (true, None);
+    };
+    let floor = semver::Version::new(0, 20, 0);
+    let available = record.buildx.as_deref().and_then(|v| semver::Version::parse(v).ok()).is_some_and(|v| v >= floor);
+    if !available || report.status != "ok" {
+        return (true, cross_check(&Engine::default(), report, available));
+    }
+    let engine = match Settings::load().and_then(|s| engine::connect(&s, false)) {
+        Ok(e) if e.describe() == record.endpoint => e,
+        Ok(e) => {
+            report.history = format!(
+                "not cross-checked yet: the build ran on {}, and this shell reaches {}",
+                record.endpoint,
+                e.describe()
+            );
+            return (false, None);
+        }
+        Err(e) => {
+            report.history = format!("not cross-checked yet: {e:#}");
+            return (false, None);
+        }
+    };
+    let warning = cross_check(&engine, report, true);
+    (true, warning)
 }
 
 /// Fills each target's cross-check and the report's one-line summary of it; returns the warning

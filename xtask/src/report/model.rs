@@ -11,8 +11,13 @@ use super::judge::is_failure;
 use crate::engine::EngineRecord;
 use crate::rawjson::{self, Progress};
 
+/// A build's report as `target/xtask/reports/ID.json` keeps it; `xtask/report.schema.json` is its
+/// documented format (a field added here goes there too, with a new schema version).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct BuildReport {
+    /// [`super::schema::VERSION`]; 0 in reports written before there was one.
+    #[serde(default)]
+    pub schema_version: u32,
     pub id: String,
     pub started: String,
     /// "ok", "failed" or "interrupted".
@@ -91,7 +96,7 @@ pub struct Step {
     pub error: bool,
 }
 
-/// One line of history.jsonl: the numbers needed to compare builds.
+/// One line of history.jsonl: the numbers needed to compare builds (`history_line` in the schema).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct HistoryLine {
     pub id: String,
@@ -125,7 +130,8 @@ pub fn summarize(targets: &[String], progress: &Progress, started: String, succe
             per.entry(t.clone()).or_default().push(v);
         }
     }
-    let mut out = BuildReport { id: new_id(), started, ..BuildReport::default() };
+    let mut out =
+        BuildReport { schema_version: super::schema::VERSION, id: new_id(), started, ..BuildReport::default() };
     for name in targets {
         let vs = per.get(name).cloned().unwrap_or_default();
         let first = vs.iter().filter_map(|v| rawjson::timestamp(&v.started)).min();

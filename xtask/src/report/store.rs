@@ -1,11 +1,66 @@
 //! The history: one line per build in `history.jsonl`, appended atomically, read back, and
-//! searched by id or `last~N`.
+//! searched by id or `last~N`; and the reading of a report file, checked against the schema.
+
+use std::path::Path;
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
 use super::model::{BuildReport, HistoryLine, HistoryTarget};
+use super::schema;
 use crate::engine::EngineRecord;
 use crate::paths::{self, write_atomic};
+
+/// A report file or history line that does not match the schema (older, or edited by hand).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Unreadable {
+    /// Relative to the project root; `history.jsonl:N` for a history line.
+    pub file: String,
+    pub field: String,
+    pub problem: String,
+}
+
+impl std::fmt::Display for Unreadable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let field = if self.field.is_empty() { "the document" } else { &self.field };
+        write!(f, "{} does not match the report schema (version {}) at {field}: {}", self.file, schema::VERSION, self.problem)
+    }
+}
+
+fn shown(path: &Path) -> String {
+    let root = paths::project_root();
+    path.strip_prefix(&root).unwrap_or(path).display().to_string()
+}
+
+/// Parses a document and checks it against one of the schema's definitions.
+fn checked<T: serde::de::DeserializeOwned>(text: &str, def: &str, file: String) -> Result<T, Unreadable> {
+    let fault = |field: String, problem: String| Unreadable { file: file.clone(), field, problem };
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| fault(String::new(), format!("not JSON ({e})")))?;
+    schema::check(&value, def).map_err(|m| fault(m.field, m.problem))?;
+    serde_json::from_value(value).map_err(|e| fault(String::new(), e.to_string()))
+}
+
+/// A build's report file, checked against the schema.
+pub fn read_report(path: &Path) -> Result<BuildReport, Unreadable> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Unreadable { file: shown(path), field: String::new(), problem: e.to_string() })?;
+    checked(&text, "build", shown(path))
+}
+
+/// The history's lines that match the schema, and the others named by line. An empty line is
+/// skipped; a torn one (a writer that died mid-line) is named like any other.
+pub fn read_history_checked(path: &Path) -> (Vec<HistoryLine>, Vec<Unreadable>) {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let (mut good, mut bad) = (Vec::new(), Vec::new());
+    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        match checked(line, "history_line", format!("{}:{}", shown(path), n + 1)) {
+            Ok(h) => good.push(h),
+            Err(u) => bad.push(u),
+        }
+    }
+    (good, bad)
+}
 
 pub fn history_line(r: &BuildReport) -> HistoryLine {
     HistoryLine {
@@ -106,6 +161,26 @@ mod tests {
         assert!(comparable(&h, &names, &engine("26.1.5")));
         assert!(!comparable(&h, &names, &engine("28.5.2")));
         assert!(!comparable(&h, &names, &None), "a line without an engine is not the same engine");
+    }
+
+    #[test]
+    fn a_history_line_or_report_that_does_not_match_is_named_and_the_others_are_read() {
+        let dir = std::env::temp_dir().join(format!("xtask-checked-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = serde_json::to_string(&built("a", &["backend"])).unwrap();
+        let edited = good.replace("\"wall_secs\":10.0", "\"wall_secs\":\"ten\"").replace("\"a\"", "\"b\"");
+        std::fs::write(dir.join("history.jsonl"), format!("{good}\n{edited}\n\n{good}\n{{\"id\": \"torn")).unwrap();
+        let (lines, bad) = read_history_checked(&dir.join("history.jsonl"));
+        assert_eq!(lines.len(), 2);
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert!(bad[0].file.ends_with("history.jsonl:2") && bad[0].field == "/wall_secs", "{bad:?}");
+        assert!(bad[1].file.ends_with("history.jsonl:5") && bad[1].problem.starts_with("not JSON"), "{bad:?}");
+        std::fs::write(dir.join("old.json"), "{\"id\": \"x\", \"status\": \"ok\"}").unwrap();
+        let old = read_report(&dir.join("old.json")).unwrap_err();
+        assert_eq!(old.field, "/schema_version");
+        assert!(old.to_string().contains("old.json does not match the report schema (version 1) at /schema_version: missing"), "{old}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
-use super::model::{mb, pct, BuildReport, HistoryLine};
+use serde::Serialize;
+
+use super::model::{mb, pct, BuildReport, HistoryLine, HistoryTarget};
 use crate::engine::EngineRecord;
 
 /// The short table printed after each build.
@@ -89,6 +91,39 @@ pub fn different_targets_warning(sets: &TargetSets) -> Option<String> {
     ))
 }
 
+/// One target of a comparison: its numbers in each build, none where that build did not build it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub before: Option<HistoryTarget>,
+    pub after: Option<HistoryTarget>,
+}
+
+/// A row per target present in either build: the before build's targets in its order, then those
+/// only the after build has.
+pub fn rows(a: &HistoryLine, b: &HistoryLine) -> Vec<Row> {
+    let find = |h: &HistoryLine, name: &str| h.targets.iter().find(|t| t.name == name).cloned();
+    let mut names: Vec<&String> = a.targets.iter().map(|t| &t.name).collect();
+    names.extend(b.targets.iter().map(|t| &t.name).filter(|n| !a.targets.iter().any(|t| &t.name == *n)));
+    names.into_iter().map(|n| Row { name: n.clone(), before: find(a, n), after: find(b, n) }).collect()
+}
+
+/// The warning lines of a comparison: different targets, different engines.
+pub fn compare_warnings(a: &HistoryLine, b: &HistoryLine) -> Vec<String> {
+    let mut out: Vec<String> = different_targets_warning(&target_sets(a, b)).into_iter().collect();
+    if a.engine != b.engine {
+        let which = |e: &Option<EngineRecord>| {
+            e.as_ref().map_or("not recorded".to_string(), |e| format!("{}, Docker {}", e.short(), e.docker))
+        };
+        out.push(format!(
+            "xtask: warning: the builds ran on different engines ({} before, {} after): the difference measures the engine too",
+            which(&a.engine),
+            which(&b.engine)
+        ));
+    }
+    out
+}
+
 /// Two builds side by side: time and size, absolute and percent, for the targets both built; a
 /// target only one built gets a row saying so.
 pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
@@ -98,13 +133,19 @@ pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
         "{:<24} {:>9} {:>9} {:>9} {:>7}   {:>10} {:>10} {:>10} {:>7}\n",
         "target", "time A", "time B", "delta", "%", "size A", "size B", "delta", "%"
     ));
-    let find = |h: &'_ HistoryLine, name: &str| h.targets.iter().find(|t| t.name == name).cloned().unwrap_or_default();
-    for name in &sets.shared {
-        let (ta, tb) = (find(a, name), find(b, name));
+    for row in rows(a, b) {
+        let (ta, tb) = match (&row.before, &row.after) {
+            (Some(ta), Some(tb)) => (ta, tb),
+            (before, _) => {
+                let side = if before.is_some() { "before" } else { "after" };
+                out.push_str(&format!("{:<24} only in the {side} build: not compared\n", row.name));
+                continue;
+            }
+        };
         let (sa, sb) = (ta.size_bytes.unwrap_or(0) as f64, tb.size_bytes.unwrap_or(0) as f64);
         out.push_str(&format!(
             "{:<24} {:>8.1}s {:>8.1}s {:>+8.1}s {:>7}   {:>10} {:>10} {:>+7.1} MB {:>7}\n",
-            name,
+            row.name,
             ta.wall_secs,
             tb.wall_secs,
             tb.wall_secs - ta.wall_secs,
@@ -114,11 +155,6 @@ pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
             (sb - sa) / 1e6,
             pct(sa, sb)
         ));
-    }
-    for (names, side) in [(&sets.only_before, "before"), (&sets.only_after, "after")] {
-        for name in names {
-            out.push_str(&format!("{name:<24} only in the {side} build: not compared\n"));
-        }
     }
     let whole = if sets.only_before.is_empty() && sets.only_after.is_empty() {
         "whole build"
@@ -209,6 +245,11 @@ mod tests {
         assert!(out.contains("frontend                 only in the before build"), "{out}");
         assert!(out.contains("worker                   only in the after build"), "{out}");
         assert!(out.contains("whole build (not alike)"), "{out}");
+        let rows = rows(&a, &b);
+        let names: Vec<(&str, bool, bool)> =
+            rows.iter().map(|r| (r.name.as_str(), r.before.is_some(), r.after.is_some())).collect();
+        assert_eq!(names, [("backend", true, true), ("frontend", true, false), ("worker", false, true)]);
+        assert_eq!(compare_warnings(&a, &b).len(), 1);
         assert_eq!(different_targets_warning(&target_sets(&a, &a)), None);
         assert!(compare(&a, &a).contains("whole build "));
     }

@@ -109,14 +109,15 @@ xflags::xflags! {
         /// The Docker engine: use the one that answers, or one of the project's private ones.
         cmd engine {
             /// Start a private engine: without flags only when no engine answers (idempotent).
-            cmd up {
+            /// (`start` is its other name: the top-level `up` starts the stack.)
+            cmd start up {
                 /// `current` (Debian testing's Docker, the default) or `floor` (Debian stable's).
                 optional --channel channel: String
                 /// Keep images in the classic store instead of the containerd image store.
                 optional --classic
             }
             /// Stop the named private engine, or every one this checkout started.
-            cmd down {
+            cmd stop down {
                 optional --channel channel: String
                 optional --classic
             }
@@ -127,6 +128,46 @@ xflags::xflags! {
                 optional --channel channel: String
                 optional --classic
             }
+        }
+
+        /// Build what is stale and start the compose stack on the xtask's engine; wait for the
+        /// health checks and print the URLs.
+        cmd up {
+            /// Services (default: all); each brings the services it depends on.
+            repeated names: String
+            /// Version to build (semver; default: a vX.Y.Z tag on HEAD, else Cargo.toml).
+            optional --version version: String
+        }
+
+        /// Stop the compose stack: its containers and network go, nothing else.
+        cmd down {}
+
+        /// The stack's logs (`docker compose logs`).
+        cmd logs {
+            repeated services: String
+            /// Keep following the output.
+            optional -f, --follow
+            /// Lines from the end of each service's log.
+            optional --tail n: String
+        }
+
+        /// The stack's containers (`docker compose ps`).
+        cmd ps {}
+
+        /// Disk used by this project: build cache, images, registry storage, target/.
+        cmd du {}
+
+        /// Remove this project's build cache and images, never another project's.
+        cmd clean {
+            /// The build cache: BuildKit's records of the project's steps and cache mounts, and
+            /// the local cache folders.
+            optional --cache
+            /// The project's images (not the stand-in bases).
+            optional --images
+            /// Both.
+            optional --all
+            /// Say what would go and remove nothing.
+            optional --dry-run
         }
 
         /// Show build reports: the last one, or a before/after comparison of two builds.

@@ -8,23 +8,28 @@ mod build;
 mod cache;
 mod cachegc;
 mod check;
+mod clean;
 mod dockerapi;
 mod doctor;
 mod engine;
 mod flags;
+mod lock;
 mod meta;
 mod oci;
 mod paths;
+mod ports;
 mod print;
 mod rawjson;
 mod report;
 mod run;
 mod runner;
 mod settings;
+mod stack;
 mod standin;
 mod stop;
 mod syntax;
 mod test;
+mod usage;
 
 use build::{Options, Recipe};
 use flags::XtaskCmd;
@@ -52,8 +57,8 @@ macro_rules! options {
 fn engine_command(cmd: flags::EngineCmd) -> anyhow::Result<()> {
     let channel = |c: &Option<String>| c.as_deref().map(str::parse::<engine::Channel>).transpose();
     match cmd {
-        flags::EngineCmd::Up(f) => engine::up(&settings::Settings::load()?, channel(&f.channel)?, f.classic),
-        flags::EngineCmd::Down(f) => engine::down(channel(&f.channel)?, f.classic),
+        flags::EngineCmd::Start(f) => engine::up(&settings::Settings::load()?, channel(&f.channel)?, f.classic),
+        flags::EngineCmd::Stop(f) => engine::down(channel(&f.channel)?, f.classic),
         flags::EngineCmd::Status(_) => engine::status(&settings::Settings::load()?),
         flags::EngineCmd::Env(f) => engine::env(channel(&f.channel)?, f.classic),
     }
@@ -99,6 +104,16 @@ fn main() {
         }
         XtaskCmd::Doctor(_) => doctor::run(),
         XtaskCmd::Engine(f) => engine_command(f.subcommand),
+        XtaskCmd::Up(f) => {
+            stack::up(&f.names, &Options { version: f.version.clone(), ..Options::default() })
+        }
+        XtaskCmd::Down(_) => stack::down(),
+        XtaskCmd::Logs(f) => {
+            stack::pass_through(&stack::logs_args(f.follow, f.tail.as_deref(), &f.services))
+        }
+        XtaskCmd::Ps(_) => stack::pass_through(&["ps".to_string()]),
+        XtaskCmd::Du(_) => usage::du(),
+        XtaskCmd::Clean(f) => clean::run(&clean::Asked::from_flags(f.cache, f.images, f.all), f.dry_run),
         XtaskCmd::Report(f) => report::command(f.compare, f.list, f.json, &f.ids),
         XtaskCmd::Bench(f) => bench::run(&f.names, f.runs.unwrap_or(3)),
         XtaskCmd::Test(f) => test::run(f.no_e2e, f.e2e_filter.as_deref()),

@@ -1,0 +1,218 @@
+//! `cargo xtask clean [--cache] [--images] [--all] [--dry-run]`: removes this project's build
+//! cache records, local cache folders and images (see `usage` for how they are told from other
+//! projects'), never interactive, and says what it freed. The stand-in base images stay (making
+//! them again takes minutes), as does the registry's storage.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use crate::cachegc::human;
+use crate::dockerapi;
+use crate::lock;
+use crate::usage::{self, Record, World};
+
+/// What to remove; neither flag means both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Asked {
+    pub cache: bool,
+    pub images: bool,
+}
+
+impl Asked {
+    pub fn from_flags(cache: bool, images: bool, all: bool) -> Asked {
+        let none = !cache && !images;
+        Asked { cache: cache || all || none, images: images || all || none }
+    }
+}
+
+/// One image to remove: the references to delete (its own tags, or its id when untagged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageRemoval {
+    pub refs: Vec<String>,
+    pub size: u64,
+}
+
+/// What a clean removes, in the order it removes it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Record ids, every record after the records built on it.
+    pub records: Vec<String>,
+    pub record_bytes: u64,
+    pub images: Vec<ImageRemoval>,
+    pub dirs: Vec<(PathBuf, u64)>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.images.is_empty() && self.dirs.iter().all(|(_, b)| *b == 0)
+    }
+}
+
+/// Orders the chosen records so that each comes after every chosen record built on it (BuildKit
+/// removes no record another still holds as its parent).
+pub fn removal_order(records: &[Record], chosen: &BTreeSet<String>) -> Vec<String> {
+    let mut left: BTreeSet<String> = chosen.clone();
+    let mut order = Vec::new();
+    while !left.is_empty() {
+        let leaves: Vec<String> = left
+            .iter()
+            .filter(|id| {
+                !records.iter().any(|r| left.contains(&r.id) && r.parents.iter().flatten().any(|p| p == *id))
+            })
+            .cloned()
+            .collect();
+        // A cycle cannot happen in BuildKit's records; if it did, take the rest as they come.
+        let step = if leaves.is_empty() { left.iter().cloned().collect() } else { leaves };
+        for id in step {
+            left.remove(&id);
+            order.push(id);
+        }
+    }
+    order
+}
+
+/// The pure part: what to remove of the world read.
+pub fn plan(world: &World, asked: Asked, dir_sizes: &[(PathBuf, u64)]) -> Plan {
+    let mut plan = Plan::default();
+    if asked.cache {
+        let records = world.usage.records.clone().unwrap_or_default();
+        let ours = world.owner.records(&records);
+        // A record in use belongs to something running now: it stays.
+        let free: BTreeSet<String> =
+            records.iter().filter(|r| ours.contains(&r.id) && !r.in_use).map(|r| r.id.clone()).collect();
+        plan.record_bytes = records.iter().filter(|r| free.contains(&r.id)).map(|r| r.size).sum();
+        plan.records = removal_order(&records, &free);
+        plan.dirs = dir_sizes.to_vec();
+    }
+    if asked.images {
+        let images = world.usage.images.clone().unwrap_or_default();
+        for image in world.owner.images(&images) {
+            let tags = world.owner.own_tags(image);
+            let refs = if tags.is_empty() { vec![image.id.clone()] } else { tags };
+            plan.images.push(ImageRemoval { refs, size: image.size.max(0) as u64 });
+        }
+    }
+    plan
+}
+
+/// The filter that names exactly one record (the engine matches `id` as a pattern; a whole
+/// 25-character record id matches only itself).
+pub fn prune_path(id: &str) -> String {
+    let filters = serde_json::json!({ "id": [id] }).to_string();
+    format!("/build/prune?all=1&filters={}", dockerapi::escape(&filters))
+}
+
+pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
+    let Some(_lock) = lock::exclusive_now()? else {
+        bail!(
+            "a build is running (it holds {}): nothing removed; run `cargo xtask clean` again when it has ended",
+            lock::file().display()
+        )
+    };
+    let world = usage::read_world()?;
+    let dir_sizes: Vec<(PathBuf, u64)> = world.cache_dirs.iter().map(|d| (d.clone(), usage::dir_size(d))).collect();
+    let plan = plan(&world, *asked, &dir_sizes);
+    if plan.is_empty() {
+        println!("nothing of this project's to clean on {}; other projects' cache and images left alone", world.engine.describe());
+        return Ok(());
+    }
+    let dirs_bytes: u64 = plan.dirs.iter().map(|(_, b)| b).sum();
+    let image_bytes: u64 = plan.images.iter().map(|i| i.size).sum();
+    if dry_run {
+        println!(
+            "would remove {} build cache record(s) ({}), the local cache folders ({}) and {} image(s) ({}); nothing removed",
+            plan.records.len(),
+            human(plan.record_bytes),
+            human(dirs_bytes),
+            plan.images.len(),
+            human(image_bytes)
+        );
+        for i in &plan.images {
+            println!("  image {}", i.refs.join(", "));
+        }
+        return Ok(());
+    }
+    let mut freed = 0u64;
+    let mut removed_records = 0;
+    for id in &plan.records {
+        let answer = dockerapi::request(&world.socket, "POST", &prune_path(id));
+        if let Some((200, body)) = answer {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            removed_records += v["CachesDeleted"].as_array().map_or(0, Vec::len);
+            freed += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+        }
+    }
+    for (dir, bytes) in &plan.dirs {
+        if dir.is_dir() {
+            std::fs::remove_dir_all(dir).map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
+            freed += bytes;
+        }
+    }
+    let (mut removed_images, mut kept) = (0, Vec::new());
+    for image in &plan.images {
+        let mut all_gone = true;
+        for r in &image.refs {
+            match dockerapi::request(&world.socket, "DELETE", &format!("/images/{}", dockerapi::escape(r))) {
+                Some((200, _)) | Some((404, _)) => {}
+                _ => {
+                    all_gone = false;
+                    kept.push(r.clone());
+                }
+            }
+        }
+        if all_gone {
+            removed_images += 1;
+            freed += image.size;
+        }
+    }
+    println!(
+        "removed {removed_records} build cache record(s), {} local cache folder(s) and {removed_images} image(s): {} freed",
+        plan.dirs.iter().filter(|(_, b)| *b > 0).count(),
+        human(freed)
+    );
+    if !kept.is_empty() {
+        println!("kept {} (a container uses it: `cargo xtask down` first)", kept.join(", "));
+    }
+    let left = plan.records.len() - removed_records.min(plan.records.len());
+    if left > 0 {
+        println!("kept {left} record(s) something else still builds on");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str, parent: Option<&str>) -> Record {
+        Record { id: id.into(), parents: parent.map(|p| vec![p.to_string()]), ..Record::default() }
+    }
+
+    #[test]
+    fn flags_choose_what_goes_and_none_means_both() {
+        assert_eq!(Asked::from_flags(false, false, false), Asked { cache: true, images: true });
+        assert_eq!(Asked::from_flags(true, false, false), Asked { cache: true, images: false });
+        assert_eq!(Asked::from_flags(false, true, false), Asked { cache: false, images: true });
+        assert_eq!(Asked::from_flags(false, false, true), Asked { cache: true, images: true });
+    }
+
+    #[test]
+    fn records_go_after_what_is_built_on_them() {
+        let records = vec![record("a", None), record("b", Some("a")), record("c", Some("b")), record("x", None)];
+        let chosen: BTreeSet<String> = ["a", "b", "c", "x"].map(String::from).into();
+        assert_eq!(removal_order(&records, &chosen), ["c", "x", "b", "a"]);
+        // A parent whose child is not chosen still comes (BuildKit keeps it if the child holds it).
+        let chosen: BTreeSet<String> = ["a"].map(String::from).into();
+        assert_eq!(removal_order(&records, &chosen), ["a"]);
+    }
+
+    #[test]
+    fn one_record_per_prune() {
+        assert_eq!(
+            prune_path("qs0wy5wzhwkohom4l5vx1hbel"),
+            "/build/prune?all=1&filters=%7B%22id%22:%5B%22qs0wy5wzhwkohom4l5vx1hbel%22%5D%7D"
+        );
+    }
+}

@@ -42,6 +42,8 @@ pub struct Plan {
     pub record_bytes: u64,
     pub images: Vec<ImageRemoval>,
     pub dirs: Vec<(PathBuf, u64)>,
+    /// The project's records that stay (see [`held`]).
+    pub held: usize,
 }
 
 impl Plan {
@@ -73,15 +75,36 @@ pub fn removal_order(records: &[Record], chosen: &BTreeSet<String>) -> Vec<Strin
     order
 }
 
+/// The project's records that must stay: in use, or below a record that is not the project's,
+/// and everything below those.
+pub fn held(records: &[Record], ours: &BTreeSet<String>) -> BTreeSet<String> {
+    let mut held: BTreeSet<String> = records.iter().filter(|r| ours.contains(&r.id) && r.in_use).map(|r| r.id.clone()).collect();
+    let mut holders: Vec<&Record> = records.iter().filter(|r| !ours.contains(&r.id) || r.in_use).collect();
+    while let Some(r) = holders.pop() {
+        for p in r.parents.iter().flatten() {
+            if ours.contains(p) && held.insert(p.clone()) {
+                holders.extend(records.iter().filter(|x| &x.id == p));
+            }
+        }
+    }
+    held
+}
+
 /// The pure part: what to remove of the world read.
 pub fn plan(world: &World, asked: Asked, dir_sizes: &[(PathBuf, u64)]) -> Plan {
     let mut plan = Plan::default();
     if asked.cache {
         let records = world.usage.records.clone().unwrap_or_default();
         let ours = world.owner.records(&records);
-        // A record in use belongs to something running now: it stays.
-        let free: BTreeSet<String> =
-            records.iter().filter(|r| ours.contains(&r.id) && !r.in_use).map(|r| r.id.clone()).collect();
+        // A record in use belongs to something running now, and one another project's step
+        // builds on cannot go (BuildKit keeps a parent): both stay, with what they stand on.
+        let held = held(&records, &ours);
+        plan.held = held.len();
+        let free: BTreeSet<String> = records
+            .iter()
+            .filter(|r| ours.contains(&r.id) && !held.contains(&r.id))
+            .map(|r| r.id.clone())
+            .collect();
         plan.record_bytes = records.iter().filter(|r| free.contains(&r.id)).map(|r| r.size).sum();
         plan.records = removal_order(&records, &free);
         plan.dirs = dir_sizes.to_vec();
@@ -114,8 +137,14 @@ pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
     let world = usage::read_world()?;
     let dir_sizes: Vec<(PathBuf, u64)> = world.cache_dirs.iter().map(|d| (d.clone(), usage::dir_size(d))).collect();
     let plan = plan(&world, *asked, &dir_sizes);
+    let held_line = || {
+        if plan.held > 0 {
+            println!("kept {} record(s) in use or built on by something else", plan.held);
+        }
+    };
     if plan.is_empty() {
         println!("nothing of this project's to clean on {}; other projects' cache and images left alone", world.engine.describe());
+        held_line();
         return Ok(());
     }
     let dirs_bytes: u64 = plan.dirs.iter().map(|(_, b)| b).sum();
@@ -175,10 +204,7 @@ pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
     if !kept.is_empty() {
         println!("kept {} (a container uses it: `cargo xtask down` first)", kept.join(", "));
     }
-    let left = plan.records.len() - removed_records.min(plan.records.len());
-    if left > 0 {
-        println!("kept {left} record(s) something else still builds on");
-    }
+    held_line();
     Ok(())
 }
 
@@ -206,6 +232,15 @@ mod tests {
         // A parent whose child is not chosen still comes (BuildKit keeps it if the child holds it).
         let chosen: BTreeSet<String> = ["a"].map(String::from).into();
         assert_eq!(removal_order(&records, &chosen), ["a"]);
+    }
+
+    #[test]
+    fn a_record_another_builds_on_stays_with_what_it_stands_on() {
+        let mut records = vec![record("a", None), record("b", Some("a")), record("f", Some("b")), record("c", None)];
+        let ours: BTreeSet<String> = ["a", "b", "c"].map(String::from).into();
+        assert_eq!(held(&records, &ours), ["a", "b"].map(String::from).into());
+        records[3].in_use = true;
+        assert_eq!(held(&records, &ours), ["a", "b", "c"].map(String::from).into());
     }
 
     #[test]

@@ -249,13 +249,25 @@ pub fn dir_size(dir: &Path) -> u64 {
 fn registry_bytes(engine: &Engine, owner: &Owner) -> Option<(PathBuf, u64)> {
     let storage = Layout::new(engine.spec?).root.join("registry/docker/registry/v2");
     let mut digests = BTreeSet::new();
-    for repo in std::fs::read_dir(storage.join("repositories")).ok()?.flatten() {
-        if !owner.repos.contains(repo.file_name().to_string_lossy().as_ref()) {
-            continue;
-        }
-        for part in ["_layers/sha256", "_manifests/revisions/sha256"] {
-            for d in std::fs::read_dir(repo.path().join(part)).into_iter().flatten().flatten() {
-                digests.insert(d.file_name().to_string_lossy().to_string());
+    // Repositories nest (`127.0.0.1:5000/team/contextcleanse-backend`): a folder holding
+    // `_layers` is one, named by its last part.
+    let mut dirs = vec![storage.join("repositories")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if !path.join("_layers").is_dir() {
+                if path.is_dir() && !entry.file_name().to_string_lossy().starts_with('_') {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if !owner.repos.contains(entry.file_name().to_string_lossy().as_ref()) {
+                continue;
+            }
+            for part in ["_layers/sha256", "_manifests/revisions/sha256"] {
+                for d in std::fs::read_dir(path.join(part)).into_iter().flatten().flatten() {
+                    digests.insert(d.file_name().to_string_lossy().to_string());
+                }
             }
         }
     }

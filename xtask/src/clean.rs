@@ -60,9 +60,7 @@ pub fn removal_order(records: &[Record], chosen: &BTreeSet<String>) -> Vec<Strin
     while !left.is_empty() {
         let leaves: Vec<String> = left
             .iter()
-            .filter(|id| {
-                !records.iter().any(|r| left.contains(&r.id) && r.parents.iter().flatten().any(|p| p == *id))
-            })
+            .filter(|id| !records.iter().any(|r| left.contains(&r.id) && r.parents.iter().flatten().any(|p| p == *id)))
             .cloned()
             .collect();
         // A cycle cannot happen in BuildKit's records; if it did, take the rest as they come.
@@ -78,7 +76,8 @@ pub fn removal_order(records: &[Record], chosen: &BTreeSet<String>) -> Vec<Strin
 /// The project's records that must stay: in use, or below a record that is not the project's,
 /// and everything below those.
 pub fn held(records: &[Record], ours: &BTreeSet<String>) -> BTreeSet<String> {
-    let mut held: BTreeSet<String> = records.iter().filter(|r| ours.contains(&r.id) && r.in_use).map(|r| r.id.clone()).collect();
+    let mut held: BTreeSet<String> =
+        records.iter().filter(|r| ours.contains(&r.id) && r.in_use).map(|r| r.id.clone()).collect();
     let mut holders: Vec<&Record> = records.iter().filter(|r| !ours.contains(&r.id) || r.in_use).collect();
     while let Some(r) = holders.pop() {
         for p in r.parents.iter().flatten() {
@@ -100,11 +99,8 @@ pub fn plan(world: &World, asked: Asked, dir_sizes: &[(PathBuf, u64)]) -> Plan {
         // builds on cannot go (BuildKit keeps a parent): both stay, with what they stand on.
         let held = held(&records, &ours);
         plan.held = held.len();
-        let free: BTreeSet<String> = records
-            .iter()
-            .filter(|r| ours.contains(&r.id) && !held.contains(&r.id))
-            .map(|r| r.id.clone())
-            .collect();
+        let free: BTreeSet<String> =
+            records.iter().filter(|r| ours.contains(&r.id) && !held.contains(&r.id)).map(|r| r.id.clone()).collect();
         plan.record_bytes = records.iter().filter(|r| free.contains(&r.id)).map(|r| r.size).sum();
         plan.records = removal_order(&records, &free);
         plan.dirs = dir_sizes.to_vec();
@@ -143,7 +139,10 @@ pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
         }
     };
     if plan.is_empty() {
-        println!("nothing of this project's to clean on {}; other projects' cache and images left alone", world.engine.describe());
+        println!(
+            "nothing of this project's to clean on {}; other projects' cache and images left alone",
+            world.engine.describe()
+        );
         held_line();
         return Ok(());
     }

@@ -53,7 +53,8 @@ pub fn parse_config(json: &str) -> Result<Vec<Service>> {
 /// The services `up NAME...` starts: the named ones (all without names) and what they depend on.
 pub fn closure(services: &[Service], names: &[String]) -> Result<Vec<String>> {
     let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
-    let mut wanted: Vec<String> = if names.is_empty() { known.iter().map(|s| s.to_string()).collect() } else { names.to_vec() };
+    let mut wanted: Vec<String> =
+        if names.is_empty() { known.iter().map(|s| s.to_string()).collect() } else { names.to_vec() };
     let mut all = BTreeSet::new();
     while let Some(name) = wanted.pop() {
         let Some(s) = services.iter().find(|s| s.name == name) else {
@@ -206,7 +207,10 @@ mod tests {
     #[test]
     fn logs_pass_their_flags_to_compose() {
         assert_eq!(logs_args(false, None, &[]), ["logs"]);
-        assert_eq!(logs_args(true, Some("20"), &["backend".to_string()]), ["logs", "--follow", "--tail", "20", "backend"]);
+        assert_eq!(
+            logs_args(true, Some("20"), &["backend".to_string()]),
+            ["logs", "--follow", "--tail", "20", "backend"]
+        );
     }
 
     #[test]

@@ -138,7 +138,9 @@ impl Owner {
                 !ns.is_empty() && self.namespaces.iter().any(|n| ns == n || (n.ends_with('-') && ns.starts_with(n)))
             });
         }
-        r.description.strip_prefix("mount / from exec /bin/sh -c ").is_some_and(|cmd| self.runs.contains(&collapse(cmd)))
+        r.description
+            .strip_prefix("mount / from exec /bin/sh -c ")
+            .is_some_and(|cmd| self.runs.contains(&collapse(cmd)))
     }
 
     fn is_step(&self, r: &Record) -> bool {
@@ -315,7 +317,9 @@ pub fn du() -> Result<()> {
         println!("  {:<60} {:>10}", name, human(i.size.max(0) as u64));
     }
     match registry_bytes(&w.engine, &w.owner) {
-        Some((dir, bytes)) => println!("registry storage: {} of the project's blobs in {}", human(bytes), dir.display()),
+        Some((dir, bytes)) => {
+            println!("registry storage: {} of the project's blobs in {}", human(bytes), dir.display())
+        }
         None => println!("registry storage: none of the xtask's (the engine is not a private one)"),
     }
     println!("target/:");
@@ -382,14 +386,24 @@ mod tests {
             record("run", Some("base"), "regular", "mount / from exec /bin/sh -c set -eu;     npm ci"),
             record("wd", Some("run"), "regular", "[app 2/3] WORKDIR /app"),
             record("copy", Some("wd"), "regular", "[linux/arm64 app 3/3] COPY app/ ./app/"),
-            record("ns", None, "exec.cachemount", "cached mount /root/.npm from exec /bin/sh -c npm ci with id \"contextcleanse//root/.npm\""),
+            record(
+                "ns",
+                None,
+                "exec.cachemount",
+                "cached mount /root/.npm from exec /bin/sh -c npm ci with id \"contextcleanse//root/.npm\"",
+            ),
             record("bench", None, "exec.cachemount", "cached mount /x from exec y with id \"bench-cold-12-0//x\""),
             // Another project: its own step, the same COPY text on its own layer, its cache mount,
             // an un-namespaced mount, and a build context.
             record("f-run", Some("base"), "regular", "mount / from exec /bin/sh -c echo foreign > /f"),
             record("f-copy", Some("f-run"), "regular", "[app 2/2] COPY app/ ./app/"),
             record("f-ns", None, "exec.cachemount", "cached mount /c from exec echo with id \"/foreignns/c\""),
-            record("f-like", None, "exec.cachemount", "cached mount /c from exec echo with id \"contextcleanse-other//c\""),
+            record(
+                "f-like",
+                None,
+                "exec.cachemount",
+                "cached mount /c from exec echo with id \"contextcleanse-other//c\"",
+            ),
             record("ctx", None, "source.local", "local source for context"),
         ];
         let ours: Vec<String> = owner().records(&records).into_iter().collect();

@@ -63,9 +63,8 @@ fn foreign_build(token: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     let base = docker(&["images", "--format", "{{.Repository}}:{{.Tag}}", "localhost/standin-node"]);
     let base = base.lines().next().expect("the node stand-in exists (made by the build)").to_string();
-    let dockerfile = format!(
-        "FROM {base}\nRUN --mount=type=cache,id={token},target=/c echo {token} > /c/x && echo {token} > /f\n"
-    );
+    let dockerfile =
+        format!("FROM {base}\nRUN --mount=type=cache,id={token},target=/c echo {token} > /c/x && echo {token} > /f\n");
     std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
     docker(&["buildx", "build", "--load", "--tag", "foreignproj:e2e", dir.to_str().unwrap()]);
     dir
@@ -127,10 +126,8 @@ fn clean_all_leaves_other_projects_alone_then_build_works_and_du_shows_the_diffe
     assert!(!after.contains("contextcleanse-backend:dev"), "{after}");
     // What stays of the project's is only what clean named: records a step of something else
     // (here, other tests' changed Dockerfiles) still builds on.
-    let kept: usize = said
-        .lines()
-        .find_map(|l| l.strip_prefix("kept ")?.split_once(" record(s)")?.0.parse().ok())
-        .unwrap_or(0);
+    let kept: usize =
+        said.lines().find_map(|l| l.strip_prefix("kept ")?.split_once(" record(s)")?.0.parse().ok()).unwrap_or(0);
     assert!(layer_records(&before) > kept && layer_records(&after) == kept, "before:\n{before}\nafter:\n{after}");
     let again = must(&["clean", "--all"], &[]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("nothing of this project's to clean"));

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
 use crate::cachegc::human;
 use crate::dockerapi;
@@ -123,6 +123,50 @@ pub fn prune_path(id: &str) -> String {
     format!("/build/prune?all=1&filters={}", dockerapi::escape(&filters))
 }
 
+/// What a clean did.
+struct Done {
+    records: usize,
+    images: usize,
+    freed: u64,
+    /// Image references the engine refused to delete.
+    kept: Vec<String>,
+}
+
+/// The effects: records one by one, the local cache folders, then the images' own tags.
+fn apply(world: &World, plan: &Plan) -> Result<Done> {
+    let mut done = Done { records: 0, images: 0, freed: 0, kept: Vec::new() };
+    for id in &plan.records {
+        if let Some((200, body)) = dockerapi::request(&world.socket, "POST", &prune_path(id)) {
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            done.records += v["CachesDeleted"].as_array().map_or(0, Vec::len);
+            done.freed += v["SpaceReclaimed"].as_u64().unwrap_or(0);
+        }
+    }
+    for (dir, bytes) in &plan.dirs {
+        if dir.is_dir() {
+            std::fs::remove_dir_all(dir).with_context(|| format!("removing {}", dir.display()))?;
+            done.freed += bytes;
+        }
+    }
+    for image in &plan.images {
+        let mut all_gone = true;
+        for r in &image.refs {
+            match dockerapi::request(&world.socket, "DELETE", &format!("/images/{}", dockerapi::escape(r))) {
+                Some((200, _)) | Some((404, _)) => {}
+                _ => {
+                    all_gone = false;
+                    done.kept.push(r.clone());
+                }
+            }
+        }
+        if all_gone {
+            done.images += 1;
+            done.freed += image.size;
+        }
+    }
+    Ok(done)
+}
+
 pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
     let Some(_lock) = lock::exclusive_now()? else {
         bail!(
@@ -162,46 +206,16 @@ pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
         }
         return Ok(());
     }
-    let mut freed = 0u64;
-    let mut removed_records = 0;
-    for id in &plan.records {
-        let answer = dockerapi::request(&world.socket, "POST", &prune_path(id));
-        if let Some((200, body)) = answer {
-            let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            removed_records += v["CachesDeleted"].as_array().map_or(0, Vec::len);
-            freed += v["SpaceReclaimed"].as_u64().unwrap_or(0);
-        }
-    }
-    for (dir, bytes) in &plan.dirs {
-        if dir.is_dir() {
-            std::fs::remove_dir_all(dir).map_err(|e| anyhow::anyhow!("removing {}: {e}", dir.display()))?;
-            freed += bytes;
-        }
-    }
-    let (mut removed_images, mut kept) = (0, Vec::new());
-    for image in &plan.images {
-        let mut all_gone = true;
-        for r in &image.refs {
-            match dockerapi::request(&world.socket, "DELETE", &format!("/images/{}", dockerapi::escape(r))) {
-                Some((200, _)) | Some((404, _)) => {}
-                _ => {
-                    all_gone = false;
-                    kept.push(r.clone());
-                }
-            }
-        }
-        if all_gone {
-            removed_images += 1;
-            freed += image.size;
-        }
-    }
+    let done = apply(&world, &plan)?;
     println!(
-        "removed {removed_records} build cache record(s), {} local cache folder(s) and {removed_images} image(s): {} freed",
+        "removed {} build cache record(s), {} local cache folder(s) and {} image(s): {} freed",
+        done.records,
         plan.dirs.iter().filter(|(_, b)| *b > 0).count(),
-        human(freed)
+        done.images,
+        human(done.freed)
     );
-    if !kept.is_empty() {
-        println!("kept {} (a container uses it: `cargo xtask down` first)", kept.join(", "));
+    if !done.kept.is_empty() {
+        println!("kept {} (a container uses it: `cargo xtask down` first)", done.kept.join(", "));
     }
     held_line();
     Ok(())

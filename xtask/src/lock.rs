@@ -16,8 +16,7 @@ pub struct Lock {
     _file: File,
 }
 
-fn open() -> Result<File> {
-    let path = file();
+fn open(path: &std::path::Path) -> Result<File> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
@@ -25,20 +24,28 @@ fn open() -> Result<File> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(&path)
+        .open(path)
         .with_context(|| format!("opening {}", path.display()))
 }
 
 /// A build's share of the lock; waits while a clean holds it.
 pub fn shared() -> Result<Lock> {
-    let file = open()?;
+    shared_at(&file())
+}
+
+fn shared_at(path: &std::path::Path) -> Result<Lock> {
+    let file = open(path)?;
     flock(&file, false, true)?;
     Ok(Lock { _file: file })
 }
 
 /// The whole lock, or None at once when a build holds it.
 pub fn exclusive_now() -> Result<Option<Lock>> {
-    let file = open()?;
+    exclusive_now_at(&file())
+}
+
+fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
+    let file = open(path)?;
     Ok(flock(&file, true, false)?.then_some(Lock { _file: file }))
 }
 
@@ -59,7 +66,7 @@ fn flock(file: &File, exclusive: bool, wait: bool) -> Result<bool> {
         match err.kind() {
             std::io::ErrorKind::Interrupted => continue,
             std::io::ErrorKind::WouldBlock => return Ok(false),
-            _ => return Err(err).with_context(|| format!("locking {}", self::file().display())),
+            _ => return Err(err).context("taking the build lock"),
         }
     }
 }
@@ -77,13 +84,15 @@ mod tests {
 
     #[test]
     fn a_build_keeps_clean_out_until_it_ends() {
-        let build = shared().unwrap();
-        let second_build = shared().unwrap();
-        assert!(exclusive_now().unwrap().is_none(), "a clean waits for no build");
+        // A lock of its own: a real build in this checkout must not disturb the test.
+        let path = std::env::temp_dir().join(format!("xtask-lock-test-{}", std::process::id()));
+        let build = shared_at(&path).unwrap();
+        let second_build = shared_at(&path).unwrap();
+        assert!(exclusive_now_at(&path).unwrap().is_none(), "a clean waits for no build");
         drop(build);
-        assert!(exclusive_now().unwrap().is_none(), "the other build still runs");
+        assert!(exclusive_now_at(&path).unwrap().is_none(), "the other build still runs");
         drop(second_build);
-        let clean = exclusive_now().unwrap();
-        assert!(clean.is_some());
+        assert!(exclusive_now_at(&path).unwrap().is_some());
+        std::fs::remove_file(path).unwrap();
     }
 }

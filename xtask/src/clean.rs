@@ -257,6 +257,45 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_takes_only_what_was_asked_and_only_the_projects() {
+        use crate::usage::{DiskUsage, Image, Owner};
+        let dockerfile = "FROM base\nRUN make\nCOPY app/ ./app/\n".to_string();
+        let owner =
+            Owner::new(&[dockerfile], vec!["contextcleanse".into()], ["contextcleanse-backend".to_string()].into());
+        let described = |id: &str, parent: Option<&str>, description: &str| Record {
+            description: description.into(),
+            size: 5,
+            ..record(id, parent)
+        };
+        let image = |id: &str, tag: &str| Image { id: id.into(), tags: Some(vec![tag.into()]), labels: None, size: 7 };
+        let world = World {
+            engine: crate::engine::Engine::default(),
+            socket: PathBuf::new(),
+            usage: DiskUsage {
+                records: Some(vec![
+                    described("run", Some("base"), "mount / from exec /bin/sh -c make"),
+                    described("copy", Some("run"), "[app 2/2] COPY app/ ./app/"),
+                    described("foreign", Some("base"), "mount / from exec /bin/sh -c make install"),
+                ]),
+                images: Some(vec![image("a", "contextcleanse-backend:dev"), image("b", "foreignproj:1")]),
+                layers_size: 0,
+            },
+            owner,
+            cache_dirs: vec![],
+        };
+        let dirs = [(PathBuf::from("/c/backend"), 3)];
+        let all = plan(&world, Asked::from_flags(false, false, true), &dirs);
+        assert_eq!(all.records, ["copy", "run"]);
+        assert_eq!(all.record_bytes, 10);
+        assert_eq!(all.images, [ImageRemoval { refs: vec!["contextcleanse-backend:dev".into()], size: 7 }]);
+        assert_eq!(all.dirs, dirs);
+        let images = plan(&world, Asked::from_flags(false, true, false), &dirs);
+        assert!(images.records.is_empty() && images.dirs.is_empty() && images.images.len() == 1);
+        let cache = plan(&world, Asked::from_flags(true, false, false), &dirs);
+        assert!(cache.images.is_empty() && cache.records.len() == 2);
+    }
+
+    #[test]
     fn one_record_per_prune() {
         assert_eq!(
             prune_path("qs0wy5wzhwkohom4l5vx1hbel"),

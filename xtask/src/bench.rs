@@ -54,7 +54,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
                     // Layer cache off and a cache-mount namespace of its own: cold for this
                     // project only, without pruning anything another project relies on.
                     extra_args.push("--no-cache".into());
-                    env.push(("BUILDKIT_CACHE_MOUNT_NS".into(), format!("bench-cold-{}-{round}", std::process::id())));
+                    env.push(("BUILDKIT_CACHE_MOUNT_NS".into(), format!("{}{}-{round}", crate::usage::BENCH_NS_PREFIX, std::process::id())));
                 }
                 Scenario::Warm => {}
                 Scenario::Source => touch_sources(&scratch, round)?,

@@ -394,6 +394,8 @@ fn check_registry(registry: &str, engine: &Engine) -> Result<()> {
 
 /// Plans and runs one recipe.
 pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
+    // Held until the build ends, so that `clean` removes nothing it uses.
+    let _lock = if opts.dry_run { None } else { Some(crate::lock::shared()?) };
     let plan = plan(recipe, names, opts)?;
     if opts.dry_run {
         return crate::print::print_plan(&plan);

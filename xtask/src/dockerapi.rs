@@ -40,9 +40,15 @@ fn context_configured() -> bool {
 
 /// GET `path`; the status code and body, or None when the socket does not answer.
 pub fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
+    request(socket, "GET", path)
+}
+
+/// A request without a body (`clean`'s POST /build/prune and DELETE /images/…, besides GET).
+pub fn request(socket: &Path, method: &str, path: &str) -> Option<(u16, String)> {
     let mut stream = platform::connect_socket(socket).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").ok()?;
+    // A prune of a large record can take a while; a GET answers at once.
+    stream.set_read_timeout(Some(Duration::from_secs(if method == "GET" { 10 } else { 120 }))).ok()?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).ok()?;
     parse_response(&raw)

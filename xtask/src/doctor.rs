@@ -93,6 +93,7 @@ pub fn run() -> Result<()> {
     if let Some(engine) = &engine {
         engine_lines(&mut r, engine);
     }
+    shell_line(&mut r, engine.as_ref());
     settings_lines(&mut r, &settings, engine.as_ref());
     npm_lines(&mut r, engine.as_ref());
     match version_of("node", &["--version"]) {
@@ -166,6 +167,25 @@ fn engine_lines(r: &mut Report, engine: &Engine) {
         Err(e) => r.line(Level::Warn, "multiplatform", format!("{e:#}")),
     }
     r.line(Level::Ok, "binfmt", engine::binfmt_status());
+}
+
+/// Compose as a plain shell reaches it: the `docker` on PATH with its own plug-ins and
+/// DOCKER_HOST, without the private engine's exports the xtask adds to its own commands.
+fn shell_line(r: &mut Report, engine: Option<&Engine>) {
+    let plain = Engine::default();
+    let compose = version_of_docker(&plain, &["compose", "version", "--short"]);
+    let answers = plain.answers();
+    let fix = "run `eval \"$(cargo xtask engine env)\"` in that shell (or use `cargo xtask up`, `ps`, `logs`, `down`)";
+    match (compose, answers, engine) {
+        (Some(v), true, _) => r.line(Level::Ok, "shell", format!("a plain shell reaches compose {v} and the engine at {}", plain.describe())),
+        (_, _, Some(e)) if e.is_private() => r.line(
+            Level::Warn,
+            "shell",
+            format!("a plain shell reaches {} the private engine: {fix}", if answers { "compose not on" } else { "neither compose nor" }),
+        ),
+        (None, _, _) => r.line(Level::Warn, "shell", "`docker compose` is not a command in a plain shell: install the compose v2 plug-in"),
+        (Some(_), false, _) => r.line(Level::Warn, "shell", format!("a plain shell's docker reaches no engine at {}: start it, or set DOCKER_HOST", plain.describe())),
+    }
 }
 
 fn version_of_docker(engine: &Engine, args: &[&str]) -> Option<String> {

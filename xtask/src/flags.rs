@@ -11,21 +11,23 @@ use std::fmt::Write as _;
 #[derive(Debug)]
 pub struct Flag {
     pub long: &'static str,
+    /// A one-letter form, for the few flags people type all day (`logs -f`).
+    pub short: Option<char>,
     pub value: Option<&'static str>,
     pub repeated: bool,
     pub help: &'static str,
 }
 
 const fn switch(long: &'static str, help: &'static str) -> Flag {
-    Flag { long, value: None, repeated: false, help }
+    Flag { long, short: None, value: None, repeated: false, help }
 }
 
 const fn valued(long: &'static str, value: &'static str, help: &'static str) -> Flag {
-    Flag { long, value: Some(value), repeated: false, help }
+    Flag { long, short: None, value: Some(value), repeated: false, help }
 }
 
 const fn repeated(long: &'static str, value: &'static str, help: &'static str) -> Flag {
-    Flag { long, value: Some(value), repeated: true, help }
+    Flag { long, short: None, value: Some(value), repeated: true, help }
 }
 
 /// The words after the flags, e.g. the services to build.
@@ -51,6 +53,12 @@ pub enum Sub {
     EngineDown,
     EngineStatus,
     EngineEnv,
+    Up,
+    Down,
+    Logs,
+    Ps,
+    Du,
+    Clean,
     Report,
     Bench,
     Test,
@@ -175,6 +183,50 @@ pub const COMMANDS: &[Command] = &[
         flags: &[ENGINE],
     },
     Command {
+        sub: Sub::Up,
+        name: "up",
+        about: "Build what is stale and start the compose stack on the xtask's engine; wait for the health checks and print the URLs.",
+        positional: Some(Positional { name: "NAMES", repeated: true, help: "Services (default: all); each brings the services it depends on." }),
+        flags: &[&[valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml).")]],
+    },
+    Command {
+        sub: Sub::Down,
+        name: "down",
+        about: "Stop the compose stack: its containers and network go, nothing else.",
+        positional: None,
+        flags: NONE,
+    },
+    Command {
+        sub: Sub::Logs,
+        name: "logs",
+        about: "The stack's logs (`docker compose logs`).",
+        positional: Some(Positional { name: "SERVICES", repeated: true, help: "Services (default: all)." }),
+        flags: &[&[
+            Flag { short: Some('f'), ..switch("follow", "Keep following the output.") },
+            valued("tail", "N", "Lines from the end of each service's log."),
+        ]],
+    },
+    Command { sub: Sub::Ps, name: "ps", about: "The stack's containers (`docker compose ps`).", positional: None, flags: NONE },
+    Command {
+        sub: Sub::Du,
+        name: "du",
+        about: "Disk used by this project: build cache, images, registry storage, target/.",
+        positional: None,
+        flags: NONE,
+    },
+    Command {
+        sub: Sub::Clean,
+        name: "clean",
+        about: "Remove this project's build cache and images, never another project's.",
+        positional: None,
+        flags: &[&[
+            switch("cache", "The build cache: BuildKit's records of the project's steps and cache mounts, and the local cache folders."),
+            switch("images", "The project's images (not the stand-in bases)."),
+            switch("all", "Both (the default when no flag is given)."),
+            switch("dry-run", "Say what would go and remove nothing."),
+        ]],
+    },
+    Command {
         sub: Sub::Report,
         name: "report",
         about: "Show build reports: the last one, or a before/after comparison of two builds.",
@@ -285,7 +337,15 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     while i < rest.len() {
         let word = rest[i];
         i += 1;
-        let Some(body) = word.strip_prefix("--") else {
+        let short = match word.strip_prefix('-').map(|w| w.chars().collect::<Vec<_>>()) {
+            Some(c) if c.len() == 1 && c[0] != '-' => flags.iter().find(|f| f.short == Some(c[0])),
+            _ => None,
+        };
+        let body = match short {
+            Some(f) => Some(f.long),
+            None => word.strip_prefix("--"),
+        };
+        let Some(body) = body else {
             match &command.positional {
                 Some(p) if p.repeated || args.positionals.is_empty() => args.positionals.push(word.to_string()),
                 Some(p) => return Err(usage(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name))),
@@ -382,9 +442,12 @@ pub fn help(command: &Command) -> String {
     }
     let flags: Vec<&Flag> = command.flags.iter().flat_map(|g| g.iter()).collect();
     if !flags.is_empty() {
-        let shown = |f: &Flag| match f.value {
-            Some(v) => format!("--{} {v}", f.long),
-            None => format!("--{}", f.long),
+        let shown = |f: &Flag| {
+            let short = f.short.map(|c| format!("-{c}, ")).unwrap_or_default();
+            match f.value {
+                Some(v) => format!("{short}--{} {v}", f.long),
+                None => format!("{short}--{}", f.long),
+            }
         };
         let width = flags.iter().map(|f| shown(f).len()).max().unwrap_or(0);
         out.push_str("\nFlags:\n");
@@ -429,6 +492,12 @@ mod tests {
         let a = run("build backend frontend --no-cache").unwrap();
         assert_eq!(a.positionals, ["backend", "frontend"]);
         assert!(run("print a b").unwrap_err().contains("takes one NAME"));
+        let a = run("logs -f --tail 5 backend").unwrap();
+        assert!(a.switch("follow") && a.positionals == ["backend"]);
+        assert!(run("ps -x").unwrap_err().contains("takes no arguments"), "a dash word that is no short flag is an argument");
+        // `up` and `engine up` are two commands; the longer name wins.
+        assert_eq!(run("up").unwrap().command.sub, Sub::Up);
+        assert_eq!(run("engine up").unwrap().command.sub, Sub::EngineUp);
     }
 
     #[test]

@@ -9,15 +9,18 @@ mod build;
 mod cache;
 mod cachegc;
 mod check;
+mod clean;
 mod chromium;
 mod crosscheck;
 mod dockerapi;
 mod doctor;
 mod engine;
 mod flags;
+mod lock;
 mod meta;
 mod oci;
 mod paths;
+mod ports;
 mod platform;
 mod print;
 mod rawjson;
@@ -25,10 +28,12 @@ mod report;
 mod run;
 mod runner;
 mod settings;
+mod stack;
 mod standin;
 mod stop;
 mod syntax;
 mod test;
+mod usage;
 
 use build::{Options, Recipe};
 use flags::{Args, Parsed, Sub};
@@ -92,6 +97,15 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::EngineEnv => {
             let (channel, classic) = engine_spec(a)?;
             engine::env(channel, classic)
+        }
+        Sub::Up => stack::up(&names(), &Options { version: a.value("version"), ..Options::default() }),
+        Sub::Down => stack::down(),
+        Sub::Logs => stack::pass_through(&stack::logs_args(a.switch("follow"), a.value("tail").as_deref(), &names())),
+        Sub::Ps => stack::pass_through(&["ps".to_string()]),
+        Sub::Du => usage::du(),
+        Sub::Clean => {
+            let asked = clean::Asked::from_flags(a.switch("cache"), a.switch("images"), a.switch("all"));
+            clean::run(&asked, a.switch("dry-run"))
         }
         Sub::Report => report::command(&report::Request {
             compare: a.switch("compare"),

@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod home_page;
 mod reports;
+mod stack;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

@@ -80,20 +80,10 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     Ok(())
 }
 
-/// The tracked and untracked-but-not-ignored files of the checkout, copied to a scratch folder.
+/// A scratch copy of the sources, one per benchmark run.
 fn scratch_copy() -> Result<PathBuf> {
-    let root = paths::project_root();
     let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
-    let files = runner::read(&Cmd::new("git").args(["ls-files", "-co", "--exclude-standard"]).dir(&root))
-        .context("listing the sources to copy for the benchmark")?;
-    for file in files.lines() {
-        let from = root.join(file);
-        if from.is_file() {
-            let to = dir.join(file);
-            std::fs::create_dir_all(to.parent().context("a file has a folder")?)?;
-            std::fs::copy(&from, &to).with_context(|| format!("copying {file}"))?;
-        }
-    }
+    paths::copy_sources(&paths::project_root(), &dir).context("copying the sources for the benchmark")?;
     Ok(dir)
 }
 
@@ -137,9 +127,7 @@ fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)
         .env("XTASK_PROJECT_ROOT", dir.display().to_string())
         .envs(env);
     runner::run_quiet(&cmd)?;
-    let history = report::read_history(&dir.join("target/xtask/reports/history.jsonl"));
-    let last = history.last().context("the build left no history line")?;
-    let path = dir.join("target/xtask/reports").join(format!("{}.json", last.id));
+    let path = report::last_saved(&paths::reports_dir_in(dir))?;
     Ok(serde_json::from_str(&std::fs::read_to_string(&path)?)?)
 }
 

@@ -1,30 +1,9 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
-mod adapt;
-mod bake;
-mod bench;
-mod build;
-mod cache;
-mod cachegc;
-mod check;
-mod dockerapi;
-mod doctor;
-mod engine;
 mod flags;
-mod meta;
-mod oci;
-mod paths;
-mod print;
-mod rawjson;
-mod report;
-mod run;
-mod runner;
-mod settings;
-mod standin;
-mod stop;
-mod syntax;
-mod test;
+
+use xtask::{bench, build, check, doctor, engine, report, settings, stop, test};
 
 use build::{Options, Recipe};
 use flags::XtaskCmd;

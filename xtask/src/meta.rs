@@ -79,6 +79,20 @@ fn manifest_version() -> Result<Version> {
     parse_version(version, "Cargo.toml [workspace.metadata.contextcleanse] version")
 }
 
+/// The npm version pinned by package.json's `packageManager` (`npm@X.Y.Z`).
+pub fn npm_pin() -> Result<String> {
+    let path = paths::package_json();
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let pm =
+        json["packageManager"].as_str().with_context(|| format!("{} has no packageManager field", path.display()))?;
+    let version = pm
+        .strip_prefix("npm@")
+        .with_context(|| format!("{}: packageManager `{pm}` is not npm@X.Y.Z", path.display()))?;
+    parse_version(version, "package.json packageManager")?;
+    Ok(version.to_string())
+}
+
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-27T21:57:05Z`).
 pub fn rfc3339(epoch: &str) -> Result<String> {
     let secs: i64 =
@@ -131,5 +145,11 @@ mod tests {
     #[test]
     fn manifest_holds_a_valid_version() {
         assert!(manifest_version().is_ok());
+    }
+
+    #[test]
+    fn npm_pin_comes_from_package_json() {
+        let pin = npm_pin().unwrap();
+        assert!(semver::Version::parse(&pin).is_ok(), "{pin}");
     }
 }

@@ -10,9 +10,9 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
+/// The pin as the xtask reads it (package.json's packageManager).
 fn npm_pin() -> String {
-    let json: serde_json::Value = serde_json::from_str(&read("frontend/package.json")).unwrap();
-    json["packageManager"].as_str().unwrap().strip_prefix("npm@").expect("packageManager is npm@X.Y.Z").to_string()
+    xtask::meta::npm_pin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The default of `variable "NAME"` in the bake file.

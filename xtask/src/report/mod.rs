@@ -17,7 +17,7 @@ pub use buildx_history::{cross_check, references};
 pub use html::html;
 pub use judge::{cache_trouble, cache_warning_line, failure_summary, is_failure, judge, Source};
 pub use model::{summarize, BuildReport, HistoryLine, TargetReport};
-pub use store::{comparable, history, read_history};
+pub use store::{comparable, history, last_saved, read_history};
 pub use table::{print_table, table};
 
 use crate::engine::EngineRecord;

@@ -56,6 +56,13 @@ pub fn history() -> Vec<HistoryLine> {
     read_history(&paths::history_file())
 }
 
+/// The JSON report of the newest build in the history of the reports folder `dir`.
+pub fn last_saved(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let history = read_history(&dir.join("history.jsonl"));
+    let last = history.last().with_context(|| format!("no build in the history under {}", dir.display()))?;
+    Ok(dir.join(format!("{}.json", last.id)))
+}
+
 /// Finds a build by id, `last` or `last~N`.
 pub fn pick<'a>(history: &'a [HistoryLine], id: &str) -> Result<&'a HistoryLine> {
     let back = if id == "last" {

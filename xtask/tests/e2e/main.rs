@@ -2,6 +2,8 @@
 //! `#[ignore]`d for a plain `cargo test`; `cargo xtask test` runs them (`--ignored`, one at a
 //! time, in name order) after making sure an engine answers. Nothing here is mocked.
 
+// The topic files (`use super::*`) may read and write streams.
+#[allow(unused_imports)]
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -111,30 +113,10 @@ impl Drop for Container {
 
 /// A plain HTTP/1.1 GET on loopback; returns the status code and body.
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the container's published port");
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the container's published port");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
-    (code, body)
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
+    let (code, body) = xtask::http::get(s, "127.0.0.1", path, &[]).unwrap_or_default();
+    (code, String::from_utf8_lossy(&body).to_string())
 }
 
 fn health(port: u16, path: &str) -> Value {
@@ -149,11 +131,8 @@ fn label(image: &str, key: &str) -> String {
 
 /// The newest report the xtask wrote under `dir`/target/xtask/reports.
 fn last_report(dir: &Path) -> Value {
-    let reports = dir.join("target/xtask/reports");
-    let history = std::fs::read_to_string(reports.join("history.jsonl")).expect("history.jsonl exists");
-    let last: Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
-    let id = last["id"].as_str().unwrap();
-    serde_json::from_str(&std::fs::read_to_string(reports.join(format!("{id}.json"))).unwrap()).unwrap()
+    let path = xtask::report::last_saved(&xtask::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn target<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -185,17 +164,7 @@ fn executed(report: &Value, name: &str, part: &str) -> Vec<String> {
 /// folder, so tests can change files without touching the real ones.
 fn scratch_copy(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("xtask-e2e-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out =
-        Command::new("git").args(["ls-files", "-co", "--exclude-standard", "-z"]).current_dir(root()).output().unwrap();
-    for file in String::from_utf8_lossy(&out.stdout).split('\0').filter(|f| !f.is_empty()) {
-        let from = root().join(file);
-        if from.is_file() {
-            let to = dir.join(file);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(&from, &to).unwrap();
-        }
-    }
+    xtask::paths::copy_sources(&root(), &dir).unwrap_or_else(|e| panic!("{e:#}"));
     dir
 }
 
@@ -238,34 +207,8 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
 }
 
 /// Walks a tar stream (as `docker export` writes it): names and contents of regular files.
-fn tar_entries(mut data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
-    while data.len() >= 512 {
-        let header = &data[..512];
-        if header.iter().all(|b| *b == 0) {
-            break;
-        }
-        let field =
-            |a: usize, b: usize| String::from_utf8_lossy(&header[a..b]).trim_end_matches('\0').trim().to_string();
-        let name = format!(
-            "{}{}",
-            {
-                let p = field(345, 500);
-                if p.is_empty() {
-                    p
-                } else {
-                    p + "/"
-                }
-            },
-            field(0, 100)
-        );
-        let size = usize::from_str_radix(&field(124, 136), 8).unwrap_or(0);
-        let kind = header[156];
-        let body = &data[512..(512 + size).min(data.len())];
-        if kind == b'0' || kind == 0 {
-            visit(&name, body);
-        }
-        data = &data[(512 + size.div_ceil(512) * 512).min(data.len())..];
-    }
+fn tar_entries(data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
+    xtask::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body)).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Every file of every layer of an image, as `docker image save` writes it (an OCI layout whose
@@ -1225,20 +1168,16 @@ fn k_planted_secrets_reach_no_layer_and_no_cache() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// GET on the registry at `addr` (loopback, plain HTTP/1.0 so the body is never chunked).
+/// GET on the registry at `addr` (loopback), asking for any kind of manifest.
 fn registry_get(addr: &str, path: &str) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connecting to the registry");
+    let s = TcpStream::connect(addr).expect("connecting to the registry");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
                   application/vnd.docker.distribution.manifest.list.v2+json, \
                   application/vnd.docker.distribution.manifest.v2+json";
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response");
-    let head = String::from_utf8_lossy(&raw[..at]).to_string();
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    raw[at + 4..].to_vec()
+    let (code, body) = xtask::http::get(s, addr, path, &[("Accept", accept)]).expect("an HTTP response");
+    assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+    body
 }
 
 /// Copies every blob the manifest `repo:reference` reaches into `dir/blobs/sha256/` (the local

@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::build::Plan;
 use crate::engine;
+use crate::plan::Plan;
 use crate::runner;
 
 /// The groups whose targets cover every stage the project builds.
@@ -20,7 +20,7 @@ pub fn run(plan: &Plan) -> Result<()> {
             facts.buildx_version.map_or("unknown".to_string(), |v| v.to_string())
         );
     }
-    let (status, out) = runner::run_tee(&plan.bake).context("running BuildKit's Dockerfile checks")?;
+    let (status, out) = runner::run_tee(&plan.bake()).context("running BuildKit's Dockerfile checks")?;
     let verdict = verdict(&out, &plan.targets);
     match (status.success(), verdict) {
         (true, Ok(n)) => {

@@ -9,9 +9,9 @@ use std::time::Instant;
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
 
-use crate::build::{Output, Plan};
 use crate::oci;
 use crate::paths;
+use crate::plan::{Output, Plan};
 use crate::rawjson::{self, Event, Progress, Splitter};
 use crate::report::{self, BuildReport, Source, TargetReport};
 use crate::runner;
@@ -72,7 +72,7 @@ fn stream(plan: &Plan) -> Result<Streamed> {
     let mut splitter = Splitter::default();
     let mut progress = Progress::default();
     let tb = Instant::now();
-    let status = runner::run_streaming(&plan.bake, |chunk| {
+    let status = runner::run_streaming(&plan.bake(), |chunk| {
         display.raw(chunk);
         for s in splitter.feed(chunk) {
             for ev in progress.apply(s) {
@@ -91,7 +91,7 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> (Buil
     report.names = plan.names.clone();
     report.version = plan.metadata.version.to_string();
     report.git_commit = plan.metadata.git_commit.clone();
-    report.command = plan.bake.command_line();
+    report.command = plan.bake().command_line();
     report.notes = plan.notes.clone();
     // A stop wins over buildx's own status: buildx may still have finished before it took effect,
     // but the person asked for the build to end, and the exit code says so.

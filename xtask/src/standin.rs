@@ -5,13 +5,14 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::engine::{self, Engine, Layout, Spec};
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
 
+#[derive(Debug)]
 pub struct Base {
     /// The bake variable that carries it.
     pub var: &'static str,
@@ -73,10 +74,31 @@ pub struct Choice {
     pub notes: Vec<String>,
     /// True when at least one image is a stand-in.
     pub standin: bool,
+    /// Bases that are neither reachable nor in the engine as stand-ins yet: their stand-ins must
+    /// be made ([`make_standins`]) before a build.
+    pub missing: Vec<&'static Base>,
 }
 
-/// How a base image can be had, tried in order. `make` allows building the stand-ins.
-pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choice> {
+impl Choice {
+    /// Why the build cannot start yet, when stand-ins are missing.
+    pub fn missing_line(&self) -> Option<String> {
+        (!self.missing.is_empty()).then(|| {
+            format!(
+                "base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them",
+                names(&self.missing)
+            )
+        })
+    }
+
+    /// The line said before the missing stand-ins are made.
+    pub fn making_line(&self) -> String {
+        format!("{} cannot be pulled; making stand-ins once (a few minutes)", names(&self.missing))
+    }
+}
+
+/// How each base image can be had, tried in order (a mirror, the engine's store, the registry,
+/// a stand-in in the store); a base none of them has is `missing`. Reads only.
+pub fn look(engine: &Engine, settings: &Settings) -> Choice {
     let mirror = settings.get("BASE_MIRROR").map(|m| m.trim_end_matches('/').to_string());
     // The probes are independent and mostly wait on the network: run them side by side.
     let found: Vec<Option<String>> = std::thread::scope(|s| {
@@ -85,27 +107,16 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
     });
     let mut choice = Choice::default();
     let mut standins = Vec::new();
-    let mut missing = Vec::new();
     for (base, found) in BASES.iter().zip(found) {
         let standin = base.standin();
         let image = found.unwrap_or_else(|| {
-            missing.push(base);
+            choice.missing.push(base);
             standin.clone()
         });
         if image == standin {
             standins.push(base);
         }
         choice.vars.push((base.var.to_string(), image));
-    }
-    if !missing.is_empty() {
-        if !make {
-            bail!(
-                "base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them",
-                names(&missing)
-            );
-        }
-        eprintln!("xtask: {} cannot be pulled; making stand-ins once (a few minutes)", names(&missing));
-        make_standins(engine)?;
     }
     if !standins.is_empty() {
         choice.standin = true;
@@ -114,7 +125,7 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
             names(&standins)
         ));
     }
-    Ok(choice)
+    choice
 }
 
 fn names(bases: &[&Base]) -> String {

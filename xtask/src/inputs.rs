@@ -11,7 +11,6 @@ use crate::bake::{self, Definition};
 use crate::engine::{self, Engine, Facts};
 use crate::meta::{self, Metadata};
 use crate::paths;
-use crate::plan;
 use crate::request::Request;
 use crate::settings::Settings;
 use crate::standin::{self, Choice};
@@ -78,7 +77,7 @@ impl Inputs {
             .get("CA_BUNDLE")
             .or(Some(DEFAULT_CA_BUNDLE).filter(|p| std::path::Path::new(p).is_file()))
             .map(str::to_string);
-        let vars = plan::bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
+        let vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
         let (facts, bases, frontend, definition) = std::thread::scope(|s| {
             let facts = s.spawn(|| engine::facts(&engine, opts.builder.as_deref()));
             let bases = s.spawn(|| standin::look(&engine, settings));
@@ -113,6 +112,25 @@ impl Inputs {
             dockerfiles,
         })
     }
+}
+
+/// The bake variables that carry the metadata, the npm pin, the registry and the CA bundle (the
+/// base images are added once they are known).
+pub fn bake_vars(
+    metadata: &Metadata,
+    npm_pin: &str,
+    registry: Option<&str>,
+    ca_bundle: Option<&str>,
+) -> Vec<(String, String)> {
+    let mut vars = metadata.bake_vars();
+    vars.push(("NPM_VERSION".to_string(), npm_pin.to_string()));
+    if let Some(r) = registry {
+        vars.push(("REGISTRY".to_string(), r.to_string()));
+    }
+    if let Some(ca) = ca_bundle {
+        vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
+    }
+    vars
 }
 
 fn check_registry(registry: &str, engine: &Engine) -> Result<()> {

@@ -10,7 +10,7 @@ use crate::adapt;
 use crate::bake::Definition;
 use crate::cachegc;
 use crate::engine::{self, Engine, Facts};
-use crate::inputs::Inputs;
+use crate::inputs::{bake_vars, Inputs};
 use crate::meta::Metadata;
 use crate::request::{Options, Request};
 use crate::runner::Cmd;
@@ -62,25 +62,6 @@ pub struct Plan {
     pub local_caches: Vec<PathBuf>,
     /// Seconds spent before buildx starts (the xtask's own overhead), filled in by the caller.
     pub planned_in: f64,
-}
-
-/// The bake variables that carry the metadata, the npm pin, the registry and the CA bundle (the
-/// base images are added once they are known).
-pub fn bake_vars(
-    metadata: &Metadata,
-    npm_pin: &str,
-    registry: Option<&str>,
-    ca_bundle: Option<&str>,
-) -> Vec<(String, String)> {
-    let mut vars = metadata.bake_vars();
-    vars.push(("NPM_VERSION".to_string(), npm_pin.to_string()));
-    if let Some(r) = registry {
-        vars.push(("REGISTRY".to_string(), r.to_string()));
-    }
-    if let Some(ca) = ca_bundle {
-        vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
-    }
-    vars
 }
 
 /// Makes the plan. What a dry run could not learn (no engine, stand-ins not made yet) becomes a

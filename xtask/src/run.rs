@@ -13,7 +13,7 @@ use crate::oci;
 use crate::paths;
 use crate::plan::{Output, Plan};
 use crate::rawjson::{self, Event, Progress, Splitter};
-use crate::report::{self, BuildReport, Source, TargetReport};
+use crate::report::{self, BuildReport, Source, Status, TargetReport};
 use crate::runner;
 
 /// Runs the plan's build, then writes the report and history, prints the table, and turns a
@@ -96,11 +96,10 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> (Buil
     // A stop wins over buildx's own status: buildx may still have finished before it took effect,
     // but the person asked for the build to end, and the exit code says so.
     report.status = match (stop, ok) {
-        (Some(_), _) => "interrupted",
-        (None, true) => "ok",
-        (None, false) => "failed",
-    }
-    .to_string();
+        (Some(_), _) => Status::Interrupted,
+        (None, true) => Status::Ok,
+        (None, false) => Status::Failed,
+    };
     report.signal = stop.map(|s| s.name());
     report.exit_code = run.status.code();
     report.buildx_secs = run.buildx_secs;

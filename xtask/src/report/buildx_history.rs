@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::model::{BuildReport, TargetReport};
+use super::model::{BuildReport, Status, TargetReport};
 use crate::engine::Engine;
 use crate::runner;
 
@@ -96,7 +96,7 @@ pub fn cross_check(engine: &Engine, report: &mut BuildReport, available: bool) -
         report.history = NOT_AVAILABLE.to_string();
         return None;
     }
-    if report.status != "ok" {
+    if report.status != Status::Ok {
         report.history = "not cross-checked: the build did not pass".to_string();
         return None;
     }
@@ -181,7 +181,7 @@ mod tests {
 
     #[test]
     fn old_buildx_is_said_and_nothing_is_asked() {
-        let mut report = BuildReport { status: "ok".into(), ..Default::default() };
+        let mut report = BuildReport { status: Status::Ok, ..Default::default() };
         assert_eq!(cross_check(&Engine::default(), &mut report, false), None);
         assert_eq!(report.history, NOT_AVAILABLE);
     }

@@ -16,7 +16,7 @@ use anyhow::{bail, Context, Result};
 pub use buildx_history::{cross_check, references};
 pub use html::html;
 pub use judge::{cache_trouble, cache_warning_line, failure_summary, is_failure, judge, Source};
-pub use model::{summarize, BuildReport, HistoryLine, TargetReport};
+pub use model::{summarize, BuildReport, HistoryLine, Outcome, Status, TargetReport};
 pub use store::{comparable, history, last_saved, read_history};
 pub use table::{print_table, table};
 
@@ -149,7 +149,7 @@ pub mod testing {
     pub fn built(id: &str, targets: &[&str]) -> HistoryLine {
         HistoryLine {
             id: id.into(),
-            status: "ok".into(),
+            status: super::Status::Ok,
             wall_secs: 10.0,
             targets: targets
                 .iter()

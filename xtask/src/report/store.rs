@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use super::model::{BuildReport, HistoryLine, HistoryTarget};
+use super::model::{BuildReport, HistoryLine, HistoryTarget, Status};
 use crate::engine::EngineRecord;
 use crate::paths::{self, write_atomic};
 
@@ -11,7 +11,7 @@ pub fn history_line(r: &BuildReport) -> HistoryLine {
     HistoryLine {
         id: r.id.clone(),
         started: r.started.clone(),
-        status: r.status.clone(),
+        status: r.status,
         signal: r.signal.clone(),
         names: r.names.clone(),
         wall_secs: r.wall_secs,
@@ -33,7 +33,7 @@ pub fn history_line(r: &BuildReport) -> HistoryLine {
 /// A build to compare with: one that passed, of the same targets, on the same engine (a build on
 /// another engine or another version of it measures the engine, not the change).
 pub fn comparable(h: &HistoryLine, names: &[String], engine: &Option<EngineRecord>) -> bool {
-    h.status == "ok" && h.names == names && &h.engine == engine
+    h.status == Status::Ok && h.names == names && &h.engine == engine
 }
 
 /// Appends one line by writing the whole file anew and renaming it into place: a reader (or a
@@ -90,16 +90,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-history-{}", std::process::id()));
         let file = dir.join("history.jsonl");
         let _ = std::fs::remove_dir_all(&dir);
-        append_history(&file, &HistoryLine { id: "a".into(), status: "ok".into(), ..Default::default() }).unwrap();
+        append_history(&file, &HistoryLine { id: "a".into(), status: Status::Ok, ..Default::default() }).unwrap();
         // A torn last line (as if another writer died mid-line) must not hide earlier builds.
         let mut text = std::fs::read_to_string(&file).unwrap();
         text.push_str("{\"id\": \"torn");
         std::fs::write(&file, text).unwrap();
-        append_history(&file, &HistoryLine { id: "b".into(), status: "interrupted".into(), ..Default::default() })
+        append_history(&file, &HistoryLine { id: "b".into(), status: Status::Interrupted, ..Default::default() })
             .unwrap();
         let h = read_history(&file);
         assert_eq!(h.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(h[1].status, "interrupted");
+        assert_eq!(h[1].status, Status::Interrupted);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

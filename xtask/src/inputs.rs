@@ -12,7 +12,7 @@ use crate::engine::{self, Engine, Facts};
 use crate::meta::{self, Metadata};
 use crate::paths;
 use crate::request::Request;
-use crate::settings::Settings;
+use crate::settings::{ProgressMode, Settings};
 use crate::standin::{self, Choice};
 use crate::syntax::{self, FrontendSource};
 
@@ -36,7 +36,7 @@ pub struct Inputs {
     /// Client-side BuildKit settings from `.env`.
     pub client_env: Vec<(String, String)>,
     /// `BUILDKIT_PROGRESS` from `.env`.
-    pub progress: Option<String>,
+    pub progress: Option<ProgressMode>,
     pub engine: Engine,
     /// What the engine and buildx said of themselves, or why they could not say.
     pub facts: Result<Facts, String>,
@@ -103,7 +103,7 @@ impl Inputs {
             ca_bundle,
             build_args: settings.build_args(),
             client_env: settings.client_env(),
-            progress: settings.get("BUILDKIT_PROGRESS").map(str::to_string),
+            progress: settings.get("BUILDKIT_PROGRESS").and_then(|p| p.parse().ok()),
             engine,
             facts: facts.map_err(|e| format!("{e:#}")),
             bases,

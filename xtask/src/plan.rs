@@ -14,6 +14,7 @@ use crate::inputs::{bake_vars, Inputs};
 use crate::meta::Metadata;
 use crate::request::{Options, Request};
 use crate::runner::Cmd;
+use crate::settings::ProgressMode;
 use crate::syntax;
 
 /// Where the built images go.
@@ -43,7 +44,7 @@ pub struct Plan {
     pub definition: Definition,
     pub notes: Vec<String>,
     pub metadata_file: PathBuf,
-    pub progress: String,
+    pub progress: ProgressMode,
     pub engine: Engine,
     /// What the engine said of itself (none in a dry run without an engine).
     pub facts: Option<Facts>,
@@ -109,7 +110,8 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     // after it (none when the builder cannot export, and the plan left the export out).
     let local_caches = if caps.cache_export { cachegc::local_dirs(definition, &inputs.root) } else { Vec::new() };
 
-    let progress = opts.progress.clone().or_else(|| inputs.progress.clone()).unwrap_or_else(|| "auto".to_string());
+    // Both were checked when read (`--progress` with the flags, BUILDKIT_PROGRESS with `.env`).
+    let progress = opts.progress.as_deref().and_then(|p| p.parse().ok()).or(inputs.progress).unwrap_or_default();
     Ok(Plan {
         names: request.names.clone(),
         targets,

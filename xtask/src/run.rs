@@ -15,6 +15,7 @@ use crate::plan::{Output, Plan};
 use crate::rawjson::{self, Event, Progress, Splitter};
 use crate::report::{self, BuildReport, Source, Status, TargetReport};
 use crate::runner;
+use crate::settings::ProgressMode;
 
 /// Runs the plan's build, then writes the report and history, prints the table, and turns a
 /// failure into an error naming the failing targets with their last log lines.
@@ -68,7 +69,7 @@ fn attempt(plan: &Plan) -> Result<()> {
 /// Runs buildx, showing its progress as it comes.
 fn stream(plan: &Plan) -> Result<Streamed> {
     let started = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-    let mut display = Display::new(&plan.progress);
+    let mut display = Display::new(plan.progress);
     let mut splitter = Splitter::default();
     let mut progress = Progress::default();
     let tb = Instant::now();
@@ -263,33 +264,33 @@ fn platform_sizes(plan: &Plan, t: &TargetReport) -> Option<BTreeMap<String, u64>
 
 /// What the person at the terminal sees while the build runs.
 struct Display {
-    mode: String,
+    mode: ProgressMode,
 }
 
 impl Display {
-    fn new(mode: &str) -> Display {
+    fn new(mode: ProgressMode) -> Display {
         use std::io::IsTerminal;
         let mode = match mode {
-            "auto" if std::io::stderr().is_terminal() => "tty",
-            "auto" => "plain",
+            ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
+            ProgressMode::Auto => ProgressMode::Plain,
             m => m,
         };
-        Display { mode: mode.to_string() }
+        Display { mode }
     }
 
     fn raw(&mut self, chunk: &[u8]) {
-        if self.mode == "rawjson" {
+        if self.mode == ProgressMode::Rawjson {
             let _ = std::io::stderr().write_all(chunk);
         }
     }
 
     fn event(&mut self, p: &Progress, ev: &Event) {
-        if self.mode == "rawjson" {
+        if self.mode == ProgressMode::Rawjson {
             return;
         }
         let mut err = std::io::stderr().lock();
         match ev {
-            Event::Started(d) if self.mode == "plain" => {
+            Event::Started(d) if self.mode == ProgressMode::Plain => {
                 let _ = writeln!(err, "#{} {}", p.index(d), p.vertexes[d].name);
             }
             Event::Completed(d) => {
@@ -301,13 +302,13 @@ impl Display {
                 } else {
                     format!("DONE {:.1}s", rawjson::duration(v))
                 };
-                if self.mode == "plain" {
+                if self.mode == ProgressMode::Plain {
                     let _ = writeln!(err, "#{} {what}", p.index(d));
                 } else {
                     let _ = writeln!(err, "{what:>12}  {}", v.name);
                 }
             }
-            Event::Log(d, line) if self.mode == "plain" => {
+            Event::Log(d, line) if self.mode == ProgressMode::Plain => {
                 let _ = writeln!(err, "#{} {line}", p.index(d));
             }
             _ => {}

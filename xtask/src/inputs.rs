@@ -47,6 +47,8 @@ pub struct Inputs {
     pub definition: Definition,
     /// Each target's Dockerfile, when the syntax fallback may need a copy of it.
     pub dockerfiles: BTreeMap<PathBuf, String>,
+    /// Every platform the bake file builds for, read only when a `--set` names a platform.
+    pub platforms: Vec<String>,
 }
 
 /// The engine that answers, else (for a dry run, which starts none) the private engine's
@@ -67,7 +69,7 @@ impl Inputs {
     /// program start or a socket round trip; the xtask's own overhead per build is measured).
     pub fn gather(request: &Request, settings: &Settings, engine: Engine) -> Result<Inputs> {
         let opts = &request.opts;
-        let metadata = meta::collect(opts.version.as_deref())?;
+        let metadata = meta::collect(request.version.as_ref())?;
         if let (true, Some(registry)) = (opts.push, &request.registry) {
             check_registry(registry, &engine)?;
         }
@@ -94,6 +96,11 @@ impl Inputs {
         let definition = definition?;
         let root = paths::project_root();
         let dockerfiles = syntax::dockerfiles(&frontend, &definition, &root);
+        let platforms = if opts.set.iter().any(|kv| names_platform(kv)) {
+            project_platforms(&bake::graph(&engine.docker(), &vars)?)
+        } else {
+            Vec::new()
+        };
         Ok(Inputs {
             xtask_dir: paths::xtask_dir(),
             metadata_file: paths::xtask_dir().join(format!("metadata-{}.json", std::process::id())),
@@ -110,6 +117,7 @@ impl Inputs {
             frontend,
             definition,
             dockerfiles,
+            platforms,
         })
     }
 }
@@ -131,6 +139,18 @@ pub fn bake_vars(
         vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
     }
     vars
+}
+
+/// True for a `--set` of a target's platforms (`*.platform=…`).
+pub fn names_platform(kv: &str) -> bool {
+    kv.split_once('=').is_some_and(|(key, _)| key.ends_with(".platform") || key.ends_with(".platforms"))
+}
+
+/// The platforms some target of the definition builds for: the bake file is their one statement.
+pub fn project_platforms(def: &Definition) -> Vec<String> {
+    let set: std::collections::BTreeSet<String> =
+        def.target.values().flat_map(|t| t.platforms.iter().cloned()).collect();
+    set.into_iter().collect()
 }
 
 fn check_registry(registry: &str, engine: &Engine) -> Result<()> {

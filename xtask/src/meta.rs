@@ -28,18 +28,25 @@ impl Metadata {
     }
 }
 
-/// Collects the metadata of the checkout. `version` (from `--version`) wins, then a `vX.Y.Z` tag
-/// on HEAD, then the version in the workspace manifest.
-pub fn collect(version: Option<&str>) -> Result<Metadata> {
+/// The version to build and where it came from: `explicit` (from `--version`) wins, then a
+/// `vX.Y.Z` tag on HEAD, then the version in the workspace manifest. The end-to-end tests ask
+/// this too, so they expect what the product builds.
+pub fn version(explicit: Option<&Version>) -> Result<(Version, String)> {
+    if let Some(v) = explicit {
+        return Ok((v.clone(), "--version".to_string()));
+    }
+    let tags = runner::read(&Cmd::new("git").args(["tag", "--points-at", "HEAD"]).dir(paths::project_root()));
+    Ok(match tags.ok().and_then(|t| version_from_tags(&t)) {
+        Some(v) => (v.clone(), format!("git tag v{v}")),
+        None => (manifest_version()?, "Cargo.toml [workspace.metadata.contextcleanse]".to_string()),
+    })
+}
+
+/// Collects the metadata of the checkout (the version as [`version`] finds it).
+pub fn collect(explicit: Option<&Version>) -> Result<Metadata> {
     let root = paths::project_root();
     let git = |args: &[&str]| runner::read(&Cmd::new("git").args(args.iter().copied()).dir(&root));
-    let (version, version_source) = match version {
-        Some(v) => (parse_version(v, "--version")?, "--version".to_string()),
-        None => match git(&["tag", "--points-at", "HEAD"]).ok().and_then(|t| version_from_tags(&t)) {
-            Some(v) => (v.clone(), format!("git tag v{v}")),
-            None => (manifest_version()?, "Cargo.toml [workspace.metadata.contextcleanse]".to_string()),
-        },
-    };
+    let (version, version_source) = version(explicit)?;
     let (git_commit, build_date) = match git(&["rev-parse", "HEAD"]) {
         Ok(commit) => {
             let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();

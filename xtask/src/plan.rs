@@ -10,7 +10,7 @@ use crate::adapt;
 use crate::bake::Definition;
 use crate::cachegc;
 use crate::engine::{self, Engine, Facts};
-use crate::inputs::{bake_vars, Inputs};
+use crate::inputs::{self, bake_vars, Inputs};
 use crate::meta::Metadata;
 use crate::request::{Options, Request};
 use crate::runner::Cmd;
@@ -78,6 +78,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     // buildx lists what was asked for as the `default` group and resolves every target in it.
     let targets: Vec<String> = definition.target.keys().cloned().collect();
     check_set_targets(&opts.set, &targets)?;
+    check_set_platforms(&opts.set, &inputs.platforms)?;
     let mut sets: Vec<String> = inputs.build_args.iter().map(|(k, v)| format!("*.args.{k}={v}")).collect();
     let syntax =
         syntax::fallback(&inputs.frontend, facts.as_ref(), definition, &inputs.dockerfiles, &inputs.xtask_dir)?;
@@ -99,7 +100,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let asked =
         adapt::Asked { root: &inputs.root, oci_dir: opts.oci.then_some(oci_dir.as_path()), builder: &f.builder_line() };
     let fit = adapt::fit(definition, &caps, &asked)?;
-    let platforms = platforms(definition);
+    let platforms = inputs::project_platforms(definition);
     if platforms.len() > 1 && facts.is_some() {
         adapt::check_emulation(f, &platforms)?;
     }
@@ -224,11 +225,18 @@ impl Plan {
     }
 }
 
-/// Every platform some target of the definition builds for.
-fn platforms(def: &Definition) -> Vec<String> {
-    let set: std::collections::BTreeSet<String> =
-        def.target.values().flat_map(|t| t.platforms.iter().cloned()).collect();
-    set.into_iter().collect()
+/// Refuses a platform in a `--set` that the bake file builds for no target: a typo, or a
+/// platform nobody tested.
+fn check_set_platforms(sets: &[String], known: &[String]) -> Result<()> {
+    for value in sets.iter().filter(|kv| inputs::names_platform(kv)).filter_map(|kv| kv.split_once('=')).map(|(_, v)| v)
+    {
+        for p in value.split(',').map(str::trim) {
+            if !known.iter().any(|k| k == p) {
+                bail!("unknown platform `{p}`: this project builds for {}", known.join(" and "));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Refuses a `--set` whose target is not one this build makes (a typo would otherwise fail the

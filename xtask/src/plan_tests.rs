@@ -85,6 +85,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         frontend: FrontendSource::Registry,
         definition: resolved(all, names),
         dockerfiles: BTreeMap::new(),
+        platforms: crate::inputs::project_platforms(&Definition::parse(all).unwrap()),
     }
 }
 
@@ -97,7 +98,7 @@ fn plan_of(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>
         (Some(_), true) => ALL_REGISTRY_0_29,
         (None, true) => ALL_0_29,
     };
-    let request = Request { recipe, names: names.clone(), opts, registry: registry.map(str::to_string) };
+    let request = Request { recipe, names: names.clone(), opts, registry: registry.map(str::to_string), version: None };
     plan(&request, &inputs(all, &names, facts))
 }
 
@@ -236,6 +237,7 @@ fn a_dry_run_without_engine_or_stand_ins_notes_what_it_cannot_know() {
         names: names.clone(),
         opts: Options { dry_run, ..Options::default() },
         registry: None,
+        version: None,
     };
     let p = plan(&request(true), &i).unwrap();
     assert!(p.notes.iter().any(|n| n.starts_with("base images: base images python")), "{:?}", p.notes);
@@ -250,7 +252,7 @@ fn an_unreachable_frontend_builds_from_copies_without_the_syntax_line() {
     let mut i = inputs(ALL_0_29, &names, classic());
     i.frontend = FrontendSource::Unreachable;
     i.dockerfiles.insert("backend/Dockerfile".into(), "# syntax=docker/dockerfile:1.7\nFROM x\n".to_string());
-    let request = Request { recipe: Recipe::Local, names, opts: Options::default(), registry: None };
+    let request = Request { recipe: Recipe::Local, names, opts: Options::default(), registry: None, version: None };
     let p = plan(&request, &i).unwrap();
     let copy = PathBuf::from("/src/cc/target/xtask/dockerfiles/backend/Dockerfile");
     assert_eq!(p.files, [(copy.clone(), "\nFROM x\n".to_string())]);
@@ -273,4 +275,12 @@ fn floors_refuse_old_tools_with_a_fix() {
     assert!(check_floors(&f).unwrap_err().to_string().contains("BuildKit 0.12.5 is below"));
     f.buildkit_version = Some(semver::Version::new(0, 13, 0));
     assert!(check_floors(&f).is_ok());
+}
+
+#[test]
+fn platforms_in_a_set_must_be_ones_the_bake_file_builds_for() {
+    let set = |s: &str| Options { set: vec![s.to_string()], ..Options::default() };
+    let err = plan_of(Recipe::Local, &[], set("*.platform=linux/amd64,linux/s390x"), None, current()).unwrap_err();
+    assert_eq!(err.to_string(), "unknown platform `linux/s390x`: this project builds for linux/amd64 and linux/arm64");
+    assert!(plan_of(Recipe::Local, &[], set("*.platform=linux/arm64"), None, current()).is_ok());
 }

@@ -39,17 +39,20 @@ pub struct Request {
     pub names: Vec<String>,
     pub opts: Options,
     pub registry: Option<String>,
+    /// `--version`, parsed (the one place it is).
+    pub version: Option<semver::Version>,
 }
 
 impl Request {
     /// Checks the flags against each other and the settings.
     pub fn new(recipe: Recipe, names: &[String], opts: &Options, settings: &Settings) -> Result<Request> {
+        let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--version")).transpose()?;
         let registry = opts.registry.clone().or_else(|| settings.get("REGISTRY").map(str::to_string));
         if opts.push && registry.is_none() {
             bail!("--push needs a registry: pass --registry HOST:PORT or set REGISTRY in .env")
         }
         let names = if names.is_empty() { vec![default_group(recipe).to_string()] } else { names.to_vec() };
-        Ok(Request { recipe, names, opts: opts.clone(), registry })
+        Ok(Request { recipe, names, opts: opts.clone(), registry, version })
     }
 }
 
@@ -65,14 +68,11 @@ pub fn default_group(recipe: Recipe) -> &'static str {
 /// Checks the flags that need no engine: `--set`, `--progress`, `--version`.
 pub fn check_options(opts: &Options) -> Result<()> {
     for kv in &opts.set {
-        let Some((key, value)) = kv.split_once('=') else {
+        let Some((key, _)) = kv.split_once('=') else {
             bail!("--set `{kv}`: expected TARGET.KEY=VALUE, e.g. --set backend.args.X=1")
         };
         if !key.contains('.') {
             bail!("--set `{kv}`: the key needs a target, e.g. `*.{key}` or `backend.{key}`");
-        }
-        if key.ends_with(".platform") || key.ends_with(".platforms") {
-            check_platforms(value)?;
         }
     }
     if let Some(p) = &opts.progress {
@@ -85,23 +85,8 @@ pub fn check_options(opts: &Options) -> Result<()> {
             bail!("--registry `{r}`: {rule}");
         }
     }
-    if let Some(v) = &opts.version {
-        meta::parse_version(v, "--version")?;
-    }
     if opts.push && opts.oci {
         bail!("--push and --oci both choose where images go: pick one");
-    }
-    Ok(())
-}
-
-/// The platforms the project builds for; anything else is a typo or a platform nobody tested.
-pub const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
-
-pub fn check_platforms(list: &str) -> Result<()> {
-    for p in list.split(',').map(str::trim) {
-        if !PLATFORMS.contains(&p) {
-            bail!("unknown platform `{p}`: this project builds for {}", PLATFORMS.join(" and "));
-        }
     }
     Ok(())
 }
@@ -120,15 +105,17 @@ mod tests {
     }
 
     #[test]
-    fn unknown_platform_and_progress_are_refused() {
-        let bad = Options { set: vec!["*.platform=linux/amd64,linux/s390x".to_string()], ..Options::default() };
-        assert_eq!(
-            check_options(&bad).unwrap_err().to_string(),
-            "unknown platform `linux/s390x`: this project builds for linux/amd64 and linux/arm64"
-        );
+    fn unknown_progress_and_bad_versions_are_refused() {
         let bad = Options { progress: Some("fancy".to_string()), ..Options::default() };
         assert!(check_options(&bad).unwrap_err().to_string().starts_with("--progress `fancy`"));
+        let settings = Settings::default();
         let bad = Options { version: Some("one".to_string()), ..Options::default() };
-        assert!(check_options(&bad).is_err());
+        assert!(Request::new(Recipe::Local, &[], &bad, &settings).is_err());
+        let good = Options { version: Some("v1.2.3".to_string()), ..Options::default() };
+        let request = Request::new(Recipe::Production, &[], &good, &settings).unwrap();
+        assert_eq!(
+            (request.version, request.names),
+            (Some(semver::Version::new(1, 2, 3)), vec!["production".to_string()])
+        );
     }
 }

@@ -79,10 +79,12 @@ impl Inputs {
             .get("CA_BUNDLE")
             .or(Some(DEFAULT_CA_BUNDLE).filter(|p| std::path::Path::new(p).is_file()))
             .map(str::to_string);
+        let root = paths::project_root();
+        let officials = bake::base_images(&root)?;
         let vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
         let (facts, bases, frontend, definition) = std::thread::scope(|s| {
             let facts = s.spawn(|| engine::facts(&engine, opts.builder.as_deref()));
-            let bases = s.spawn(|| standin::look(&engine, settings));
+            let bases = s.spawn(|| standin::look(&engine, settings, &officials));
             let frontend = s.spawn(|| syntax::frontend_source(&engine, settings));
             let definition = bake::resolve(&engine.docker(), &vars, &request.names);
             let joined = |what: &str| anyhow::anyhow!("{what} panicked");
@@ -94,7 +96,6 @@ impl Inputs {
             )
         });
         let definition = definition?;
-        let root = paths::project_root();
         let dockerfiles = syntax::dockerfiles(&frontend, &definition, &root);
         let platforms = if opts.set.iter().any(|kv| names_platform(kv)) {
             project_platforms(&bake::graph(&engine.docker(), &vars)?)

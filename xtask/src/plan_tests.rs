@@ -39,6 +39,11 @@ fn resolved(all: &str, names: &[String]) -> Definition {
     Definition { group: BTreeMap::new(), target: targets }
 }
 
+/// The official base images as the bake file names them.
+fn officials() -> Vec<String> {
+    crate::bake::base_images(&crate::paths::project_root()).unwrap()
+}
+
 fn current() -> Facts {
     Facts {
         driver: "docker".to_string(),
@@ -79,7 +84,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         engine: Engine::default(),
         facts: Ok(facts),
         bases: Choice {
-            vars: BASES.iter().map(|b| (b.var.to_string(), b.official.to_string())).collect(),
+            vars: BASES.iter().zip(officials()).map(|(b, o)| (b.var.to_string(), o)).collect(),
             ..Choice::default()
         },
         frontend: FrontendSource::Registry,
@@ -219,8 +224,8 @@ fn environment_carries_metadata_pins_registry_and_bases() {
             "NPM_VERSION=11.5.2",
             "REGISTRY=127.0.0.1:5000",
             "CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt",
-            &format!("PYTHON_IMAGE={}", BASES[0].official),
-            &format!("NODE_IMAGE={}", BASES[1].official),
+            &format!("PYTHON_IMAGE={}", officials()[0]),
+            &format!("NODE_IMAGE={}", officials()[1]),
         ]
     );
     assert_eq!(p.bake().unset, ["SOURCE_DATE_EPOCH"]);
@@ -231,7 +236,7 @@ fn a_dry_run_without_engine_or_stand_ins_notes_what_it_cannot_know() {
     let names = vec!["default".to_string()];
     let mut i = inputs(ALL_0_29, &names, current());
     i.facts = Err("no Docker engine answers".to_string());
-    i.bases.missing = vec![&BASES[0]];
+    i.bases.missing = vec![officials()[0].clone()];
     let request = |dry_run| Request {
         recipe: Recipe::Local,
         names: names.clone(),

@@ -15,14 +15,10 @@ fn npm_pin() -> String {
     xtask::meta::npm_pin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// The default of `variable "NAME"` in the bake file.
+/// The default of `variable "NAME"` in the bake file, read as the xtask reads it.
 fn bake_default(name: &str) -> String {
-    let text = read("docker-bake.hcl");
-    let start =
-        text.find(&format!("variable \"{name}\"")).unwrap_or_else(|| panic!("docker-bake.hcl has no variable {name}"));
-    let block = &text[start..];
-    let line = block.lines().find(|l| l.trim_start().starts_with("default")).unwrap();
-    line.split('"').nth(1).unwrap().to_string()
+    xtask::bake::variable_default(&read("docker-bake.hcl"), name)
+        .unwrap_or_else(|| panic!("docker-bake.hcl has no default for variable {name}"))
 }
 
 #[test]
@@ -43,6 +39,19 @@ fn npm_pin_agrees_everywhere() {
         lock["lockfileVersion"], 3,
         "package-lock.json must be made by npm {pin}: `cd frontend && npx -y npm@{pin} install`"
     );
+}
+
+#[test]
+fn base_images_agree_with_the_bake_file() {
+    for (var, dockerfile) in [("PYTHON_IMAGE", "backend/Dockerfile"), ("NODE_IMAGE", "frontend/Dockerfile")] {
+        let image = bake_default(var);
+        let fix = format!("docker-bake.hcl's {var} default ({image}) is the source: change the other copies to it");
+        assert!(read(dockerfile).contains(&format!("ARG {var}={image}\n")), "{dockerfile} ARG {var}: {fix}");
+        assert!(
+            read("docker-compose.yml").contains(&format!("${{{var}:-{image}}}")),
+            "docker-compose.yml {var} default: {fix}"
+        );
+    }
 }
 
 #[test]

@@ -131,6 +131,19 @@ fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)
     Ok(serde_json::from_str(&std::fs::read_to_string(&path)?)?)
 }
 
+/// The Dockerfile stages that install dependencies (backend `deps`, frontend `base` and `deps`):
+/// a source-only change must re-run none of their RUN steps. The tidy test checks each is a stage
+/// of a Dockerfile.
+pub const DEPENDENCY_STAGES: [&str; 2] = ["base", "deps"];
+
+/// True for a RUN step of a dependency stage, named by BuildKit `[TARGET STAGE N/M] RUN …`.
+fn is_dependency_run(step: &str) -> bool {
+    let Some((label, instruction)) = step.strip_prefix('[').and_then(|s| s.split_once("] ")) else { return false };
+    // After the target may come a platform (`[backend linux/arm64 deps 2/4]`), then the stage.
+    let stage = label.split_whitespace().skip(1).any(|w| DEPENDENCY_STAGES.contains(&w));
+    stage && instruction.starts_with("RUN ")
+}
+
 fn sample(r: &BuildReport) -> Sample {
     Sample {
         wall: r.wall_secs,
@@ -140,9 +153,7 @@ fn sample(r: &BuildReport) -> Sample {
             .targets
             .iter()
             .flat_map(|t| &t.steps_detail)
-            .filter(|s| {
-                !s.cached && (s.name.contains(" deps ") || s.name.contains(" base ")) && s.name.contains("] RUN ")
-            })
+            .filter(|s| !s.cached && is_dependency_run(&s.name))
             .count(),
     }
 }
@@ -234,6 +245,15 @@ fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependency_runs_are_told_by_their_stage() {
+        assert!(is_dependency_run("[backend deps 2/4] RUN pip install -r requirements.txt"));
+        assert!(is_dependency_run("[frontend base 1/2] RUN apk add x"));
+        assert!(!is_dependency_run("[backend app 3/5] RUN python -m compileall"));
+        assert!(!is_dependency_run("[frontend deps 3/4] COPY package.json ."));
+        assert!(!is_dependency_run("[internal] load build definition"));
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

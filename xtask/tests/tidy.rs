@@ -55,6 +55,17 @@ fn base_images_agree_with_the_bake_file() {
 }
 
 #[test]
+fn the_bench_s_dependency_stages_are_stages_of_the_dockerfiles() {
+    let dockerfiles = read("backend/Dockerfile") + &read("frontend/Dockerfile");
+    for stage in xtask::bench::DEPENDENCY_STAGES {
+        assert!(
+            dockerfiles.lines().any(|l| l.starts_with("FROM ") && l.ends_with(&format!(" AS {stage}"))),
+            "no Dockerfile has a stage `{stage}`: change bench::DEPENDENCY_STAGES to the stages that install dependencies"
+        );
+    }
+}
+
+#[test]
 fn product_version_agrees_everywhere() {
     let cargo: toml::Table = toml::from_str(&read("Cargo.toml")).unwrap();
     let version = cargo["workspace"]["metadata"]["contextcleanse"]["version"].as_str().unwrap().to_string();

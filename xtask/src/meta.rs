@@ -17,7 +17,13 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// The bake variables that carry the metadata.
+    /// The bake variables that carry the metadata. VERSION_TAGS is a list passed as one
+    /// comma-joined string and split by the bake file: bake reads variables from the environment,
+    /// and buildx before typed variables (0.13, the floor, included) cannot override a list
+    /// variable from there (docker/buildx#3160). The alternatives are worse: `--set
+    /// TARGET.tags=...` would restate the image names in Rust, and a generated override file
+    /// would leave `docker buildx bake --print production` on its own with other tags than the
+    /// xtask's. Tags hold no comma, so the join loses nothing.
     pub fn bake_vars(&self) -> Vec<(String, String)> {
         vec![
             ("VERSION".to_string(), self.version.to_string()),

@@ -61,6 +61,17 @@ fn classic_store() -> bool {
     !docker(&["info", "--format", "{{json .DriverStatus}}"]).contains("io.containerd.snapshotter")
 }
 
+/// The version the product builds when none is asked for, found the way the xtask finds it.
+fn product_version() -> String {
+    xtask::meta::version(None).unwrap_or_else(|e| panic!("{e:#}")).0.to_string()
+}
+
+/// The default group's images (`contextcleanse-*:dev`) built in the checkout, for a test that
+/// reads them whatever ran before it (with a warm cache this takes seconds).
+fn default_images() -> Output {
+    must(&["build"], &[])
+}
+
 fn git_head() -> String {
     let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(root()).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -171,12 +182,13 @@ fn scratch_copy(name: &str) -> PathBuf {
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn a_default_build_runs_healthy_non_root_with_its_commit() {
-    let out = must(&["build"], &[]);
+    let out = default_images();
     let shown = String::from_utf8_lossy(&out.stderr);
     assert!(shown.contains("cached") && shown.contains("report: "), "the build prints its table and report path");
     let report = last_report(&root());
     assert_eq!(report["status"], "ok");
     let head = git_head();
+    let version = product_version();
     let mut running = Vec::new();
     for (name, image, port, inner, path, uid) in [
         ("backend", "contextcleanse-backend:dev", 18100u16, 8000u16, "/health", "1000"),
@@ -189,12 +201,12 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
         c.wait_healthy(Duration::from_secs(90));
         let h = health(port, path);
         assert_eq!(h["status"], "ok");
-        assert_eq!(h["version"], "0.4.0");
+        assert_eq!(h["version"], version.as_str());
         assert!(h["revision"].as_str().unwrap().starts_with(&head), "{h} should name commit {head}");
         assert!(h["built"].as_str().unwrap().ends_with('Z'), "{h}");
         assert_eq!(c.exec(&["id", "-u"]), uid, "{name} runs as its own user");
         assert!(label(image, "org.opencontainers.image.revision").starts_with(&head));
-        assert_eq!(label(image, "org.opencontainers.image.version"), "0.4.0");
+        assert_eq!(label(image, "org.opencontainers.image.version"), version);
         assert_eq!(label(image, "org.opencontainers.image.created"), h["built"].as_str().unwrap());
         assert_eq!(label(image, "org.opencontainers.image.title"), format!("contextcleanse-{name}"));
         let published = docker(&["port", &c.0]);
@@ -203,7 +215,7 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
     }
     let (code, page) = http_get(18101, "/");
     assert_eq!(code, 200);
-    assert!(page.contains("0.4.0"), "the home page shows the frontend's health");
+    assert!(page.contains(&version), "the home page shows the frontend's health");
 }
 
 /// Walks a tar stream (as `docker export` writes it): names and contents of regular files.
@@ -244,6 +256,7 @@ fn layer_files(image: &str, mut visit: impl FnMut(&str, &[u8])) -> usize {
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn b_no_ca_bundle_or_env_file_in_any_layer() {
     let bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").expect("the host CA bundle the builds were given");
+    default_images();
     for image in ["contextcleanse-backend:dev", "contextcleanse-frontend:dev"] {
         let mut files = 0;
         let layers = layer_files(image, |name, body| {
@@ -260,6 +273,7 @@ fn b_no_ca_bundle_or_env_file_in_any_layer() {
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn b_each_image_adds_at_most_60_mb_to_its_base() {
+    default_images();
     // Uncompressed layer bytes for this platform, as the xtask's reports count them.
     let size = |image: &str| -> i64 {
         docker(&["history", "--human=false", "--format", "{{.Size}}", image])
@@ -330,6 +344,8 @@ fn e_compose_up_reaches_healthy_and_down_cleans_up() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     compose(&["config", "--quiet"]);
+    // Compose runs the images the xtask built (`--no-build`).
+    default_images();
     compose(&["up", "--detach", "--wait", "--no-build"]);
     let ps = compose(&["ps", "--format", "{{.Service}} {{.Health}} {{.Ports}}"]);
     assert_eq!(ps.lines().filter(|l| l.contains(" healthy ")).count(), 2, "{ps}");
@@ -529,7 +545,11 @@ fn j_status_doctor_print_and_report_work() {
     let print = must(&["print", "production"], &[]);
     let text = String::from_utf8_lossy(&print.stdout);
     assert!(text.contains("docker buildx bake") && text.contains("\"backend-production\""), "{text}");
-    assert!(text.contains("export VERSION=0.4.0") && text.contains("NPM_VERSION=11.5.2"), "{text}");
+    let (version, npm) = (product_version(), xtask::meta::npm_pin().unwrap());
+    assert!(
+        text.contains(&format!("export VERSION={version}")) && text.contains(&format!("NPM_VERSION={npm}")),
+        "{text}"
+    );
     must(&["build", "--dry-run"], &[]);
     assert_eq!(images(), images_before, "print and --dry-run built nothing");
     for group in ["default", "development", "production", "multiplatform"] {
@@ -538,6 +558,9 @@ fn j_status_doctor_print_and_report_work() {
             docker(&["buildx", "bake", "--file", root().join("docker-bake.hcl").to_str().unwrap(), "--print", group]);
         assert!(json.contains("\"target\""), "bake --print {group}: {json}");
     }
+    // Two builds of its own to compare, whatever ran before.
+    default_images();
+    default_images();
     let cmp = must(&["report", "--compare", "last~1", "last"], &[]);
     assert!(String::from_utf8_lossy(&cmp.stdout).contains("whole build"));
     assert!(docker_ok(&["buildx", "version"]));

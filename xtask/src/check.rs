@@ -12,7 +12,11 @@ use crate::runner;
 pub const GROUPS: [&str; 3] = ["default", "development", "production"];
 
 pub fn run(plan: &Plan) -> Result<()> {
-    let facts = engine::facts(&plan.engine, None)?;
+    // The plan asked the engine already; only a plan made without one has no answers.
+    let facts = match &plan.facts {
+        Some(f) => f.clone(),
+        None => engine::facts(&plan.engine, None)?,
+    };
     if !facts.capabilities().checks {
         bail!(
             "BuildKit's Dockerfile checks need BuildKit 0.15+ and buildx 0.15+; this engine has BuildKit {} and buildx {}: use `cargo xtask engine up --channel current`",

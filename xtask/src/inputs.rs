@@ -98,7 +98,7 @@ impl Inputs {
         let definition = definition?;
         let dockerfiles = syntax::dockerfiles(&frontend, &definition, &root);
         let platforms = if opts.set.iter().any(|kv| names_platform(kv)) {
-            project_platforms(&bake::graph(&engine.docker(), &vars)?)
+            platforms_of(&bake::graph(&engine.docker(), &vars)?)
         } else {
             Vec::new()
         };
@@ -148,7 +148,7 @@ pub fn names_platform(kv: &str) -> bool {
 }
 
 /// The platforms some target of the definition builds for: the bake file is their one statement.
-pub fn project_platforms(def: &Definition) -> Vec<String> {
+pub fn platforms_of(def: &Definition) -> Vec<String> {
     let set: std::collections::BTreeSet<String> =
         def.target.values().flat_map(|t| t.platforms.iter().cloned()).collect();
     set.into_iter().collect()

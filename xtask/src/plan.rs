@@ -100,7 +100,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let asked =
         adapt::Asked { root: &inputs.root, oci_dir: opts.oci.then_some(oci_dir.as_path()), builder: &f.builder_line() };
     let fit = adapt::fit(definition, &caps, &asked)?;
-    let platforms = inputs::project_platforms(definition);
+    let platforms = inputs::platforms_of(definition);
     if platforms.len() > 1 && facts.is_some() {
         adapt::check_emulation(f, &platforms)?;
     }

@@ -90,7 +90,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         frontend: FrontendSource::Registry,
         definition: resolved(all, names),
         dockerfiles: BTreeMap::new(),
-        platforms: crate::inputs::project_platforms(&Definition::parse(all).unwrap()),
+        platforms: crate::inputs::platforms_of(&Definition::parse(all).unwrap()),
     }
 }
 

@@ -106,12 +106,17 @@ fn normalize(p: &Path) -> PathBuf {
     out
 }
 
-/// The doctor's and `multiplatform`'s check of QEMU and the store, for a linux/amd64 +
-/// linux/arm64 build.
+/// The doctor's check of the store and QEMU, for a linux/amd64 + linux/arm64 build.
 pub fn check_multiplatform(f: &Facts, platforms: &[String]) -> Result<()> {
     if !f.capabilities().multi_platform {
         bail!("{}", multiplatform_refusal(&f.builder_line()));
     }
+    check_emulation(f, platforms)
+}
+
+/// A build for several platforms needs each one registered with binfmt_misc (the store was
+/// already checked by [`fit`]).
+pub fn check_emulation(f: &Facts, platforms: &[String]) -> Result<()> {
     let missing: Vec<&str> =
         platforms.iter().map(String::as_str).filter(|p| !f.platforms.iter().any(|q| q == p)).collect();
     if !missing.is_empty() {

@@ -115,6 +115,28 @@ impl Definition {
     }
 }
 
+/// The default of `variable "NAME"` in the bake file's text: the bake file states the official
+/// base images and the npm pin, and the xtask and the tidy test read them from it.
+pub fn variable_default(hcl: &str, name: &str) -> Option<String> {
+    let block = &hcl[hcl.find(&format!("variable \"{name}\""))?..];
+    let block = &block[..block.find('}')?];
+    let line = block.lines().find(|l| l.trim_start().starts_with("default"))?;
+    line.split('"').nth(1).map(str::to_string)
+}
+
+/// The official base images, in the order of `standin::BASES`, from the bake file in `root`.
+pub fn base_images(root: &std::path::Path) -> Result<Vec<String>> {
+    let path = root.join("docker-bake.hcl");
+    let hcl = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    crate::standin::BASES
+        .iter()
+        .map(|b| {
+            variable_default(&hcl, b.var)
+                .with_context(|| format!("{} has no default for variable {}", path.display(), b.var))
+        })
+        .collect()
+}
+
 /// Resolves the bake file with the given variables. `names` empty means the default group.
 pub fn print(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<Definition> {
     let cmd = print_cmd(docker, vars, names);
@@ -178,6 +200,16 @@ mod tests {
         assert_eq!(def.target.len(), 7);
         assert_eq!(def.target["backend-multiplatform"].platforms, ["linux/amd64", "linux/arm64"]);
         assert_eq!(def.target["backend"].cache_to[0]["mode"], "max");
+    }
+
+    #[test]
+    fn variable_defaults_are_read_from_the_bake_file() {
+        let hcl = "variable \"A\" {\n  # a comment\n  default = \"x:1\"\n}\nvariable \"B\" {\n}\n";
+        assert_eq!(variable_default(hcl, "A").as_deref(), Some("x:1"));
+        assert_eq!(variable_default(hcl, "B"), None);
+        let bases = base_images(&paths::project_root()).unwrap();
+        assert_eq!(bases.len(), 2);
+        assert!(bases.iter().all(|b| b.contains(':')), "{bases:?}");
     }
 
     #[test]

@@ -80,20 +80,10 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     Ok(())
 }
 
-/// The tracked and untracked-but-not-ignored files of the checkout, copied to a scratch folder.
+/// A scratch copy of the sources, one per benchmark run.
 fn scratch_copy() -> Result<PathBuf> {
-    let root = paths::project_root();
     let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
-    let files = runner::read(&Cmd::new("git").args(["ls-files", "-co", "--exclude-standard"]).dir(&root))
-        .context("listing the sources to copy for the benchmark")?;
-    for file in files.lines() {
-        let from = root.join(file);
-        if from.is_file() {
-            let to = dir.join(file);
-            std::fs::create_dir_all(to.parent().context("a file has a folder")?)?;
-            std::fs::copy(&from, &to).with_context(|| format!("copying {file}"))?;
-        }
-    }
+    paths::copy_sources(&paths::project_root(), &dir).context("copying the sources for the benchmark")?;
     Ok(dir)
 }
 
@@ -137,10 +127,21 @@ fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)
         .env("XTASK_PROJECT_ROOT", dir.display().to_string())
         .envs(env);
     runner::run_quiet(&cmd)?;
-    let history = report::read_history(&dir.join("target/xtask/reports/history.jsonl"));
-    let last = history.last().context("the build left no history line")?;
-    let path = dir.join("target/xtask/reports").join(format!("{}.json", last.id));
+    let path = report::last_saved(&paths::reports_dir_in(dir))?;
     Ok(serde_json::from_str(&std::fs::read_to_string(&path)?)?)
+}
+
+/// The Dockerfile stages that install dependencies (backend `deps`, frontend `base` and `deps`):
+/// a source-only change must re-run none of their RUN steps. The tidy test checks each is a stage
+/// of a Dockerfile.
+pub const DEPENDENCY_STAGES: [&str; 2] = ["base", "deps"];
+
+/// True for a RUN step of a dependency stage, named by BuildKit `[TARGET STAGE N/M] RUN …`.
+fn is_dependency_run(step: &str) -> bool {
+    let Some((label, instruction)) = step.strip_prefix('[').and_then(|s| s.split_once("] ")) else { return false };
+    // After the target may come a platform (`[backend linux/arm64 deps 2/4]`), then the stage.
+    let stage = label.split_whitespace().skip(1).any(|w| DEPENDENCY_STAGES.contains(&w));
+    stage && instruction.starts_with("RUN ")
 }
 
 fn sample(r: &BuildReport) -> Sample {
@@ -152,9 +153,7 @@ fn sample(r: &BuildReport) -> Sample {
             .targets
             .iter()
             .flat_map(|t| &t.steps_detail)
-            .filter(|s| {
-                !s.cached && (s.name.contains(" deps ") || s.name.contains(" base ")) && s.name.contains("] RUN ")
-            })
+            .filter(|s| !s.cached && is_dependency_run(&s.name))
             .count(),
     }
 }
@@ -246,6 +245,15 @@ fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dependency_runs_are_told_by_their_stage() {
+        assert!(is_dependency_run("[backend deps 2/4] RUN pip install -r requirements.txt"));
+        assert!(is_dependency_run("[frontend base 1/2] RUN apk add x"));
+        assert!(!is_dependency_run("[backend app 3/5] RUN python -m compileall"));
+        assert!(!is_dependency_run("[frontend deps 3/4] COPY package.json ."));
+        assert!(!is_dependency_run("[internal] load build definition"));
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

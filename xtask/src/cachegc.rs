@@ -41,11 +41,11 @@ pub fn local_dirs(def: &Definition, root: &Path) -> Vec<PathBuf> {
 
 /// After a successful build: cleans every local cache folder the build exported to, and returns
 /// the line to print, if anything was freed or a folder could not be cleaned.
-pub fn after_build(def: &Definition, root: &Path) -> Option<String> {
+pub fn after_build(dirs: &[PathBuf]) -> Option<String> {
     let mut total = Freed::default();
     let mut trouble = Vec::new();
-    for dir in local_dirs(def, root) {
-        match collect(&dir) {
+    for dir in dirs {
+        match collect(dir) {
             Ok(f) => {
                 total.blobs += f.blobs;
                 total.bytes += f.bytes;
@@ -376,8 +376,8 @@ mod tests {
             l.0.display()
         ))
         .unwrap();
-        let line = after_build(&def, Path::new("/")).expect("something was freed");
+        let line = after_build(&local_dirs(&def, Path::new("/"))).expect("something was freed");
         assert!(line.starts_with("local cache: removed 2 unreferenced blob(s), 1."), "{line}");
-        assert_eq!(after_build(&def, Path::new("/")), None);
+        assert_eq!(after_build(&local_dirs(&def, Path::new("/"))), None);
     }
 }

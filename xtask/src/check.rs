@@ -4,15 +4,19 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::build::Plan;
 use crate::engine;
+use crate::plan::Plan;
 use crate::runner;
 
 /// The groups whose targets cover every stage the project builds.
 pub const GROUPS: [&str; 3] = ["default", "development", "production"];
 
 pub fn run(plan: &Plan) -> Result<()> {
-    let facts = engine::facts(&plan.engine, None)?;
+    // The plan asked the engine already; only a plan made without one has no answers.
+    let facts = match &plan.facts {
+        Some(f) => f.clone(),
+        None => engine::facts(&plan.engine, None)?,
+    };
     if !facts.capabilities().checks {
         bail!(
             "BuildKit's Dockerfile checks need BuildKit 0.15+ and buildx 0.15+; this engine has BuildKit {} and buildx {}: use `cargo xtask engine up --channel current`",
@@ -20,7 +24,7 @@ pub fn run(plan: &Plan) -> Result<()> {
             facts.buildx_version.map_or("unknown".to_string(), |v| v.to_string())
         );
     }
-    let (status, out) = runner::run_tee(&plan.bake).context("running BuildKit's Dockerfile checks")?;
+    let (status, out) = runner::run_tee(&plan.bake()).context("running BuildKit's Dockerfile checks")?;
     let verdict = verdict(&out, &plan.targets);
     match (status.success(), verdict) {
         (true, Ok(n)) => {

@@ -3,7 +3,6 @@
 //! HTTP/1.1 GETs. Each docker CLI start costs tens of milliseconds of CPU; these cost one. Engines
 //! reached any other way (tcp, ssh, contexts) are asked through the CLI instead.
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -45,13 +44,11 @@ pub fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
 
 /// A request without a body (`clean`'s POST /build/prune and DELETE /images/…, besides GET).
 pub fn request(socket: &Path, method: &str, path: &str) -> Option<(u16, String)> {
-    let mut stream = platform::connect_socket(socket).ok()?;
+    let stream = platform::connect_socket(socket).ok()?;
     // A prune of a large record can take a while; a GET answers at once.
     stream.set_read_timeout(Some(Duration::from_secs(if method == "GET" { 10 } else { 120 }))).ok()?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: docker\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    parse_response(&raw)
+    let (code, body) = crate::http::request(stream, method, "docker", path, &[])?;
+    Some((code, String::from_utf8_lossy(&body).to_string()))
 }
 
 /// GET `path` as JSON, for a 200 answer only.
@@ -59,34 +56,6 @@ pub fn get_json(socket: &Path, path: &str) -> Option<serde_json::Value> {
     match get(socket, path)? {
         (200, body) => serde_json::from_str(&body).ok(),
         _ => None,
-    }
-}
-
-pub fn parse_response(raw: &[u8]) -> Option<(u16, String)> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let code = head.split_whitespace().nth(1)?.parse().ok()?;
-    let body = &raw[split + 4..];
-    let chunked = head.lines().any(|l| {
-        let l = l.to_ascii_lowercase();
-        l.starts_with("transfer-encoding:") && l.contains("chunked")
-    });
-    let body = if chunked { dechunk(body)? } else { body.to_vec() };
-    Some((code, String::from_utf8_lossy(&body).to_string()))
-}
-
-fn dechunk(mut body: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = body.windows(2).position(|w| w == b"\r\n")?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]).to_string();
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        body = &body[line_end + 2..];
-        if size == 0 {
-            return Some(out);
-        }
-        out.extend_from_slice(body.get(..size)?);
-        body = body.get(size + 2..)?;
     }
 }
 
@@ -104,16 +73,6 @@ pub fn escape(reference: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain_and_chunked_responses_parse() {
-        let plain = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nOK";
-        assert_eq!(parse_response(plain), Some((200, "OK".to_string())));
-        let chunked =
-            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked), Some((404, "{\"a\":1}".to_string())));
-        assert_eq!(parse_response(b"garbage"), None);
-    }
 
     #[test]
     fn references_are_escaped_for_the_path() {

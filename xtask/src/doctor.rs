@@ -4,8 +4,8 @@
 use anyhow::{bail, Result};
 
 use crate::adapt;
-use crate::build;
 use crate::engine::{self, Engine};
+use crate::meta;
 use crate::paths;
 use crate::runner::{self, Cmd};
 use crate::settings::{Scope, Settings};
@@ -215,7 +215,7 @@ fn settings_lines(r: &mut Report, settings: &Settings, engine: Option<&Engine>) 
 }
 
 fn npm_lines(r: &mut Report, engine: Option<&Engine>) {
-    let pin = match build::npm_pin() {
+    let pin = match meta::npm_pin() {
         Ok(p) => p,
         Err(e) => return r.line(Level::Fail, "npm pin", format!("{e:#}")),
     };

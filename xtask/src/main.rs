@@ -1,39 +1,7 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
-mod actionlint;
-mod adapt;
-mod bake;
-mod bench;
-mod build;
-mod cache;
-mod cachegc;
-mod check;
-mod clean;
-mod chromium;
-mod crosscheck;
-mod dockerapi;
-mod doctor;
-mod engine;
-mod flags;
-mod lock;
-mod meta;
-mod oci;
-mod paths;
-mod ports;
-mod platform;
-mod print;
-mod rawjson;
-mod report;
-mod run;
-mod runner;
-mod settings;
-mod stack;
-mod standin;
-mod stop;
-mod syntax;
-mod test;
-mod usage;
+use xtask::{bench, build, check, clean, doctor, engine, flags, report, settings, stack, stop, test, usage};
 
 use build::{Options, Recipe};
 use flags::{Args, Parsed, Sub};

@@ -17,7 +17,13 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    /// The bake variables that carry the metadata.
+    /// The bake variables that carry the metadata. VERSION_TAGS is a list passed as one
+    /// comma-joined string and split by the bake file: bake reads variables from the environment,
+    /// and buildx before typed variables (0.13, the floor, included) cannot override a list
+    /// variable from there (docker/buildx#3160). The alternatives are worse: `--set
+    /// TARGET.tags=...` would restate the image names in Rust, and a generated override file
+    /// would leave `docker buildx bake --print production` on its own with other tags than the
+    /// xtask's. Tags hold no comma, so the join loses nothing.
     pub fn bake_vars(&self) -> Vec<(String, String)> {
         vec![
             ("VERSION".to_string(), self.version.to_string()),
@@ -28,18 +34,25 @@ impl Metadata {
     }
 }
 
-/// Collects the metadata of the checkout. `version` (from `--version`) wins, then a `vX.Y.Z` tag
-/// on HEAD, then the version in the workspace manifest.
-pub fn collect(version: Option<&str>) -> Result<Metadata> {
+/// The version to build and where it came from: `explicit` (from `--version`) wins, then a
+/// `vX.Y.Z` tag on HEAD, then the version in the workspace manifest. The end-to-end tests ask
+/// this too, so they expect what the product builds.
+pub fn version(explicit: Option<&Version>) -> Result<(Version, String)> {
+    if let Some(v) = explicit {
+        return Ok((v.clone(), "--version".to_string()));
+    }
+    let tags = runner::read(&Cmd::new("git").args(["tag", "--points-at", "HEAD"]).dir(paths::project_root()));
+    Ok(match tags.ok().and_then(|t| version_from_tags(&t)) {
+        Some(v) => (v.clone(), format!("git tag v{v}")),
+        None => (manifest_version()?, "Cargo.toml [workspace.metadata.contextcleanse]".to_string()),
+    })
+}
+
+/// Collects the metadata of the checkout (the version as [`version`] finds it).
+pub fn collect(explicit: Option<&Version>) -> Result<Metadata> {
     let root = paths::project_root();
     let git = |args: &[&str]| runner::read(&Cmd::new("git").args(args.iter().copied()).dir(&root));
-    let (version, version_source) = match version {
-        Some(v) => (parse_version(v, "--version")?, "--version".to_string()),
-        None => match git(&["tag", "--points-at", "HEAD"]).ok().and_then(|t| version_from_tags(&t)) {
-            Some(v) => (v.clone(), format!("git tag v{v}")),
-            None => (manifest_version()?, "Cargo.toml [workspace.metadata.contextcleanse]".to_string()),
-        },
-    };
+    let (version, version_source) = version(explicit)?;
     let (git_commit, build_date) = match git(&["rev-parse", "HEAD"]) {
         Ok(commit) => {
             let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
@@ -77,6 +90,20 @@ fn manifest_version() -> Result<Version> {
         .and_then(|v| v.as_str())
         .context("Cargo.toml has no [workspace.metadata.contextcleanse] version")?;
     parse_version(version, "Cargo.toml [workspace.metadata.contextcleanse] version")
+}
+
+/// The npm version pinned by package.json's `packageManager` (`npm@X.Y.Z`).
+pub fn npm_pin() -> Result<String> {
+    let path = paths::package_json();
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let pm =
+        json["packageManager"].as_str().with_context(|| format!("{} has no packageManager field", path.display()))?;
+    let version = pm
+        .strip_prefix("npm@")
+        .with_context(|| format!("{}: packageManager `{pm}` is not npm@X.Y.Z", path.display()))?;
+    parse_version(version, "package.json packageManager")?;
+    Ok(version.to_string())
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-27T21:57:05Z`).
@@ -131,5 +158,11 @@ mod tests {
     #[test]
     fn manifest_holds_a_valid_version() {
         assert!(manifest_version().is_ok());
+    }
+
+    #[test]
+    fn npm_pin_comes_from_package_json() {
+        let pin = npm_pin().unwrap();
+        assert!(semver::Version::parse(&pin).is_ok(), "{pin}");
     }
 }

@@ -67,45 +67,16 @@ fn walk(
 }
 
 /// Reads a tar stream, keeping the files no larger than `JSON_LIMIT`.
-fn small_files(mut reader: impl Read) -> Result<BTreeMap<String, Vec<u8>>> {
+fn small_files(reader: impl Read) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
-    let mut header = [0u8; 512];
-    loop {
-        if !read_block(&mut reader, &mut header)? || header.iter().all(|b| *b == 0) {
-            return Ok(files);
-        }
-        let field =
-            |a: usize, b: usize| String::from_utf8_lossy(&header[a..b]).trim_end_matches('\0').trim().to_string();
-        let prefix = field(345, 500);
-        let name = if prefix.is_empty() { field(0, 100) } else { format!("{prefix}/{}", field(0, 100)) };
-        let size = u64::from_str_radix(&field(124, 136), 8).context("a tar header with a bad size")?;
-        let padded = size.div_ceil(512) * 512;
-        let regular = header[156] == b'0' || header[156] == 0;
-        if regular && size <= JSON_LIMIT {
-            let mut body = vec![0u8; padded as usize];
-            reader.read_exact(&mut body).context("a truncated tar stream")?;
-            body.truncate(size as usize);
-            files.insert(name.trim_start_matches("./").to_string(), body);
-        } else {
-            let skipped = std::io::copy(&mut (&mut reader).take(padded), &mut std::io::sink())?;
-            if skipped < padded {
-                anyhow::bail!("a truncated tar stream");
-            }
-        }
-    }
-}
-
-/// Fills one 512-byte block; false at a clean end of stream.
-fn read_block(reader: &mut impl Read, block: &mut [u8; 512]) -> Result<bool> {
-    let mut filled = 0;
-    while filled < 512 {
-        let n = reader.read(&mut block[filled..])?;
-        if n == 0 {
-            return if filled == 0 { Ok(false) } else { anyhow::bail!("a truncated tar header") };
-        }
-        filled += n;
-    }
-    Ok(true)
+    crate::tar::for_each_file(
+        reader,
+        |_, size| size <= JSON_LIMIT,
+        |name, body| {
+            files.insert(name.to_string(), body);
+        },
+    )?;
+    Ok(files)
 }
 
 #[cfg(test)]

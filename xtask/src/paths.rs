@@ -32,7 +32,12 @@ pub fn xtask_dir() -> PathBuf {
 }
 
 pub fn reports_dir() -> PathBuf {
-    xtask_dir().join("reports")
+    reports_dir_in(&project_root())
+}
+
+/// The reports folder of the sources at `root` (a scratch copy's, for the benchmark and tests).
+pub fn reports_dir_in(root: &Path) -> PathBuf {
+    root.join("target").join("xtask").join("reports")
 }
 
 pub fn history_file() -> PathBuf {
@@ -65,6 +70,23 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+}
+
+/// Copies the tracked and untracked-but-not-ignored files of the checkout at `root` into `dir`
+/// (emptied first), so the benchmark and the tests can change files without touching the real ones.
+pub fn copy_sources(root: &Path, dir: &Path) -> Result<()> {
+    let _ = std::fs::remove_dir_all(dir);
+    let list = crate::runner::Cmd::new("git").args(["ls-files", "-co", "--exclude-standard", "-z"]).dir(root);
+    let files = crate::runner::read(&list).context("listing the sources to copy")?;
+    for file in files.split('\0').filter(|f| !f.is_empty()) {
+        let from = root.join(file);
+        if from.is_file() {
+            let to = dir.join(file);
+            std::fs::create_dir_all(to.parent().context("a file has a folder")?)?;
+            std::fs::copy(&from, &to).with_context(|| format!("copying {file} to {}", dir.display()))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,8 +4,7 @@
 use anyhow::{Context, Result};
 
 use crate::bake;
-use crate::build::Plan;
-use crate::paths;
+use crate::plan::Plan;
 use crate::runner;
 
 /// Prints the plan: what a person would paste, and the bake definition buildx resolves.
@@ -27,7 +26,7 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
         plan.build_args.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")
     );
     println!("# the build (the xtask shows its progress as {} and keeps a report):", plan.progress);
-    println!("cd {} && {}", runner::quote(&paths::project_root().display().to_string()), plan.bake.command_line());
+    println!("cd {} && {}", runner::quote(&plan.root.display().to_string()), plan.bake().command_line());
     for (name, g) in &plan.definition.group {
         println!("# group {name}: {}", g.targets.join(", "));
     }
@@ -48,8 +47,8 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
     }
     println!("# the bake definition as buildx resolves it:");
     let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &plan.names);
-    for pair in plan.bake.args.windows(2).filter(|w| w[0] == "--set") {
-        print = print.args(["--set", &pair[1]]);
+    for s in &plan.sets {
+        print = print.args(["--set", s]);
     }
     let json = runner::read(&print).context("resolving the bake definition")?;
     println!("{json}");

@@ -9,12 +9,13 @@ use std::time::Instant;
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
 
-use crate::build::{Output, Plan};
 use crate::oci;
 use crate::paths;
+use crate::plan::{Output, Plan};
 use crate::rawjson::{self, Event, Progress, Splitter};
-use crate::report::{self, BuildReport, Source, TargetReport};
+use crate::report::{self, BuildReport, Source, Status, TargetReport};
 use crate::runner;
+use crate::settings::ProgressMode;
 
 /// Runs the plan's build, then writes the report and history, prints the table, and turns a
 /// failure into an error naming the failing targets with their last log lines.
@@ -68,11 +69,11 @@ fn attempt(plan: &Plan) -> Result<()> {
 /// Runs buildx, showing its progress as it comes.
 fn stream(plan: &Plan) -> Result<Streamed> {
     let started = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
-    let mut display = Display::new(&plan.progress);
+    let mut display = Display::new(plan.progress);
     let mut splitter = Splitter::default();
     let mut progress = Progress::default();
     let tb = Instant::now();
-    let status = runner::run_streaming(&plan.bake, |chunk| {
+    let status = runner::run_streaming(&plan.bake(), |chunk| {
         display.raw(chunk);
         for s in splitter.feed(chunk) {
             for ev in progress.apply(s) {
@@ -91,16 +92,15 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> Build
     report.names = plan.names.clone();
     report.version = plan.metadata.version.to_string();
     report.git_commit = plan.metadata.git_commit.clone();
-    report.command = plan.bake.command_line();
+    report.command = plan.bake().command_line();
     report.notes = plan.notes.clone();
     // A stop wins over buildx's own status: buildx may still have finished before it took effect,
     // but the person asked for the build to end, and the exit code says so.
     report.status = match (stop, ok) {
-        (Some(_), _) => "interrupted",
-        (None, true) => "ok",
-        (None, false) => "failed",
-    }
-    .to_string();
+        (Some(_), _) => Status::Interrupted,
+        (None, true) => Status::Ok,
+        (None, false) => Status::Failed,
+    };
     report.signal = stop.map(|s| s.name());
     report.exit_code = run.status.code();
     report.buildx_secs = run.buildx_secs;
@@ -246,33 +246,33 @@ fn platform_sizes(plan: &Plan, t: &TargetReport) -> Option<BTreeMap<String, u64>
 
 /// What the person at the terminal sees while the build runs.
 struct Display {
-    mode: String,
+    mode: ProgressMode,
 }
 
 impl Display {
-    fn new(mode: &str) -> Display {
+    fn new(mode: ProgressMode) -> Display {
         use std::io::IsTerminal;
         let mode = match mode {
-            "auto" if std::io::stderr().is_terminal() => "tty",
-            "auto" => "plain",
+            ProgressMode::Auto if std::io::stderr().is_terminal() => ProgressMode::Tty,
+            ProgressMode::Auto => ProgressMode::Plain,
             m => m,
         };
-        Display { mode: mode.to_string() }
+        Display { mode }
     }
 
     fn raw(&mut self, chunk: &[u8]) {
-        if self.mode == "rawjson" {
+        if self.mode == ProgressMode::Rawjson {
             let _ = std::io::stderr().write_all(chunk);
         }
     }
 
     fn event(&mut self, p: &Progress, ev: &Event) {
-        if self.mode == "rawjson" {
+        if self.mode == ProgressMode::Rawjson {
             return;
         }
         let mut err = std::io::stderr().lock();
         match ev {
-            Event::Started(d) if self.mode == "plain" => {
+            Event::Started(d) if self.mode == ProgressMode::Plain => {
                 let _ = writeln!(err, "#{} {}", p.index(d), p.vertexes[d].name);
             }
             Event::Completed(d) => {
@@ -284,13 +284,13 @@ impl Display {
                 } else {
                     format!("DONE {:.1}s", rawjson::duration(v))
                 };
-                if self.mode == "plain" {
+                if self.mode == ProgressMode::Plain {
                     let _ = writeln!(err, "#{} {what}", p.index(d));
                 } else {
                     let _ = writeln!(err, "{what:>12}  {}", v.name);
                 }
             }
-            Event::Log(d, line) if self.mode == "plain" => {
+            Event::Log(d, line) if self.mode == ProgressMode::Plain => {
                 let _ = writeln!(err, "#{} {line}", p.index(d));
             }
             _ => {}

@@ -3,6 +3,10 @@
 //! Every program the xtask starts is first described by a [`Cmd`] (program, arguments, extra
 //! environment, working directory). That value can be printed for a person to paste (`print`,
 //! `--dry-run`), compared in unit tests, or handed to one of the runners below.
+//!
+//! The runners use duct, which streams and tees a child's output while it is parsed and starts
+//! the build in a process group of its own; xshell's commands borrow a `Shell` and cannot be kept
+//! as plain values (ARCHITECTURE.md says more).
 
 use std::collections::VecDeque;
 use std::fmt;

@@ -31,7 +31,47 @@ pub fn classify(key: &str) -> Scope {
 }
 
 /// The progress displays the xtask offers (`--progress` and `BUILDKIT_PROGRESS`).
-pub const PROGRESS_MODES: [&str; 4] = ["auto", "plain", "tty", "rawjson"];
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ProgressMode {
+    /// `tty` on a terminal, else `plain`.
+    #[default]
+    Auto,
+    Plain,
+    Tty,
+    /// buildx's own JSON stream, passed through.
+    Rawjson,
+}
+
+impl ProgressMode {
+    pub const ALL: [ProgressMode; 4] =
+        [ProgressMode::Auto, ProgressMode::Plain, ProgressMode::Tty, ProgressMode::Rawjson];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProgressMode::Auto => "auto",
+            ProgressMode::Plain => "plain",
+            ProgressMode::Tty => "tty",
+            ProgressMode::Rawjson => "rawjson",
+        }
+    }
+}
+
+impl std::str::FromStr for ProgressMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<ProgressMode, String> {
+        ProgressMode::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| format!("use one of {}", ProgressMode::ALL.map(ProgressMode::as_str).join(", ")))
+    }
+}
+
+impl std::fmt::Display for ProgressMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// The rule each known setting's value must follow, as one message naming what is allowed; the
 /// flags that carry the same values (`--progress`, `--registry`) use the same rules.
@@ -40,7 +80,7 @@ pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
     let ok = match key {
         "" => true,
         _ if value.is_empty() => true,
-        "BUILDKIT_PROGRESS" => PROGRESS_MODES.contains(&value),
+        "BUILDKIT_PROGRESS" => value.parse::<ProgressMode>().is_ok(),
         "DOCKER_BUILDKIT" | "COMPOSE_DOCKER_CLI_BUILD" | "BUILDKIT_INLINE_CACHE" => boolean(),
         "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => value == "-1" || value.parse::<u64>().is_ok(),
         "REGISTRY" | "BASE_MIRROR" => registry_like(value),
@@ -54,7 +94,7 @@ pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
         return Ok(());
     }
     Err(match key {
-        "BUILDKIT_PROGRESS" => format!("use one of {}", PROGRESS_MODES.join(", ")),
+        "BUILDKIT_PROGRESS" => value.parse::<ProgressMode>().unwrap_err(),
         "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => {
             "use a number of bytes, or -1 for no limit".to_string()
         }

@@ -124,10 +124,11 @@ fn check_ports(engine: &Engine, compose: &Cmd, wanted: &[&Published]) -> Result<
 }
 
 pub fn up(names: &[String], opts: &Options) -> Result<()> {
-    build::check_options(opts)?;
+    crate::request::check_options(opts)?;
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, true)?;
-    let vars = meta::collect(opts.version.as_deref())?.bake_vars();
+    let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--version")).transpose()?;
+    let vars = meta::collect(version.as_ref())?.bake_vars();
     let compose = compose(&engine, &settings, &vars);
     let config = runner::read(&compose.clone().args(["config", "--format", "json"]))?;
     let services = parse_config(&config)?;

@@ -5,17 +5,18 @@
 
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 
 use crate::engine::{self, Engine, Layout, Spec};
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
 
+#[derive(Debug)]
 pub struct Base {
-    /// The bake variable that carries it.
+    /// The bake variable that carries it; the variable's default in the bake file is the
+    /// official image (the one statement of it the xtask reads).
     pub var: &'static str,
-    pub official: &'static str,
     /// The stand-in's repository and the version it stands in for; `standin()` adds the recipe's
     /// fingerprint to make its tag.
     repo: &'static str,
@@ -24,20 +25,8 @@ pub struct Base {
 }
 
 pub const BASES: [Base; 2] = [
-    Base {
-        var: "PYTHON_IMAGE",
-        official: "python:3.11-slim",
-        repo: "localhost/standin-python",
-        version: "3.11",
-        stage: "python",
-    },
-    Base {
-        var: "NODE_IMAGE",
-        official: "node:22-alpine",
-        repo: "localhost/standin-node",
-        version: "22",
-        stage: "node",
-    },
+    Base { var: "PYTHON_IMAGE", repo: "localhost/standin-python", version: "3.11", stage: "python" },
+    Base { var: "NODE_IMAGE", repo: "localhost/standin-node", version: "22", stage: "node" },
 ];
 
 impl Base {
@@ -73,39 +62,54 @@ pub struct Choice {
     pub notes: Vec<String>,
     /// True when at least one image is a stand-in.
     pub standin: bool,
+    /// Bases that are neither reachable nor in the engine as stand-ins yet: their stand-ins must
+    /// be made ([`make_standins`]) before a build.
+    pub missing: Vec<String>,
 }
 
-/// How a base image can be had, tried in order. `make` allows building the stand-ins.
-pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choice> {
+impl Choice {
+    /// Why the build cannot start yet, when stand-ins are missing.
+    pub fn missing_line(&self) -> Option<String> {
+        (!self.missing.is_empty()).then(|| {
+            format!(
+                "base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them",
+                names(&self.missing)
+            )
+        })
+    }
+
+    /// The line said before the missing stand-ins are made.
+    pub fn making_line(&self) -> String {
+        format!("{} cannot be pulled; making stand-ins once (a few minutes)", names(&self.missing))
+    }
+}
+
+/// How each base image can be had, tried in order (a mirror, the engine's store, the registry,
+/// a stand-in in the store); a base none of them has is `missing`. `officials` are the official
+/// images of [`BASES`], in order, as the bake file names them. Reads only.
+pub fn look(engine: &Engine, settings: &Settings, officials: &[String]) -> Choice {
     let mirror = settings.get("BASE_MIRROR").map(|m| m.trim_end_matches('/').to_string());
     // The probes are independent and mostly wait on the network: run them side by side.
     let found: Vec<Option<String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = BASES.iter().map(|b| s.spawn(|| find_existing(engine, b, mirror.as_deref()))).collect();
+        let handles: Vec<_> = BASES
+            .iter()
+            .zip(officials)
+            .map(|(b, o)| s.spawn(|| find_existing(engine, b, o, mirror.as_deref())))
+            .collect();
         handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
     });
     let mut choice = Choice::default();
     let mut standins = Vec::new();
-    let mut missing = Vec::new();
-    for (base, found) in BASES.iter().zip(found) {
+    for ((base, official), found) in BASES.iter().zip(officials).zip(found) {
         let standin = base.standin();
         let image = found.unwrap_or_else(|| {
-            missing.push(base);
+            choice.missing.push(official.clone());
             standin.clone()
         });
         if image == standin {
-            standins.push(base);
+            standins.push(official.clone());
         }
         choice.vars.push((base.var.to_string(), image));
-    }
-    if !missing.is_empty() {
-        if !make {
-            bail!(
-                "base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them",
-                names(&missing)
-            );
-        }
-        eprintln!("xtask: {} cannot be pulled; making stand-ins once (a few minutes)", names(&missing));
-        make_standins(engine)?;
     }
     if !standins.is_empty() {
         choice.standin = true;
@@ -114,24 +118,24 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
             names(&standins)
         ));
     }
-    Ok(choice)
+    choice
 }
 
-fn names(bases: &[&Base]) -> String {
-    bases.iter().map(|b| b.official).collect::<Vec<_>>().join(" and ")
+fn names(officials: &[String]) -> String {
+    officials.join(" and ")
 }
 
 /// A mirror's copy, the official image in the engine's store, or the official image from its
 /// registry, whichever answers first; a stand-in already in the store otherwise.
-fn find_existing(engine: &Engine, base: &Base, mirror: Option<&str>) -> Option<String> {
+fn find_existing(engine: &Engine, base: &Base, official: &str, mirror: Option<&str>) -> Option<String> {
     if let Some(m) = mirror {
-        let mirrored = format!("{m}/library/{}", base.official);
+        let mirrored = format!("{m}/library/{official}");
         if engine.registry_has(&mirrored) {
             return Some(mirrored);
         }
     }
-    if engine.has_image(base.official) || engine.registry_has(base.official) {
-        return Some(base.official.to_string());
+    if engine.has_image(official) || engine.registry_has(official) {
+        return Some(official.to_string());
     }
     let standin = base.standin();
     engine.has_image(&standin).then_some(standin)

@@ -1,12 +1,15 @@
 //! The `# syntax=docker/dockerfile:1.7` line when its frontend image cannot be had: from a
 //! mirror, or the engine's built-in Dockerfile frontend reading a copy of the Dockerfile without
-//! that line (kept under `target/xtask/dockerfiles/`, line numbers unchanged).
+//! that line (kept under `target/xtask/dockerfiles/`, line numbers unchanged). The fallback is
+//! pure: the Dockerfiles are read beforehand and the copies written by the caller.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::bake::Definition;
+use crate::bake::{Definition, Target};
 use crate::engine::{self, Engine, Facts};
-use crate::paths::{self, write_atomic};
 use crate::settings::Settings;
 
 const FRONTEND: &str = "docker/dockerfile:1.7";
@@ -29,22 +32,52 @@ pub fn frontend_source(engine: &Engine, settings: &Settings) -> FrontendSource {
     }
 }
 
+/// What the fallback adds to a plan: bake `--set`s, notes, and the Dockerfile copies to write
+/// before the build (path and text).
+#[derive(Debug, Default)]
+pub struct Fallback {
+    pub sets: Vec<String>,
+    pub notes: Vec<String>,
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// Each target's Dockerfile, by its path below `root` as the definition names it (read only when
+/// the frontend is unreachable: the fallback may build from copies of them).
+pub fn dockerfiles(source: &FrontendSource, def: &Definition, root: &Path) -> BTreeMap<PathBuf, String> {
+    if !matches!(source, FrontendSource::Unreachable) {
+        return BTreeMap::new();
+    }
+    def.target
+        .values()
+        .map(dockerfile_of)
+        .filter_map(|path| std::fs::read_to_string(root.join(&path)).ok().map(|text| (path, text)))
+        .collect()
+}
+
+fn dockerfile_of(target: &Target) -> PathBuf {
+    let context = target.context.as_deref().unwrap_or(".");
+    Path::new(context).join(target.dockerfile.as_deref().unwrap_or("Dockerfile"))
+}
+
 /// When the frontend cannot be resolved, builds from the same Dockerfile text minus the syntax
 /// line, so the engine's built-in frontend (Dockerfile 1.7 in BuildKit 0.13) reads it; with a
-/// mirror, BUILDKIT_SYNTAX points at the mirror's copy instead. Returns bake `--set`s and notes.
+/// mirror, BUILDKIT_SYNTAX points at the mirror's copy instead. Pure: the copies are returned,
+/// written under `xtask_dir` by the caller.
 pub fn fallback(
-    source: FrontendSource,
+    source: &FrontendSource,
     facts: Option<&Facts>,
     def: &Definition,
-    dry_run: bool,
-) -> Result<(Vec<String>, Vec<String>)> {
+    dockerfiles: &BTreeMap<PathBuf, String>,
+    xtask_dir: &Path,
+) -> Result<Fallback> {
     match source {
-        FrontendSource::Registry => return Ok((vec![], vec![])),
+        FrontendSource::Registry => return Ok(Fallback::default()),
         FrontendSource::Mirror(mirrored) => {
-            return Ok((
-                vec![format!("*.args.BUILDKIT_SYNTAX={mirrored}")],
-                vec![format!("Dockerfile frontend from the mirror: {mirrored}")],
-            ))
+            return Ok(Fallback {
+                sets: vec![format!("*.args.BUILDKIT_SYNTAX={mirrored}")],
+                notes: vec![format!("Dockerfile frontend from the mirror: {mirrored}")],
+                files: vec![],
+            })
         }
         FrontendSource::Unreachable => {}
     }
@@ -56,28 +89,27 @@ pub fn fallback(
         // Newer BuildKit can be told to ignore the directive: no copy of the Dockerfile needed.
         if *v >= semver::Version::new(0, 30, 0) {
             let note = format!("{FRONTEND} cannot be resolved: built with BuildKit {v}'s built-in Dockerfile frontend (BUILDKIT_SYNTAX=dockerfile.v0)");
-            return Ok((vec!["*.args.BUILDKIT_SYNTAX=dockerfile.v0".to_string()], vec![note]));
+            return Ok(Fallback {
+                sets: vec!["*.args.BUILDKIT_SYNTAX=dockerfile.v0".to_string()],
+                notes: vec![note],
+                files: vec![],
+            });
         }
     }
-    let mut sets = Vec::new();
-    let dir = paths::xtask_dir().join("dockerfiles");
+    let mut out = Fallback::default();
+    let dir = xtask_dir.join("dockerfiles");
     for (t, target) in &def.target {
+        let source = dockerfile_of(target);
+        let text = dockerfiles.get(&source).with_context(|| format!("reading {}: not found", source.display()))?;
         let context = target.context.clone().unwrap_or_else(|| ".".to_string());
-        let dockerfile = target.dockerfile.clone().unwrap_or_else(|| "Dockerfile".to_string());
-        let source = paths::project_root().join(&context).join(&dockerfile);
-        let text = std::fs::read_to_string(&source).with_context(|| format!("reading {}", source.display()))?;
         let copy = dir.join(context.replace('/', "_")).join("Dockerfile");
-        if !dry_run {
-            write_atomic(&copy, strip_syntax(&text).as_bytes())?;
-        }
-        sets.push(format!("{t}.dockerfile={}", copy.display()));
+        out.sets.push(format!("{t}.dockerfile={}", copy.display()));
+        out.files.push((copy, strip_syntax(text)));
     }
-    Ok((
-        sets,
-        vec![format!(
-            "{FRONTEND} cannot be resolved: built with the engine's built-in Dockerfile frontend (BuildKit 0.13+ embeds 1.7)"
-        )],
-    ))
+    out.notes.push(format!(
+        "{FRONTEND} cannot be resolved: built with the engine's built-in Dockerfile frontend (BuildKit 0.13+ embeds 1.7)"
+    ));
+    Ok(out)
 }
 
 /// The Dockerfile without its `# syntax=` directive (only a leading parser directive counts).

@@ -45,7 +45,9 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
     let mut tally = Tally::default();
 
     let (ok, out) = suite(
-        &Cmd::new("cargo").args(["test", "--package", "xtask", "--bins", "--test", "tidy", "--quiet"]).dir(&root),
+        &Cmd::new("cargo")
+            .args(["test", "--package", "xtask", "--lib", "--bins", "--test", "tidy", "--quiet"])
+            .dir(&root),
     )?;
     tally.add("xtask unit and tidy tests", ok, cargo_counts(&out));
     for (name, ok) in crate::crosscheck::run(&root)? {

@@ -13,19 +13,15 @@ fn read(path: &str) -> String {
     std::fs::read_to_string(root().join(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
+/// The pin as the xtask reads it (package.json's packageManager).
 fn npm_pin() -> String {
-    let json: serde_json::Value = serde_json::from_str(&read("frontend/package.json")).unwrap();
-    json["packageManager"].as_str().unwrap().strip_prefix("npm@").expect("packageManager is npm@X.Y.Z").to_string()
+    xtask::meta::npm_pin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// The default of `variable "NAME"` in the bake file.
+/// The default of `variable "NAME"` in the bake file, read as the xtask reads it.
 fn bake_default(name: &str) -> String {
-    let text = read("docker-bake.hcl");
-    let start =
-        text.find(&format!("variable \"{name}\"")).unwrap_or_else(|| panic!("docker-bake.hcl has no variable {name}"));
-    let block = &text[start..];
-    let line = block.lines().find(|l| l.trim_start().starts_with("default")).unwrap();
-    line.split('"').nth(1).unwrap().to_string()
+    xtask::bake::variable_default(&read("docker-bake.hcl"), name)
+        .unwrap_or_else(|| panic!("docker-bake.hcl has no default for variable {name}"))
 }
 
 #[test]
@@ -46,6 +42,30 @@ fn npm_pin_agrees_everywhere() {
         lock["lockfileVersion"], 3,
         "package-lock.json must be made by npm {pin}: `cd frontend && npx -y npm@{pin} install`"
     );
+}
+
+#[test]
+fn base_images_agree_with_the_bake_file() {
+    for (var, dockerfile) in [("PYTHON_IMAGE", "backend/Dockerfile"), ("NODE_IMAGE", "frontend/Dockerfile")] {
+        let image = bake_default(var);
+        let fix = format!("docker-bake.hcl's {var} default ({image}) is the source: change the other copies to it");
+        assert!(read(dockerfile).contains(&format!("ARG {var}={image}\n")), "{dockerfile} ARG {var}: {fix}");
+        assert!(
+            read("docker-compose.yml").contains(&format!("${{{var}:-{image}}}")),
+            "docker-compose.yml {var} default: {fix}"
+        );
+    }
+}
+
+#[test]
+fn the_bench_s_dependency_stages_are_stages_of_the_dockerfiles() {
+    let dockerfiles = read("backend/Dockerfile") + &read("frontend/Dockerfile");
+    for stage in xtask::bench::DEPENDENCY_STAGES {
+        assert!(
+            dockerfiles.lines().any(|l| l.starts_with("FROM ") && l.ends_with(&format!(" AS {stage}"))),
+            "no Dockerfile has a stage `{stage}`: change bench::DEPENDENCY_STAGES to the stages that install dependencies"
+        );
+    }
 }
 
 #[test]
@@ -215,9 +235,7 @@ fn unix_only_apis_stay_behind_cfg_unix() {
 }
 
 /// The xtask's own command line, read from its flag definitions (not restated here).
-#[allow(dead_code)]
-#[path = "../src/flags.rs"]
-mod flags;
+use xtask::flags;
 
 /// The argument vectors of every `cargo xtask ...` a workflow runs: the words after it up to the
 /// end of the line, a shell operator or a comment, quotes removed. Comment lines are prose.

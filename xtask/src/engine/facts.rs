@@ -12,7 +12,7 @@ use crate::dockerapi;
 use crate::runner;
 
 /// What the engine, buildx and the builder say about themselves.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Facts {
     pub endpoint: String,
     pub engine_version: String,

@@ -9,7 +9,7 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::model::{BuildReport, TargetReport};
+use super::model::{BuildReport, Status, TargetReport};
 use crate::engine::{self, Engine};
 use crate::runner;
 use crate::settings::Settings;
@@ -108,7 +108,7 @@ pub fn check_when_shown(report: &mut BuildReport) -> (bool, Option<String>) {
     };
     let floor = semver::Version::new(0, 20, 0);
     let available = record.buildx.as_deref().and_then(|v| semver::Version::parse(v).ok()).is_some_and(|v| v >= floor);
-    if !available || report.status != "ok" {
+    if !available || report.status != Status::Ok {
         return (true, cross_check(&Engine::default(), report, available));
     }
     let engine = match Settings::load().and_then(|s| engine::connect(&s, false)) {
@@ -137,7 +137,7 @@ pub fn cross_check(engine: &Engine, report: &mut BuildReport, available: bool) -
         report.history = NOT_AVAILABLE.to_string();
         return None;
     }
-    if report.status != "ok" {
+    if report.status != Status::Ok {
         report.history = "not cross-checked: the build did not pass".to_string();
         return None;
     }
@@ -222,7 +222,7 @@ mod tests {
 
     #[test]
     fn old_buildx_is_said_and_nothing_is_asked() {
-        let mut report = BuildReport { status: "ok".into(), ..Default::default() };
+        let mut report = BuildReport { status: Status::Ok, ..Default::default() };
         assert_eq!(cross_check(&Engine::default(), &mut report, false), None);
         assert_eq!(report.history, NOT_AVAILABLE);
     }

@@ -166,7 +166,7 @@ fn text(report: &BuildReport, history: &[HistoryLine]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::summarize;
+    use crate::report::model::{summarize, Outcome, Status};
     use crate::report::testing::*;
 
     /// The report a build writes, from a captured stream and with every optional part filled in,
@@ -174,7 +174,7 @@ mod tests {
     #[test]
     fn the_documents_the_crate_writes_match_the_schema() {
         let mut r = summarize(&two(), &parse(STREAM), "2026-11-28T00:00:00.000Z".into(), true);
-        r.status = "ok".into();
+        r.status = Status::Ok;
         r.signal = Some("SIGINT".into());
         r.failed_first = Some("backend".into());
         r.cache_warnings = vec!["exporting cache: refused".into()];
@@ -185,7 +185,7 @@ mod tests {
         });
         r.history = "buildx history agrees".into();
         for t in &mut r.targets {
-            t.outcome = "ok".into();
+            t.outcome = Outcome::Ok;
             t.history_ref = Some("default/default/x".into());
             t.history_check = Some(Default::default());
             t.platform_sizes.insert("linux/arm64".into(), 1);

@@ -1,6 +1,6 @@
 //! The HTML renderer: a self-contained page with the summary and a timeline per target.
 
-use super::model::{mb, BuildReport};
+use super::model::{mb, BuildReport, Outcome};
 use crate::engine::EngineRecord;
 
 /// A self-contained page: the summary table and a timeline per target, cached steps grey.
@@ -84,8 +84,8 @@ fn timelines(r: &BuildReport) -> String {
     let mut timelines = String::new();
     for t in &r.targets {
         let span = t.steps_detail.iter().map(|s| s.start + s.secs).fold(t.wall_secs, f64::max).max(0.001);
-        let outcome = match t.outcome.as_str() {
-            "" | "ok" => String::new(),
+        let outcome = match t.outcome {
+            Outcome::Ok => String::new(),
             o => format!(" ({o})"),
         };
         timelines.push_str(&format!("<h2>{}{}</h2>\n<div class=\"tl\">\n", esc(&t.name), esc(&outcome)));

@@ -1,7 +1,7 @@
 //! Judging a finished build: which targets failed, which were only cancelled, which failed
 //! first, the Dockerfile and line behind an error, and the cache imports and exports that failed.
 
-use super::model::{owner, BuildReport, TargetReport};
+use super::model::{owner, BuildReport, Outcome, TargetReport};
 use crate::rawjson::{self, Progress};
 
 /// A step that failed on its own account: not one cancelled because something else failed, and
@@ -81,7 +81,7 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
     let mut first: Option<(chrono::DateTime<chrono::FixedOffset>, String)> = None;
     for t in &mut report.targets {
         if succeeded {
-            t.outcome = "ok".to_string();
+            t.outcome = Outcome::Ok;
             continue;
         }
         let steps: Vec<&rawjson::Vertex> = progress
@@ -106,21 +106,20 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
         let unfinished =
             steps.is_empty() || steps.iter().any(|v| v.completed.is_none() || rawjson::is_cancel(&v.error));
         t.outcome = if !t.errors.is_empty() {
-            "failed"
+            Outcome::Failed
         } else if unfinished {
-            "cancelled"
+            Outcome::Cancelled
         } else {
-            "ok"
-        }
-        .to_string();
+            Outcome::Ok
+        };
     }
     // A parse error stops its target before any step ran: nothing can have failed before it.
     report.failed_first = match (&located, first) {
-        (Some((src, _)), _) if report.targets.iter().any(|t| t.name == src.target && t.outcome == "failed") => {
+        (Some((src, _)), _) if report.targets.iter().any(|t| t.name == src.target && t.outcome == Outcome::Failed) => {
             Some(src.target.clone())
         }
         (_, Some((_, name))) => Some(name),
-        _ => report.targets.iter().find(|t| t.outcome == "failed").map(|t| t.name.clone()),
+        _ => report.targets.iter().find(|t| t.outcome == Outcome::Failed).map(|t| t.name.clone()),
     };
 }
 
@@ -138,7 +137,7 @@ pub fn solve_error(error: &str) -> &str {
 /// The failure summary: the target that failed first, then any other failed ones, then the
 /// cancelled ones by name only (their steps only say "context canceled").
 pub fn failure_summary(report: &BuildReport) -> String {
-    let mut failed: Vec<&TargetReport> = report.targets.iter().filter(|t| t.outcome == "failed").collect();
+    let mut failed: Vec<&TargetReport> = report.targets.iter().filter(|t| t.outcome == Outcome::Failed).collect();
     failed.sort_by_key(|t| Some(&t.name) != report.failed_first.as_ref());
     let mut parts: Vec<String> = Vec::new();
     if !failed.is_empty() {
@@ -146,7 +145,7 @@ pub fn failure_summary(report: &BuildReport) -> String {
         parts.push(format!("failing: {}", each.join(" | ")));
     }
     let cancelled: Vec<&str> =
-        report.targets.iter().filter(|t| t.outcome == "cancelled").map(|t| t.name.as_str()).collect();
+        report.targets.iter().filter(|t| t.outcome == Outcome::Cancelled).map(|t| t.name.as_str()).collect();
     if !cancelled.is_empty() {
         parts.push(format!("cancelled: {}", cancelled.join(", ")));
     }
@@ -178,7 +177,7 @@ mod tests {
         ];
         judge(&mut r, &p, false, &stray, &sources);
         let (backend, frontend) = (&r.targets[0], &r.targets[1]);
-        assert_eq!((backend.outcome.as_str(), frontend.outcome.as_str()), ("failed", "cancelled"));
+        assert_eq!((backend.outcome, frontend.outcome), (Outcome::Failed, Outcome::Cancelled));
         assert_eq!(
             backend.errors[0],
             "backend/Dockerfile:25: dockerfile parse error on line 25: unknown instruction: RUNN (did you mean RUN?)"
@@ -235,7 +234,7 @@ mod tests {
         let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
         let mut r = summarize(&names, &p, String::new(), false);
         judge(&mut r, &p, false, "", &[]);
-        let outcomes: Vec<&str> = r.targets.iter().map(|t| t.outcome.as_str()).collect();
+        let outcomes: Vec<String> = r.targets.iter().map(|t| t.outcome.to_string()).collect();
         assert_eq!(outcomes, ["failed", "failed", "cancelled", "ok"]);
         assert_eq!(r.failed_first.as_deref(), Some("b"));
         let summary = failure_summary(&r);
@@ -253,7 +252,7 @@ mod tests {
         let names = vec!["backend".to_string()];
         let mut r = summarize(&names, &p, String::new(), true);
         judge(&mut r, &p, true, &stray, &[]);
-        assert_eq!(r.targets[0].outcome, "ok");
+        assert_eq!(r.targets[0].outcome, Outcome::Ok);
         assert!(r.targets[0].errors.is_empty(), "{:?}", r.targets[0].errors);
         assert_eq!((r.targets[0].steps, r.targets[0].cached), (6, 6));
         let trouble = cache_trouble(&p);

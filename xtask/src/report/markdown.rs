@@ -35,7 +35,7 @@ pub fn build(r: &BuildReport) -> String {
         out.push_str(&format!(
             "| {} | {}{first} | {:.1} s | {}/{} | {} | {image} |\n",
             cell(&t.name),
-            cell(&t.outcome),
+            cell(&t.outcome.to_string()),
             t.wall_secs,
             t.cached,
             t.steps,
@@ -142,7 +142,7 @@ pub fn list(history: &[HistoryLine]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::model::TargetReport;
+    use crate::report::model::{Outcome, Status, TargetReport};
     use crate::report::table::rows;
     use crate::report::testing::*;
 
@@ -162,19 +162,19 @@ mod tests {
     fn a_build_is_a_table_with_a_row_per_target_and_pipes_escaped() {
         let r = BuildReport {
             id: "x".into(),
-            status: "failed".into(),
+            status: Status::Failed,
             names: vec!["default".into()],
             failed_first: Some("backend".into()),
             targets: vec![
                 TargetReport {
                     name: "backend".into(),
-                    outcome: "failed".into(),
+                    outcome: Outcome::Failed,
                     errors: vec!["RUN a | b: exit code 1".into()],
                     ..Default::default()
                 },
                 TargetReport {
                     name: "frontend".into(),
-                    outcome: "ok".into(),
+                    outcome: Outcome::Ok,
                     image: Some("f:1".into()),
                     size_bytes: Some(2_000_000),
                     ..Default::default()

@@ -21,8 +21,8 @@ pub use buildx_history::references;
 pub use command::{command, Request};
 pub use html::html;
 pub use judge::{cache_trouble, cache_warning_line, failure_summary, is_failure, judge, Source};
-pub use model::{summarize, BuildReport, TargetReport};
-pub use store::{comparable, history, read_history};
+pub use model::{summarize, BuildReport, HistoryLine, Outcome, Status, TargetReport};
+pub use store::{comparable, history, last_saved, read_history};
 pub use table::{print_table, table};
 
 use crate::paths::{self, write_atomic};
@@ -83,7 +83,7 @@ pub mod testing {
     pub fn built(id: &str, targets: &[&str]) -> HistoryLine {
         HistoryLine {
             id: id.into(),
-            status: "ok".into(),
+            status: super::Status::Ok,
             wall_secs: 10.0,
             targets: targets
                 .iter()

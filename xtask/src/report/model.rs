@@ -11,6 +11,50 @@ use super::judge::is_failure;
 use crate::engine::EngineRecord;
 use crate::rawjson::{self, Progress};
 
+/// How a build ended, as the report and the history record it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Ok,
+    Failed,
+    /// A stop signal ended it.
+    Interrupted,
+}
+
+/// How one target of a build ended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Reports written before outcomes were recorded read as ok.
+    #[default]
+    Ok,
+    Failed,
+    /// Stopped unfinished because another target failed or the build was stopped (BuildKit then
+    /// cancels every step still running).
+    Cancelled,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Status::Ok => "ok",
+            Status::Failed => "failed",
+            Status::Interrupted => "interrupted",
+        })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed => "failed",
+            Outcome::Cancelled => "cancelled",
+        })
+    }
+}
+
 /// A build's report as `target/xtask/reports/ID.json` keeps it; `xtask/report.schema.json` is its
 /// documented format (a field added here goes there too, with a new schema version).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -20,8 +64,7 @@ pub struct BuildReport {
     pub schema_version: u32,
     pub id: String,
     pub started: String,
-    /// "ok", "failed" or "interrupted".
-    pub status: String,
+    pub status: Status,
     /// For an interrupted build, the signal that stopped it ("SIGINT", "SIGTERM", "SIGHUP").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
@@ -57,10 +100,8 @@ pub struct BuildReport {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TargetReport {
     pub name: String,
-    /// "ok", "failed", or "cancelled": stopped unfinished because another target failed or the
-    /// build was stopped (BuildKit then cancels every step still running).
     #[serde(default)]
-    pub outcome: String,
+    pub outcome: Outcome,
     pub wall_secs: f64,
     pub steps: usize,
     pub cached: usize,
@@ -101,7 +142,7 @@ pub struct Step {
 pub struct HistoryLine {
     pub id: String,
     pub started: String,
-    pub status: String,
+    pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<String>,
     pub names: Vec<String>,
@@ -244,6 +285,16 @@ pub fn pct(old: f64, new: f64) -> String {
 mod tests {
     use super::*;
     use crate::report::testing::*;
+
+    #[test]
+    fn status_and_outcome_read_and_write_as_the_words_of_earlier_reports() {
+        for (status, word) in [(Status::Ok, "ok"), (Status::Failed, "failed"), (Status::Interrupted, "interrupted")] {
+            assert_eq!(serde_json::to_string(&status).unwrap(), format!("\"{word}\""));
+            assert_eq!(serde_json::from_str::<Status>(&format!("\"{word}\"")).unwrap(), status);
+            assert_eq!(status.to_string(), word);
+        }
+        assert_eq!(serde_json::to_string(&Outcome::Cancelled).unwrap(), "\"cancelled\"");
+    }
 
     #[test]
     fn captured_stream_gives_per_target_steps_and_cache_hits() {

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-use super::model::{BuildReport, HistoryLine, HistoryTarget};
+use super::model::{BuildReport, HistoryLine, HistoryTarget, Status};
 use super::schema;
 use crate::engine::EngineRecord;
 use crate::paths::{self, write_atomic};
@@ -66,7 +66,7 @@ pub fn history_line(r: &BuildReport) -> HistoryLine {
     HistoryLine {
         id: r.id.clone(),
         started: r.started.clone(),
-        status: r.status.clone(),
+        status: r.status,
         signal: r.signal.clone(),
         names: r.names.clone(),
         wall_secs: r.wall_secs,
@@ -88,7 +88,7 @@ pub fn history_line(r: &BuildReport) -> HistoryLine {
 /// A build to compare with: one that passed, of the same targets, on the same engine (a build on
 /// another engine or another version of it measures the engine, not the change).
 pub fn comparable(h: &HistoryLine, names: &[String], engine: &Option<EngineRecord>) -> bool {
-    h.status == "ok" && h.names == names && &h.engine == engine
+    h.status == Status::Ok && h.names == names && &h.engine == engine
 }
 
 /// Appends one line by writing the whole file anew and renaming it into place: a reader (or a
@@ -109,6 +109,13 @@ pub fn read_history(path: &std::path::Path) -> Vec<HistoryLine> {
 
 pub fn history() -> Vec<HistoryLine> {
     read_history(&paths::history_file())
+}
+
+/// The JSON report of the newest build in the history of the reports folder `dir`.
+pub fn last_saved(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let history = read_history(&dir.join("history.jsonl"));
+    let last = history.last().with_context(|| format!("no build in the history under {}", dir.display()))?;
+    Ok(dir.join(format!("{}.json", last.id)))
 }
 
 /// Finds a build by id, `last` or `last~N`.
@@ -138,16 +145,16 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-history-{}", std::process::id()));
         let file = dir.join("history.jsonl");
         let _ = std::fs::remove_dir_all(&dir);
-        append_history(&file, &HistoryLine { id: "a".into(), status: "ok".into(), ..Default::default() }).unwrap();
+        append_history(&file, &HistoryLine { id: "a".into(), status: Status::Ok, ..Default::default() }).unwrap();
         // A torn last line (as if another writer died mid-line) must not hide earlier builds.
         let mut text = std::fs::read_to_string(&file).unwrap();
         text.push_str("{\"id\": \"torn");
         std::fs::write(&file, text).unwrap();
-        append_history(&file, &HistoryLine { id: "b".into(), status: "interrupted".into(), ..Default::default() })
+        append_history(&file, &HistoryLine { id: "b".into(), status: Status::Interrupted, ..Default::default() })
             .unwrap();
         let h = read_history(&file);
         assert_eq!(h.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(h[1].status, "interrupted");
+        assert_eq!(h[1].status, Status::Interrupted);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

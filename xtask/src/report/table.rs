@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::model::{mb, pct, BuildReport, HistoryLine, HistoryTarget};
+use super::model::{mb, pct, BuildReport, HistoryLine, HistoryTarget, Outcome};
 use crate::engine::EngineRecord;
 
 /// The short table printed after each build.
@@ -23,11 +23,11 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
             None => "first build on this engine".to_string(),
         };
         // A failed or cancelled target's numbers cover only what ran before it stopped.
-        let vs = match t.outcome.as_str() {
-            "failed" if r.failed_first.as_ref() == Some(&t.name) => "FAILED (first)".to_string(),
-            "failed" => "FAILED".to_string(),
-            "cancelled" => "cancelled".to_string(),
-            _ => vs,
+        let vs = match t.outcome {
+            Outcome::Failed if r.failed_first.as_ref() == Some(&t.name) => "FAILED (first)".to_string(),
+            Outcome::Failed => "FAILED".to_string(),
+            Outcome::Cancelled => "cancelled".to_string(),
+            Outcome::Ok => vs,
         };
         out.push_str(&format!(
             "{:<24} {:>7.1}s {:>10} {:>10}  {}\n",
@@ -183,7 +183,7 @@ pub fn list(history: &[HistoryLine]) -> String {
     for h in history {
         let status = match &h.signal {
             Some(s) => format!("{} {}", h.status, s),
-            None => h.status.clone(),
+            None => h.status.to_string(),
         };
         out.push_str(&format!(
             "{:<width$}  {:<24}  {:<18}  {:>7.1}s  {:<16}  {}\n",
@@ -208,7 +208,7 @@ mod tests {
     fn compare_shows_absolute_and_percent_changes() {
         let line = |id: &str, secs: f64, size: u64| HistoryLine {
             id: id.into(),
-            status: "ok".into(),
+            status: crate::report::Status::Ok,
             wall_secs: secs,
             targets: vec![HistoryTarget {
                 name: "backend".into(),
@@ -259,7 +259,7 @@ mod tests {
         let mut h =
             vec![built("20261128T041140.438Z-32209", &["backend"]), built("20261128T041150.966Z-9", &["backend"])];
         h[1].engine = Some(crate::engine::EngineRecord { private: Some("floor".into()), ..Default::default() });
-        h[1].status = "interrupted".into();
+        h[1].status = crate::report::Status::Interrupted;
         h[1].signal = Some("SIGINT".into());
         let out = list(&h);
         let lines: Vec<&str> = out.lines().collect();

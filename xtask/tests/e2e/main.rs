@@ -2,6 +2,8 @@
 //! `#[ignore]`d for a plain `cargo test`; `cargo xtask test` runs them (`--ignored`, one at a
 //! time, in name order) after making sure an engine answers. Nothing here is mocked.
 
+// The topic files (`use super::*`) may read and write streams.
+#[allow(unused_imports)]
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -63,6 +65,17 @@ fn classic_store() -> bool {
     !docker(&["info", "--format", "{{json .DriverStatus}}"]).contains("io.containerd.snapshotter")
 }
 
+/// The version the product builds when none is asked for, found the way the xtask finds it.
+fn product_version() -> String {
+    xtask::meta::version(None).unwrap_or_else(|e| panic!("{e:#}")).0.to_string()
+}
+
+/// The default group's images (`contextcleanse-*:dev`) built in the checkout, for a test that
+/// reads them whatever ran before it (with a warm cache this takes seconds).
+fn default_images() -> Output {
+    must(&["build"], &[])
+}
+
 fn git_head() -> String {
     let out = Command::new("git").args(["rev-parse", "HEAD"]).current_dir(root()).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -115,30 +128,10 @@ impl Drop for Container {
 
 /// A plain HTTP/1.1 GET on loopback; returns the status code and body.
 fn http_get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the container's published port");
+    let s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the container's published port");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8_lossy(&raw).to_string();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    let body = if text.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(&body) } else { body };
-    (code, body)
-}
-
-fn dechunk(body: &str) -> String {
-    let mut out = String::new();
-    let mut rest = body;
-    while let Some((size, after)) = rest.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || after.len() < n {
-            break;
-        }
-        out.push_str(&after[..n]);
-        rest = after[n..].trim_start_matches("\r\n");
-    }
-    out
+    let (code, body) = xtask::http::get(s, "127.0.0.1", path, &[]).unwrap_or_default();
+    (code, String::from_utf8_lossy(&body).to_string())
 }
 
 fn health(port: u16, path: &str) -> Value {
@@ -153,11 +146,8 @@ fn label(image: &str, key: &str) -> String {
 
 /// The newest report the xtask wrote under `dir`/target/xtask/reports.
 fn last_report(dir: &Path) -> Value {
-    let reports = dir.join("target/xtask/reports");
-    let history = std::fs::read_to_string(reports.join("history.jsonl")).expect("history.jsonl exists");
-    let last: Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
-    let id = last["id"].as_str().unwrap();
-    serde_json::from_str(&std::fs::read_to_string(reports.join(format!("{id}.json"))).unwrap()).unwrap()
+    let path = xtask::report::last_saved(&xtask::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn target<'a>(report: &'a Value, name: &str) -> &'a Value {
@@ -189,29 +179,20 @@ fn executed(report: &Value, name: &str, part: &str) -> Vec<String> {
 /// folder, so tests can change files without touching the real ones.
 fn scratch_copy(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("xtask-e2e-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
-    let out =
-        Command::new("git").args(["ls-files", "-co", "--exclude-standard", "-z"]).current_dir(root()).output().unwrap();
-    for file in String::from_utf8_lossy(&out.stdout).split('\0').filter(|f| !f.is_empty()) {
-        let from = root().join(file);
-        if from.is_file() {
-            let to = dir.join(file);
-            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(&from, &to).unwrap();
-        }
-    }
+    xtask::paths::copy_sources(&root(), &dir).unwrap_or_else(|e| panic!("{e:#}"));
     dir
 }
 
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn a_default_build_runs_healthy_non_root_with_its_commit() {
-    let out = must(&["build"], &[]);
+    let out = default_images();
     let shown = String::from_utf8_lossy(&out.stderr);
     assert!(shown.contains("cached") && shown.contains("report: "), "the build prints its table and report path");
     let report = last_report(&root());
     assert_eq!(report["status"], "ok");
     let head = git_head();
+    let version = product_version();
     let mut running = Vec::new();
     for (name, image, port, inner, path, uid) in [
         ("backend", "contextcleanse-backend:dev", 18100u16, 8000u16, "/health", "1000"),
@@ -224,12 +205,12 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
         c.wait_healthy(Duration::from_secs(90));
         let h = health(port, path);
         assert_eq!(h["status"], "ok");
-        assert_eq!(h["version"], "0.4.0");
+        assert_eq!(h["version"], version.as_str());
         assert!(h["revision"].as_str().unwrap().starts_with(&head), "{h} should name commit {head}");
         assert!(h["built"].as_str().unwrap().ends_with('Z'), "{h}");
         assert_eq!(c.exec(&["id", "-u"]), uid, "{name} runs as its own user");
         assert!(label(image, "org.opencontainers.image.revision").starts_with(&head));
-        assert_eq!(label(image, "org.opencontainers.image.version"), "0.4.0");
+        assert_eq!(label(image, "org.opencontainers.image.version"), version);
         assert_eq!(label(image, "org.opencontainers.image.created"), h["built"].as_str().unwrap());
         assert_eq!(label(image, "org.opencontainers.image.title"), format!("contextcleanse-{name}"));
         let published = docker(&["port", &c.0]);
@@ -238,38 +219,12 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
     }
     let (code, page) = http_get(18101, "/");
     assert_eq!(code, 200);
-    assert!(home_page::text(&page).contains("0.4.0"), "the home page shows the frontend's health");
+    assert!(home_page::text(&page).contains(&version), "the home page shows the frontend's health");
 }
 
 /// Walks a tar stream (as `docker export` writes it): names and contents of regular files.
-fn tar_entries(mut data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
-    while data.len() >= 512 {
-        let header = &data[..512];
-        if header.iter().all(|b| *b == 0) {
-            break;
-        }
-        let field =
-            |a: usize, b: usize| String::from_utf8_lossy(&header[a..b]).trim_end_matches('\0').trim().to_string();
-        let name = format!(
-            "{}{}",
-            {
-                let p = field(345, 500);
-                if p.is_empty() {
-                    p
-                } else {
-                    p + "/"
-                }
-            },
-            field(0, 100)
-        );
-        let size = usize::from_str_radix(&field(124, 136), 8).unwrap_or(0);
-        let kind = header[156];
-        let body = &data[512..(512 + size).min(data.len())];
-        if kind == b'0' || kind == 0 {
-            visit(&name, body);
-        }
-        data = &data[(512 + size.div_ceil(512) * 512).min(data.len())..];
-    }
+fn tar_entries(data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
+    xtask::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body)).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Every file of every layer of an image, as `docker image save` writes it (an OCI layout whose
@@ -305,6 +260,7 @@ fn layer_files(image: &str, mut visit: impl FnMut(&str, &[u8])) -> usize {
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn b_no_ca_bundle_or_env_file_in_any_layer() {
     let bundle = std::fs::read("/etc/ssl/certs/ca-certificates.crt").expect("the host CA bundle the builds were given");
+    default_images();
     for image in ["contextcleanse-backend:dev", "contextcleanse-frontend:dev"] {
         let mut files = 0;
         let layers = layer_files(image, |name, body| {
@@ -321,6 +277,7 @@ fn b_no_ca_bundle_or_env_file_in_any_layer() {
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn b_each_image_adds_at_most_60_mb_to_its_base() {
+    default_images();
     // Uncompressed layer bytes for this platform, as the xtask's reports count them.
     let size = |image: &str| -> i64 {
         docker(&["history", "--human=false", "--format", "{{.Size}}", image])
@@ -391,6 +348,8 @@ fn e_compose_up_reaches_healthy_and_down_cleans_up() {
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     compose(&["config", "--quiet"]);
+    // Compose runs the images the xtask built (`--no-build`).
+    default_images();
     compose(&["up", "--detach", "--wait", "--no-build"]);
     let ps = compose(&["ps", "--format", "{{.Service}} {{.Health}} {{.Ports}}"]);
     assert_eq!(ps.lines().filter(|l| l.contains(" healthy ")).count(), 2, "{ps}");
@@ -590,7 +549,11 @@ fn j_status_doctor_print_and_report_work() {
     let print = must(&["print", "production"], &[]);
     let text = String::from_utf8_lossy(&print.stdout);
     assert!(text.contains("docker buildx bake") && text.contains("\"backend-production\""), "{text}");
-    assert!(text.contains("export VERSION=0.4.0") && text.contains("NPM_VERSION=11.5.2"), "{text}");
+    let (version, npm) = (product_version(), xtask::meta::npm_pin().unwrap());
+    assert!(
+        text.contains(&format!("export VERSION={version}")) && text.contains(&format!("NPM_VERSION={npm}")),
+        "{text}"
+    );
     must(&["build", "--dry-run"], &[]);
     assert_eq!(images(), images_before, "print and --dry-run built nothing");
     for group in ["default", "development", "production", "multiplatform"] {
@@ -599,6 +562,9 @@ fn j_status_doctor_print_and_report_work() {
             docker(&["buildx", "bake", "--file", root().join("docker-bake.hcl").to_str().unwrap(), "--print", group]);
         assert!(json.contains("\"target\""), "bake --print {group}: {json}");
     }
+    // Two builds of its own to compare, whatever ran before.
+    default_images();
+    default_images();
     let cmp = must(&["report", "--compare", "last~1", "last"], &[]);
     assert!(String::from_utf8_lossy(&cmp.stdout).contains("whole build"));
     assert!(docker_ok(&["buildx", "version"]));
@@ -1243,20 +1209,16 @@ fn k_planted_secrets_reach_no_layer_and_no_cache() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// GET on the registry at `addr` (loopback, plain HTTP/1.0 so the body is never chunked).
+/// GET on the registry at `addr` (loopback), asking for any kind of manifest.
 fn registry_get(addr: &str, path: &str) -> Vec<u8> {
-    let mut s = TcpStream::connect(addr).expect("connecting to the registry");
+    let s = TcpStream::connect(addr).expect("connecting to the registry");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
                   application/vnd.docker.distribution.manifest.list.v2+json, \
                   application/vnd.docker.distribution.manifest.v2+json";
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let at = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP response");
-    let head = String::from_utf8_lossy(&raw[..at]).to_string();
-    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "GET {path}: {head}");
-    raw[at + 4..].to_vec()
+    let (code, body) = xtask::http::get(s, addr, path, &[("Accept", accept)]).expect("an HTTP response");
+    assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
+    body
 }
 
 /// Copies every blob the manifest `repo:reference` reaches into `dir/blobs/sha256/` (the local

@@ -18,15 +18,15 @@ pub struct Flag {
     pub help: &'static str,
 }
 
-const fn switch(long: &'static str, help: &'static str) -> Flag {
+pub(super) const fn switch(long: &'static str, help: &'static str) -> Flag {
     Flag { long, short: None, value: None, repeated: false, help }
 }
 
-const fn valued(long: &'static str, value: &'static str, help: &'static str) -> Flag {
+pub(super) const fn valued(long: &'static str, value: &'static str, help: &'static str) -> Flag {
     Flag { long, short: None, value: Some(value), repeated: false, help }
 }
 
-const fn repeated(long: &'static str, value: &'static str, help: &'static str) -> Flag {
+pub(super) const fn repeated(long: &'static str, value: &'static str, help: &'static str) -> Flag {
     Flag { long, short: None, value: Some(value), repeated: true, help }
 }
 
@@ -75,188 +75,9 @@ pub struct Command {
     pub flags: &'static [&'static [Flag]],
 }
 
-/// The flags every building command shares.
-pub const BUILD: &[Flag] = &[
-    switch("dry-run", "Print the plan (commands, environment, bake definition) and run nothing."),
-    switch("no-cache", "Build every step again, ignoring the build cache."),
-    switch("pull", "Check the registry for newer base images."),
-    valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),
-    valued("builder", "NAME", "Use this buildx builder instead of the current one."),
-    repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
-    valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000)."),
-    valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
-];
+mod table;
 
-/// What `print` shares with the building commands: what the plan depends on.
-const PLAN: &[Flag] = &[
-    valued("builder", "NAME", "Use this buildx builder instead of the current one."),
-    repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
-    valued("registry", "HOST:PORT", "Registry to tag for (e.g. 127.0.0.1:5000)."),
-    valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
-];
-
-/// Which private engine: the channel and the image store.
-const ENGINE: &[Flag] = &[
-    valued("channel", "CHANNEL", "`current` (Debian testing's Docker, the default) or `floor` (Debian stable's)."),
-    switch("classic", "The engine that keeps images in the classic store instead of the containerd image store."),
-];
-
-const NONE: &[&[Flag]] = &[];
-
-pub const COMMANDS: &[Command] = &[
-    Command {
-        sub: Sub::Build,
-        name: "build",
-        about: "Build the `default` group (backend and frontend), or the named services or groups, into the engine.",
-        positional: Some(Positional { name: "NAMES", repeated: true, help: "Services or bake groups (default: the `default` group)." }),
-        flags: &[BUILD],
-    },
-    Command { sub: Sub::Backend, name: "backend", about: "Same as `build backend`.", positional: None, flags: &[BUILD] },
-    Command { sub: Sub::Frontend, name: "frontend", about: "Same as `build frontend`.", positional: None, flags: &[BUILD] },
-    Command {
-        sub: Sub::Production,
-        name: "production",
-        about: "Build the `production` group: production stages, version tags (X.Y.Z, X.Y, X, latest), OCI labels and a provenance attestation.",
-        positional: None,
-        flags: &[&[switch("push", "Push to the registry (--registry or REGISTRY) instead of loading into the engine.")], BUILD],
-    },
-    Command {
-        sub: Sub::Multiplatform,
-        name: "multiplatform",
-        about: "Build the `multiplatform` group for every platform the bake file names.",
-        positional: None,
-        flags: &[
-            &[
-                switch("push", "Push the multi-platform images to the registry."),
-                switch("oci", "Write an OCI archive per image under target/xtask/oci/ instead of loading."),
-            ],
-            BUILD,
-        ],
-    },
-    Command {
-        sub: Sub::Print,
-        name: "print",
-        about: "Print the resolved plan of a group or service without building: the commands, the environment the xtask sets, the build arguments and the bake definition.",
-        positional: Some(Positional { name: "NAME", repeated: false, help: "A group or service (default: the `default` group)." }),
-        flags: &[PLAN],
-    },
-    Command {
-        sub: Sub::Check,
-        name: "check",
-        about: "Run BuildKit's own Dockerfile checks (`bake --call check`) on every target of the default, development and production groups, or of the named ones.",
-        positional: Some(Positional { name: "NAMES", repeated: true, help: "Services or bake groups (default: default, development, production)." }),
-        flags: NONE,
-    },
-    Command {
-        sub: Sub::Doctor,
-        name: "doctor",
-        about: "Check this machine for everything a build needs; one line each, with a fix.",
-        positional: None,
-        flags: NONE,
-    },
-    Command {
-        sub: Sub::EngineUp,
-        name: "engine up",
-        about: "Start a private engine: without flags only when no engine answers (idempotent).",
-        positional: None,
-        flags: &[ENGINE],
-    },
-    Command {
-        sub: Sub::EngineDown,
-        name: "engine down",
-        about: "Stop the named private engine, or every one this checkout started.",
-        positional: None,
-        flags: &[ENGINE],
-    },
-    Command {
-        sub: Sub::EngineStatus,
-        name: "engine status",
-        about: "Endpoint, channel and versions, image store, platforms, registry, binfmt.",
-        positional: None,
-        flags: NONE,
-    },
-    Command {
-        sub: Sub::EngineEnv,
-        name: "engine env",
-        about: "Print the exports that point a shell at a running private engine: eval \"$(cargo xtask engine env)\".",
-        positional: None,
-        flags: &[ENGINE],
-    },
-    Command {
-        sub: Sub::Up,
-        name: "up",
-        about: "Build what is stale and start the compose stack on the xtask's engine; wait for the health checks and print the URLs.",
-        positional: Some(Positional { name: "NAMES", repeated: true, help: "Services (default: all); each brings the services it depends on." }),
-        flags: &[&[valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml).")]],
-    },
-    Command {
-        sub: Sub::Down,
-        name: "down",
-        about: "Stop the compose stack: its containers and network go, nothing else.",
-        positional: None,
-        flags: NONE,
-    },
-    Command {
-        sub: Sub::Logs,
-        name: "logs",
-        about: "The stack's logs (`docker compose logs`).",
-        positional: Some(Positional { name: "SERVICES", repeated: true, help: "Services (default: all)." }),
-        flags: &[&[
-            Flag { short: Some('f'), ..switch("follow", "Keep following the output.") },
-            valued("tail", "N", "Lines from the end of each service's log."),
-        ]],
-    },
-    Command { sub: Sub::Ps, name: "ps", about: "The stack's containers (`docker compose ps`).", positional: None, flags: NONE },
-    Command {
-        sub: Sub::Du,
-        name: "du",
-        about: "Disk used by this project: build cache, images, registry storage, target/.",
-        positional: None,
-        flags: NONE,
-    },
-    Command {
-        sub: Sub::Clean,
-        name: "clean",
-        about: "Remove this project's build cache and images, never another project's.",
-        positional: None,
-        flags: &[&[
-            switch("cache", "The build cache: BuildKit's records of the project's steps and cache mounts, and the local cache folders."),
-            switch("images", "The project's images (not the stand-in bases)."),
-            switch("all", "Both (the default when no flag is given)."),
-            switch("dry-run", "Say what would go and remove nothing."),
-        ]],
-    },
-    Command {
-        sub: Sub::Report,
-        name: "report",
-        about: "Show build reports: the last one, or a before/after comparison of two builds.",
-        positional: Some(Positional { name: "IDS", repeated: true, help: "Build ids for --compare." }),
-        flags: &[&[
-            switch("last", "The last build (the default)."),
-            switch("compare", "Compare two builds, given as history ids (see `report --list`) or `last`, `last~1`."),
-            switch("list", "List the builds in the history."),
-            switch("json", "Print JSON instead of a table (the format xtask/report.schema.json documents)."),
-            switch("markdown", "Print Markdown, e.g. for a CI job summary."),
-        ]],
-    },
-    Command {
-        sub: Sub::Bench,
-        name: "bench",
-        about: "Measure cold, warm, source-change, dependency-change and metadata-change builds.",
-        positional: Some(Positional { name: "NAMES", repeated: true, help: "Services to measure (default: backend and frontend)." }),
-        flags: &[&[valued("runs", "N", "Runs per scenario (default 3).")]],
-    },
-    Command {
-        sub: Sub::Test,
-        name: "test",
-        about: "Run every test suite: xtask unit tests, backend pytest, frontend node tests, hadolint, and the end-to-end tests on the real engine.",
-        positional: None,
-        flags: &[&[
-            switch("no-e2e", "Skip the end-to-end tests (not allowed with CI=true)."),
-            valued("e2e-filter", "FILTER", "Only run end-to-end tests whose name contains this."),
-        ]],
-    },
-];
+pub use table::{BUILD, COMMANDS};
 
 /// A parsed command line: the subcommand and what was given to it.
 #[derive(Debug)]

@@ -114,18 +114,27 @@ xflags::xflags! {
                 optional --channel channel: String
                 /// Keep images in the classic store instead of the containerd image store.
                 optional --classic
+                /// Another engine beside the built-in ones, with its own folder, store, sockets,
+                /// bridge, subnet and registry port (e.g. `second`).
+                optional --name name: String
             }
             /// Stop the named private engine, or every one this checkout started.
             cmd down {
                 optional --channel channel: String
                 optional --classic
+                optional --name name: String
             }
             /// Endpoint, channel and versions, image store, platforms, registry, binfmt.
-            cmd status {}
+            cmd status {
+                optional --channel channel: String
+                optional --classic
+                optional --name name: String
+            }
             /// Print the exports that point a shell at a running private engine.
             cmd env {
                 optional --channel channel: String
                 optional --classic
+                optional --name name: String
             }
         }
 

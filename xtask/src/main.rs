@@ -48,14 +48,22 @@ macro_rules! options {
     };
 }
 
-/// `engine up | down | status | env`, with the channel parsed once.
+/// `engine up | down | status | env`, with the engine they name parsed once.
 fn engine_command(cmd: flags::EngineCmd) -> anyhow::Result<()> {
-    let channel = |c: &Option<String>| c.as_deref().map(str::parse::<engine::Channel>).transpose();
+    macro_rules! which {
+        ($f:expr) => {
+            engine::Which {
+                name: $f.name.clone(),
+                channel: $f.channel.as_deref().map(str::parse::<engine::Channel>).transpose()?,
+                classic: $f.classic,
+            }
+        };
+    }
     match cmd {
-        flags::EngineCmd::Up(f) => engine::up(&settings::Settings::load()?, channel(&f.channel)?, f.classic),
-        flags::EngineCmd::Down(f) => engine::down(channel(&f.channel)?, f.classic),
-        flags::EngineCmd::Status(_) => engine::status(&settings::Settings::load()?),
-        flags::EngineCmd::Env(f) => engine::env(channel(&f.channel)?, f.classic),
+        flags::EngineCmd::Up(f) => engine::up(&settings::Settings::load()?, &which!(f)),
+        flags::EngineCmd::Down(f) => engine::down(&which!(f)),
+        flags::EngineCmd::Status(f) => engine::status(&settings::Settings::load()?, &which!(f)),
+        flags::EngineCmd::Env(f) => engine::env(&which!(f)),
     }
 }
 

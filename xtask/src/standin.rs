@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engine::{self, Engine, Layout, Spec};
+use crate::engine::{self, Engine, Layout};
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
@@ -146,7 +146,7 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
     let dir = paths::checkout_target().join("xtask").join("standin");
     std::fs::create_dir_all(&dir)?;
     fetch_node(&dir)?;
-    let layout = Layout::new(engine.spec.unwrap_or(Spec::DEFAULT));
+    let layout = engine.layout();
     let mirror = engine::debian_mirror()?;
     let multi = engine::facts(engine, None)?.capabilities().multi_platform;
     let arches: &[&str] = if multi { &["amd64", "arm64"] } else { &[engine::host_arch()] };

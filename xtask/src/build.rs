@@ -190,7 +190,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     }
     let (facts, bases, frontend, definition) = std::thread::scope(|s| {
         let facts = s.spawn(|| engine::facts(&engine, opts.builder.as_deref()));
-        let bases = s.spawn(|| standin::resolve(&engine, &settings, !opts.dry_run));
+        let bases = s.spawn(|| standin::resolve(&engine, &settings, registry.as_deref(), !opts.dry_run));
         let frontend = s.spawn(|| syntax::frontend_source(&engine, &settings));
         // The base images change build arguments only, not the set of targets: resolve now.
         let definition = bake::resolve(&engine.docker(), &vars, &names);

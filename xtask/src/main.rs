@@ -22,6 +22,7 @@ mod run;
 mod runner;
 mod settings;
 mod standin;
+mod standin_share;
 mod stop;
 mod syntax;
 mod test;

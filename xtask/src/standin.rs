@@ -11,6 +11,7 @@ use crate::engine::{self, Engine, Layout};
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
+use crate::standin_share;
 
 pub struct Base {
     /// The bake variable that carries it.
@@ -75,8 +76,9 @@ pub struct Choice {
     pub standin: bool,
 }
 
-/// How a base image can be had, tried in order. `make` allows building the stand-ins.
-pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choice> {
+/// How a base image can be had, tried in order. `make` allows building the stand-ins (or pulling
+/// them from `registry`, the cache registry, which also gets the ones this engine holds).
+pub fn resolve(engine: &Engine, settings: &Settings, registry: Option<&str>, make: bool) -> Result<Choice> {
     let mirror = settings.get("BASE_MIRROR").map(|m| m.trim_end_matches('/').to_string());
     // The probes are independent and mostly wait on the network: run them side by side.
     let found: Vec<Option<String>> = std::thread::scope(|s| {
@@ -97,6 +99,23 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
         }
         choice.vars.push((base.var.to_string(), image));
     }
+    let shared = registry.filter(|r| make && standin_share::answers(r));
+    if let Some(r) = shared {
+        let mut pulled = Vec::new();
+        for base in std::mem::take(&mut missing) {
+            match standin_share::pull(engine, r, &base.standin()) {
+                Ok(true) => pulled.push(base),
+                Ok(false) => missing.push(base),
+                Err(e) => {
+                    choice.notes.push(format!("{e:#}; making it here instead"));
+                    missing.push(base);
+                }
+            }
+        }
+        if !pulled.is_empty() {
+            choice.notes.push(format!("stand-ins for {} pulled from {r}", names(&pulled)));
+        }
+    }
     if !missing.is_empty() {
         if !make {
             bail!(
@@ -106,6 +125,15 @@ pub fn resolve(engine: &Engine, settings: &Settings, make: bool) -> Result<Choic
         }
         eprintln!("xtask: {} cannot be pulled; making stand-ins once (a few minutes)", names(&missing));
         make_standins(engine)?;
+    }
+    if let Some(r) = shared {
+        for base in &standins {
+            match standin_share::push(engine, r, &base.standin()) {
+                Ok(true) => choice.notes.push(format!("stand-in {} pushed to {r} for other engines", base.standin())),
+                Ok(false) => {}
+                Err(e) => choice.notes.push(format!("the stand-ins are not shared through {r}: {e:#}")),
+            }
+        }
     }
     if !standins.is_empty() {
         choice.standin = true;

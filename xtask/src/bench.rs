@@ -81,7 +81,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
 }
 
 /// The tracked and untracked-but-not-ignored files of the checkout, copied to a scratch folder.
-fn scratch_copy() -> Result<PathBuf> {
+pub fn scratch_copy() -> Result<PathBuf> {
     let root = paths::project_root();
     let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
     let files = runner::read(&Cmd::new("git").args(["ls-files", "-co", "--exclude-standard"]).dir(&root))
@@ -127,7 +127,7 @@ fn touch_manifests(dir: &Path, round: usize) -> Result<()> {
     Ok(())
 }
 
-fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)]) -> Result<BuildReport> {
+pub fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)]) -> Result<BuildReport> {
     let exe = std::env::current_exe().context("finding the xtask binary")?;
     let cmd = Cmd::new(exe.display().to_string())
         .arg("build")
@@ -172,7 +172,7 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {

@@ -158,6 +158,9 @@ xflags::xflags! {
             repeated names: String
             /// Runs per scenario (default 3).
             optional --runs n: usize
+            /// Instead: a second private engine with an empty store, from the first engine's
+            /// registry cache against its own cold build (starts and stops the engine `bench-second`).
+            optional --second-engine
         }
 
         /// Run every test suite: xtask unit tests, backend pytest, frontend node tests, hadolint,

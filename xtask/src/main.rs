@@ -4,6 +4,7 @@
 mod adapt;
 mod bake;
 mod bench;
+mod bench_second;
 mod build;
 mod cache;
 mod cachegc;
@@ -109,6 +110,7 @@ fn main() {
         XtaskCmd::Doctor(_) => doctor::run(),
         XtaskCmd::Engine(f) => engine_command(f.subcommand),
         XtaskCmd::Report(f) => report::command(f.compare, f.list, f.json, &f.ids),
+        XtaskCmd::Bench(f) if f.second_engine => bench_second::run(&f.names, f.runs.unwrap_or(3)),
         XtaskCmd::Bench(f) => bench::run(&f.names, f.runs.unwrap_or(3)),
         XtaskCmd::Test(f) => test::run(f.no_e2e, f.e2e_filter.as_deref()),
     };

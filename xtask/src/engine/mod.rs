@@ -248,7 +248,11 @@ pub fn up(settings: &Settings, which: &Which) -> Result<()> {
     let asked = which.given();
     let spec = if asked { which.spec() } else { wanted_spec()?.unwrap_or(which.spec()) };
     let layout = match &which.name {
-        Some(name) => Layout::for_up(name, spec, &named::running_claims())?,
+        // Root first: the record of a named engine is written into the engines' folder.
+        Some(name) => {
+            check_host()?;
+            Layout::for_up(name, spec, &named::running_claims())?
+        }
         None => Layout::new(spec),
     };
     let other = Engine::default();

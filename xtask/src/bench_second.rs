@@ -73,7 +73,14 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     let from_cache_dir = bench::scratch_copy()?;
     let cold_dir = PathBuf::from(format!("{}-cold", from_cache_dir.display()));
     runner::run(&Cmd::new("cp").args(["-a", &from_cache_dir.display().to_string(), &cold_dir.display().to_string()]))?;
-    let with_registry = vec![("REGISTRY".to_string(), registry.clone())];
+    // The scratch copies have no .git: the commit's time dates every build, as it would a checkout.
+    let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(e) => e,
+        Err(_) => runner::read(&Cmd::new("git").args(["log", "-1", "--format=%ct"]).dir(paths::project_root()))
+            .context("reading the commit time")?,
+    };
+    let with_registry =
+        vec![("REGISTRY".to_string(), registry.clone()), ("SOURCE_DATE_EPOCH".to_string(), epoch.clone())];
     eprintln!("bench: the first engine exports its cache to {registry}");
     let first_report = bench::build(&from_cache_dir, &names, &[], &with_registry)?;
 
@@ -111,6 +118,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         eprintln!("bench: round {}/{runs}: second engine cold", round + 1);
         empty_store(&second)?;
         let mut env = client.clone();
+        env.push(("SOURCE_DATE_EPOCH".into(), epoch.clone()));
         env.push(("BUILDKIT_CACHE_MOUNT_NS".into(), format!("bench-second-cold-{}-{round}", std::process::id())));
         let extra = ["--no-cache", "--set", "*.cache-to="].map(String::from);
         cold.push(Sample::of(&bench::build(&cold_dir, &names, &extra, &env)?));

@@ -30,23 +30,29 @@ export function backendHealthUrl(env = {}) {
 /**
  * Turn the outcome of probing the backend into what the page shows.
  * outcome is { error } when the request failed or timed out, otherwise
- * { httpStatus, body } with the parsed JSON body (or null).
+ * { httpStatus, body } with the parsed JSON body (or null). The backend's own
+ * build metadata (version, revision, built) is passed on as it reported it,
+ * "unknown" for what it did not report.
  */
 export function describeBackendStatus(outcome) {
   if (!outcome || outcome.error !== undefined || typeof outcome.httpStatus !== 'number') {
-    return { state: 'unreachable', label: 'unreachable', detail: null };
+    return { state: 'unreachable', label: 'unreachable', detail: null, ...reportedBuild({}) };
   }
   const body = outcome.body && typeof outcome.body === 'object' ? outcome.body : {};
   const reported = typeof body.status === 'string' ? body.status : null;
   const healthy = outcome.httpStatus >= 200 && outcome.httpStatus < 300 && (reported === null || reported === 'ok');
-  const version = typeof body.version === 'string' ? body.version : null;
-  const parts = [`HTTP ${outcome.httpStatus}`];
-  if (version) parts.push(`version ${version}`);
   return {
     state: healthy ? 'ok' : 'unhealthy',
     label: healthy ? 'ok' : reported ?? 'unhealthy',
-    detail: parts.join(', '),
+    detail: `HTTP ${outcome.httpStatus}`,
+    ...reportedBuild(body),
   };
+}
+
+/** version, revision and built from a health body: non-empty strings, else "unknown". */
+function reportedBuild(body) {
+  const field = (key) => (typeof body[key] === 'string' && body[key].trim() !== '' ? body[key].trim() : UNKNOWN);
+  return { version: field('version'), revision: field('revision'), built: field('built') };
 }
 
 /** Probe the backend with a short timeout; never throws. */

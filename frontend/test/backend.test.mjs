@@ -18,13 +18,28 @@ test('a failed request is shown as unreachable', () => {
     state: 'unreachable',
     label: 'unreachable',
     detail: null,
+    version: 'unknown',
+    revision: 'unknown',
+    built: 'unknown',
   });
   assert.equal(describeBackendStatus(undefined).label, 'unreachable');
 });
 
-test('a 2xx answer with status ok is healthy and shows the version', () => {
-  const shown = describeBackendStatus({ httpStatus: 200, body: { status: 'ok', version: '0.4.0' } });
-  assert.deepEqual(shown, { state: 'ok', label: 'ok', detail: 'HTTP 200, version 0.4.0' });
+test('a 2xx answer with status ok is healthy and shows the build the backend reports', () => {
+  const body = { status: 'ok', version: '0.4.0', revision: '36060a1-dirty', built: '2026-11-28T06:42:42Z' };
+  assert.deepEqual(describeBackendStatus({ httpStatus: 200, body }), {
+    state: 'ok',
+    label: 'ok',
+    detail: 'HTTP 200',
+    version: '0.4.0',
+    revision: '36060a1-dirty',
+    built: '2026-11-28T06:42:42Z',
+  });
+});
+
+test('build fields the backend leaves out, blank or not as text read as unknown', () => {
+  const shown = describeBackendStatus({ httpStatus: 200, body: { status: 'ok', version: ' ', revision: 7 } });
+  assert.deepEqual([shown.version, shown.revision, shown.built], ['unknown', 'unknown', 'unknown']);
 });
 
 test('a 2xx answer without a JSON body still counts as ok', () => {
@@ -52,7 +67,15 @@ test('probeBackend uses the injected fetch and reports its answer', async () => 
   assert.equal(seen.url, 'http://b:1/health');
   assert.equal(seen.init.cache, 'no-store');
   assert.ok(seen.init.signal instanceof AbortSignal);
-  assert.deepEqual(result, { url: 'http://b:1/health', state: 'ok', label: 'ok', detail: 'HTTP 200, version 1.2.3' });
+  assert.deepEqual(result, {
+    url: 'http://b:1/health',
+    state: 'ok',
+    label: 'ok',
+    detail: 'HTTP 200',
+    version: '1.2.3',
+    revision: 'unknown',
+    built: 'unknown',
+  });
 });
 
 test('probeBackend turns a thrown error into unreachable', async () => {

@@ -4,13 +4,18 @@
 //! reached any other way (tcp, ssh, contexts) are asked through the CLI instead.
 
 use std::io::{Read, Write};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+use crate::platform;
 
 /// The engine's unix socket when the docker CLI would use one: `DOCKER_HOST=unix://…`, or the
 /// default socket when neither DOCKER_HOST nor a docker context is set.
 pub fn socket(docker_host: Option<&str>) -> Option<PathBuf> {
+    if !cfg!(unix) {
+        // Docker Desktop on Windows listens on a named pipe: the CLI knows the way.
+        return None;
+    }
     match docker_host {
         Some(host) => host.strip_prefix("unix://").map(PathBuf::from),
         None => {
@@ -35,7 +40,7 @@ fn context_configured() -> bool {
 
 /// GET `path`; the status code and body, or None when the socket does not answer.
 pub fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
-    let mut stream = UnixStream::connect(socket).ok()?;
+    let mut stream = platform::connect_socket(socket).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
     write!(stream, "GET {path} HTTP/1.1\r\nHost: docker\r\nConnection: close\r\n\r\n").ok()?;
     let mut raw = Vec::new();
@@ -112,7 +117,9 @@ mod tests {
 
     #[test]
     fn socket_follows_docker_host() {
-        assert_eq!(socket(Some("unix:///run/x/docker.sock")), Some(PathBuf::from("/run/x/docker.sock")));
+        // Off Unix the engine is always asked through the docker CLI.
+        let unix = cfg!(unix).then(|| PathBuf::from("/run/x/docker.sock"));
+        assert_eq!(socket(Some("unix:///run/x/docker.sock")), unix);
         assert_eq!(socket(Some("tcp://127.0.0.1:2375")), None);
     }
 }

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::platform;
 use crate::stop;
 
 /// A program to run: never a shell string, always an argument vector.
@@ -188,7 +189,6 @@ pub fn succeeds(cmd: &Cmd) -> bool {
 /// [`stop::handler`]: a Ctrl-C in the terminal reaches the xtask, which passes it on. Its standard
 /// input is closed: bake reads none, and a background group touching the terminal would stop.
 pub fn run_streaming(cmd: &Cmd, mut on_chunk: impl FnMut(&[u8])) -> Result<ExitStatus> {
-    use std::os::unix::process::CommandExt;
     // stderr and stdout are merged here: buildx bake writes nothing to stdout without --print, and
     // the stream parser skips any text between JSON objects.
     let mut reader = cmd
@@ -196,7 +196,7 @@ pub fn run_streaming(cmd: &Cmd, mut on_chunk: impl FnMut(&[u8])) -> Result<ExitS
         .stderr_to_stdout()
         .stdin_null()
         .before_spawn(|c| {
-            c.process_group(0);
+            platform::own_process_group(c);
             Ok(())
         })
         .unchecked()
@@ -278,8 +278,7 @@ pub fn check_status(cmd: &Cmd, status: ExitStatus, output: &str) -> Result<()> {
 }
 
 pub fn describe(status: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (status.code(), status.signal()) {
+    match (status.code(), platform::exit_signal(status)) {
         (Some(code), _) => format!("exit status {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => "unknown status".to_string(),
@@ -294,7 +293,6 @@ pub fn last_lines(text: &str, n: usize) -> String {
 /// Starts a long-running program detached from the xtask (its own process group, so Ctrl-C in
 /// this terminal does not reach it), with output appended to `log`. Returns its pid.
 pub fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
-    use std::os::unix::process::CommandExt;
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -305,7 +303,8 @@ pub fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
         command.env_remove(k);
     }
     command.args(&cmd.args).envs(cmd.env.iter().cloned()).stdin(Stdio::null());
-    command.stdout(out.try_clone()?).stderr(out).process_group(0);
+    command.stdout(out.try_clone()?).stderr(out);
+    platform::own_process_group(&mut command);
     if let Some(dir) = &cmd.dir {
         command.current_dir(dir);
     }
@@ -329,6 +328,8 @@ mod tests {
         );
     }
 
+    // It runs Unix programs.
+    #[cfg(unix)]
     #[test]
     fn a_removed_variable_is_not_seen_and_is_shown() {
         std::env::set_var("XTASK_RUNNER_TEST_UNSET", "leaked");
@@ -345,12 +346,16 @@ mod tests {
         assert_eq!(cmd.env, vec![("A".to_string(), "2".to_string())]);
     }
 
+    // It runs Unix programs.
+    #[cfg(unix)]
     #[test]
     fn failure_names_command_status_and_tail() {
         let err = read(&Cmd::new("false").arg("two words")).unwrap_err().to_string();
         assert!(err.contains("`false 'two words'` failed (exit status 1)"), "{err}");
     }
 
+    // It runs Unix programs and reads /proc.
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_stopped_build_group_ends_with_its_grandchildren_even_when_it_ignores_sigint() {
         // The shell ignores SIGINT, as does its background child: only the kill after the grace
@@ -375,6 +380,8 @@ mod tests {
         assert_eq!(stop::GROUP.load(Ordering::SeqCst), 0, "no group is left to stop");
     }
 
+    // It runs Unix programs.
+    #[cfg(unix)]
     #[test]
     fn timeout_stops_a_hanging_probe() {
         let started = Instant::now();

@@ -316,7 +316,7 @@ fn fetch_node(dir: &Path) -> Result<()> {
         untar(find(node_pkg)?, &root.join("bin"), "2", Some("package/bin/node"))?;
         untar(find("npm-")?, &npm_dir, "1", None)?;
         for (link, target) in [("npm", "npm-cli.js"), ("npx", "npx-cli.js")] {
-            std::os::unix::fs::symlink(format!("../lib/node_modules/npm/bin/{target}"), root.join("bin").join(link))?;
+            crate::platform::symlink(format!("../lib/node_modules/npm/bin/{target}"), root.join("bin").join(link))?;
         }
     }
     Ok(())

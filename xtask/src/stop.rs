@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI32, AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+
+use crate::platform;
 
 /// A signal that asked the xtask to stop: SIGINT (Ctrl-C), SIGTERM (`kill`, `timeout`, a CI job
 /// cancelled) or SIGHUP (the terminal closed).
@@ -16,9 +18,9 @@ pub struct Stop(pub i32);
 impl Stop {
     pub fn name(self) -> String {
         match self.0 {
-            libc::SIGINT => "SIGINT".to_string(),
-            libc::SIGTERM => "SIGTERM".to_string(),
-            libc::SIGHUP => "SIGHUP".to_string(),
+            platform::SIGINT => "SIGINT".to_string(),
+            platform::SIGTERM => "SIGTERM".to_string(),
+            platform::SIGHUP => "SIGHUP".to_string(),
             n => format!("signal {n}"),
         }
     }
@@ -79,42 +81,34 @@ impl Drop for RecordingGuard {
 
 /// Handles SIGINT, SIGTERM and SIGHUP on a thread of their own (not in a signal handler, so it
 /// may start threads and allocate). Outside a build nothing is worth recording and every file is
-/// written atomically, so the xtask exits at once with 128+N.
+/// written atomically, so the xtask exits at once with 128+N. (Off Unix there is no handler: the
+/// console's Ctrl-C ends the xtask and its build together.)
 pub fn handler() -> Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .context("installing the SIGINT, SIGTERM and SIGHUP handler")?;
-    std::thread::spawn(move || {
-        for signal in signals.forever() {
-            let first = STOP.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
-            if RECORDING.load(Ordering::SeqCst) == 0 {
-                std::process::exit(Stop(signal).exit_code());
-            }
-            let group = GROUP.load(Ordering::SeqCst);
-            if group != 0 {
-                // A second signal means the person does not want to wait for the cancel.
-                stop_group(group, first);
-            }
+    platform::on_stop_signals(|signal| {
+        let first = STOP.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
+        if RECORDING.load(Ordering::SeqCst) == 0 {
+            std::process::exit(Stop(signal).exit_code());
         }
-    });
-    Ok(())
+        let group = GROUP.load(Ordering::SeqCst);
+        if group != 0 {
+            // A second signal means the person does not want to wait for the cancel.
+            stop_group(group, first);
+        }
+    })
 }
 
 /// Asks the group to cancel (SIGINT: buildx cancels its solve and exits), and kills it if it is
 /// still there after [`GRACE`]; with `gently` false, kills it at once.
 pub(crate) fn stop_group(group: u32, gently: bool) {
-    let pgid = -(group as libc::pid_t);
-    // SAFETY: kill(2) with a negative pid signals that process group; it touches no memory.
-    let signal = move |sig| unsafe { libc::kill(pgid, sig) };
     if !gently {
-        signal(libc::SIGKILL);
+        platform::kill_group(group);
         return;
     }
-    signal(libc::SIGINT);
+    platform::signal_group(group, platform::SIGINT);
     std::thread::spawn(move || {
-        // kill(pid, 0) fails with ESRCH once no process of the group is left.
-        if !crate::runner::wait_until(GRACE, || signal(0) != 0) {
-            signal(libc::SIGKILL);
+        // Signal 0 fails once no process of the group is left.
+        if !crate::runner::wait_until(GRACE, || !platform::signal_group(group, 0)) {
+            platform::kill_group(group);
         }
     });
 }
@@ -125,8 +119,8 @@ mod tests {
 
     #[test]
     fn stops_are_named_and_exit_as_the_shell_expects() {
-        assert_eq!((Stop(libc::SIGINT).name(), Stop(libc::SIGINT).exit_code()), ("SIGINT".to_string(), 130));
-        assert_eq!((Stop(libc::SIGTERM).name(), Stop(libc::SIGTERM).exit_code()), ("SIGTERM".to_string(), 143));
-        assert_eq!((Stop(libc::SIGHUP).name(), Stop(libc::SIGHUP).exit_code()), ("SIGHUP".to_string(), 129));
+        assert_eq!((Stop(platform::SIGINT).name(), Stop(platform::SIGINT).exit_code()), ("SIGINT".to_string(), 130));
+        assert_eq!((Stop(platform::SIGTERM).name(), Stop(platform::SIGTERM).exit_code()), ("SIGTERM".to_string(), 143));
+        assert_eq!((Stop(platform::SIGHUP).name(), Stop(platform::SIGHUP).exit_code()), ("SIGHUP".to_string(), 129));
     }
 }

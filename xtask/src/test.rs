@@ -48,6 +48,9 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
         &Cmd::new("cargo").args(["test", "--package", "xtask", "--bins", "--test", "tidy", "--quiet"]).dir(&root),
     )?;
     tally.add("xtask unit and tidy tests", ok, cargo_counts(&out));
+    for (name, ok) in crate::crosscheck::run(&root)? {
+        tally.add(&name, ok, (usize::from(ok), 0, 0));
+    }
 
     let venv = paths::xtask_dir().join("venv");
     let python = venv.join("bin/python");
@@ -112,6 +115,13 @@ const SUBSET: &[&str] = &[
 
 fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
     let settings = Settings::load()?;
+    // The home page test looks at the page in a real browser: without one it fails, never skips.
+    if filter.is_none_or(|f| f.contains("home_page")) {
+        if let Err(e) = crate::chromium::ensure() {
+            eprintln!("error: {e:#}");
+            tally.add("Chromium for the home page test", false, (0, 0, 0));
+        }
+    }
     // An engine the user runs (DOCKER_HOST or the current context) is the one to test, alone.
     let user_engine = engine::connect(&settings, false).ok().filter(|e| !e.is_private());
     if let Some(engine) = user_engine {

@@ -2,6 +2,9 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "tidy/unix_api.rs"]
+mod unix_api;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
@@ -179,5 +182,40 @@ fn images_run_as_numeric_users() {
         let text = read(path);
         let users: Vec<&str> = text.lines().filter_map(|l| l.trim().strip_prefix("USER ")).map(str::trim).collect();
         assert_eq!(users, [user], "{path}: the runtime stage must say `USER {user}` (ids, not names), and only once");
+    }
+}
+
+#[test]
+fn unix_only_apis_stay_behind_cfg_unix() {
+    let dirs = ["xtask/src", "xtask/tests"].map(|d| root().join(d));
+    let files: Vec<_> = dirs
+        .iter()
+        .flat_map(|d| unix_api::rust_files(d))
+        .map(|f| {
+            let gates = unix_api::gates(&std::fs::read_to_string(&f).unwrap());
+            (f, gates)
+        })
+        .collect();
+    let gated_files = unix_api::gated_module_files(&files);
+    let mut found = Vec::new();
+    for (file, gates) in files.iter().filter(|(f, _)| !gated_files.contains(f)) {
+        let src = std::fs::read_to_string(file).unwrap();
+        for (line, name) in unix_api::ungated_uses(&src, gates) {
+            found.push(format!("{}:{line}: {name}", file.strip_prefix(root()).unwrap().display()));
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "Unix-only APIs outside #[cfg(unix)] code: the xtask would not compile on Windows. Call a function of \
+         xtask/src/platform.rs instead (add one there, with a #[cfg(unix)] body and one for elsewhere), or put the \
+         item under #[cfg(unix)]:\n{}",
+        found.join("\n")
+    );
+    let cargo: toml::Table = toml::from_str(&read("xtask/Cargo.toml")).unwrap();
+    for dep in ["libc", "signal-hook"] {
+        assert!(
+            cargo["dependencies"].get(dep).is_none(),
+            "xtask/Cargo.toml: move {dep} to [target.'cfg(unix)'.dependencies] (it is Unix-only)"
+        );
     }
 }

@@ -144,7 +144,7 @@ pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     for link in ["iptables", "ip6tables"] {
         let path = partial.join("usr/sbin").join(link);
         let _ = std::fs::remove_file(&path);
-        std::os::unix::fs::symlink("xtables-legacy-multi", &path)?;
+        crate::platform::symlink("xtables-legacy-multi", &path)?;
     }
     let versions: Vec<(String, String)> = chosen.into_iter().map(|(n, v, _)| (n, v)).collect();
     std::fs::write(partial.join("versions.json"), serde_json::to_vec_pretty(&versions)?)?;
@@ -159,7 +159,7 @@ pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     for name in ["docker-buildx", "docker-compose"] {
         let link = plugins.join(name);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(layout.prefix.join("usr/libexec/docker/cli-plugins").join(name), &link)?;
+        crate::platform::symlink(layout.prefix.join("usr/libexec/docker/cli-plugins").join(name), &link)?;
     }
     Ok(versions)
 }

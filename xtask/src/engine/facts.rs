@@ -209,7 +209,7 @@ fn buildx_identity(engine: &Engine) -> String {
         .find(|(k, _)| k == "DOCKER_CONFIG")
         .map(|(_, v)| PathBuf::from(v))
         .or_else(|| std::env::var_os("DOCKER_CONFIG").map(PathBuf::from))
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
+        .or_else(|| crate::platform::home_dir().map(|h| h.join(".docker")));
     let candidates = config.into_iter().map(|c| c.join("cli-plugins")).chain(
         [
             "/usr/local/lib/docker/cli-plugins",
@@ -221,7 +221,7 @@ fn buildx_identity(engine: &Engine) -> String {
         .map(PathBuf::from),
     );
     for dir in candidates {
-        let path = dir.join("docker-buildx");
+        let path = dir.join(format!("docker-buildx{}", std::env::consts::EXE_SUFFIX));
         if let Ok(meta) = std::fs::metadata(&path) {
             let mtime = meta
                 .modified()

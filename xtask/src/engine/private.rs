@@ -123,7 +123,10 @@ pub fn check_host() -> Result<()> {
                  `docker buildx version`; or run as root on Debian/Ubuntu where `cargo xtask engine up` \
                  builds a private one";
     if !cfg!(target_os = "linux") {
-        bail!("no Docker engine answers and a private one needs Linux: {steps}");
+        bail!(
+            "the private engine needs Linux (it is dockerd from Debian packages): start Docker Desktop, or another \
+             Docker Engine 26+ with buildx and compose, and the xtask uses it through the docker CLI"
+        );
     }
     let os = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
     let debian_like = os

@@ -376,3 +376,17 @@ pub fn status(settings: &Settings, which: &Which) -> Result<()> {
     println!("binfmt     {}", binfmt_status());
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_to_bring_an_engine_up_name_it_when_it_has_a_name_of_its_own() {
+        assert_eq!(up_flags(&Layout::new(Spec::DEFAULT)), "--channel current");
+        let floor_classic = Spec { channel: Channel::Floor, classic: true };
+        assert_eq!(up_flags(&Layout::new(floor_classic)), "--channel floor --classic");
+        assert_eq!(up_flags(&Layout::at(Spec::DEFAULT, "second", 5004)), "--name second --channel current");
+        assert_eq!(Layout::at(Spec::DEFAULT, "second", 5004).registry_addr(), "127.0.0.1:5004");
+    }
+}

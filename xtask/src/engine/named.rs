@@ -299,6 +299,17 @@ mod tests {
     }
 
     #[test]
+    fn a_named_engine_shares_no_socket_bridge_or_port_with_the_built_in_ones() {
+        let second = Layout::at(Spec::DEFAULT, "second", NAMED_PORTS.start);
+        assert!(second.bridge().len() <= 15, "{} is too long for an interface name", second.bridge());
+        for builtin in Spec::ALL.map(Layout::new) {
+            assert_ne!(builtin.socket(), second.socket());
+            assert_ne!(builtin.bridge(), second.bridge());
+            assert_ne!(builtin.registry_port(), second.registry_port());
+        }
+    }
+
+    #[test]
     fn pools_give_their_subnet() {
         assert_eq!(pool_subnet("10.214.37.0/24"), Some(37));
         assert_eq!(pool_subnet("172.17.0.0/16"), None);

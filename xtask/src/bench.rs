@@ -81,7 +81,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
 }
 
 /// A scratch copy of the sources, one per benchmark run.
-fn scratch_copy() -> Result<PathBuf> {
+pub fn scratch_copy() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
     paths::copy_sources(&paths::project_root(), &dir).context("copying the sources for the benchmark")?;
     Ok(dir)
@@ -117,7 +117,7 @@ fn touch_manifests(dir: &Path, round: usize) -> Result<()> {
     Ok(())
 }
 
-fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)]) -> Result<BuildReport> {
+pub fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)]) -> Result<BuildReport> {
     let exe = std::env::current_exe().context("finding the xtask binary")?;
     let cmd = Cmd::new(exe.display().to_string())
         .arg("build")
@@ -171,7 +171,7 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-fn machine() -> String {
+pub fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {

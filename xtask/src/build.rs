@@ -25,7 +25,7 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     }
     let engine = provision::engine(&settings)?;
     let mut inputs = Inputs::gather(&request, &settings, engine)?;
-    provision::standins(&mut inputs)?;
+    provision::standins(&mut inputs, request.registry.as_deref())?;
     let mut plan = plan::plan(&request, &inputs)?;
     provision::files(&plan)?;
     plan.planned_in = started.elapsed().as_secs_f64();

@@ -1,7 +1,7 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
-use xtask::{bench, build, check, clean, doctor, engine, flags, report, settings, stack, stop, test, usage};
+use xtask::{bench, bench_second, build, check, clean, doctor, engine, flags, report, settings, stack, stop, test, usage};
 
 use build::{Options, Recipe};
 use flags::{Args, Parsed, Sub};
@@ -24,9 +24,13 @@ fn options(a: &Args) -> Options {
     }
 }
 
-/// The private engine a flag names: its channel (parsed once) and store.
-fn engine_spec(a: &Args) -> anyhow::Result<(Option<engine::Channel>, bool)> {
-    Ok((a.value("channel").as_deref().map(str::parse).transpose()?, a.switch("classic")))
+/// The private engine the flags name: its name, channel (parsed once) and store.
+fn which_engine(a: &Args) -> anyhow::Result<engine::Which> {
+    Ok(engine::Which {
+        name: a.value("name"),
+        channel: a.value("channel").as_deref().map(str::parse).transpose()?,
+        classic: a.switch("classic"),
+    })
 }
 
 fn dispatch(a: &Args) -> anyhow::Result<()> {
@@ -53,19 +57,10 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             build::run(Recipe::Local, &names, &Options { check: true, ..Options::default() })
         }
         Sub::Doctor => doctor::run(),
-        Sub::EngineUp => {
-            let (channel, classic) = engine_spec(a)?;
-            engine::up(&settings::Settings::load()?, channel, classic)
-        }
-        Sub::EngineDown => {
-            let (channel, classic) = engine_spec(a)?;
-            engine::down(channel, classic)
-        }
-        Sub::EngineStatus => engine::status(&settings::Settings::load()?),
-        Sub::EngineEnv => {
-            let (channel, classic) = engine_spec(a)?;
-            engine::env(channel, classic)
-        }
+        Sub::EngineUp => engine::up(&settings::Settings::load()?, &which_engine(a)?),
+        Sub::EngineDown => engine::down(&which_engine(a)?),
+        Sub::EngineStatus => engine::status(&settings::Settings::load()?, &which_engine(a)?),
+        Sub::EngineEnv => engine::env(&which_engine(a)?),
         Sub::Up => stack::up(&names(), &Options { version: a.value("version"), ..Options::default() }),
         Sub::Down => stack::down(),
         Sub::Logs => stack::pass_through(&stack::logs_args(a.switch("follow"), a.value("tail").as_deref(), &names())),
@@ -85,7 +80,10 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::Bench => {
             let runs = a.value("runs").map(|n| n.parse::<usize>()).transpose();
             let runs = runs.map_err(|e| anyhow::anyhow!("--runs wants a whole number: {e}"))?;
-            bench::run(&names(), runs.unwrap_or(3))
+            match a.switch("second-engine") {
+                true => bench_second::run(&names(), runs.unwrap_or(3)),
+                false => bench::run(&names(), runs.unwrap_or(3)),
+            }
         }
         Sub::Test => test::run(a.switch("no-e2e"), a.value("e2e-filter").as_deref()),
     }

@@ -9,21 +9,50 @@ use crate::inputs::Inputs;
 use crate::paths::write_atomic;
 use crate::plan::{Output, Plan};
 use crate::settings::Settings;
-use crate::standin;
+use crate::{standin, standin_share};
 
 /// The engine that answers, or the project's private one, started now.
 pub fn engine(settings: &Settings) -> Result<Engine> {
     engine::connect(settings, true)
 }
 
-/// Makes the stand-ins the inputs found missing (a few minutes, once per engine and recipe).
-pub fn standins(inputs: &mut Inputs) -> Result<()> {
-    if inputs.bases.missing.is_empty() {
-        return Ok(());
+/// Gets the stand-ins the inputs found missing: pulled from the cache registry when another
+/// engine shared them there, else made (a few minutes, once per engine and recipe). With a cache
+/// registry that answers, the stand-ins this engine holds are shared through it in turn.
+pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
+    let shared = registry.filter(|r| !inputs.bases.standin_images.is_empty() && standin_share::answers(r));
+    let bases = &mut inputs.bases;
+    if let Some(r) = shared {
+        let mut pulled = Vec::new();
+        for (official, standin) in &bases.standin_images {
+            if !bases.missing.contains(official) {
+                continue;
+            }
+            match standin_share::pull(&inputs.engine, r, standin) {
+                Ok(true) => pulled.push(official.clone()),
+                Ok(false) => {}
+                Err(e) => bases.notes.push(format!("{e:#}; making it here instead")),
+            }
+        }
+        bases.missing.retain(|m| !pulled.contains(m));
+        if !pulled.is_empty() {
+            bases.notes.push(format!("stand-ins for {} pulled from {r}", pulled.join(", ")));
+        }
     }
-    eprintln!("xtask: {}", inputs.bases.making_line());
-    standin::make_standins(&inputs.engine)?;
-    inputs.bases.missing.clear();
+    if !bases.missing.is_empty() {
+        eprintln!("xtask: {}", bases.making_line());
+        standin::make_standins(&inputs.engine)?;
+        bases.missing.clear();
+    }
+    if let Some(r) = shared {
+        for (_, standin) in &bases.standin_images {
+            match standin_share::push(&inputs.engine, r, standin) {
+                Ok(true) => bases.notes.push(format!("stand-in {standin} pushed to {r} for other engines")),
+                Ok(false) => {}
+                Err(e) => bases.notes.push(format!("the stand-ins are not shared through {r}: {e:#}")),
+            }
+        }
+    }
     Ok(())
 }
 

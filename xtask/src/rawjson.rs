@@ -136,6 +136,12 @@ impl Progress {
             if v.completed.is_some() && !was_completed {
                 events.push(Event::Completed(v.digest.clone()));
             }
+            // A step found in an imported registry cache is sent as cached, then again, not
+            // cached, once its layer has been fetched for the export: it still ran nothing
+            // (BuildKit's own record counts it cached), so cached stays.
+            let was_cached = previous.is_some_and(|p| p.cached);
+            let mut v = v;
+            v.cached |= was_cached;
             self.vertexes.insert(v.digest.clone(), v);
         }
         for st in s.statuses {
@@ -386,5 +392,24 @@ ERROR: failed to solve: dockerfile parse error on line 25: unknown instruction: 
         assert!(matches!(p.apply(done).as_slice(), [Event::Completed(_)]));
         assert_eq!(duration(&p.vertexes["d"]), 1.5);
         assert_eq!(p.order.len(), 1);
+    }
+
+    #[test]
+    fn a_step_from_a_registry_cache_stays_cached_when_its_layer_is_fetched() {
+        let mut p = Progress::default();
+        let at = |completed: &str, cached: bool| SolveStatus {
+            vertexes: vec![Vertex {
+                digest: "copy".into(),
+                started: Some("2026-01-01T00:00:00Z".into()),
+                completed: Some(completed.into()),
+                cached,
+                ..Vertex::default()
+            }],
+            ..SolveStatus::default()
+        };
+        p.apply(at("2026-01-01T00:00:00Z", true));
+        p.apply(at("2026-01-01T00:00:00.3Z", false));
+        assert!(p.vertexes["copy"].cached);
+        assert_eq!(duration(&p.vertexes["copy"]), 0.3);
     }
 }

@@ -104,7 +104,7 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::stop::Stop>) -> Build
     report.signal = stop.map(|s| s.name());
     report.exit_code = run.status.code();
     report.buildx_secs = run.buildx_secs;
-    report.engine = plan.facts.as_ref().map(|f| f.record(plan.engine.spec.map(|s| s.name())));
+    report.engine = plan.facts.as_ref().map(|f| f.record(plan.engine.name.clone()));
     let meta: serde_json::Value = std::fs::read_to_string(&plan.metadata_file)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())

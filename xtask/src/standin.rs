@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::engine::{self, Engine, Layout, Spec};
+use crate::engine::{self, Engine, Layout};
 use crate::paths::{self, write_atomic};
 use crate::runner::{self, Cmd};
 use crate::settings::Settings;
@@ -65,6 +65,8 @@ pub struct Choice {
     /// Bases that are neither reachable nor in the engine as stand-ins yet: their stand-ins must
     /// be made ([`make_standins`]) before a build.
     pub missing: Vec<String>,
+    /// Each base built on a stand-in, found or missing: (official image, stand-in image).
+    pub standin_images: Vec<(String, String)>,
 }
 
 impl Choice {
@@ -108,6 +110,7 @@ pub fn look(engine: &Engine, settings: &Settings, officials: &[String]) -> Choic
         });
         if image == standin {
             standins.push(official.clone());
+            choice.standin_images.push((official.clone(), standin.clone()));
         }
         choice.vars.push((base.var.to_string(), image));
     }
@@ -150,7 +153,7 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
     let dir = paths::checkout_target().join("xtask").join("standin");
     std::fs::create_dir_all(&dir)?;
     fetch_node(&dir)?;
-    let layout = Layout::new(engine.spec.unwrap_or(Spec::DEFAULT));
+    let layout = engine.layout();
     let mirror = engine::debian_mirror()?;
     let multi = engine::facts(engine, None)?.capabilities().multi_platform;
     let arches: &[&str] = if multi { &["amd64", "arm64"] } else { &[engine::host_arch()] };

@@ -10,6 +10,7 @@
 mod channel;
 mod debian;
 mod facts;
+mod named;
 mod private;
 
 use std::path::PathBuf;
@@ -39,6 +40,8 @@ pub struct Engine {
     pub env: Vec<(String, String)>,
     /// Which private engine this is; None for an engine the user runs.
     pub spec: Option<Spec>,
+    /// The private engine's name (`current`, or one given with `engine up --name`).
+    pub name: Option<String>,
     /// True when this run of the xtask started it (so `test` knows to stop it again).
     pub started_now: bool,
 }
@@ -117,9 +120,15 @@ impl Engine {
         self.spec.is_some()
     }
 
+    /// The private engine's files; the default engine's for an engine the user runs.
+    pub fn layout(&self) -> Layout {
+        let named = self.name.as_deref().and_then(|n| Layout::open(n).ok());
+        named.unwrap_or_else(|| Layout::new(self.spec.unwrap_or(Spec::DEFAULT)))
+    }
+
     /// The registry this engine's pushes and registry caches go to by default.
     pub fn registry_addr(&self) -> String {
-        Layout::new(self.spec.unwrap_or(Spec::DEFAULT)).registry_addr()
+        self.layout().registry_addr()
     }
 }
 
@@ -139,12 +148,12 @@ pub fn connect(settings: &Settings, start: bool) -> Result<Engine> {
     let wanted = wanted_spec()?;
     if let Some(host) = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
         // An engine named on purpose is the one to use: never fall back to another silently.
-        if let Some(layout) = Spec::ALL.iter().map(|s| Layout::new(*s)).find(|l| l.client_env()[0].1 == host) {
+        if let Some(layout) = Layout::all().into_iter().find(|l| l.client_env()[0].1 == host) {
             let engine = layout.engine(false);
             if engine.answers() {
                 return Ok(engine);
             }
-            bail!("the private {} engine at DOCKER_HOST={host} does not answer: `cargo xtask engine up --channel {}{}`, or unset DOCKER_HOST", layout.spec.name(), layout.spec.channel, if layout.spec.classic { " --classic" } else { "" })
+            bail!("the private {} engine at DOCKER_HOST={host} does not answer: `cargo xtask engine up {}`, or unset DOCKER_HOST", layout.name, up_flags(&layout))
         }
         if Engine::default().answers() {
             return Ok(Engine::default());
@@ -188,16 +197,67 @@ pub fn private_engine(spec: Spec, settings: &Settings) -> Result<Engine> {
     Ok(layout.engine(true))
 }
 
-/// `engine up`: without a channel, uses whatever engine answers; with one (or `--classic`),
-/// starts that private engine even beside another, and says which engine builds will use.
-pub fn up(settings: &Settings, channel: Option<Channel>, classic: bool) -> Result<()> {
-    let asked = channel.is_some() || classic;
-    let spec = Spec { channel: channel.unwrap_or(Channel::Current), classic };
-    let spec = if asked { spec } else { wanted_spec()?.unwrap_or(spec) };
-    let layout = Layout::new(spec);
+/// The flags of `engine up` that bring this engine up.
+fn up_flags(layout: &Layout) -> String {
+    let spec = layout.spec;
+    let mut flags = format!("--channel {}", spec.channel);
+    if spec.classic {
+        flags.push_str(" --classic");
+    }
+    if layout.name != spec.name() {
+        flags = format!("--name {} {flags}", layout.name);
+    }
+    flags
+}
+
+/// Which private engine `engine up | down | env | status` means: `--name`, else the channel
+/// and store; None when neither was given.
+pub struct Which {
+    pub name: Option<String>,
+    pub channel: Option<Channel>,
+    pub classic: bool,
+}
+
+impl Which {
+    fn given(&self) -> bool {
+        self.name.is_some() || self.channel.is_some() || self.classic
+    }
+    fn spec(&self) -> Spec {
+        Spec { channel: self.channel.unwrap_or(Channel::Current), classic: self.classic }
+    }
+    /// The engine as recorded (for `env`, `status`, `down`).
+    fn layout(&self) -> Result<Layout> {
+        match &self.name {
+            Some(name) => {
+                let layout = Layout::open(name)?;
+                if (self.channel.is_some() || self.classic) && layout.spec != self.spec() {
+                    let (is, asked) = (layout.spec.name(), self.spec().name());
+                    bail!("the engine `{name}` is `{is}`, not `{asked}`: leave out --channel/--classic");
+                }
+                Ok(layout)
+            }
+            None => Ok(Layout::new(self.spec())),
+        }
+    }
+}
+
+/// `engine up`: without a channel, uses whatever engine answers; with one (or `--classic`, or a
+/// `--name`), starts that private engine even beside another, and says which engine builds will
+/// use.
+pub fn up(settings: &Settings, which: &Which) -> Result<()> {
+    let asked = which.given();
+    let spec = if asked { which.spec() } else { wanted_spec()?.unwrap_or(which.spec()) };
+    let layout = match &which.name {
+        // Root first: the record of a named engine is written into the engines' folder.
+        Some(name) => {
+            check_host()?;
+            Layout::for_up(name, spec, &named::running_claims())?
+        }
+        None => Layout::new(spec),
+    };
     let other = Engine::default();
     if layout.running() {
-        println!("the private {} engine is already up; nothing to do", spec.name());
+        println!("the private {} engine is already up; nothing to do", layout.name);
     } else if !asked && wanted_spec()?.is_none() && other.answers() {
         let version = runner::read(&other.docker().args(["version", "--format", "{{.Server.Version}}"]))?;
         println!("an engine already answers ({}, Docker {version}); builds use it, so nothing is started (`engine up --channel current` starts a private one beside it)", other.describe());
@@ -207,7 +267,7 @@ pub fn up(settings: &Settings, channel: Option<Channel>, classic: bool) -> Resul
         let of = |name: &str| versions.iter().find(|(n, _)| n == name).map_or("?", |(_, v)| v.as_str()).to_string();
         println!(
             "started the private {} engine: dockerd {}, buildx {}, compose {}, {} image store, registry {} (dockerd pid {})",
-            spec.name(),
+            layout.name,
             of("docker.io"),
             of("docker-buildx"),
             of("docker-compose"),
@@ -216,7 +276,7 @@ pub fn up(settings: &Settings, channel: Option<Channel>, classic: bool) -> Resul
             layout.dockerd().unwrap_or(0)
         );
     } else {
-        println!("the private {} engine is already up (another `engine up` started it); nothing to do", spec.name());
+        println!("the private {} engine is already up (another `engine up` started it); nothing to do", layout.name);
     }
     if asked && other.answers() {
         println!(
@@ -236,28 +296,22 @@ fn print_exports(layout: &Layout) {
 }
 
 /// `engine env`: the exports that point a shell at the running private engine.
-pub fn env(channel: Option<Channel>, classic: bool) -> Result<()> {
-    let layout = pick_running(channel, classic)?;
+pub fn env(which: &Which) -> Result<()> {
+    let layout = pick_running(which)?;
     print_exports(&layout);
     Ok(())
 }
 
-/// The private engine a command names, or the only one running.
-fn pick_running(channel: Option<Channel>, classic: bool) -> Result<Layout> {
-    if channel.is_some() || classic {
-        let spec = Spec { channel: channel.unwrap_or(Channel::Current), classic };
-        let layout = Layout::new(spec);
+/// The private engine a command names, or the first one running.
+fn pick_running(which: &Which) -> Result<Layout> {
+    if which.given() {
+        let layout = which.layout()?;
         if !layout.running() {
-            bail!(
-                "the private {} engine is not running: `cargo xtask engine up --channel {}{}`",
-                spec.name(),
-                spec.channel,
-                if classic { " --classic" } else { "" }
-            );
+            bail!("the private {} engine is not running: `cargo xtask engine up {}`", layout.name, up_flags(&layout));
         }
         return Ok(layout);
     }
-    let running: Vec<Layout> = Spec::ALL.iter().map(|s| Layout::new(*s)).filter(Layout::running).collect();
+    let running: Vec<Layout> = Layout::all().into_iter().filter(Layout::running).collect();
     match running.len() {
         0 => bail!("no private engine is running: `cargo xtask engine up` starts one"),
         _ => Ok(running.into_iter().next().expect("one running engine")),
@@ -265,15 +319,11 @@ fn pick_running(channel: Option<Channel>, classic: bool) -> Result<Layout> {
 }
 
 /// `engine down`: stops the named private engine, or every one this checkout runs.
-pub fn down(channel: Option<Channel>, classic: bool) -> Result<()> {
-    let specs: Vec<Spec> = if channel.is_some() || classic {
-        vec![Spec { channel: channel.unwrap_or(Channel::Current), classic }]
-    } else {
-        Spec::ALL.to_vec()
-    };
+pub fn down(which: &Which) -> Result<()> {
+    let layouts = if which.given() { vec![which.layout()?] } else { Layout::all() };
     let mut stopped = 0;
-    for spec in specs {
-        stopped += private::stop_engine(&Layout::new(spec))?;
+    for layout in layouts {
+        stopped += private::stop_engine(&layout)?;
     }
     if stopped == 0 {
         println!("no private engine of this checkout is running; nothing to stop");
@@ -284,21 +334,21 @@ pub fn down(channel: Option<Channel>, classic: bool) -> Result<()> {
 /// Stops one private engine (the one a command started).
 pub fn down_one(engine: &Engine) -> Result<()> {
     match engine.spec {
-        Some(spec) => private::stop_engine(&Layout::new(spec)).map(|_| ()),
+        Some(_) => private::stop_engine(&engine.layout()).map(|_| ()),
         None => Ok(()),
     }
 }
 
 pub use private::check_host;
 
-/// `engine status`: one line each.
-pub fn status(settings: &Settings) -> Result<()> {
-    let engine = connect(settings, false)?;
+/// `engine status`: one line each, of the engine builds use, or of the private one named.
+pub fn status(settings: &Settings, which: &Which) -> Result<()> {
+    let engine = if which.given() { pick_running(which)?.engine(false) } else { connect(settings, false)? };
     let f = facts(&engine, None)?;
     let show = |v: &Option<Version>| v.as_ref().map_or("unknown".to_string(), Version::to_string);
-    let layout = engine.spec.map(Layout::new);
+    let layout = engine.spec.map(|_| engine.layout());
     let owner = match layout.as_ref().and_then(|l| l.dockerd().map(|pid| (l, pid))) {
-        Some((l, pid)) => format!("private {} engine of this checkout, dockerd pid {pid}", l.spec.name()),
+        Some((l, pid)) => format!("private {} engine of this checkout, dockerd pid {pid}", l.name),
         None => "not managed by the xtask".to_string(),
     };
     println!("engine     {} (Docker {}, {owner})", f.endpoint, f.engine_version);
@@ -325,4 +375,18 @@ pub fn status(settings: &Settings) -> Result<()> {
     println!("registry   {registry}{}", pid.map_or(String::new(), |p| format!(" (private, pid {p})")));
     println!("binfmt     {}", binfmt_status());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_flags_to_bring_an_engine_up_name_it_when_it_has_a_name_of_its_own() {
+        assert_eq!(up_flags(&Layout::new(Spec::DEFAULT)), "--channel current");
+        let floor_classic = Spec { channel: Channel::Floor, classic: true };
+        assert_eq!(up_flags(&Layout::new(floor_classic)), "--channel floor --classic");
+        assert_eq!(up_flags(&Layout::at(Spec::DEFAULT, "second", 5004)), "--name second --channel current");
+        assert_eq!(Layout::at(Spec::DEFAULT, "second", 5004).registry_addr(), "127.0.0.1:5004");
+    }
 }

@@ -24,6 +24,9 @@ use crate::settings::Settings;
 /// path is limited to 108 bytes), named after the engine's folder so two never share one.
 pub struct Layout {
     pub spec: Spec,
+    /// The folder's name: the spec's (`current`, ...) or one given with `engine up --name`.
+    pub name: String,
+    port: u16,
     /// The folder every private engine of this checkout lives in (downloads are shared there).
     pub base: PathBuf,
     pub root: PathBuf,
@@ -33,10 +36,13 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(spec: Spec) -> Layout {
+        Layout::at(spec, &spec.name(), spec.registry_port())
+    }
+    pub(super) fn at(spec: Spec, name: &str, port: u16) -> Layout {
         let base = paths::engine_dir();
-        let root = base.join(spec.name());
+        let root = base.join(name);
         let run = PathBuf::from(format!("/run/xtask-engine-{:08x}", short_hash(&root.display().to_string())));
-        Layout { spec, prefix: root.join("prefix"), root, run, base }
+        Layout { spec, name: name.to_string(), port, prefix: root.join("prefix"), root, run, base }
     }
     pub fn socket(&self) -> PathBuf {
         self.run.join("docker.sock")
@@ -54,10 +60,13 @@ impl Layout {
         self.root.join("docker-config")
     }
     pub fn registry_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.spec.registry_port())
+        format!("127.0.0.1:{}", self.port)
+    }
+    pub fn registry_port(&self) -> u16 {
+        self.port
     }
     /// A bridge name of at most 15 bytes, unique to this engine's folder.
-    fn bridge(&self) -> String {
+    pub(super) fn bridge(&self) -> String {
         format!("xtask{:08x}", short_hash(&self.root.display().to_string()))
     }
     pub fn bin(&self, name: &str) -> PathBuf {
@@ -75,7 +84,7 @@ impl Layout {
         ]
     }
     pub fn engine(&self, started_now: bool) -> Engine {
-        Engine { env: self.client_env(), spec: Some(self.spec), started_now }
+        Engine { env: self.client_env(), spec: Some(self.spec), name: Some(self.name.clone()), started_now }
     }
     /// The exact package versions unpacked into the prefix.
     pub fn installed_versions(&self) -> Vec<(String, String)> {
@@ -146,10 +155,11 @@ pub fn start(layout: &Layout, settings: &Settings) -> Result<bool> {
     if layout.running() {
         return Ok(false);
     }
+    let net = Network::choose(layout)?;
+    super::named::refuse_collisions(layout, net.n)?;
     debian::install_prefix(layout)?;
     std::fs::create_dir_all(&layout.run)?;
     register_binfmt(layout)?;
-    let net = Network::choose(layout)?;
     net.create(layout)?;
     start_dockerd(layout, settings, &net)?;
     start_registry(layout)?;
@@ -377,7 +387,7 @@ pub fn stop_engine(layout: &Layout) -> Result<usize> {
         match stop(pid) {
             Ok(()) => {
                 let _ = std::fs::remove_file(&file);
-                println!("stopped the {} engine's {what} (pid {pid})", layout.spec.name());
+                println!("stopped the {} engine's {what} (pid {pid})", layout.name);
                 stopped += 1;
             }
             // Keep going: one stuck process must not leave the others running.
@@ -397,8 +407,7 @@ pub fn stop_engine(layout: &Layout) -> Result<usize> {
 fn release_binfmt(layout: &Layout) -> Result<()> {
     let Ok(name) = std::fs::read_to_string(layout.binfmt_marker()) else { return Ok(()) };
     let _ = std::fs::remove_file(layout.binfmt_marker());
-    let others: Vec<Layout> =
-        Spec::ALL.iter().filter(|s| **s != layout.spec).map(|s| Layout::new(*s)).filter(Layout::running).collect();
+    let others: Vec<Layout> = Layout::all().into_iter().filter(|l| l.root != layout.root && l.running()).collect();
     if let Some(other) = others.first() {
         std::fs::write(other.binfmt_marker(), &name)?;
         return Ok(());

@@ -27,6 +27,11 @@ const PLAN: &[Flag] = &[
 const ENGINE: &[Flag] = &[
     valued("channel", "CHANNEL", "`current` (Debian testing's Docker, the default) or `floor` (Debian stable's)."),
     switch("classic", "The engine that keeps images in the classic store instead of the containerd image store."),
+    valued(
+        "name",
+        "NAME",
+        "Another engine beside the built-in ones, with its own folder, store, sockets, bridge, subnet and registry port (e.g. `second`).",
+    ),
 ];
 
 const NONE: &[&[Flag]] = &[];
@@ -101,7 +106,7 @@ pub const COMMANDS: &[Command] = &[
         name: "engine status",
         about: "Endpoint, channel and versions, image store, platforms, registry, binfmt.",
         positional: None,
-        flags: NONE,
+        flags: &[ENGINE],
     },
     Command {
         sub: Sub::EngineEnv,
@@ -172,7 +177,13 @@ pub const COMMANDS: &[Command] = &[
         name: "bench",
         about: "Measure cold, warm, source-change, dependency-change and metadata-change builds.",
         positional: Some(Positional { name: "NAMES", repeated: true, help: "Services to measure (default: backend and frontend)." }),
-        flags: &[&[valued("runs", "N", "Runs per scenario (default 3).")]],
+        flags: &[&[
+            valued("runs", "N", "Runs per scenario (default 3)."),
+            switch(
+                "second-engine",
+                "Instead: a second private engine with an empty store, from the first engine's registry cache against its own cold build (starts and stops the engine `bench-second`).",
+            ),
+        ]],
     },
     Command {
         sub: Sub::Test,

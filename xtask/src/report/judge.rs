@@ -24,7 +24,7 @@ pub fn cache_trouble(progress: &Progress) -> Vec<String> {
     let mut out = Vec::new();
     for d in &progress.order {
         let v = &progress.vertexes[d];
-        if !is_cache_step(&v.name) || rawjson::is_cancel(&v.error) {
+        if !is_cache_step(&v.name) || rawjson::is_cancel(&v.error) || no_cache_yet(&v.name, &v.error) {
             continue;
         }
         let logged: Vec<&String> = progress
@@ -39,6 +39,12 @@ pub fn cache_trouble(progress: &Progress) -> Vec<String> {
         }
     }
     out
+}
+
+/// A registry that answered that it holds no cache under the reference: the first build to
+/// export there (a new registry, a new path), as a missing local cache folder is. Not trouble.
+pub fn no_cache_yet(step: &str, error: &str) -> bool {
+    step.contains("importing cache manifest") && error.ends_with(": not found")
 }
 
 /// The one warning line for cache trouble: each step with the innermost cause only.
@@ -268,5 +274,15 @@ mod tests {
         assert!(html(&r).contains("class=\"warn\">cache not used or kept: exporting cache to registry"));
         let warm = parse(STREAM);
         assert!(cache_trouble(&warm).is_empty(), "a build whose cache worked has nothing to say");
+    }
+
+    #[test]
+    fn a_registry_without_the_cache_yet_is_not_trouble() {
+        // BuildKit 0.25's words when the registry answers but has no manifest under the reference.
+        let step = "[backend] importing cache manifest from 127.0.0.1:5000/x/contextcleanse-backend:buildcache";
+        let error = "failed to configure registry cache importer: 127.0.0.1:5000/x/contextcleanse-backend:buildcache: not found";
+        assert!(no_cache_yet(step, error));
+        assert!(!no_cache_yet(step, "failed to do request: Head \"https://127.0.0.1:5999/v2/\": dial tcp 127.0.0.1:5999: connect: connection refused"));
+        assert!(!no_cache_yet("[backend] exporting cache to registry", error), "an export that fails is trouble");
     }
 }

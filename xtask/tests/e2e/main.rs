@@ -15,6 +15,7 @@ use serde_json::Value;
 mod home_page;
 mod reports;
 mod stack;
+mod second_engine;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -665,7 +666,9 @@ fn r_a_second_engine_runs_beside_the_first_and_leaves_it_untouched() {
     assert_eq!(status(&[]).lines().next(), first.lines().next(), "the first engine answers as before");
 }
 
-/// `engine up` for a private engine in a throwaway folder, with no engine reachable otherwise.
+/// `engine up` for a private engine in a throwaway folder, with no engine reachable otherwise. It
+/// is a named one: a second `current` engine would be refused at once, as the first one running
+/// holds its registry port.
 fn engine_up_elsewhere(dir: &Path, mirror: &str, as_nobody: bool) -> Output {
     let exe = env!("CARGO_BIN_EXE_xtask");
     let mut cmd = if as_nobody {
@@ -675,7 +678,7 @@ fn engine_up_elsewhere(dir: &Path, mirror: &str, as_nobody: bool) -> Output {
     } else {
         Command::new(exe)
     };
-    cmd.args(["engine", "up"])
+    cmd.args(["engine", "up", "--name", "elsewhere"])
         .current_dir(root())
         .env_remove("DOCKER_HOST")
         .env("XTASK_ENGINE_DIR", dir)
@@ -697,7 +700,7 @@ fn y_engine_up_refuses_cleanly_and_leaves_nothing_half_installed() {
     // the lists, so the first download fails, named with its package and suite.
     let out = engine_up_elsewhere(&dir, "http://127.0.0.1:9/debian", false);
     one_line_error(&out, "downloading package docker.io from Debian testing (rerun to resume)");
-    let engine = dir.join("current");
+    let engine = dir.join("elsewhere");
     assert!(!engine.join("prefix").exists() && !engine.join("prefix.partial").exists(), "nothing half-installed");
     // Not root: the private engine is impossible; the message says what to do instead.
     let out = engine_up_elsewhere(&dir, "http://127.0.0.1:9/debian", true);

@@ -1,0 +1,88 @@
+//! Stand-in base images shared through the cache registry (`REGISTRY`). Making them costs
+//! minutes (apt under QEMU for arm64), and a second engine must build on the very same bases for
+//! the first one's registry cache to match: an engine holding the stand-ins pushes them once to
+//! `REGISTRY/standin-*:TAG`, and an engine without them pulls them from there (its own platform
+//! only) before it would make them. A registry that does not answer is left alone: sharing is
+//! an optimisation, never a reason for a build to fail.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::cache::Cache;
+use crate::engine::Engine;
+use crate::runner;
+
+/// Where a stand-in lives in the registry: `localhost/standin-python:3.11-F` becomes
+/// `REGISTRY/standin-python:3.11-F`.
+pub fn remote(registry: &str, standin: &str) -> String {
+    let name = standin.strip_prefix("localhost/").unwrap_or(standin);
+    format!("{}/{name}", registry.trim_end_matches('/'))
+}
+
+/// True when something listens at the registry's host and port (a second, not the 15 s a
+/// refused pull or push can take).
+pub fn answers(registry: &str) -> bool {
+    let host_port = registry.split('/').next().unwrap_or(registry);
+    use std::net::ToSocketAddrs;
+    host_port
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
+}
+
+/// Pulls the stand-in from the registry and tags it under its local name; false when the
+/// registry does not have it.
+pub fn pull(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
+    let remote = remote(registry, standin);
+    if !engine.registry_has(&remote) {
+        return Ok(false);
+    }
+    runner::run_quiet(&engine.docker().args(["pull", "--quiet", &remote]))
+        .with_context(|| format!("pulling the stand-in {remote}"))?;
+    runner::run_quiet(&engine.docker().args(["tag", &remote, standin]))?;
+    // The registry's name was only the way in; the local name is the one builds use.
+    runner::run_quiet(&engine.docker().args(["image", "rm", &remote]))?;
+    Ok(true)
+}
+
+/// Pushes the engine's stand-in to the registry unless the registry has it already; true when
+/// it pushed.
+pub fn push(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
+    let remote = remote(registry, standin);
+    if engine.registry_has(&remote) {
+        return Ok(false);
+    }
+    runner::run_quiet(&engine.docker().args(["tag", standin, &remote]))?;
+    let pushed = runner::run_quiet(&engine.docker().args(["push", "--quiet", &remote]))
+        .with_context(|| format!("pushing the stand-in {remote}"));
+    let _ = runner::run_quiet(&engine.docker().args(["image", "rm", &remote]));
+    pushed?;
+    // The lookup said "absent" a moment ago and is kept for minutes: correct it.
+    Cache::new("registry-probes.json", 600).put(&remote, true);
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn standins_keep_their_name_and_tag_under_the_registry() {
+        assert_eq!(
+            remote("127.0.0.1:5000", "localhost/standin-python:3.11-7d90c12f"),
+            "127.0.0.1:5000/standin-python:3.11-7d90c12f"
+        );
+        assert_eq!(remote("reg.example/team/", "localhost/standin-node:22-1"), "reg.example/team/standin-node:22-1");
+    }
+
+    #[test]
+    fn a_closed_port_does_not_answer() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        assert!(answers(&format!("{addr}/path")));
+        drop(listener);
+        assert!(!answers(&addr));
+    }
+}

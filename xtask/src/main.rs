@@ -89,6 +89,14 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
     }
 }
 
+/// How the xtask ends when a stop signal ends it: as the shell expects of a program that signal
+/// ended (128+N), so `timeout`, CI runners and scripts can tell a stop from a failure.
+fn exit_stopped(stop: stop::Stop) -> ! {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "xtask: stopped by {}", stop.name());
+    std::process::exit(stop.exit_code());
+}
+
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match flags::parse(&argv) {
@@ -102,7 +110,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = stop::handler() {
+    if let Err(e) = stop::handler(exit_stopped) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

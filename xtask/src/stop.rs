@@ -81,13 +81,14 @@ impl Drop for RecordingGuard {
 
 /// Handles SIGINT, SIGTERM and SIGHUP on a thread of their own (not in a signal handler, so it
 /// may start threads and allocate). Outside a build nothing is worth recording and every file is
-/// written atomically, so the xtask exits at once with 128+N. (Off Unix there is no handler: the
-/// console's Ctrl-C ends the xtask and its build together.)
-pub fn handler() -> Result<()> {
-    platform::on_stop_signals(|signal| {
+/// written atomically, so `exit` (main's: the one place the process ends) is called at once with
+/// the stop. (Off Unix there is no handler: the console's Ctrl-C ends the xtask and its build
+/// together.)
+pub fn handler(exit: fn(Stop) -> !) -> Result<()> {
+    platform::on_stop_signals(move |signal| {
         let first = STOP.compare_exchange(0, signal, Ordering::SeqCst, Ordering::SeqCst).is_ok();
         if RECORDING.load(Ordering::SeqCst) == 0 {
-            std::process::exit(Stop(signal).exit_code());
+            exit(Stop(signal));
         }
         let group = GROUP.load(Ordering::SeqCst);
         if group != 0 {

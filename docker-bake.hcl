@@ -42,6 +42,18 @@ variable "CACHE_DIR" {
   default = "target/buildx-cache"
 }
 
+variable "CACHE_EXPORT" {
+  # Non-empty: export the mode=max cache (the xtask sets it for --cache-export, CI=true and a
+  # configured registry). Empty: the engine's own layer cache serves rebuilds, nothing is written.
+  default = ""
+}
+
+variable "SOURCE_URL" {
+  # The repository's public URL, recorded in the source label and the build arguments of the
+  # provenance (empty: no source recorded).
+  default = "https://github.com/contextcleanse/contextcleanse"
+}
+
 variable "CA_BUNDLE" {
   # The host's CA bundle, given to the steps that download as the secret `cacert`.
   default = ""
@@ -62,7 +74,7 @@ function "cache_from" {
 
 function "cache_to" {
   params = [name]
-  result = REGISTRY == "" ? ["type=local,dest=${CACHE_DIR}/${name},mode=max"] : [
+  result = CACHE_EXPORT == "" ? [] : REGISTRY == "" ? ["type=local,dest=${CACHE_DIR}/${name},mode=max"] : [
     "type=registry,ref=${REGISTRY}/contextcleanse-${name}:buildcache,mode=max,ignore-error=true"
   ]
 }
@@ -93,6 +105,7 @@ target "_common" {
     VERSION     = VERSION
     GIT_COMMIT  = GIT_COMMIT
     BUILD_DATE  = BUILD_DATE
+    SOURCE_URL  = SOURCE_URL
   }
   secret = CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"]
 }

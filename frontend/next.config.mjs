@@ -1,5 +1,9 @@
+import { buildId } from './reproducible.mjs';
+
 /** @type {import('next').NextConfig} */
 const nextConfig = {
+  // A hash of the sources instead of a random id: one commit, one image (see reproducible.mjs).
+  generateBuildId: async () => buildId(),
   // Self-contained server (server.js + traced node_modules) for the production image.
   output: 'standalone',
   // No image optimisation at run time: the app serves no raster images through

@@ -31,6 +31,8 @@ pub struct Options {
     pub oci: bool,
     /// Run BuildKit's Dockerfile checks instead of building (`bake --call check`).
     pub check: bool,
+    /// Export the mode=max cache (see `cachepolicy`).
+    pub cache_export: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +185,8 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     if let Some(r) = &registry {
         vars.push(("REGISTRY".to_string(), r.clone()));
     }
+    let cache_export = crate::cachepolicy::from_env(opts.cache_export, registry.is_some());
+    vars.extend(crate::cachepolicy::bake_var(cache_export));
     // A CA_BUNDLE that is set was checked to exist; unset, the host's bundle is used if it has one.
     let ca = settings.get("CA_BUNDLE").or(Some(DEFAULT_CA_BUNDLE).filter(|p| std::path::Path::new(p).is_file()));
     if let Some(ca) = ca {
@@ -202,7 +206,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
             definition,
         )
     });
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = cache_export.map(|e| format!("mode=max cache export on ({})", e.reason())).into_iter().collect();
     let facts = if opts.dry_run {
         facts.ok()
     } else {
@@ -236,13 +240,22 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     notes.extend(syntax.1);
 
     let oci_dir = paths::xtask_dir().join("oci");
+    let repro = crate::reproducible::for_plan(
+        crate::reproducible::Exporter::of(opts.check, opts.push, opts.oci),
+        &metadata,
+        facts.as_ref(),
+        &settings,
+    )?;
+    vars.extend(repro.vars.iter().chain(&repro.env).cloned());
+    notes.extend(repro.notes.iter().cloned());
     let output = if opts.check {
         Output::Check
     } else if opts.push {
         Output::Push
     } else if opts.oci {
         for t in &targets {
-            sets.push(format!("{t}.output=type=oci,dest={}", oci_dir.join(format!("{t}.tar")).display()));
+            let attrs = &repro.attrs;
+            sets.push(format!("{t}.output=type=oci,dest={}{attrs}", oci_dir.join(format!("{t}.tar")).display()));
         }
         Output::Oci(oci_dir.clone())
     } else {
@@ -291,9 +304,9 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         .docker()
         .envs(&client_env)
         .envs(&vars)
-        // The xtask reads SOURCE_DATE_EPOCH as the build date; buildx would also pass it on as a
-        // build argument, which newer BuildKit applies to every step (re-running them all for a
-        // new date), so it stays out of buildx's environment.
+        // The xtask reads SOURCE_DATE_EPOCH as the build date and gives it to the exporter;
+        // buildx would also pass it on as a build argument, which dates every WORKDIR step and so
+        // re-runs every later step for each new commit (see `reproducible`).
         .env_remove("SOURCE_DATE_EPOCH")
         .dir(paths::project_root())
         .args(["buildx", "bake", "--file", "docker-bake.hcl", "--progress", "rawjson"])
@@ -307,7 +320,13 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     if pull {
         bake = bake.arg("--pull");
     }
+    let exporter_sets = crate::reproducible::output_sets(repro.exporter, &targets, &repro.attrs);
     match output {
+        Output::Load | Output::Push if exporter_sets.is_some() => {
+            for s in exporter_sets.iter().flatten() {
+                bake = bake.args(["--set", s]);
+            }
+        }
         Output::Load => bake = bake.arg("--load"),
         Output::Push => bake = bake.arg("--push"),
         Output::Oci(_) => {}

@@ -16,6 +16,9 @@ xflags::xflags! {
             optional --dry-run
             /// Build every step again, ignoring the build cache.
             optional --no-cache
+            /// Export the mode=max build cache (to target/buildx-cache/, or the registry when one
+            /// is set); on with CI=true or a configured registry.
+            optional --cache-export
             /// Check the registry for newer base images.
             optional --pull
             /// Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS).
@@ -34,6 +37,7 @@ xflags::xflags! {
         cmd backend {
             optional --dry-run
             optional --no-cache
+            optional --cache-export
             optional --pull
             optional --progress mode: String
             optional --builder name: String
@@ -46,6 +50,7 @@ xflags::xflags! {
         cmd frontend {
             optional --dry-run
             optional --no-cache
+            optional --cache-export
             optional --pull
             optional --progress mode: String
             optional --builder name: String
@@ -61,6 +66,7 @@ xflags::xflags! {
             optional --push
             optional --dry-run
             optional --no-cache
+            optional --cache-export
             optional --pull
             optional --progress mode: String
             optional --builder name: String
@@ -77,6 +83,7 @@ xflags::xflags! {
             optional --oci
             optional --dry-run
             optional --no-cache
+            optional --cache-export
             optional --pull
             optional --progress mode: String
             optional --builder name: String

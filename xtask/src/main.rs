@@ -7,6 +7,7 @@ mod bench;
 mod build;
 mod cache;
 mod cachegc;
+mod cachepolicy;
 mod check;
 mod dockerapi;
 mod doctor;
@@ -18,6 +19,7 @@ mod paths;
 mod print;
 mod rawjson;
 mod report;
+mod reproducible;
 mod run;
 mod runner;
 mod settings;
@@ -44,6 +46,7 @@ macro_rules! options {
             push: $push,
             oci: $oci,
             check: false,
+            cache_export: $f.cache_export,
         }
     };
 }

@@ -1177,7 +1177,8 @@ fn k_planted_secrets_reach_no_layer_and_no_cache() {
     }
     let tag = |name: &str| format!("contextcleanse-{name}:e2e-secrets");
     let sets = [format!("backend.tags={}", tag("backend")), format!("frontend.tags={}", tag("frontend"))];
-    must(&["build", "--set", &sets[0], "--set", &sets[1]], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+    // A local build exports no cache unless asked: ask, so the exported cache can be searched.
+    must(&["build", "--cache-export", "--set", &sets[0], "--set", &sets[1]], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
     for (name, user) in [("backend", "1000:1000"), ("frontend", "1001:1001")] {
         let image = tag(name);
         let mut files = 0;
@@ -1290,13 +1291,13 @@ fn l_local_cache_drops_the_blob_of_a_deleted_file() {
     let token = random_token("cache-gc");
     let planted = dir.join("backend/app/planted_for_the_test.py");
     std::fs::write(&planted, format!("PLANTED = \"{token}\"\n")).unwrap();
-    must(&["backend", "--set", set], &env);
+    must(&["backend", "--cache-export", "--set", set], &env);
     let cache = dir.join("target/buildx-cache/backend");
     let holding: Vec<PathBuf> =
         cache_blobs_holding(&cache, std::slice::from_ref(&token)).into_iter().map(|(p, _)| p).collect();
     assert!(!holding.is_empty(), "the planted file's layer is in the exported cache {}", cache.display());
     std::fs::remove_file(&planted).unwrap();
-    let out = must(&["backend", "--set", set], &env);
+    let out = must(&["backend", "--cache-export", "--set", set], &env);
     for blob in &holding {
         assert!(!blob.exists(), "{} still holds the deleted file", blob.display());
     }

@@ -77,6 +77,8 @@ xflags::xflags! {
 
         /// Build the `multiplatform` group for linux/amd64 and linux/arm64.
         cmd multiplatform {
+            /// Targets or groups (default: the `multiplatform` group).
+            repeated names: String
             /// Push the multi-platform images to the registry.
             optional --push
             /// Write an OCI archive per image under target/xtask/oci/ instead of loading.
@@ -112,6 +114,16 @@ xflags::xflags! {
 
         /// Check this machine for everything a build needs; one line each, with a fix.
         cmd doctor {}
+
+        /// Rebuild the commit an image names (its revision label) from a clean export of that
+        /// commit, without cache, and compare the per-platform digests, layer by layer where
+        /// they differ.
+        cmd verify {
+            /// A pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:0.4.0.
+            required image: String
+            /// Rebuild only these platforms (comma-separated; default: every one the image has).
+            optional --platform platforms: String
+        }
 
         /// The Docker engine: use the one that answers, or one of the project's private ones.
         cmd engine {

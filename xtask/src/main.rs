@@ -27,6 +27,7 @@ mod standin;
 mod stop;
 mod syntax;
 mod test;
+mod verify;
 
 use build::{Options, Recipe};
 use flags::XtaskCmd;
@@ -84,7 +85,9 @@ fn main() {
             build::run(Recipe::Local, &["frontend".to_string()], &options!(f, push: false, oci: false))
         }
         XtaskCmd::Production(f) => build::run(Recipe::Production, &[], &options!(f, push: f.push, oci: false)),
-        XtaskCmd::Multiplatform(f) => build::run(Recipe::Multiplatform, &[], &options!(f, push: f.push, oci: f.oci)),
+        XtaskCmd::Multiplatform(f) => {
+            build::run(Recipe::Multiplatform, &f.names, &options!(f, push: f.push, oci: f.oci))
+        }
         XtaskCmd::Print(f) => {
             let opts = Options {
                 dry_run: true,
@@ -101,6 +104,7 @@ fn main() {
             build::run(Recipe::Local, &names, &Options { check: true, ..Options::default() })
         }
         XtaskCmd::Doctor(_) => doctor::run(),
+        XtaskCmd::Verify(f) => verify::run(&f.image, f.platform.as_deref()),
         XtaskCmd::Engine(f) => engine_command(f.subcommand),
         XtaskCmd::Report(f) => report::command(f.compare, f.list, f.json, &f.ids),
         XtaskCmd::Bench(f) => bench::run(&f.names, f.runs.unwrap_or(3)),

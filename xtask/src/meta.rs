@@ -50,8 +50,12 @@ pub fn collect(version: Option<&str>) -> Result<Metadata> {
             };
             (commit, rfc3339(&epoch)?)
         }
-        // A tarball without .git: say so rather than invent a commit.
-        Err(_) => ("unknown".to_string(), Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),
+        // An export of a commit without .git (`verify`'s scratch copy) is told its commit and time.
+        Err(_) => match (std::env::var("XTASK_SOURCE_COMMIT"), std::env::var("SOURCE_DATE_EPOCH")) {
+            (Ok(commit), Ok(epoch)) if !commit.is_empty() => (commit, rfc3339(&epoch)?),
+            // A tarball without .git: say so rather than invent a commit.
+            _ => ("unknown".to_string(), Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),
+        },
     };
     Ok(Metadata { version, version_source, git_commit, build_date })
 }

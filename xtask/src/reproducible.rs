@@ -101,6 +101,9 @@ pub fn plan(asked: &Asked) -> Result<Repro> {
     }
     let epoch = chrono::DateTime::parse_from_rfc3339(asked.build_date).map(|d| d.timestamp()).ok();
     if asked.caps.source_epoch {
+        // One media type for every output, so that a loaded, a pushed and an OCI image of the same
+        // build have the same manifest digest (attestations make BuildKit use OCI's anyway).
+        r.attrs.push_str(",oci-mediatypes=true");
         if let Some(epoch) = epoch {
             r.attrs.push_str(&format!(",source-date-epoch={epoch}"));
         }
@@ -178,13 +181,13 @@ mod tests {
     fn the_commit_time_goes_to_the_exporter_and_rewrites_files_where_nothing_unpacks() {
         let full = caps(true, true);
         let load = plan(&asked(Exporter::Load, &full)).unwrap();
-        assert_eq!(load.attrs, ",source-date-epoch=1795847921");
+        assert_eq!(load.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921");
         assert!(load.notes.is_empty(), "{:?}", load.notes);
         let push = plan(&asked(Exporter::Push, &full)).unwrap();
-        assert_eq!(push.attrs, ",source-date-epoch=1795847921,rewrite-timestamp=true");
+        assert_eq!(push.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921,rewrite-timestamp=true");
         assert_eq!(
             output_sets(Exporter::Push, &["backend".to_string()], &push.attrs).unwrap(),
-            ["backend.output=type=registry,source-date-epoch=1795847921,rewrite-timestamp=true"]
+            ["backend.output=type=registry,oci-mediatypes=true,source-date-epoch=1795847921,rewrite-timestamp=true"]
         );
         assert_eq!(output_sets(Exporter::Load, &["b".to_string()], ""), None);
         assert!(load.env.contains(&("BUILDX_NO_DEFAULT_ATTESTATIONS".to_string(), "1".to_string())));
@@ -200,7 +203,7 @@ mod tests {
         assert!(r.notes[0].starts_with("same image on a rebuild lost: this image store"), "{:?}", r.notes);
         let old = caps(true, false);
         let r = plan(&Asked { inline_cache: true, ..asked(Exporter::Oci, &old) }).unwrap();
-        assert_eq!(r.attrs, ",source-date-epoch=1795847921");
+        assert_eq!(r.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921");
         assert!(r.notes[0].contains("rewrite-timestamp needs BuildKit 0.13+"), "{:?}", r.notes);
         assert!(r.notes[1].contains("BUILDKIT_INLINE_CACHE=1"), "{:?}", r.notes);
         let r = plan(&Asked { from_commit: false, ..asked(Exporter::Load, &caps(true, true)) }).unwrap();

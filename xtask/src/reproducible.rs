@@ -21,6 +21,7 @@ pub enum Exporter {
     /// Loaded into the engine: the engine unpacks the image, and BuildKit refuses
     /// `rewrite-timestamp` together with unpacking, so files keep the times they were made.
     Load,
+    /// Pushed, and not kept in the engine's store (which would unpack it).
     Push,
     Oci,
     /// No image (`--call check`).
@@ -110,6 +111,11 @@ pub fn plan(asked: &Asked) -> Result<Repro> {
         if asked.caps.rewrite_timestamp && asked.exporter != Exporter::Load {
             r.attrs.push_str(",rewrite-timestamp=true");
         }
+        if asked.caps.rewrite_timestamp && asked.exporter == Exporter::Push {
+            // The docker driver would also keep a pushed image in the engine's store, unpacked,
+            // and BuildKit refuses rewrite-timestamp with unpacking: push only.
+            r.attrs.push_str(",store=false");
+        }
     }
     r.notes.extend(lost(asked.caps, asked.inline_cache, asked.from_commit, asked.exporter != Exporter::Load));
     Ok(r)
@@ -184,10 +190,10 @@ mod tests {
         assert_eq!(load.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921");
         assert!(load.notes.is_empty(), "{:?}", load.notes);
         let push = plan(&asked(Exporter::Push, &full)).unwrap();
-        assert_eq!(push.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921,rewrite-timestamp=true");
+        assert_eq!(push.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921,rewrite-timestamp=true,store=false");
         assert_eq!(
             output_sets(Exporter::Push, &["backend".to_string()], &push.attrs).unwrap(),
-            ["backend.output=type=registry,oci-mediatypes=true,source-date-epoch=1795847921,rewrite-timestamp=true"]
+            ["backend.output=type=registry,oci-mediatypes=true,source-date-epoch=1795847921,rewrite-timestamp=true,store=false"]
         );
         assert_eq!(output_sets(Exporter::Load, &["b".to_string()], ""), None);
         assert!(load.env.contains(&("BUILDX_NO_DEFAULT_ATTESTATIONS".to_string(), "1".to_string())));

@@ -248,6 +248,7 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
     )?;
     vars.extend(repro.vars.iter().chain(&repro.env).cloned());
     notes.extend(repro.notes.iter().cloned());
+    sets.extend(repro.sets.iter().cloned());
     let output = if opts.check {
         Output::Check
     } else if opts.push {

@@ -2,12 +2,14 @@
 //! of one commit give one image, and the properties an engine cannot give, each with its reason.
 //! A pure function of the build date, the output, the builder's capabilities and the settings.
 //!
-//! The commit time reaches BuildKit as the exporter's `source-date-epoch`, not as the
-//! `SOURCE_DATE_EPOCH` build argument: the argument also dates every `WORKDIR` step, so each new
-//! commit would re-run every step after the first `WORKDIR` (measured with buildx 0.29, which
-//! forwards the variable from its environment; hence it stays out of that environment). The
-//! exporter option clamps the config's and history's times and, with `rewrite-timestamp`, the
-//! file times inside the layers, and leaves the steps' cache keys alone.
+//! The commit time reaches BuildKit twice. As the `SOURCE_DATE_EPOCH` build argument, the
+//! Dockerfile frontend dates the config and every history entry with it (the exporter's own
+//! `source-date-epoch` only clamps later times down, so steps cached before the commit kept their
+//! older dates: measured with BuildKit 0.25). That argument also dates each `WORKDIR` step, so the
+//! steps after one re-run for each new commit: both Dockerfiles put WORKDIR after their expensive
+//! steps. As the exporter's `source-date-epoch` with `rewrite-timestamp`, it clamps the file
+//! times inside the layers. buildx would forward SOURCE_DATE_EPOCH from its environment too; the
+//! plan passes it explicitly and keeps the environment's out.
 
 use anyhow::{bail, Result};
 
@@ -57,6 +59,8 @@ pub struct Asked<'a> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Repro {
     pub exporter: Exporter,
+    /// `--set` overrides (the SOURCE_DATE_EPOCH build argument).
+    pub sets: Vec<String>,
     /// Appended to each target's output (`,source-date-epoch=N,rewrite-timestamp=true`).
     pub attrs: String,
     /// For the bake command's environment.
@@ -105,8 +109,9 @@ pub fn plan(asked: &Asked) -> Result<Repro> {
         // One media type for every output, so that a loaded, a pushed and an OCI image of the same
         // build have the same manifest digest (attestations make BuildKit use OCI's anyway).
         r.attrs.push_str(",oci-mediatypes=true");
-        if let Some(epoch) = epoch {
+        if let Some(epoch) = epoch.filter(|_| asked.from_commit) {
             r.attrs.push_str(&format!(",source-date-epoch={epoch}"));
+            r.sets.push(format!("*.args.SOURCE_DATE_EPOCH={epoch}"));
         }
         if asked.caps.rewrite_timestamp && asked.exporter != Exporter::Load {
             r.attrs.push_str(",rewrite-timestamp=true");
@@ -188,6 +193,7 @@ mod tests {
         let full = caps(true, true);
         let load = plan(&asked(Exporter::Load, &full)).unwrap();
         assert_eq!(load.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921");
+        assert_eq!(load.sets, ["*.args.SOURCE_DATE_EPOCH=1795847921"]);
         assert!(load.notes.is_empty(), "{:?}", load.notes);
         let push = plan(&asked(Exporter::Push, &full)).unwrap();
         assert_eq!(push.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921,rewrite-timestamp=true,store=false");

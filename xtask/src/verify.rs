@@ -79,11 +79,15 @@ pub fn platforms(top: &Value, top_digest: &str, fetch: &dyn Fn(&str) -> Option<V
 /// then each layer that differs with the step that made it.
 pub fn differences(original: &Platform, rebuilt: &Platform) -> Vec<String> {
     let mut out = Vec::new();
-    for key in ["created", "architecture", "os", "config"] {
+    // The registry's config is read through buildx, which keeps the OCI fields only (no
+    // Healthcheck): compare fields only when the config blobs differ, and only those it has.
+    let config_digest = |p: &Platform| p.manifest["config"]["digest"].clone();
+    let configs_differ = config_digest(original) != config_digest(rebuilt);
+    for key in ["created", "architecture", "os", "config"].into_iter().filter(|_| configs_differ) {
         if original.config[key] != rebuilt.config[key] {
             if key == "config" {
                 for (k, v) in rebuilt.config["config"].as_object().into_iter().flatten() {
-                    if original.config["config"][k] != *v {
+                    if !original.config["config"][k].is_null() && original.config["config"][k] != *v {
                         out.push(format!("config.{k}: {} here, {} in the image", v, original.config["config"][k]));
                     }
                 }
@@ -305,7 +309,8 @@ mod tests {
             config: json!({"created": "2026-01-01T00:00:00Z", "config": {"User": "1000"}, "history": history}),
         };
         let mut b = a.clone();
-        b.manifest = json!({"layers": [{"digest": "sha256:l1"}, {"digest": "sha256:l3"}]});
+        b.manifest = json!({"config": {"digest": "sha256:c2"}, "layers": [{"digest": "sha256:l1"}, {"digest": "sha256:l3"}]});
+        b.config["config"]["Healthcheck"] = json!({"Test": ["CMD", "true"]});
         b.config["config"]["User"] = json!("0");
         let lines = differences(&a, &b);
         assert_eq!(lines.len(), 2, "{lines:?}");

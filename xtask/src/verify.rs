@@ -135,14 +135,27 @@ pub fn run(image: &str, only: Option<&str>) -> Result<()> {
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, false)?;
     let docker = engine.docker();
-    let original = read_pushed(&docker, image)?;
-    let first = original.values().next().context("the image lists no platform")?;
-    let origin = origin(image, &first.config)?;
+    let pushed = read_pushed(&docker, image)?;
+    // An image only in the engine's store is checked as far as its labels go, so that bad input
+    // is named as such before the reason it cannot be verified.
+    let local = match &pushed {
+        Some(_) => None,
+        None => Some(read_local(&docker, image)?),
+    };
+    let config = match (&pushed, &local) {
+        (Some(p), _) => p.values().next().context("the image lists no platform")?.config.clone(),
+        (None, Some(c)) => c.clone(),
+        (None, None) => unreachable!("read_local answers when nothing was pushed"),
+    };
+    let origin = origin(image, &config)?;
     let root = paths::project_root();
     let git = |args: &[&str]| runner::read(&Cmd::new("git").args(args.iter().copied()).dir(&root));
     if git(&["cat-file", "-e", &format!("{}^{{commit}}", origin.commit)]).is_err() {
         bail!("commit {} (the revision label of `{image}`) is not in this repository: `git fetch` the branch that holds it, or verify from a checkout that has it", origin.commit);
     }
+    let Some(original) = pushed else {
+        bail!("`{image}` is only in the engine's store: images loaded into the engine keep the file times of their build, so only pushed images are verified; push it (`cargo xtask production --push`) and verify REGISTRY/NAME:TAG");
+    };
     let wanted: Vec<String> = match only {
         Some(list) => list.split(',').map(|p| p.trim().to_string()).collect(),
         None => original.keys().cloned().collect(),
@@ -200,20 +213,24 @@ fn export(root: &Path, commit: &str, scratch: &Path) -> Result<()> {
         .context("unpacking the export")
 }
 
-/// The platforms of a pushed image, read through buildx (which brings the registry's auth).
-fn read_pushed(docker: &Cmd, image: &str) -> Result<BTreeMap<String, Platform>> {
+/// The config of an image in the engine's store, shaped as a registry's (labels under `config`).
+fn read_local(docker: &Cmd, image: &str) -> Result<Value> {
+    let Ok(text) = runner::read(&docker.clone().args(["image", "inspect", "--format", "{{json .Config}}", image])) else {
+        bail!("`{image}` is in no registry this engine reaches and not in its store: name a pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:TAG");
+    };
+    let config: Value = serde_json::from_str(&text).context("reading the image's config")?;
+    Ok(serde_json::json!({ "config": config }))
+}
+
+/// The platforms of a pushed image, read through buildx (which brings the registry's auth);
+/// None when no registry has it.
+fn read_pushed(docker: &Cmd, image: &str) -> Result<Option<BTreeMap<String, Platform>>> {
     let raw = |reference: &str| {
         runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", "--raw", reference]))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
     };
-    let Some(top) = raw(image) else {
-        let local = runner::succeeds(&docker.clone().args(["image", "inspect", image]));
-        if local {
-            bail!("`{image}` is only in the engine's store: images loaded into the engine keep the file times of their build, so only pushed images are verified; push it (`cargo xtask production --push`) and verify REGISTRY/NAME:TAG");
-        }
-        bail!("`{image}` is in no registry this engine reaches: name a pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:TAG");
-    };
+    let Some(top) = raw(image) else { return Ok(None) };
     let repo = repository(image);
     let configs = runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", image, "--format", "{{json .Image}}"]))
         .ok()
@@ -227,7 +244,7 @@ fn read_pushed(docker: &Cmd, image: &str) -> Result<BTreeMap<String, Platform>> 
         let digest = if digest.is_empty() { top_digest(docker, image)? } else { digest };
         out.insert(platform, Platform { digest, manifest, config });
     }
-    Ok(out)
+    Ok(Some(out))
 }
 
 fn platform_of(config: &Value) -> String {

@@ -1313,3 +1313,5 @@ fn l_local_cache_drops_the_blob_of_a_deleted_file() {
     let _ = Command::new("docker").args(["image", "rm", "contextcleanse-backend:e2e-cache-gc"]).output();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+mod reproducible;

@@ -72,10 +72,31 @@ pub struct Repro {
 
 /// The buildx environment every build gets. Provenance is asked for by the bake file's
 /// `production` targets only, so a local build carries no attestation (buildx would add one by
-/// default, dated and with a fresh invocation id, making every build a new image). Git
-/// information stays out: buildx would record the checkout's remote, which is a folder or an
-/// internal host of the builder's machine; the source recorded is SOURCE_URL instead.
-pub const BUILDX_ENV: [(&str, &str); 2] = [("BUILDX_NO_DEFAULT_ATTESTATIONS", "1"), ("BUILDX_GIT_INFO", "0")];
+/// default, dated and with a fresh invocation id, making every build a new image).
+pub const BUILDX_ENV: [(&str, &str); 1] = [("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")];
+
+/// The source buildx records in the provenance. buildx asks git for the checkout's `origin`
+/// remote, which is a folder or an internal host of the builder's machine: git's own
+/// configuration from the environment rewrites that remote to SOURCE_URL (or names SOURCE_URL as
+/// the remote when there is none), and no SOURCE_URL turns buildx's git information off.
+pub fn git_source_env(source_url: Option<&str>, origin: Option<&str>) -> Vec<(String, String)> {
+    let pairs: Vec<(&str, String)> = match (source_url.filter(|u| !u.is_empty()), origin.filter(|o| !o.is_empty())) {
+        (None, _) => vec![("BUILDX_GIT_INFO", "0".to_string())],
+        (Some(url), Some(origin)) => vec![
+            ("BUILDX_GIT_INFO", "1".to_string()),
+            ("GIT_CONFIG_COUNT", "1".to_string()),
+            ("GIT_CONFIG_KEY_0", format!("url.{url}.insteadOf")),
+            ("GIT_CONFIG_VALUE_0", origin.to_string()),
+        ],
+        (Some(url), None) => vec![
+            ("BUILDX_GIT_INFO", "1".to_string()),
+            ("GIT_CONFIG_COUNT", "1".to_string()),
+            ("GIT_CONFIG_KEY_0", "remote.origin.url".to_string()),
+            ("GIT_CONFIG_VALUE_0", url.to_string()),
+        ],
+    };
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
 
 /// Gathers the plan's inputs: the build date, the builder's capabilities (all of them in a dry
 /// run without an engine) and the settings (SOURCE_URL set but empty records no source).
@@ -85,14 +106,20 @@ pub fn for_plan(exporter: Exporter, meta: &Metadata, facts: Option<&Facts>, sett
     let on = |v: &str| matches!(v, "1" | "true");
     let inline_cache = settings.build_args().iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && on(v));
     let source_url = settings.iter().find(|(k, _, _)| *k == "SOURCE_URL").map(|(_, v, _)| v);
-    plan(&Asked {
+    let git = crate::runner::Cmd::new("git").args(["config", "--get", "remote.origin.url"]).dir(crate::paths::project_root());
+    let origin = crate::runner::read(&git).ok();
+    let mut r = plan(&Asked {
         build_date: &meta.build_date,
         from_commit: meta.git_commit != "unknown",
         exporter,
         caps: &caps,
         inline_cache,
         source_url,
-    })
+    })?;
+    // The bake file's default when .env does not say.
+    let url = source_url.unwrap_or("https://github.com/contextcleanse/contextcleanse");
+    r.env.extend(git_source_env(Some(url).filter(|_| source_url != Some("")), origin.as_deref()));
+    Ok(r)
 }
 
 pub fn plan(asked: &Asked) -> Result<Repro> {
@@ -220,6 +247,17 @@ mod tests {
         assert!(r.notes[1].contains("BUILDKIT_INLINE_CACHE=1"), "{:?}", r.notes);
         let r = plan(&Asked { from_commit: false, ..asked(Exporter::Load, &caps(true, true)) }).unwrap();
         assert!(r.notes[0].contains("no git here"));
+    }
+
+    #[test]
+    fn git_names_the_public_url_instead_of_the_checkouts_remote() {
+        let env = git_source_env(Some("https://github.com/o/r"), Some("/work/main"));
+        assert_eq!(env[2], ("GIT_CONFIG_KEY_0".to_string(), "url.https://github.com/o/r.insteadOf".to_string()));
+        assert_eq!(env[3], ("GIT_CONFIG_VALUE_0".to_string(), "/work/main".to_string()));
+        let env = git_source_env(Some("https://github.com/o/r"), None);
+        assert_eq!(env[2].1, "remote.origin.url");
+        assert_eq!(git_source_env(None, Some("/work/main")), [("BUILDX_GIT_INFO".to_string(), "0".to_string())]);
+        assert_eq!(git_source_env(Some(""), None), [("BUILDX_GIT_INFO".to_string(), "0".to_string())]);
     }
 
     #[test]

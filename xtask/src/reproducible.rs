@@ -75,27 +75,18 @@ pub struct Repro {
 /// default, dated and with a fresh invocation id, making every build a new image).
 pub const BUILDX_ENV: [(&str, &str); 1] = [("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")];
 
-/// The source buildx records in the provenance. buildx asks git for the checkout's `origin`
-/// remote, which is a folder or an internal host of the builder's machine: git's own
-/// configuration from the environment rewrites that remote to SOURCE_URL (or names SOURCE_URL as
-/// the remote when there is none), and no SOURCE_URL turns buildx's git information off.
-pub fn git_source_env(source_url: Option<&str>, origin: Option<&str>) -> Vec<(String, String)> {
-    let pairs: Vec<(&str, String)> = match (source_url.filter(|u| !u.is_empty()), origin.filter(|o| !o.is_empty())) {
-        (None, _) => vec![("BUILDX_GIT_INFO", "0".to_string())],
-        (Some(url), Some(origin)) => vec![
-            ("BUILDX_GIT_INFO", "1".to_string()),
-            ("GIT_CONFIG_COUNT", "1".to_string()),
-            ("GIT_CONFIG_KEY_0", format!("url.{url}.insteadOf")),
-            ("GIT_CONFIG_VALUE_0", origin.to_string()),
-        ],
-        (Some(url), None) => vec![
-            ("BUILDX_GIT_INFO", "1".to_string()),
-            ("GIT_CONFIG_COUNT", "1".to_string()),
-            ("GIT_CONFIG_KEY_0", "remote.origin.url".to_string()),
-            ("GIT_CONFIG_VALUE_0", url.to_string()),
-        ],
+/// Whether buildx may record git information in the provenance. buildx records the checkout's
+/// `origin` remote as the source, which is a folder or an internal host of the builder's machine
+/// unless it is the public URL; buildx runs git with an environment of its own, so the remote
+/// cannot be rewritten for it. So: on when the remote is SOURCE_URL (or there is no remote: then
+/// only the revision is recorded), off otherwise; the source label always carries SOURCE_URL.
+pub fn git_info(source_url: Option<&str>, origin: Option<&str>) -> (String, String) {
+    let plain = |u: &str| u.trim_end_matches('/').trim_end_matches(".git").to_string();
+    let on = match origin.filter(|o| !o.is_empty()) {
+        None => true,
+        Some(o) => source_url.filter(|u| !u.is_empty()).is_some_and(|u| plain(u) == plain(o)),
     };
-    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+    ("BUILDX_GIT_INFO".to_string(), if on { "1" } else { "0" }.to_string())
 }
 
 /// Gathers the plan's inputs: the build date, the builder's capabilities (all of them in a dry
@@ -118,7 +109,7 @@ pub fn for_plan(exporter: Exporter, meta: &Metadata, facts: Option<&Facts>, sett
     })?;
     // The bake file's default when .env does not say.
     let url = source_url.unwrap_or("https://github.com/contextcleanse/contextcleanse");
-    r.env.extend(git_source_env(Some(url).filter(|_| source_url != Some("")), origin.as_deref()));
+    r.env.push(git_info(Some(url), origin.as_deref()));
     Ok(r)
 }
 
@@ -250,14 +241,13 @@ mod tests {
     }
 
     #[test]
-    fn git_names_the_public_url_instead_of_the_checkouts_remote() {
-        let env = git_source_env(Some("https://github.com/o/r"), Some("/work/main"));
-        assert_eq!(env[2], ("GIT_CONFIG_KEY_0".to_string(), "url.https://github.com/o/r.insteadOf".to_string()));
-        assert_eq!(env[3], ("GIT_CONFIG_VALUE_0".to_string(), "/work/main".to_string()));
-        let env = git_source_env(Some("https://github.com/o/r"), None);
-        assert_eq!(env[2].1, "remote.origin.url");
-        assert_eq!(git_source_env(None, Some("/work/main")), [("BUILDX_GIT_INFO".to_string(), "0".to_string())]);
-        assert_eq!(git_source_env(Some(""), None), [("BUILDX_GIT_INFO".to_string(), "0".to_string())]);
+    fn git_information_only_when_the_remote_is_the_public_url() {
+        let url = Some("https://github.com/o/r");
+        assert_eq!(git_info(url, Some("/work/main")).1, "0");
+        assert_eq!(git_info(url, Some("git@intranet:o/r.git")).1, "0");
+        assert_eq!(git_info(url, Some("https://github.com/o/r.git")).1, "1");
+        assert_eq!(git_info(url, None).1, "1");
+        assert_eq!(git_info(Some(""), Some("https://github.com/o/r")).1, "0");
     }
 
     #[test]

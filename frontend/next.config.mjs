@@ -1,4 +1,7 @@
-import { buildId } from './reproducible.mjs';
+import { buildId, serverActionsKey } from './reproducible.mjs';
+
+// Drawn at random on every build unless set: derived from the sources instead (see reproducible.mjs).
+process.env.NEXT_SERVER_ACTIONS_ENCRYPTION_KEY ||= serverActionsKey();
 
 /** @type {import('next').NextConfig} */
 const nextConfig = {

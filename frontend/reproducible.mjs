@@ -3,8 +3,12 @@
 // - the build id (in every page, and a folder name under .next/static): next.config.mjs takes
 //   buildId() below, a hash of what the build reads;
 // - the preview-mode keys in .next/prerender-manifest.json: run as a script after `next build`,
-//   this file derives them from the build id. The app uses no preview or draft mode, and the keys
-//   were never secret from anyone holding the image, which carries them.
+//   this file derives them from the build id;
+// - the server actions' encryption key: Next.js takes NEXT_SERVER_ACTIONS_ENCRYPTION_KEY when it
+//   is set, and serverActionsKey() below derives one from the build id unless it is.
+// The app uses no preview mode and no server actions, and these keys were never secret from
+// anyone holding the image, which carries them; a deployment that needs them secret sets
+// NEXT_SERVER_ACTIONS_ENCRYPTION_KEY at build time.
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, dirname } from 'node:path';
@@ -33,6 +37,11 @@ export function buildId(root = here) {
   const hash = createHash('sha256');
   for (const input of INPUTS) feed(hash, root, input);
   return hash.digest('hex').slice(0, 21);
+}
+
+// A 32-byte key, base64, as Next.js expects it.
+export function serverActionsKey(id = buildId()) {
+  return derive(id, 'server-actions', 32, 'base64');
 }
 
 function derive(id, label, bytes, encoding) {

@@ -48,17 +48,22 @@ function derive(id, label, bytes, encoding) {
   return createHash('sha256').update(`${id}:${label}`).digest().subarray(0, bytes).toString(encoding);
 }
 
+// Next.js keeps the preview keys in two files (the manifest, and server/preview-props.json since
+// Next.js 15): both get the same derived keys.
 export function pinPreviewKeys(nextDir) {
   const file = join(nextDir, 'prerender-manifest.json');
   if (!existsSync(file)) return false;
   const id = readFileSync(join(nextDir, 'BUILD_ID'), 'utf8').trim();
-  const manifest = JSON.parse(readFileSync(file, 'utf8'));
-  manifest.preview = {
+  const preview = {
     previewModeId: derive(id, 'preview-id', 16, 'hex'),
     previewModeSigningKey: derive(id, 'preview-signing', 32, 'hex'),
     previewModeEncryptionKey: derive(id, 'preview-encryption', 32, 'hex'),
   };
+  const manifest = JSON.parse(readFileSync(file, 'utf8'));
+  manifest.preview = preview;
   writeFileSync(file, JSON.stringify(manifest));
+  const props = join(nextDir, 'server', 'preview-props.json');
+  if (existsSync(props)) writeFileSync(props, JSON.stringify(preview, null, 2));
   return true;
 }
 

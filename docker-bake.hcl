@@ -72,10 +72,12 @@ function "cache_from" {
   )
 }
 
+# mode=max keeps the dependency stages, the part worth sharing; zstd because it exported the
+# frontend's cache in 7 s against gzip's 21 s, and smaller (README, "The local build cache").
 function "cache_to" {
   params = [name]
-  result = CACHE_EXPORT == "" ? [] : REGISTRY == "" ? ["type=local,dest=${CACHE_DIR}/${name},mode=max"] : [
-    "type=registry,ref=${REGISTRY}/contextcleanse-${name}:buildcache,mode=max,ignore-error=true"
+  result = CACHE_EXPORT == "" ? [] : REGISTRY == "" ? ["type=local,dest=${CACHE_DIR}/${name},mode=max,compression=zstd"] : [
+    "type=registry,ref=${REGISTRY}/contextcleanse-${name}:buildcache,mode=max,compression=zstd,ignore-error=true"
   ]
 }
 

@@ -1121,8 +1121,13 @@ fn cache_blobs_holding(cache: &Path, needles: &[String]) -> Vec<(PathBuf, String
     let Ok(entries) = std::fs::read_dir(cache.join("blobs/sha256")) else { return found };
     for blob in entries.flatten() {
         let raw = std::fs::read(blob.path()).unwrap();
+        // The bake file exports zstd; gzip blobs come from older exports or layers shared with an image.
         let data = if raw.starts_with(&[0x1f, 0x8b]) {
             Command::new("gzip").args(["-dc", blob.path().to_str().unwrap()]).output().unwrap().stdout
+        } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            let out = Command::new("zstd").args(["-dcq", blob.path().to_str().unwrap()]).output().expect("the zstd CLI");
+            assert!(out.status.success(), "zstd -dc {}", blob.path().display());
+            out.stdout
         } else {
             raw
         };

@@ -305,9 +305,9 @@ pub fn plan(recipe: Recipe, names: &[String], opts: &Options) -> Result<Plan> {
         .docker()
         .envs(&client_env)
         .envs(&vars)
-        // The xtask reads SOURCE_DATE_EPOCH as the build date and gives it to the exporter;
-        // buildx would also pass it on as a build argument, which dates every WORKDIR step and so
-        // re-runs every later step for each new commit (see `reproducible`).
+        // The xtask reads SOURCE_DATE_EPOCH as the build date and passes it on itself (the build
+        // argument and the exporter's option, see `reproducible`): buildx must not forward the
+        // environment's value as well.
         .env_remove("SOURCE_DATE_EPOCH")
         .dir(paths::project_root())
         .args(["buildx", "bake", "--file", "docker-bake.hcl", "--progress", "rawjson"])

@@ -42,6 +42,18 @@ variable "CACHE_DIR" {
   default = "target/buildx-cache"
 }
 
+variable "CACHE_EXPORT" {
+  # Non-empty: export the mode=max cache (the xtask sets it for --cache-export, CI=true and a
+  # configured registry). Empty: the engine's own layer cache serves rebuilds, nothing is written.
+  default = ""
+}
+
+variable "SOURCE_URL" {
+  # The repository's public URL, recorded in the source label and the build arguments of the
+  # provenance (empty: no source recorded).
+  default = "https://github.com/contextcleanse/contextcleanse"
+}
+
 variable "CA_BUNDLE" {
   # The host's CA bundle, given to the steps that download as the secret `cacert`.
   default = ""
@@ -60,10 +72,12 @@ function "cache_from" {
   )
 }
 
+# mode=max keeps the dependency stages, the part worth sharing; zstd because it exported the
+# frontend's cache in 7 s against gzip's 21 s, and smaller (README, "The local build cache").
 function "cache_to" {
   params = [name]
-  result = REGISTRY == "" ? ["type=local,dest=${CACHE_DIR}/${name},mode=max"] : [
-    "type=registry,ref=${REGISTRY}/contextcleanse-${name}:buildcache,mode=max,ignore-error=true"
+  result = CACHE_EXPORT == "" ? [] : REGISTRY == "" ? ["type=local,dest=${CACHE_DIR}/${name},mode=max,compression=zstd"] : [
+    "type=registry,ref=${REGISTRY}/contextcleanse-${name}:buildcache,mode=max,compression=zstd,ignore-error=true"
   ]
 }
 
@@ -93,6 +107,7 @@ target "_common" {
     VERSION     = VERSION
     GIT_COMMIT  = GIT_COMMIT
     BUILD_DATE  = BUILD_DATE
+    SOURCE_URL  = SOURCE_URL
   }
   secret = CA_BUNDLE == "" ? [] : ["id=cacert,src=${CA_BUNDLE}"]
 }

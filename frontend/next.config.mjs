@@ -1,5 +1,12 @@
+import { buildId, serverActionsKey } from './reproducible.mjs';
+
+// Drawn at random on every build unless set: derived from the sources instead (see reproducible.mjs).
+process.env.NEXT_SERVER_ACTIONS_ENCRYPTION_KEY ||= serverActionsKey();
+
 /** @type {import('next').NextConfig} */
 const nextConfig = {
+  // A hash of the sources instead of a random id: one commit, one image (see reproducible.mjs).
+  generateBuildId: async () => buildId(),
   // Self-contained server (server.js + traced node_modules) for the production image.
   output: 'standalone',
   // No image optimisation at run time: the app serves no raster images through

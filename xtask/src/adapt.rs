@@ -142,6 +142,7 @@ mod tests {
             fs_entitlements: entitlements,
             history: entitlements,
             checks: entitlements,
+            ..Capabilities::default()
         }
     }
 

@@ -13,15 +13,19 @@ use crate::runner::{self, Cmd};
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scenario {
     Cold,
+    ColdExport,
     Warm,
+    Repeat,
     Source,
     Deps,
     Metadata,
 }
 
-const SCENARIOS: [(Scenario, &str); 5] = [
+const SCENARIOS: [(Scenario, &str); 7] = [
     (Scenario::Cold, "cold (no layer cache, empty cache mounts)"),
+    (Scenario::ColdExport, "cold with the mode=max cache export (`--cache-export`)"),
     (Scenario::Warm, "warm, no change"),
+    (Scenario::Repeat, "repeat build (same image ids?)"),
     (Scenario::Source, "source-only change"),
     (Scenario::Deps, "dependency-manifest change"),
     (Scenario::Metadata, "metadata-only change (new BUILD_DATE)"),
@@ -33,6 +37,8 @@ struct Sample {
     buildx: f64,
     run_executed: usize,
     dep_steps_executed: usize,
+    /// For the repeat build: whether every image kept its id.
+    same_ids: Option<bool>,
 }
 
 pub fn run(names: &[String], runs: usize) -> Result<()> {
@@ -41,6 +47,26 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     }
     let names: Vec<String> = if names.is_empty() { vec!["backend".into(), "frontend".into()] } else { names.to_vec() };
     let scratch = scratch_copy()?;
+    // The scratch copy has no git: it is told the checkout's commit and time, so that its
+    // images are dated as the checkout's would be (and a repeat build can keep their ids).
+    let root = paths::project_root();
+    let git = |args: &[&str]| runner::read(&Cmd::new("git").args(args.iter().copied()).dir(&root));
+    let identity = vec![
+        ("XTASK_SOURCE_COMMIT".to_string(), format!("{}-bench", git(&["rev-parse", "HEAD"])?)),
+        ("SOURCE_DATE_EPOCH".to_string(), git(&["log", "-1", "--format=%ct"])?),
+    ];
+    let docker = crate::engine::connect(&crate::settings::Settings::load()?, false)?.docker();
+    let ids = || -> Vec<String> {
+        let id = |n: &String| {
+            let image = format!("contextcleanse-{n}:dev");
+            runner::read(&docker.clone().args(["image", "inspect", "--format", "{{.Id}}", &image])).unwrap_or_default()
+        };
+        names.iter().map(id).collect()
+    };
+    let build = |dir: &Path, names: &[String], extra: &[String], env: &[(String, String)]| {
+        let env: Vec<(String, String)> = identity.iter().chain(env).cloned().collect();
+        build(dir, names, extra, &env)
+    };
     let mut samples: Vec<Vec<Sample>> = SCENARIOS.iter().map(|_| Vec::new()).collect();
     // Warm the scratch copy's caches once, so the first `warm` run measures what it says.
     build(&scratch, &names, &[], &[])?;
@@ -56,16 +82,25 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
                     extra_args.push("--no-cache".into());
                     env.push(("BUILDKIT_CACHE_MOUNT_NS".into(), format!("{}{}-{round}", crate::usage::BENCH_NS_PREFIX, std::process::id())));
                 }
-                Scenario::Warm => {}
+                Scenario::ColdExport => {
+                    extra_args.extend(["--no-cache".into(), "--cache-export".into()]);
+                    env.push(("BUILDKIT_CACHE_MOUNT_NS".into(), format!("bench-coldx-{}-{round}", std::process::id())));
+                }
+                Scenario::Warm | Scenario::Repeat => {}
                 Scenario::Source => touch_sources(&scratch, round)?,
                 Scenario::Deps => touch_manifests(&scratch, round)?,
                 Scenario::Metadata => {
                     env.push(("SOURCE_DATE_EPOCH".into(), (1_700_000_000 + round * 86_400).to_string()))
                 }
             }
+            let before = ids();
             let r = build(&scratch, &names, &extra_args, &env)?;
-            samples[i].push(sample(&r));
-            if *scenario == Scenario::Cold {
+            let mut s = sample(&r);
+            if *scenario == Scenario::Repeat {
+                s.same_ids = Some(before == ids() && before.iter().all(|id| !id.is_empty()));
+            }
+            samples[i].push(s);
+            if matches!(scenario, Scenario::Cold | Scenario::ColdExport) {
                 // The next scenarios compare against a warm cache in the normal namespace.
                 build(&scratch, &names, &[], &[])?;
             }
@@ -155,6 +190,7 @@ fn sample(r: &BuildReport) -> Sample {
             .flat_map(|t| &t.steps_detail)
             .filter(|s| !s.cached && is_dependency_run(&s.name))
             .count(),
+        same_ids: None,
     }
 }
 
@@ -227,6 +263,14 @@ fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>]) -> String {
                 let max = s.iter().map(|x| x.run_executed).max().unwrap_or(0);
                 check(max == 0, format!("metadata-only change re-ran {max} RUN step(s) (target 0)"));
             }
+            Scenario::Repeat => {
+                let kept = s.iter().filter(|x| x.same_ids == Some(true)).count();
+                check(kept == s.len(), format!("a repeat build kept every image id in {kept} of {} run(s)", s.len()));
+            }
+            Scenario::ColdExport => verdicts.push(format!(
+                "- the export adds {:.0}% to a cold build (it runs only with --cache-export, CI=true or a registry)",
+                (ratio - 1.0) * 100.0
+            )),
             _ => {}
         }
     }
@@ -269,10 +313,14 @@ mod tests {
             buildx: wall - 0.1,
             run_executed: run,
             dep_steps_executed: dep,
+            same_ids: None,
         };
+        let same = |ok: bool| Sample { same_ids: Some(ok), ..s(1.0, 0, 0) };
         let samples = vec![
             vec![s(100.0, 6, 3), s(110.0, 6, 3)],
+            vec![s(140.0, 6, 3), s(150.0, 6, 3)],
             vec![s(3.0, 0, 0), s(4.0, 0, 0)],
+            vec![same(true), same(false)],
             vec![s(30.0, 1, 1), s(30.0, 1, 1)],
             vec![s(50.0, 3, 2), s(52.0, 3, 2)],
             vec![s(2.0, 0, 0), s(2.0, 0, 0)],
@@ -284,5 +332,7 @@ mod tests {
         assert!(md.contains("MISSED: source-only change re-ran 1 dependency step(s)"), "{md}");
         assert!(md.contains("met: metadata-only change re-ran 0 RUN step(s)"), "{md}");
         assert!(md.contains("met: the xtask's own overhead"), "{md}");
+        assert!(md.contains("MISSED: a repeat build kept every image id in 1 of 2 run(s)"), "{md}");
+        assert!(md.contains("the export adds 38% to a cold build"), "{md}");
     }
 }

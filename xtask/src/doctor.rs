@@ -91,7 +91,7 @@ pub fn run() -> Result<()> {
         }
     };
     if let Some(engine) = &engine {
-        engine_lines(&mut r, engine);
+        engine_lines(&mut r, engine, &settings);
     }
     shell_line(&mut r, engine.as_ref());
     settings_lines(&mut r, &settings, engine.as_ref());
@@ -106,8 +106,11 @@ pub fn run() -> Result<()> {
         Some(v) => r.line(Level::Warn, "python", format!("{v}: the backend image uses Python 3.11")),
         None => r.line(Level::Warn, "python", "python3 not found: only needed for local backend work and its tests"),
     }
-    let def = engine.as_ref().and_then(|e| crate::bake::print(&e.docker(), &[], &[]).ok());
-    r.line(Level::Ok, "cache", crate::cachegc::doctor_line(def.as_ref(), &paths::project_root()));
+    // Resolved as an exporting build would be: where `--cache-export`, CI or a registry put it.
+    let exporting = [("CACHE_EXPORT".to_string(), "1".to_string())];
+    let def = engine.as_ref().and_then(|e| crate::bake::print(&e.docker(), &exporting, &[]).ok());
+    let cache = crate::cachegc::doctor_line(def.as_ref(), &paths::project_root());
+    r.line(Level::Ok, "cache", format!("{cache}; exported only with --cache-export, CI=true or REGISTRY (a local build uses the engine's own cache)"));
     disk_line(&mut r);
     if r.failures > 0 {
         bail!("{} check(s) failed; fix the FAIL lines above", r.failures);
@@ -115,7 +118,7 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
-fn engine_lines(r: &mut Report, engine: &Engine) {
+fn engine_lines(r: &mut Report, engine: &Engine, settings: &Settings) {
     let facts = match engine::facts(engine, None) {
         Ok(f) => f,
         Err(e) => return r.line(Level::Fail, "engine", format!("{e:#}")),
@@ -154,6 +157,15 @@ fn engine_lines(r: &mut Report, engine: &Engine) {
         // The build still works: it leaves out what this builder cannot do, and says so.
         r.line(Level::Ok, "builder", format!("{builder}: builds load single-platform images; cache export and attestations are left out (the containerd image store has both)"));
     }
+    let inline = settings.build_args().iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true"));
+    let lost = crate::reproducible::lost(&caps, inline, true, true);
+    for line in &lost {
+        r.line(Level::Warn, "reproducible", line.clone());
+    }
+    if lost.is_empty() {
+        r.line(Level::Ok, "reproducible", "a warm rebuild keeps the image ids; two cold builds of one commit give the same digests (pushed and OCI images)");
+    }
+    r.line(Level::Ok, "reproducible", crate::reproducible::LOAD_NOTE);
     let multi = crate::bake::print(&engine.docker(), &[], &["multiplatform".to_string()]);
     let platforms: Vec<String> = multi
         .map(|d| d.target.values().flat_map(|t| t.platforms.iter().cloned()).collect::<std::collections::BTreeSet<_>>())
@@ -200,7 +212,7 @@ fn settings_lines(r: &mut Report, settings: &Settings, engine: Option<&Engine>) 
             Scope::BuildArg if key == "BUILDKIT_INLINE_CACHE" => r.line(
                 Level::Ok,
                 "buildkit env",
-                format!("{key}={value}: build argument; writes min-mode inline cache into loaded or pushed images only (the bake file's mode=max cache keeps the deps stages)"),
+                format!("{key}={value}: build argument; 1 writes min-mode inline cache, with the time each layer was made, into the image config (two cold builds then differ); `--cache-export` keeps the fuller mode=max cache"),
             ),
             Scope::BuildArg => r.line(Level::Ok, "buildkit env", format!("{key}={value}: passed as a build argument")),
             Scope::Daemon if private => r.line(Level::Ok, "buildkit env", format!("{key}={value}: in the private dockerd's environment")),

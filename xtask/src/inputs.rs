@@ -49,6 +49,14 @@ pub struct Inputs {
     pub dockerfiles: BTreeMap<PathBuf, String>,
     /// Every platform the bake file builds for, read only when a `--set` names a platform.
     pub platforms: Vec<String>,
+    /// The `CI` variable (CI exports the cache, see `cachepolicy`).
+    pub ci: Option<String>,
+    /// The checkout's `origin` remote (provenance records a source only when it is public).
+    pub origin: Option<String>,
+    /// `BUILDKIT_INLINE_CACHE` is on.
+    pub inline_cache: bool,
+    /// `SOURCE_URL` from the settings.
+    pub source_url: Option<String>,
 }
 
 /// The engine that answers, else (for a dry run, which starts none) the private engine's
@@ -119,6 +127,13 @@ impl Inputs {
             definition,
             dockerfiles,
             platforms,
+            ci: std::env::var("CI").ok(),
+            origin: crate::runner::read(
+                &crate::runner::Cmd::new("git").args(["config", "--get", "remote.origin.url"]).dir(paths::project_root()),
+            )
+            .ok(),
+            inline_cache: settings.build_args().iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true")),
+            source_url: settings.iter().find(|(k, _, _)| *k == "SOURCE_URL").map(|(_, v, _)| v.to_string()),
         })
     }
 }

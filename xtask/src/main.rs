@@ -1,7 +1,7 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
-use xtask::{bench, bench_second, build, check, clean, doctor, engine, flags, report, settings, stack, stop, test, usage};
+use xtask::{bench, bench_second, build, check, clean, doctor, engine, flags, report, settings, stack, stop, test, usage, verify};
 
 use build::{Options, Recipe};
 use flags::{Args, Parsed, Sub};
@@ -21,6 +21,7 @@ fn options(a: &Args) -> Options {
         push: has("push") && a.switch("push"),
         oci: has("oci") && a.switch("oci"),
         check: false,
+        cache_export: a.switch("cache-export"),
     }
 }
 
@@ -40,7 +41,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::Backend => build::run(Recipe::Local, &["backend".to_string()], &options(a)),
         Sub::Frontend => build::run(Recipe::Local, &["frontend".to_string()], &options(a)),
         Sub::Production => build::run(Recipe::Production, &[], &options(a)),
-        Sub::Multiplatform => build::run(Recipe::Multiplatform, &[], &options(a)),
+        Sub::Multiplatform => build::run(Recipe::Multiplatform, &names(), &options(a)),
         Sub::Print => {
             let opts = Options {
                 dry_run: true,
@@ -57,6 +58,10 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             build::run(Recipe::Local, &names, &Options { check: true, ..Options::default() })
         }
         Sub::Doctor => doctor::run(),
+        Sub::Verify => match a.positionals.first() {
+            Some(image) => verify::run(image, a.value("platform").as_deref()),
+            None => anyhow::bail!("`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`"),
+        },
         Sub::EngineUp => engine::up(&settings::Settings::load()?, &which_engine(a)?),
         Sub::EngineDown => engine::down(&which_engine(a)?),
         Sub::EngineStatus => engine::status(&settings::Settings::load()?, &which_engine(a)?),

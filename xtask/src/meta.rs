@@ -63,12 +63,13 @@ pub fn collect(explicit: Option<&Version>) -> Result<Metadata> {
             };
             (commit, rfc3339(&epoch)?)
         }
-        // A tarball without .git: say so rather than invent a commit; its date is
-        // SOURCE_DATE_EPOCH when the builder gives one (two engines building one export of a
-        // commit then agree), else now.
-        Err(_) => match std::env::var("SOURCE_DATE_EPOCH") {
-            Ok(epoch) => ("unknown".to_string(), rfc3339(&epoch)?),
-            Err(_) => ("unknown".to_string(), Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),
+        // A tarball without .git: say so rather than invent a commit; `verify`'s scratch export
+        // of a commit is told its commit and time, and SOURCE_DATE_EPOCH alone dates it (two
+        // engines building one export of a commit then agree); else now.
+        Err(_) => match (std::env::var("XTASK_SOURCE_COMMIT"), std::env::var("SOURCE_DATE_EPOCH")) {
+            (Ok(commit), Ok(epoch)) if !commit.is_empty() => (commit, rfc3339(&epoch)?),
+            (_, Ok(epoch)) => ("unknown".to_string(), rfc3339(&epoch)?),
+            _ => ("unknown".to_string(), Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),
         },
     };
     Ok(Metadata { version, version_source, git_commit, build_date })

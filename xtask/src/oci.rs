@@ -67,7 +67,7 @@ fn walk(
 }
 
 /// Reads a tar stream, keeping the files no larger than `JSON_LIMIT`.
-fn small_files(reader: impl Read) -> Result<BTreeMap<String, Vec<u8>>> {
+pub fn small_files(reader: impl Read) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
     crate::tar::for_each_file(
         reader,

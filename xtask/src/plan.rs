@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::adapt;
+use crate::{adapt, cachepolicy, reproducible};
 use crate::bake::Definition;
 use crate::cachegc;
 use crate::engine::{self, Engine, Facts};
@@ -57,6 +57,8 @@ pub struct Plan {
     /// `--allow` entitlements and `--set` overrides, in the order they are passed.
     pub allow: Vec<String>,
     pub sets: Vec<String>,
+    /// The outputs are set per target (in `sets`), so neither `--load` nor `--push` is passed.
+    pub outputs_in_sets: bool,
     /// Files the build reads that are written before it runs (path, text).
     pub files: Vec<(PathBuf, String)>,
     /// The local cache folders this build exports to: cleaned after it succeeds.
@@ -73,6 +75,9 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let facts = known_facts(inputs, opts.dry_run)?;
     let mut vars =
         bake_vars(&inputs.metadata, &inputs.npm_pin, request.registry.as_deref(), inputs.ca_bundle.as_deref());
+    let cache_export = cachepolicy::decide(opts.cache_export, inputs.ci.as_deref(), request.registry.is_some());
+    vars.extend(cachepolicy::bake_var(cache_export));
+    notes.extend(cache_export.map(|e| format!("mode=max cache export on ({})", e.reason())));
     let pull = bases(inputs, opts, &mut vars, &mut notes)?;
     let definition = &inputs.definition;
     // buildx lists what was asked for as the `default` group and resolves every target in it.
@@ -85,13 +90,29 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     sets.extend(syntax.sets);
     notes.extend(syntax.notes);
 
+    let repro = reproducible::for_plan(
+        reproducible::Exporter::of(opts.check, opts.push, opts.oci),
+        &inputs.metadata,
+        facts.as_ref(),
+        inputs.inline_cache,
+        inputs.source_url.as_deref(),
+        inputs.origin.as_deref(),
+    )?;
+    vars.extend(repro.vars.iter().chain(&repro.env).cloned());
+    notes.extend(repro.notes.iter().cloned());
+    sets.extend(repro.sets.iter().cloned());
     let oci_dir = inputs.xtask_dir.join("oci");
     let output = output(request, &oci_dir);
     if opts.oci {
         for t in &targets {
-            sets.push(format!("{t}.output=type=oci,dest={}", oci_dir.join(format!("{t}.tar")).display()));
+            let attrs = &repro.attrs;
+            sets.push(format!("{t}.output=type=oci,dest={}{attrs}", oci_dir.join(format!("{t}.tar")).display()));
         }
     }
+    // `--load` and `--push` cannot carry the exporter's attributes: each target's output says them.
+    let exporter_sets = reproducible::output_sets(repro.exporter, &targets, &repro.attrs);
+    let exporter_sets_given = exporter_sets.is_some();
+    sets.extend(exporter_sets.into_iter().flatten());
     // Ask of the builder only what it can do: leave out what it cannot with a line each, refuse
     // what cannot be left out, and grant the paths bake's entitlements check.
     let full = Facts { driver: "docker".to_string(), containerd_store: true, ..Facts::default() };
@@ -108,8 +129,9 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     notes.extend(fit.notes);
     sets.extend(opts.set.iter().cloned());
     // BuildKit only ever adds to a local cache folder: the ones this build exports to are cleaned
-    // after it (none when the builder cannot export, and the plan left the export out).
-    let local_caches = if caps.cache_export { cachegc::local_dirs(definition, &inputs.root) } else { Vec::new() };
+    // after it (none when nothing is exported, or the builder cannot export and the plan left
+    // the export out).
+    let local_caches = if caps.cache_export && cache_export.is_some() { cachegc::local_dirs(definition, &inputs.root) } else { Vec::new() };
 
     // Both were checked when read (`--progress` with the flags, BUILDKIT_PROGRESS with `.env`).
     let progress = opts.progress.as_deref().and_then(|p| p.parse().ok()).or(inputs.progress).unwrap_or_default();
@@ -133,6 +155,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         pull,
         allow: fit.allow,
         sets,
+        outputs_in_sets: exporter_sets_given,
         files: syntax.files,
         local_caches,
         planned_in: 0.0,
@@ -193,9 +216,9 @@ impl Plan {
             .docker()
             .envs(&self.client_env)
             .envs(&self.vars)
-            // The xtask reads SOURCE_DATE_EPOCH as the build date; buildx would also pass it on as a
-            // build argument, which newer BuildKit applies to every step (re-running them all for a
-            // new date), so it stays out of buildx's environment.
+            // The xtask reads SOURCE_DATE_EPOCH as the build date and passes it on itself (the build
+            // argument and the exporter's option, see `reproducible`): buildx must not forward the
+            // environment's value as well.
             .env_remove("SOURCE_DATE_EPOCH")
             .dir(&self.root)
             .args(["buildx", "bake", "--file", "docker-bake.hcl", "--progress", "rawjson"])
@@ -210,6 +233,7 @@ impl Plan {
             bake = bake.arg("--pull");
         }
         match self.output {
+            Output::Load | Output::Push if self.outputs_in_sets => {}
             Output::Load => bake = bake.arg("--load"),
             Output::Push => bake = bake.arg("--push"),
             Output::Oci(_) => {}

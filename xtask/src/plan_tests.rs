@@ -78,7 +78,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         },
         npm_pin: "11.5.2".to_string(),
         ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".to_string()),
-        build_args: vec![("BUILDKIT_INLINE_CACHE".to_string(), "1".to_string())],
+        build_args: vec![("BUILDKIT_INLINE_CACHE".to_string(), "0".to_string())],
         client_env: vec![],
         progress: None,
         engine: Engine::default(),
@@ -91,6 +91,10 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         definition: resolved(all, names),
         dockerfiles: BTreeMap::new(),
         platforms: crate::inputs::platforms_of(&Definition::parse(all).unwrap()),
+        ci: None,
+        origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
+        inline_cache: false,
+        source_url: None,
     }
 }
 
@@ -113,7 +117,28 @@ fn line(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>, f
 
 const HEAD: &str =
     "docker buildx bake --file docker-bake.hcl --progress rawjson --metadata-file /src/cc/target/xtask/metadata-1.json";
-const CA: &str = "--allow=fs.read=/etc/ssl/certs/ca-certificates.crt --set '*.args.BUILDKIT_INLINE_CACHE=1'";
+const CA: &str = "--allow=fs.read=/etc/ssl/certs/ca-certificates.crt --set '*.args.BUILDKIT_INLINE_CACHE=0'";
+/// The commit time (BUILD_DATE 2026-01-01) as the build argument every step sees.
+const EPOCH: &str = "--set '*.args.SOURCE_DATE_EPOCH=1767225600'";
+
+/// Each target's output with the exporter's attributes (`--load` and `--push` cannot carry them).
+fn out(kind: &str, attrs: &str, targets: &[&str]) -> String {
+    let attrs = format!("oci-mediatypes=true,source-date-epoch=1767225600{attrs}");
+    targets.iter().map(|t| format!("--set {t}.output=type={kind},{attrs}")).collect::<Vec<_>>().join(" ")
+}
+
+fn load(targets: &[&str]) -> String {
+    out("docker", "", targets)
+}
+
+fn pushed(targets: &[&str]) -> String {
+    out("registry", PUSH_ATTRS, targets)
+}
+
+/// What `--push` and `--oci` add: file times rewritten to the epoch; a pushed image is not kept
+/// in the engine's store (BuildKit cannot unpack and rewrite at once).
+const PUSH_ATTRS: &str = ",rewrite-timestamp=true,store=false";
+const OCI_ATTRS: &str = "oci-mediatypes=true,source-date-epoch=1767225600,rewrite-timestamp=true";
 
 fn push() -> Options {
     Options { push: true, ..Options::default() }
@@ -122,23 +147,25 @@ fn push() -> Options {
 #[test]
 fn local_recipes_load_into_the_engine_and_grant_the_ca_bundle() {
     let local = |names: &[&str]| line(Recipe::Local, names, Options::default(), None, current());
-    assert_eq!(local(&[]), format!("{HEAD} --load {CA} default"));
-    assert_eq!(local(&["backend"]), format!("{HEAD} --load {CA} backend"));
-    assert_eq!(local(&["frontend"]), format!("{HEAD} --load {CA} frontend"));
-    assert_eq!(local(&["development"]), format!("{HEAD} --load {CA} development"));
+    let both = load(&["backend", "frontend"]);
+    assert_eq!(local(&[]), format!("{HEAD} {CA} {EPOCH} {both} default"));
+    assert_eq!(local(&["backend"]), format!("{HEAD} {CA} {EPOCH} {} backend", load(&["backend"])));
+    assert_eq!(local(&["frontend"]), format!("{HEAD} {CA} {EPOCH} {} frontend", load(&["frontend"])));
+    let dev = load(&["backend", "frontend-development"]);
+    assert_eq!(local(&["development"]), format!("{HEAD} {CA} {EPOCH} {dev} development"));
     let with_registry = line(Recipe::Local, &[], Options::default(), Some(REGISTRY), current());
-    assert_eq!(with_registry, format!("{HEAD} --load {CA} default"));
+    assert_eq!(with_registry, format!("{HEAD} {CA} {EPOCH} {both} default"));
 }
 
 #[test]
 fn production_loads_or_pushes_its_group() {
     assert_eq!(
         line(Recipe::Production, &[], Options::default(), None, current()),
-        format!("{HEAD} --load {CA} production")
+        format!("{HEAD} {CA} {EPOCH} {} production", load(&["backend-production", "frontend-production"]))
     );
     assert_eq!(
         line(Recipe::Production, &[], push(), Some(REGISTRY), current()),
-        format!("{HEAD} --push {CA} production")
+        format!("{HEAD} {CA} {EPOCH} {} production", pushed(&["backend-production", "frontend-production"]))
     );
 }
 
@@ -146,17 +173,19 @@ fn production_loads_or_pushes_its_group() {
 fn multiplatform_loads_pushes_or_writes_an_archive_per_target() {
     assert_eq!(
         line(Recipe::Multiplatform, &[], Options::default(), None, current()),
-        format!("{HEAD} --load {CA} multiplatform")
+        format!("{HEAD} {CA} {EPOCH} {} multiplatform", load(&["backend-multiplatform", "frontend-multiplatform"]))
     );
     assert_eq!(
         line(Recipe::Multiplatform, &[], push(), Some(REGISTRY), current()),
-        format!("{HEAD} --push {CA} multiplatform")
+        format!("{HEAD} {CA} {EPOCH} {} multiplatform", pushed(&["backend-multiplatform", "frontend-multiplatform"]))
     );
     let oci = Options { oci: true, ..Options::default() };
-    let dest = |t: &str| format!("--set {t}.output=type=oci,dest=/src/cc/target/xtask/oci/{t}.tar");
+    let dest = |t: &str| {
+        format!("--set {t}.output=type=oci,dest=/src/cc/target/xtask/oci/{t}.tar,{OCI_ATTRS}")
+    };
     assert_eq!(
         line(Recipe::Multiplatform, &[], oci, None, current()),
-        format!("{HEAD} {CA} {} {} multiplatform", dest("backend-multiplatform"), dest("frontend-multiplatform"))
+        format!("{HEAD} {CA} {EPOCH} {} {} multiplatform", dest("backend-multiplatform"), dest("frontend-multiplatform"))
     );
 }
 
@@ -182,15 +211,16 @@ fn classic_store_leaves_out_cache_export_and_attestations_and_refuses_several_pl
     let drop_cache = "--set backend.cache-to= --set frontend.cache-to=";
     assert_eq!(
         p.bake().command_line(),
-        format!("{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=1' {drop_cache} default")
+        format!("{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=0' {drop_cache} default")
     );
     assert!(p.local_caches.is_empty(), "nothing exported, nothing to clean");
-    assert!(p.notes[0].starts_with("cache export left out"), "{:?}", p.notes);
+    assert!(p.notes.iter().any(|n| n.starts_with("cache export left out")), "{:?}", p.notes);
+    assert!(p.notes.iter().any(|n| n.starts_with("same image on a rebuild lost")), "{:?}", p.notes);
     let p = plan_of(Recipe::Production, &[], Options::default(), None, classic()).unwrap();
     assert_eq!(
         p.bake().command_line(),
         format!(
-            "{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=1' --set backend-production.cache-to= \
+            "{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=0' --set backend-production.cache-to= \
              --set frontend-production.cache-to= --set backend-production.attest=type=provenance,disabled=true \
              --set frontend-production.attest=type=provenance,disabled=true production"
         )
@@ -202,6 +232,9 @@ fn classic_store_leaves_out_cache_export_and_attestations_and_refuses_several_pl
 #[test]
 fn local_caches_are_cleaned_only_where_the_build_exports_to_them() {
     let p = plan_of(Recipe::Local, &[], Options::default(), None, current()).unwrap();
+    assert!(p.local_caches.is_empty(), "a local build exports no cache (see cachepolicy)");
+    let export = Options { cache_export: true, ..Options::default() };
+    let p = plan_of(Recipe::Local, &[], export, None, current()).unwrap();
     assert_eq!(
         p.local_caches,
         [PathBuf::from("/src/cc/target/buildx-cache/backend"), "/src/cc/target/buildx-cache/frontend".into()]
@@ -224,8 +257,14 @@ fn environment_carries_metadata_pins_registry_and_bases() {
             "NPM_VERSION=11.5.2",
             "REGISTRY=127.0.0.1:5000",
             "CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt",
+            // A registry is set: its cache is exported for other engines (see cachepolicy).
+            "CACHE_EXPORT=1",
             &format!("PYTHON_IMAGE={}", officials()[0]),
             &format!("NODE_IMAGE={}", officials()[1]),
+            // No attestation unless the bake file asks (production does), and git information
+            // only because `origin` is the public URL.
+            "BUILDX_NO_DEFAULT_ATTESTATIONS=1",
+            "BUILDX_GIT_INFO=1",
         ]
     );
     assert_eq!(p.bake().unset, ["SOURCE_DATE_EPOCH"]);

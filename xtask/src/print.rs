@@ -17,6 +17,9 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
     for note in &plan.notes {
         println!("# note: {note}");
     }
+    if plan.output == crate::plan::Output::Load {
+        println!("# note: {}", crate::reproducible::LOAD_NOTE);
+    }
     println!("# environment the xtask sets for buildx:");
     for (k, v) in plan.engine.env.iter().chain(&plan.client_env).chain(&plan.vars) {
         println!("export {k}={}", runner::quote(v));
@@ -40,7 +43,7 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
             if t.platforms.is_empty() { "engine default".to_string() } else { t.platforms.join(",") },
             t.tags.join(","),
             kinds(&t.cache_from),
-            kinds(&t.cache_to),
+            if t.cache_to.is_empty() { "none (the engine's own cache)".to_string() } else { kinds(&t.cache_to) },
             if t.attest.is_empty() { "none".to_string() } else { kinds(&t.attest) },
             if t.output.is_empty() { "from the command line".to_string() } else { kinds(&t.output) },
         );

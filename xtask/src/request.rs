@@ -21,6 +21,8 @@ pub struct Options {
     pub oci: bool,
     /// Run BuildKit's Dockerfile checks instead of building (`bake --call check`).
     pub check: bool,
+    /// Export the mode=max cache (see `cachepolicy`).
+    pub cache_export: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -25,7 +25,7 @@ pub struct Facts {
 }
 
 /// What the builder can do, which decides what a plan may ask of it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Capabilities {
     /// `cache-to` of any kind (the docker driver needs the containerd image store for it).
     pub cache_export: bool,
@@ -42,6 +42,11 @@ pub struct Capabilities {
     pub history: bool,
     /// `bake --call check`: BuildKit's own Dockerfile checks (BuildKit 0.15+, buildx 0.15+).
     pub checks: bool,
+    /// The image exporter dates the config and history from `source-date-epoch` (the docker
+    /// driver needs the containerd image store for it).
+    pub source_epoch: bool,
+    /// The exporter's `rewrite-timestamp`: file times in layers clamped too (BuildKit 0.13+).
+    pub rewrite_timestamp: bool,
 }
 
 /// The engine a build ran on, as its report and history line keep it: enough to tell two engines
@@ -117,6 +122,8 @@ impl Facts {
             fs_entitlements: buildx(19),
             history: buildx(20),
             checks: buildx(15) && buildkit(15),
+            source_epoch: full,
+            rewrite_timestamp: full && buildkit(13),
         }
     }
 

@@ -49,6 +49,7 @@ pub enum Sub {
     Print,
     Check,
     Doctor,
+    Verify,
     EngineUp,
     EngineDown,
     EngineStatus,

@@ -7,6 +7,10 @@ use super::{repeated, switch, valued, Command, Flag, Positional, Sub};
 pub const BUILD: &[Flag] = &[
     switch("dry-run", "Print the plan (commands, environment, bake definition) and run nothing."),
     switch("no-cache", "Build every step again, ignoring the build cache."),
+    switch(
+        "cache-export",
+        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with CI=true or a configured registry.",
+    ),
     switch("pull", "Check the registry for newer base images."),
     valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),
     valued("builder", "NAME", "Use this buildx builder instead of the current one."),
@@ -57,7 +61,7 @@ pub const COMMANDS: &[Command] = &[
         sub: Sub::Multiplatform,
         name: "multiplatform",
         about: "Build the `multiplatform` group for every platform the bake file names.",
-        positional: None,
+        positional: Some(Positional { name: "NAMES", repeated: true, help: "Targets or groups (default: the `multiplatform` group)." }),
         flags: &[
             &[
                 switch("push", "Push the multi-platform images to the registry."),
@@ -86,6 +90,13 @@ pub const COMMANDS: &[Command] = &[
         about: "Check this machine for everything a build needs; one line each, with a fix.",
         positional: None,
         flags: NONE,
+    },
+    Command {
+        sub: Sub::Verify,
+        name: "verify",
+        about: "Rebuild the commit an image names (its revision label) from a clean export of that commit, without cache, and compare the per-platform digests, layer by layer where they differ.",
+        positional: Some(Positional { name: "IMAGE", repeated: false, help: "A pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:0.4.0." }),
+        flags: &[&[valued("platform", "PLATFORMS", "Rebuild only these platforms (comma-separated; default: every one the image has).")]],
     },
     Command {
         sub: Sub::EngineUp,

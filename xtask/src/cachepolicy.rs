@@ -1,0 +1,65 @@
+//! Where a build's cache goes. On a developer's machine the engine keeps its own layer cache and
+//! nothing reads an exported one, so a local build exports none; the mode=max export (to
+//! `target/buildx-cache/`, or to the registry when one is set) happens only when someone will
+//! read it: `--cache-export`, CI, or a configured cache registry.
+
+/// Why this build exports its cache, or `None` when it does not.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Export {
+    /// `--cache-export` on the command line.
+    Flag,
+    /// `CI=true`: the next CI run on an empty engine imports it.
+    Ci,
+    /// REGISTRY (or `--registry`) is set: other engines import from it.
+    Registry,
+}
+
+impl Export {
+    pub fn reason(self) -> &'static str {
+        match self {
+            Export::Flag => "--cache-export",
+            Export::Ci => "CI=true",
+            Export::Registry => "a cache registry is set",
+        }
+    }
+}
+
+/// The decision, from the flag, the CI variable's value and whether a registry is configured.
+pub fn decide(flag: bool, ci: Option<&str>, registry: bool) -> Option<Export> {
+    if flag {
+        Some(Export::Flag)
+    } else if ci.is_some_and(|v| v == "true" || v == "1") {
+        Some(Export::Ci)
+    } else if registry {
+        Some(Export::Registry)
+    } else {
+        None
+    }
+}
+
+/// The bake variable that turns the bake file's `cache-to` on (empty leaves it off).
+pub fn bake_var(export: Option<Export>) -> Option<(String, String)> {
+    export.map(|_| ("CACHE_EXPORT".to_string(), "1".to_string()))
+}
+
+/// As `decide`, reading CI from this process's environment.
+pub fn from_env(flag: bool, registry: bool) -> Option<Export> {
+    decide(flag, std::env::var("CI").ok().as_deref(), registry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_local_build_exports_nothing_and_each_reader_turns_it_on() {
+        assert_eq!(decide(false, None, false), None);
+        assert_eq!(decide(false, Some("false"), false), None);
+        assert_eq!(decide(true, None, false), Some(Export::Flag));
+        assert_eq!(decide(false, Some("true"), false), Some(Export::Ci));
+        assert_eq!(decide(false, Some("1"), true), Some(Export::Ci));
+        assert_eq!(decide(false, None, true), Some(Export::Registry));
+        assert_eq!(bake_var(None), None);
+        assert_eq!(bake_var(Some(Export::Ci)), Some(("CACHE_EXPORT".to_string(), "1".to_string())));
+    }
+}

@@ -1118,11 +1118,24 @@ fn cache_blobs_holding(cache: &Path, needles: &[String]) -> Vec<(PathBuf, String
         } else {
             raw
         };
-        for needle in needles {
-            if data.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                found.push((blob.path(), needle.clone()));
-            }
+        // grep searches hundreds of megabytes for every token at once; a byte-by-byte search in
+        // this unoptimised test binary took minutes.
+        let scratch = std::env::temp_dir().join(format!("xtask-e2e-blob-{}", std::process::id()));
+        std::fs::write(&scratch, &data).unwrap();
+        let patterns = scratch.with_extension("tokens");
+        std::fs::write(&patterns, needles.join("\n")).unwrap();
+        let grep = Command::new("grep")
+            .args(["-a", "-o", "-F", "-f"])
+            .arg(&patterns)
+            .arg(&scratch)
+            .output()
+            .expect("grep");
+        assert!(grep.status.code().is_some_and(|c| c <= 1), "grep failed on {}", blob.path().display());
+        for hit in String::from_utf8_lossy(&grep.stdout).lines().collect::<std::collections::BTreeSet<_>>() {
+            found.push((blob.path(), hit.to_string()));
         }
+        let _ = std::fs::remove_file(&scratch);
+        let _ = std::fs::remove_file(&patterns);
     }
     found
 }

@@ -98,7 +98,7 @@ pub fn for_plan(
     source_url: Option<&str>,
     origin: Option<&str>,
 ) -> Result<Repro> {
-    let full = Capabilities { source_epoch: true, rewrite_timestamp: true, ..Capabilities::default() };
+    let full = Capabilities { source_epoch: true, rewrite_timestamp: true, push_unstored: true, ..Capabilities::default() };
     let caps = facts.map(Facts::capabilities).unwrap_or(full);
     let mut r = plan(&Asked {
         build_date: &meta.build_date,
@@ -132,13 +132,16 @@ pub fn plan(asked: &Asked) -> Result<Repro> {
             r.attrs.push_str(&format!(",source-date-epoch={epoch}"));
             r.sets.push(format!("*.args.SOURCE_DATE_EPOCH={epoch}"));
         }
-        if asked.caps.rewrite_timestamp && asked.exporter != Exporter::Load {
+        let push = asked.exporter == Exporter::Push;
+        if asked.caps.rewrite_timestamp && (asked.exporter == Exporter::Oci || push && asked.caps.push_unstored) {
             r.attrs.push_str(",rewrite-timestamp=true");
         }
-        if asked.caps.rewrite_timestamp && asked.exporter == Exporter::Push {
+        if push && asked.caps.rewrite_timestamp && asked.caps.push_unstored {
             // The docker driver would also keep a pushed image in the engine's store, unpacked,
             // and BuildKit refuses rewrite-timestamp with unpacking: push only.
             r.attrs.push_str(",store=false");
+        } else if push && asked.caps.rewrite_timestamp {
+            r.notes.push("same digest from two cold pushes lost: this buildx pushes through the engine's store, which rewrite-timestamp cannot be combined with (buildx 0.29 pushes without it)".to_string());
         }
     }
     r.notes.extend(lost(asked.caps, asked.inline_cache, asked.from_commit, asked.exporter != Exporter::Load));
@@ -193,7 +196,7 @@ mod tests {
     use super::*;
 
     fn caps(source_epoch: bool, rewrite_timestamp: bool) -> Capabilities {
-        Capabilities { source_epoch, rewrite_timestamp, ..Capabilities::default() }
+        Capabilities { source_epoch, rewrite_timestamp, push_unstored: rewrite_timestamp, ..Capabilities::default() }
     }
 
     fn asked<'a>(exporter: Exporter, caps: &'a Capabilities) -> Asked<'a> {
@@ -223,6 +226,16 @@ mod tests {
         assert_eq!(output_sets(Exporter::Load, &["b".to_string()], ""), None);
         assert!(load.env.contains(&("BUILDX_NO_DEFAULT_ATTESTATIONS".to_string(), "1".to_string())));
         assert!(plan(&asked(Exporter::None, &full)).unwrap().attrs.is_empty());
+    }
+
+    #[test]
+    fn an_older_buildx_pushes_through_the_store_so_its_pushes_keep_their_file_times() {
+        let floor = Capabilities { push_unstored: false, ..caps(true, true) };
+        let push = plan(&asked(Exporter::Push, &floor)).unwrap();
+        assert_eq!(push.attrs, ",oci-mediatypes=true,source-date-epoch=1795847921");
+        assert!(push.notes[0].starts_with("same digest from two cold pushes lost"), "{:?}", push.notes);
+        let oci = plan(&asked(Exporter::Oci, &floor)).unwrap();
+        assert!(oci.attrs.ends_with(",rewrite-timestamp=true"), "{}", oci.attrs);
     }
 
     #[test]

@@ -47,6 +47,10 @@ pub struct Capabilities {
     pub source_epoch: bool,
     /// The exporter's `rewrite-timestamp`: file times in layers clamped too (BuildKit 0.13+).
     pub rewrite_timestamp: bool,
+    /// A push with `store=false`, which `rewrite-timestamp` needs on the docker driver: BuildKit
+    /// pushes without unpacking into the engine. Tested with buildx 0.29; buildx 0.13 pushes
+    /// through the engine's store instead and finds no tag there.
+    pub push_unstored: bool,
 }
 
 /// The engine a build ran on, as its report and history line keep it: enough to tell two engines
@@ -124,6 +128,7 @@ impl Facts {
             checks: buildx(15) && buildkit(15),
             source_epoch: full,
             rewrite_timestamp: full && buildkit(13),
+            push_unstored: full && buildkit(13) && buildx(29),
         }
     }
 

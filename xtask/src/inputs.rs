@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::bake::{self, Definition};
+use crate::cachepolicy;
 use crate::engine::{self, Engine, Facts};
 use crate::meta::{self, Metadata};
 use crate::paths;
@@ -49,8 +50,9 @@ pub struct Inputs {
     pub dockerfiles: BTreeMap<PathBuf, String>,
     /// Every platform the bake file builds for, read only when a `--set` names a platform.
     pub platforms: Vec<String>,
-    /// The `CI` variable (CI exports the cache, see `cachepolicy`).
-    pub ci: Option<String>,
+    /// Whether (and why) this build exports its cache: decided before the definition is
+    /// resolved, since the bake file's `cache-to` depends on it.
+    pub cache_export: Option<cachepolicy::Export>,
     /// The checkout's `origin` remote (provenance records a source only when it is public).
     pub origin: Option<String>,
     /// `BUILDKIT_INLINE_CACHE` is on.
@@ -89,7 +91,10 @@ impl Inputs {
             .map(str::to_string);
         let root = paths::project_root();
         let officials = bake::base_images(&root)?;
-        let vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
+        let cache_export =
+            cachepolicy::decide(opts.cache_export, std::env::var("CI").ok().as_deref(), request.registry.is_some());
+        let mut vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
+        vars.extend(cachepolicy::bake_var(cache_export));
         let (facts, bases, frontend, definition) = std::thread::scope(|s| {
             let facts = s.spawn(|| engine::facts(&engine, opts.builder.as_deref()));
             let bases = s.spawn(|| standin::look(&engine, settings, &officials));
@@ -127,7 +132,7 @@ impl Inputs {
             definition,
             dockerfiles,
             platforms,
-            ci: std::env::var("CI").ok(),
+            cache_export,
             origin: crate::runner::read(
                 &crate::runner::Cmd::new("git").args(["config", "--get", "remote.origin.url"]).dir(paths::project_root()),
             )

@@ -75,7 +75,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let facts = known_facts(inputs, opts.dry_run)?;
     let mut vars =
         bake_vars(&inputs.metadata, &inputs.npm_pin, request.registry.as_deref(), inputs.ca_bundle.as_deref());
-    let cache_export = cachepolicy::decide(opts.cache_export, inputs.ci.as_deref(), request.registry.is_some());
+    let cache_export = inputs.cache_export;
     vars.extend(cachepolicy::bake_var(cache_export));
     notes.extend(cache_export.map(|e| format!("mode=max cache export on ({})", e.reason())));
     let pull = bases(inputs, opts, &mut vars, &mut notes)?;

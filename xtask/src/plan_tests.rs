@@ -91,7 +91,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         definition: resolved(all, names),
         dockerfiles: BTreeMap::new(),
         platforms: crate::inputs::platforms_of(&Definition::parse(all).unwrap()),
-        ci: None,
+        cache_export: crate::cachepolicy::decide(false, None, false),
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
         source_url: None,
@@ -107,8 +107,11 @@ fn plan_of(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>
         (Some(_), true) => ALL_REGISTRY_0_29,
         (None, true) => ALL_0_29,
     };
+    let mut inputs = inputs(all, &names, facts);
+    // As `Inputs::gather` decides it, with CI unset.
+    inputs.cache_export = crate::cachepolicy::decide(opts.cache_export, None, registry.is_some());
     let request = Request { recipe, names: names.clone(), opts, registry: registry.map(str::to_string), version: None };
-    plan(&request, &inputs(all, &names, facts))
+    plan(&request, &inputs)
 }
 
 fn line(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>, facts: Facts) -> String {

@@ -31,6 +31,9 @@ pub struct Options {
     pub oci: bool,
     /// Run BuildKit's Dockerfile checks instead of building (`bake --call check`).
     pub check: bool,
+    /// Sign the pushed images with cosign (`--sign`), with the key file `--key` names, if any.
+    pub sign: bool,
+    pub key: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -396,6 +399,8 @@ fn check_registry(registry: &str, engine: &Engine) -> Result<()> {
 pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // Held until the build ends, so that `clean` removes nothing it uses.
     let _lock = if opts.dry_run { None } else { Some(crate::lock::shared()?) };
+    // A signing request that cannot succeed is refused before anything is built.
+    let key = if opts.sign { Some(crate::signing::key_for_build(opts.push, opts.key.as_deref())?) } else { None };
     let plan = plan(recipe, names, opts)?;
     if opts.dry_run {
         return crate::print::print_plan(&plan);
@@ -407,6 +412,9 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
         return crate::check::run(&plan);
     }
     crate::run::build(&plan)?;
+    if let Some(key) = &key {
+        crate::signing::sign_last_build(key)?;
+    }
     // BuildKit only ever adds to a local cache folder: drop what this export left unreferenced.
     if let Some(line) = crate::cachegc::after_build(&plan.definition, &paths::project_root()) {
         eprintln!("xtask: {line}");

@@ -108,6 +108,10 @@ pub fn run() -> Result<()> {
     }
     let def = engine.as_ref().and_then(|e| crate::bake::print(&e.docker(), &[], &[]).ok());
     r.line(Level::Ok, "cache", crate::cachegc::doctor_line(def.as_ref(), &paths::project_root()));
+    match crate::signing::doctor_line() {
+        Ok(line) => r.line(Level::Ok, "signing", line),
+        Err(line) => r.line(Level::Warn, "signing", line),
+    }
     disk_line(&mut r);
     if r.failures > 0 {
         bail!("{} check(s) failed; fix the FAIL lines above", r.failures);

@@ -61,6 +61,8 @@ pub enum Sub {
     Clean,
     Report,
     Bench,
+    Verify,
+    Metrics,
     Test,
 }
 
@@ -101,6 +103,12 @@ const ENGINE: &[Flag] = &[
     switch("classic", "The engine that keeps images in the classic store instead of the containerd image store."),
 ];
 
+/// Signing what is pushed (see `signing.rs`).
+const SIGN: &[Flag] = &[
+    switch("sign", "Sign the pushed images by digest with cosign (needs --push and a key)."),
+    valued("key", "FILE", "The cosign private key (default: COSIGN_KEY_FILE, else the key text in COSIGN_PRIVATE_KEY); password in COSIGN_PASSWORD."),
+];
+
 const NONE: &[&[Flag]] = &[];
 
 pub const COMMANDS: &[Command] = &[
@@ -118,7 +126,7 @@ pub const COMMANDS: &[Command] = &[
         name: "production",
         about: "Build the `production` group: production stages, version tags (X.Y.Z, X.Y, X, latest), OCI labels and a provenance attestation.",
         positional: None,
-        flags: &[&[switch("push", "Push to the registry (--registry or REGISTRY) instead of loading into the engine.")], BUILD],
+        flags: &[&[switch("push", "Push to the registry (--registry or REGISTRY) instead of loading into the engine.")], SIGN, BUILD],
     },
     Command {
         sub: Sub::Multiplatform,
@@ -130,6 +138,7 @@ pub const COMMANDS: &[Command] = &[
                 switch("push", "Push the multi-platform images to the registry."),
                 switch("oci", "Write an OCI archive per image under target/xtask/oci/ instead of loading."),
             ],
+            SIGN,
             BUILD,
         ],
     },
@@ -245,6 +254,20 @@ pub const COMMANDS: &[Command] = &[
         about: "Measure cold, warm, source-change, dependency-change and metadata-change builds.",
         positional: Some(Positional { name: "NAMES", repeated: true, help: "Services to measure (default: backend and frontend)." }),
         flags: &[&[valued("runs", "N", "Runs per scenario (default 3).")]],
+    },
+    Command {
+        sub: Sub::Verify,
+        name: "verify",
+        about: "Check a pushed image's cosign signature with a public key, and list its attestations.",
+        positional: Some(Positional { name: "IMAGE", repeated: false, help: "The image, by tag or digest, e.g. 127.0.0.1:5000/contextcleanse-backend:1.0.0." }),
+        flags: &[&[valued("key", "FILE", "The cosign public key (default: COSIGN_PUBLIC_KEY).")]],
+    },
+    Command {
+        sub: Sub::Metrics,
+        name: "metrics",
+        about: "Print a build's metrics in the Prometheus text format (what is pushed to PUSHGATEWAY after each build).",
+        positional: Some(Positional { name: "ID", repeated: false, help: "A build id, `last` (the default) or `last~N`." }),
+        flags: NONE,
     },
     Command {
         sub: Sub::Test,

@@ -18,6 +18,7 @@ mod engine;
 mod flags;
 mod lock;
 mod meta;
+mod metrics;
 mod oci;
 mod paths;
 mod ports;
@@ -28,6 +29,7 @@ mod report;
 mod run;
 mod runner;
 mod settings;
+mod signing;
 mod stack;
 mod standin;
 mod stop;
@@ -53,6 +55,8 @@ fn options(a: &Args) -> Options {
         push: has("push") && a.switch("push"),
         oci: has("oci") && a.switch("oci"),
         check: false,
+        sign: has("sign") && a.switch("sign"),
+        key: if has("key") { a.value("key") } else { None },
     }
 }
 
@@ -119,6 +123,11 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             let runs = runs.map_err(|e| anyhow::anyhow!("--runs wants a whole number: {e}"))?;
             bench::run(&names(), runs.unwrap_or(3))
         }
+        Sub::Verify => match a.positionals.first() {
+            Some(image) => signing::command(image, a.value("key").as_deref()),
+            None => Err(anyhow::anyhow!("verify needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:1.0.0 --key cosign.pub`")),
+        },
+        Sub::Metrics => metrics::command(a.positionals.first().map(String::as_str)),
         Sub::Test => test::run(a.switch("no-e2e"), a.value("e2e-filter").as_deref()),
     }
 }

@@ -93,10 +93,18 @@ pub fn verify_cmd(public_key: &str, image: &str) -> Cmd {
     cmd.args(["--output", "json", image])
 }
 
-/// The attestations BuildKit attached to an image (provenance, SBOM): their predicate types, read
-/// from the index's attestation manifests.
-pub fn attestations_cmd(image: &str) -> Cmd {
-    Cmd::new("docker").args(["buildx", "imagetools", "inspect", image, "--format", "{{json .Provenance}}{{\"\\n\"}}{{json .SBOM}}"])
+/// One kind of attestation BuildKit attached to an image (`Provenance` or `SBOM`), as JSON.
+pub fn attestation_cmd(image: &str, kind: &str) -> Cmd {
+    Cmd::new("docker").args(["buildx", "imagetools", "inspect", image, "--format"]).arg(format!("{{{{json .{kind}}}}}"))
+}
+
+/// Whether `imagetools inspect`'s JSON for one kind holds anything.
+fn present(json: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(json.trim()) {
+        Ok(serde_json::Value::Object(m)) => !m.is_empty(),
+        Ok(serde_json::Value::Array(a)) => !a.is_empty(),
+        _ => false,
+    }
 }
 
 /// Signs each pushed image by digest. A failure (a wrong password, a registry refusing the
@@ -154,7 +162,8 @@ fn first_line(text: &str) -> &str {
 #[derive(Debug)]
 pub struct Verified {
     pub image: String,
-    pub attestations: String,
+    /// The kinds present: `provenance`, `sbom`.
+    pub attestations: Vec<&'static str>,
 }
 
 /// Checks an image's signature with a public key, then lists its attestations. An unsigned image,
@@ -174,7 +183,13 @@ pub fn verify(image: &str, public_key: &str) -> Result<Verified> {
         };
         bail!("{image}: signature check failed: {why}");
     }
-    let attestations = runner::read(&attestations_cmd(image)).context("reading the image's attestations")?;
+    let mut attestations = Vec::new();
+    for (kind, name) in [("Provenance", "provenance"), ("SBOM", "sbom")] {
+        let json = runner::read(&attestation_cmd(image, kind)).with_context(|| format!("reading {image}'s {name}"))?;
+        if present(&json) {
+            attestations.push(name);
+        }
+    }
     Ok(Verified { image: image.to_string(), attestations })
 }
 
@@ -185,8 +200,7 @@ pub fn command(image: &str, key: Option<&str>) -> Result<()> {
     };
     let v = verify(image, &key)?;
     println!("signature: ok ({})", v.image);
-    let present: Vec<&str> = v.attestations.lines().filter(|l| !l.trim().is_empty() && l.trim() != "null" && l.trim() != "{}").collect();
-    println!("attestations: {}", if present.is_empty() { "none".to_string() } else { format!("{} (provenance/SBOM)", present.len()) });
+    println!("attestations: {}", if v.attestations.is_empty() { "none".to_string() } else { v.attestations.join(", ") });
     Ok(())
 }
 
@@ -257,6 +271,16 @@ mod tests {
     fn images_are_signed_by_digest_with_the_tag_dropped() {
         assert_eq!(by_digest("127.0.0.1:5000/cc-backend:1.0.0", "sha256:ab"), "127.0.0.1:5000/cc-backend@sha256:ab");
         assert_eq!(by_digest("ghcr.io/o/cc", "sha256:ab"), "ghcr.io/o/cc@sha256:ab");
+    }
+
+    #[test]
+    fn attestations_are_present_only_when_the_json_holds_something() {
+        assert_eq!(
+            attestation_cmd("r/i:1", "SBOM").command_line(),
+            "docker buildx imagetools inspect r/i:1 --format '{{json .SBOM}}'"
+        );
+        assert!(present("{\"linux/amd64\": {\"SLSA\": {}}}"));
+        assert!(!present("null") && !present("{}") && !present(""));
     }
 
     #[test]

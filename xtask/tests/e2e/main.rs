@@ -12,6 +12,7 @@ use serde_json::Value;
 
 mod home_page;
 mod reports;
+mod signing;
 mod stack;
 
 fn root() -> PathBuf {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod home_page;
+mod metrics;
 mod reports;
 mod signing;
 mod stack;

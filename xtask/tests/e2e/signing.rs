@@ -95,8 +95,30 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("signature check failed") && said.trim().lines().count() == 1, "{said}");
 
-    // Neither the password nor the key's text is in anything the xtask wrote.
+    // A wrong password: one line naming it, non-zero exit, the images pushed but unsigned.
+    let wrong = format!("0.4.0-e2e-sign-wrong.{}", std::process::id());
+    let out = xtask(
+        &["production", "--push", "--sign", "--key", &key_s, "--registry", &registry, "--version", &wrong],
+        &[("COSIGN_PASSWORD", "not-the-password")],
+    );
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    let line = said.lines().find(|l| l.starts_with("error:")).unwrap_or_default();
+    assert!(line.contains("pushed but unsigned") && line.contains("wrong key password"), "{said}");
+    let unsigned = format!("{registry}/contextcleanse-backend:{wrong}");
+    docker(&["buildx", "imagetools", "inspect", &unsigned]);
+    assert!(!xtask(&["verify", &unsigned, "--key", &public_s], &[]).status.success());
+
+    // The key's text in COSIGN_PRIVATE_KEY instead of a file.
+    let from_env = format!("0.4.0-e2e-sign-env.{}", std::process::id());
     let key_text = std::fs::read_to_string(&key).unwrap();
+    must(
+        &["production", "--push", "--sign", "--registry", &registry, "--version", &from_env],
+        &[("COSIGN_PASSWORD", &password), ("COSIGN_PRIVATE_KEY", &key_text), ("COSIGN_KEY_FILE", "")],
+    );
+    must(&["verify", &format!("{registry}/contextcleanse-frontend:{from_env}"), "--key", &public_s], &[]);
+
+    // Neither the password nor the key's text is in anything the xtask wrote.
     let key_body = key_text.lines().nth(1).unwrap_or_default().to_string();
     for needle in [password.as_str(), key_body.as_str()] {
         assert!(files_holding(&root().join("target/xtask"), needle).is_empty(), "a secret leaked into target/xtask");

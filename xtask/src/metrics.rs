@@ -52,11 +52,15 @@ fn family(out: &mut String, name: &str, help: &str, samples: &[(Vec<(&str, Strin
 /// last build's values, and Prometheus keeps the series over time.
 pub fn exposition(report: &BuildReport) -> String {
     let base = build_labels(report);
-    let with = |extra: Vec<(&'static str, String)>| -> Vec<(&str, String)> {
-        base.iter().cloned().chain(extra).collect()
-    };
+    let with =
+        |extra: Vec<(&'static str, String)>| -> Vec<(&str, String)> { base.iter().cloned().chain(extra).collect() };
     let mut out = String::new();
-    family(&mut out, "xtask_build_wall_seconds", "Wall time of the whole build command.", &[(with(vec![]), report.wall_secs)]);
+    family(
+        &mut out,
+        "xtask_build_wall_seconds",
+        "Wall time of the whole build command.",
+        &[(with(vec![]), report.wall_secs)],
+    );
     let ok = if report.status == "ok" { 1.0 } else { 0.0 };
     family(&mut out, "xtask_build_success", "1 if the build succeeded, else 0.", &[(with(vec![]), ok)]);
     family(
@@ -66,15 +70,16 @@ pub fn exposition(report: &BuildReport) -> String {
         &[(with(vec![("status", report.status.clone())]), 1.0)],
     );
     let per_target = |f: &dyn Fn(&crate::report::TargetReport) -> Option<f64>| -> Vec<(Vec<(&str, String)>, f64)> {
-        report
-            .targets
-            .iter()
-            .filter_map(|t| f(t).map(|v| (with(vec![("target", t.name.clone())]), v)))
-            .collect()
+        report.targets.iter().filter_map(|t| f(t).map(|v| (with(vec![("target", t.name.clone())]), v))).collect()
     };
     family(&mut out, "xtask_target_wall_seconds", "Wall time of one target.", &per_target(&|t| Some(t.wall_secs)));
     family(&mut out, "xtask_target_steps", "Build steps of one target.", &per_target(&|t| Some(t.steps as f64)));
-    family(&mut out, "xtask_target_cached_steps", "Steps served from the cache.", &per_target(&|t| Some(t.cached as f64)));
+    family(
+        &mut out,
+        "xtask_target_cached_steps",
+        "Steps served from the cache.",
+        &per_target(&|t| Some(t.cached as f64)),
+    );
     family(
         &mut out,
         "xtask_target_cache_hit_ratio",
@@ -110,7 +115,8 @@ pub fn parse_gateway(url: &str) -> Result<Gateway> {
     };
     let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
     let (host, port) = authority.rsplit_once(':').map_or((authority, "9091"), |(h, p)| (h, p));
-    let port: u16 = port.parse().map_err(|_| anyhow::anyhow!("PUSHGATEWAY `{url}`: the port `{port}` is not a number"))?;
+    let port: u16 =
+        port.parse().map_err(|_| anyhow::anyhow!("PUSHGATEWAY `{url}`: the port `{port}` is not a number"))?;
     if host.is_empty() {
         bail!("PUSHGATEWAY `{url}`: no host, e.g. http://127.0.0.1:9091");
     }
@@ -164,7 +170,8 @@ pub fn push(url: &str, report: &BuildReport) -> Result<()> {
         .with_context(|| format!("resolving {}", gw.host))?
         .next()
         .with_context(|| format!("no address for {}", gw.host))?;
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| format!("connecting to {url}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| format!("connecting to {url}"))?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     stream.write_all(req.as_bytes()).with_context(|| format!("sending to {url}"))?;
@@ -203,7 +210,12 @@ mod tests {
     use crate::report::TargetReport;
 
     fn sample() -> BuildReport {
-        let mut r = BuildReport { status: "ok".into(), names: vec!["production".into()], wall_secs: 12.5, ..Default::default() };
+        let mut r = BuildReport {
+            status: "ok".into(),
+            names: vec!["production".into()],
+            wall_secs: 12.5,
+            ..Default::default()
+        };
         r.targets.push(TargetReport {
             name: "backend".into(),
             outcome: "ok".into(),
@@ -221,7 +233,9 @@ mod tests {
     fn exposition_has_help_type_and_labelled_samples() {
         let text = exposition(&sample());
         assert!(text.contains("# TYPE xtask_build_wall_seconds gauge\n"));
-        assert!(text.contains("xtask_build_wall_seconds{recipe=\"production\",engine=\"unknown\",channel=\"user\"} 12.5\n"));
+        assert!(
+            text.contains("xtask_build_wall_seconds{recipe=\"production\",engine=\"unknown\",channel=\"user\"} 12.5\n")
+        );
         assert!(text.contains(
             "xtask_target_cached_steps{recipe=\"production\",engine=\"unknown\",channel=\"user\",target=\"backend\"} 8\n"
         ));
@@ -256,7 +270,12 @@ mod tests {
     fn request_puts_the_group_with_base64_labels() {
         let gw = parse_gateway("http://127.0.0.1:9091").unwrap();
         let req = request(&gw, &sample(), "x 1\n");
-        assert!(req.starts_with("PUT /metrics/job/xtask_build/recipe@base64/cHJvZHVjdGlvbg==/channel@base64/dXNlcg== HTTP/1.1\r\n"), "{req}");
+        assert!(
+            req.starts_with(
+                "PUT /metrics/job/xtask_build/recipe@base64/cHJvZHVjdGlvbg==/channel@base64/dXNlcg== HTTP/1.1\r\n"
+            ),
+            "{req}"
+        );
         assert!(req.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\nx 1\n"));
         assert_eq!(base64_url(b""), "=");
         assert_eq!(base64_url(b"a,b/c"), "YSxiL2M=");

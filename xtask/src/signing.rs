@@ -69,7 +69,8 @@ fn local(reference: &str) -> bool {
 /// The program: the private engine's own (`engine up` unpacks the pinned package into its prefix),
 /// else one on PATH.
 fn cosign() -> Cmd {
-    let private = crate::engine::Spec::ALL.iter().map(|s| crate::engine::Layout::new(*s).bin("cosign")).find(|p| p.is_file());
+    let private =
+        crate::engine::Spec::ALL.iter().map(|s| crate::engine::Layout::new(*s).bin("cosign")).find(|p| p.is_file());
     Cmd::new(private.map_or("cosign".to_string(), |p| p.display().to_string()))
 }
 
@@ -139,11 +140,8 @@ pub fn sign_last_build(key: &KeyRef) -> Result<()> {
     let last = crate::report::pick(&history, "last")?;
     let path = crate::paths::reports_dir().join(format!("{}.json", last.id));
     let report = crate::report::read_report(&path).map_err(|u| anyhow::anyhow!("{u}"))?;
-    let images: Vec<String> = report
-        .targets
-        .iter()
-        .filter_map(|t| Some(by_digest(t.image.as_deref()?, t.digest.as_deref()?)))
-        .collect();
+    let images: Vec<String> =
+        report.targets.iter().filter_map(|t| Some(by_digest(t.image.as_deref()?, t.digest.as_deref()?))).collect();
     if images.is_empty() {
         bail!("--sign: the build's report names no pushed image with a digest; nothing was signed");
     }
@@ -174,9 +172,14 @@ pub fn verify(image: &str, public_key: &str) -> Result<Verified> {
     }
     if let Err(e) = runner::read(&verify_cmd(public_key, image)) {
         let text = format!("{e:#}");
-        let why = if text.contains("no signatures found") || text.contains("no matching signatures: ") && !text.contains("invalid") {
+        let why = if text.contains("no signatures found")
+            || text.contains("no matching signatures: ") && !text.contains("invalid")
+        {
             "it has no signature"
-        } else if text.contains("invalid signature") || text.contains("failed to verify signature") || text.contains("no matching signatures") {
+        } else if text.contains("invalid signature")
+            || text.contains("failed to verify signature")
+            || text.contains("no matching signatures")
+        {
             "its signature was not made with this key (or the image was changed)"
         } else {
             first_line(&text)
@@ -200,7 +203,10 @@ pub fn command(image: &str, key: Option<&str>) -> Result<()> {
     };
     let v = verify(image, &key)?;
     println!("signature: ok ({})", v.image);
-    println!("attestations: {}", if v.attestations.is_empty() { "none".to_string() } else { v.attestations.join(", ") });
+    println!(
+        "attestations: {}",
+        if v.attestations.is_empty() { "none".to_string() } else { v.attestations.join(", ") }
+    );
     Ok(())
 }
 
@@ -208,7 +214,10 @@ pub fn command(image: &str, key: Option<&str>) -> Result<()> {
 pub fn doctor_line() -> Result<String, String> {
     match runner::read(&cosign().arg("version")) {
         Ok(out) => {
-            let v = out.lines().find(|l| l.starts_with("GitVersion")).map_or("", |l| l.trim_start_matches("GitVersion:").trim());
+            let v = out
+                .lines()
+                .find(|l| l.starts_with("GitVersion"))
+                .map_or("", |l| l.trim_start_matches("GitVersion:").trim());
             Ok(format!("cosign {v}: --sign and verify work"))
         }
         Err(_) => Err("no cosign: `cargo xtask engine up` installs it; needed by --sign and verify only".to_string()),

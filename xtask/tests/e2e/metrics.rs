@@ -24,13 +24,24 @@ fn debian_tool(package: &str, program: &str) -> PathBuf {
     let out = Command::new("apt-get")
         .args(["-q", "-o", &opt("Dir::Etc::SourceList", &apt.join("sources.list"))])
         .args(["-o", "Dir::Etc::SourceParts=/dev/null", "-o", &opt("Dir::State::Lists", &apt.join("lists"))])
-        .args(["-o", &opt("Dir::Cache", &apt.join("cache")), "-o", "Debug::NoLocking=1", "-o", "APT::Sandbox::User=root"])
+        .args([
+            "-o",
+            &opt("Dir::Cache", &apt.join("cache")),
+            "-o",
+            "Debug::NoLocking=1",
+            "-o",
+            "APT::Sandbox::User=root",
+        ])
         .args(["download", &format!("{package}/bookworm")])
         .current_dir(&debs)
         .output()
         .expect("running apt-get (the private engine's apt lists are needed: cargo xtask engine up)");
     assert!(out.status.success(), "apt-get download {package}: {}", String::from_utf8_lossy(&out.stderr));
-    let deb = std::fs::read_dir(&debs).unwrap().flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "deb"));
+    let deb = std::fs::read_dir(&debs)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "deb"));
     let deb = deb.expect("apt-get left a .deb");
     let ok = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tools).status().unwrap().success();
     assert!(ok && bin.is_file(), "unpacking {}", deb.display());
@@ -81,7 +92,11 @@ impl Drop for Server {
 fn a_build_reaches_prometheus_through_the_gateway_and_a_down_gateway_costs_a_warning() {
     let t0 = Instant::now();
     let addr = format!("127.0.0.1:{}", free_port());
-    let gateway = serve(&debian_tool("prometheus-pushgateway", "prometheus-pushgateway"), &[format!("--web.listen-address={addr}")], &addr);
+    let gateway = serve(
+        &debian_tool("prometheus-pushgateway", "prometheus-pushgateway"),
+        &[format!("--web.listen-address={addr}")],
+        &addr,
+    );
     // Prometheus with the repository's scrape config and alert rules, pointed at this gateway.
     let tmp = std::env::temp_dir().join(format!("xtask-e2e-prom-{}", std::process::id()));
     std::fs::create_dir_all(&tmp).unwrap();
@@ -122,9 +137,12 @@ fn a_build_reaches_prometheus_through_the_gateway_and_a_down_gateway_costs_a_war
     assert!((0.0..=1.0).contains(&ratio));
     // The values agree with what `cargo xtask metrics` prints for the same build.
     let printed = String::from_utf8(must(&["metrics"], &[]).stdout).unwrap();
-    let printed_steps = printed.lines().find(|l| l.starts_with("xtask_target_steps{") && l.contains("\"backend\"")).unwrap();
+    let printed_steps =
+        printed.lines().find(|l| l.starts_with("xtask_target_steps{") && l.contains("\"backend\"")).unwrap();
     assert_eq!(value(printed_steps), value(&steps));
-    assert!(scraped.lines().any(|l| l.starts_with("xtask_build_success{") && l.contains("recipe=\"backend\"") && l.ends_with(" 1")));
+    assert!(scraped
+        .lines()
+        .any(|l| l.starts_with("xtask_build_success{") && l.contains("recipe=\"backend\"") && l.ends_with(" 1")));
 
     // Prometheus scraped the same value, read through its query API.
     let query = "/api/v1/query?query=xtask_target_steps%7Btarget%3D%22backend%22%2Crecipe%3D%22backend%22%7D";

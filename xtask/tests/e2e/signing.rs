@@ -78,7 +78,10 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
     let public_s = public.display().to_string();
     let ok = must(&["verify", &image, "--key", &public_s], &[]);
     let shown = String::from_utf8_lossy(&ok.stdout);
-    assert!(shown.contains("signature: ok") && shown.contains("attestations: provenance") == !classic_store(), "{shown}");
+    assert!(
+        shown.contains("signature: ok") && shown.contains("attestations: provenance") == !classic_store(),
+        "{shown}"
+    );
 
     // Another key: refused, saying so.
     let out = xtask(&["verify", &image, "--key", &other_public.display().to_string()], &[]);

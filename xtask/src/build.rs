@@ -14,6 +14,8 @@ use crate::{cachegc, check, print, provision, request, run};
 pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // Held until the build ends, so that `clean` removes nothing it uses.
     let _lock = if opts.dry_run { None } else { Some(crate::lock::shared()?) };
+    // A signing request that cannot succeed is refused before anything is built.
+    let key = if opts.sign { Some(crate::signing::key_for_build(opts.push, opts.key.as_deref())?) } else { None };
     let started = std::time::Instant::now();
     request::check_options(opts)?;
     let settings = Settings::load()?;
@@ -36,6 +38,9 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
         return check::run(&plan);
     }
     run::build(&plan)?;
+    if let Some(key) = &key {
+        crate::signing::sign_last_build(key)?;
+    }
     if let Some(line) = cachegc::after_build(&plan.local_caches) {
         eprintln!("xtask: {line}");
     }

@@ -1,7 +1,7 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
-use xtask::{bench, bench_second, build, check, clean, doctor, engine, flags, report, settings, stack, stop, test, usage, verify};
+use xtask::{bench, bench_second, build, check, clean, doctor, engine, flags, report, settings, stack, stop, test, usage, verify, metrics, signing};
 
 use build::{Options, Recipe};
 use flags::{Args, Parsed, Sub};
@@ -22,6 +22,8 @@ fn options(a: &Args) -> Options {
         oci: has("oci") && a.switch("oci"),
         check: false,
         cache_export: a.switch("cache-export"),
+        sign: has("sign") && a.switch("sign"),
+        key: if has("key") { a.value("key") } else { None },
     }
 }
 
@@ -59,7 +61,17 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         }
         Sub::Doctor => doctor::run(),
         Sub::Verify => match a.positionals.first() {
-            Some(image) => verify::run(image, a.value("platform").as_deref()),
+            Some(image) => {
+                let key = a.value("key").or_else(|| std::env::var("COSIGN_PUBLIC_KEY").ok());
+                match &key {
+                    Some(key) => signing::command(image, Some(key))?,
+                    None => println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)"),
+                }
+                if a.switch("no-rebuild") {
+                    return Ok(());
+                }
+                verify::run(image, a.value("platform").as_deref())
+            }
             None => anyhow::bail!("`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`"),
         },
         Sub::EngineUp => engine::up(&settings::Settings::load()?, &which_engine(a)?),
@@ -90,6 +102,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 false => bench::run(&names(), runs.unwrap_or(3)),
             }
         }
+        Sub::Metrics => metrics::command(a.positionals.first().map(String::as_str)),
         Sub::Test => test::run(a.switch("no-e2e"), a.value("e2e-filter").as_deref()),
     }
 }

@@ -23,6 +23,9 @@ pub struct Options {
     pub check: bool,
     /// Export the mode=max cache (see `cachepolicy`).
     pub cache_export: bool,
+    /// Sign the pushed images with cosign (`--sign`), with the key file `--key` names, if any.
+    pub sign: bool,
+    pub key: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -134,6 +134,7 @@ fn show(report: &BuildReport) -> Result<()> {
     let previous = report::history().into_iter().rev().find(|h| report::comparable(h, &report.names, &report.engine));
     let path = report::save(report)?;
     report::print_table(report, previous.as_ref());
+    crate::metrics::after_build(report);
     // After SIGHUP the terminal may be gone: a failed write must not end the run before its exit code.
     let mut err = std::io::stderr();
     let _ = writeln!(err, "report: {}", path.display());

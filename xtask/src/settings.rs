@@ -84,7 +84,8 @@ pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
         "DOCKER_BUILDKIT" | "COMPOSE_DOCKER_CLI_BUILD" | "BUILDKIT_INLINE_CACHE" => boolean(),
         "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => value == "-1" || value.parse::<u64>().is_ok(),
         "REGISTRY" | "BASE_MIRROR" => registry_like(value),
-        "CA_BUNDLE" => Path::new(value).is_file(),
+        "CA_BUNDLE" | "COSIGN_KEY_FILE" => Path::new(value).is_file(),
+        "PUSHGATEWAY" => crate::metrics::parse_gateway(value).is_ok(),
         "COMPOSE_PROJECT_NAME" | "BUILDKIT_CACHE_MOUNT_NS" => {
             value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         }
@@ -103,6 +104,8 @@ pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
             "no such file: point it at a CA bundle (Debian: /etc/ssl/certs/ca-certificates.crt) or leave it empty"
                 .to_string()
         }
+        "COSIGN_KEY_FILE" => "no such file: point it at the key `cosign generate-key-pair` made, or leave it empty".to_string(),
+        "PUSHGATEWAY" => "use http://HOST:PORT, e.g. http://127.0.0.1:9091, or leave it empty".to_string(),
         "COMPOSE_PROJECT_NAME" | "BUILDKIT_CACHE_MOUNT_NS" => "use lowercase letters, digits, - and _".to_string(),
         _ => "use 1 or 0 (true or false)".to_string(),
     })

@@ -104,7 +104,7 @@ const fn pkg(name: &'static str, suite: &'static str, series: &'static str, test
     Package { name, suite, series, tested }
 }
 
-/// Debian 12's own tools that every channel shares: its runc (later suites' runc needs glibc 2.38),
+/// Debian 12's own tools that every channel shares (and cosign): its runc (later suites' runc needs glibc 2.38),
 /// QEMU for the other architecture, debootstrap for the stand-ins, and iptables with its
 /// libraries (this machine kind has none).
 macro_rules! shared_packages {
@@ -112,6 +112,8 @@ macro_rules! shared_packages {
         &[
             $($extra,)*
             pkg("tini", "trixie", "0.19", "0.19.0-3+b8"),
+            // Signing (`--sign`, `verify`): testing's cosign needs glibc 2.34 and so runs on Debian 12.
+            pkg("cosign", "testing", "3.1", "3.1.1-2"),
             pkg("docker-registry", "trixie", "2.8", "2.8.3+ds1-2+b8"),
             pkg("runc", "bookworm", "1.1", "1.1.5+ds1-1+deb12u1"),
             pkg("qemu-user-static", "bookworm", "7.2", "7.2+dfsg-7+deb12u18+b3"),

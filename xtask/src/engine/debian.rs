@@ -86,41 +86,11 @@ fn apt_get(apt: &Path, args: &[&str]) -> Cmd {
 /// beside, then renamed; a refused pin leaves nothing behind.
 pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     if layout.prefix.join(".complete").exists() {
-        return Ok(layout.installed_versions());
+        return add_missing(layout);
     }
-    let apt = layout.base.join("apt");
-    std::fs::create_dir_all(apt.join("lists/partial"))?;
-    std::fs::create_dir_all(apt.join("cache/archives/partial"))?;
-    let mirror = debian_mirror()?;
-    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
-    let sources: String = SUITES.iter().map(|s| format!("deb [signed-by={keyring}] {mirror} {s} main\n")).collect();
-    write_atomic(&apt.join("sources.list"), sources.as_bytes())?;
+    fetch(layout, &layout.spec.packages().iter().collect::<Vec<_>>())?;
     let packages = layout.spec.packages();
     let debs = |suite: &str| layout.base.join("debs").join(suite);
-    let missing: Vec<_> = packages.iter().filter(|p| find_deb(&debs(p.suite), p.name).is_none()).collect();
-    if !missing.is_empty() {
-        eprintln!(
-            "xtask: fetching {} engine packages for the {} engine from the Debian archive",
-            missing.len(),
-            layout.spec.name()
-        );
-        runner::run_quiet(&apt_get(&apt, &["update"]))
-            .with_context(|| format!("reading the package lists of the Debian archive at {mirror}"))?;
-        for p in missing {
-            // Each package lands in a folder of its own first: an interrupted download never
-            // leaves a half file where the next run would take it for a finished one.
-            let incoming = debs(p.suite).join(".incoming");
-            if incoming.exists() {
-                std::fs::remove_dir_all(&incoming)?;
-            }
-            std::fs::create_dir_all(&incoming)?;
-            runner::run_quiet(&apt_get(&apt, &["download", &format!("{}/{}", p.name, p.suite)]).dir(&incoming))
-                .with_context(|| format!("downloading package {} from Debian {} (rerun to resume)", p.name, p.suite))?;
-            let deb = find_deb(&incoming, p.name).with_context(|| format!("apt-get left no .deb for {}", p.name))?;
-            std::fs::rename(&deb, debs(p.suite).join(deb.file_name().context("a .deb has a name")?))?;
-            std::fs::remove_dir_all(&incoming)?;
-        }
-    }
     // Every pin is checked before the first package is unpacked.
     let mut chosen = Vec::new();
     for p in packages {
@@ -161,6 +131,68 @@ pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
         let _ = std::fs::remove_file(&link);
         crate::platform::symlink(layout.prefix.join("usr/libexec/docker/cli-plugins").join(name), &link)?;
     }
+    Ok(versions)
+}
+
+/// Downloads the packages not yet in the shared download folder (kept, so a rerun resumes).
+fn fetch(layout: &Layout, packages: &[&super::channel::Package]) -> Result<()> {
+    let apt = layout.base.join("apt");
+    let debs = |suite: &str| layout.base.join("debs").join(suite);
+    std::fs::create_dir_all(apt.join("lists/partial"))?;
+    std::fs::create_dir_all(apt.join("cache/archives/partial"))?;
+    let mirror = debian_mirror()?;
+    let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
+    let sources: String = SUITES.iter().map(|s| format!("deb [signed-by={keyring}] {mirror} {s} main\n")).collect();
+    write_atomic(&apt.join("sources.list"), sources.as_bytes())?;
+    let missing: Vec<_> = packages.iter().filter(|p| find_deb(&debs(p.suite), p.name).is_none()).collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "xtask: fetching {} engine packages for the {} engine from the Debian archive",
+            missing.len(),
+            layout.spec.name()
+        );
+        runner::run_quiet(&apt_get(&apt, &["update"]))
+            .with_context(|| format!("reading the package lists of the Debian archive at {mirror}"))?;
+        for p in missing {
+            // Each package lands in a folder of its own first: an interrupted download never
+            // leaves a half file where the next run would take it for a finished one.
+            let incoming = debs(p.suite).join(".incoming");
+            if incoming.exists() {
+                std::fs::remove_dir_all(&incoming)?;
+            }
+            std::fs::create_dir_all(&incoming)?;
+            runner::run_quiet(&apt_get(&apt, &["download", &format!("{}/{}", p.name, p.suite)]).dir(&incoming))
+                .with_context(|| format!("downloading package {} from Debian {} (rerun to resume)", p.name, p.suite))?;
+            let deb = find_deb(&incoming, p.name).with_context(|| format!("apt-get left no .deb for {}", p.name))?;
+            std::fs::rename(&deb, debs(p.suite).join(deb.file_name().context("a .deb has a name")?))?;
+            std::fs::remove_dir_all(&incoming)?;
+        }
+    }
+    Ok(())
+}
+
+/// A complete prefix lacking a package the channel now pins (a tool added since, such as cosign):
+/// that package alone is fetched, checked and unpacked into it, beside a running engine, which
+/// none of the added files touch.
+fn add_missing(layout: &Layout) -> Result<Vec<(String, String)>> {
+    let mut versions = layout.installed_versions();
+    let missing: Vec<_> = layout.spec.packages().iter().filter(|p| !versions.iter().any(|(n, _)| n == p.name)).collect();
+    if missing.is_empty() {
+        return Ok(versions);
+    }
+    fetch(layout, &missing)?;
+    for p in missing {
+        let dir = layout.base.join("debs").join(p.suite);
+        let deb = find_deb(&dir, p.name).with_context(|| format!("package {} missing after download", p.name))?;
+        let version = deb_version(&deb);
+        if let PinCheck::Drifted(line) = check_pin(p, &version)? {
+            eprintln!("xtask: {line}");
+        }
+        runner::run(&Cmd::new("dpkg-deb").arg("-x").arg(deb.display().to_string()).arg(layout.prefix.display().to_string()))?;
+        eprintln!("xtask: added {} {version} to the {} engine's prefix", p.name, layout.spec.name());
+        versions.push((p.name.to_string(), version));
+    }
+    write_atomic(&layout.prefix.join("versions.json"), &serde_json::to_vec_pretty(&versions)?)?;
     Ok(versions)
 }
 

@@ -257,6 +257,8 @@ pub fn up(settings: &Settings, which: &Which) -> Result<()> {
     };
     let other = Engine::default();
     if layout.running() {
+        // A tool pinned since the engine started (cosign) is added beside it.
+        debian::install_prefix(&layout)?;
         println!("the private {} engine is already up; nothing to do", layout.name);
     } else if !asked && wanted_spec()?.is_none() && other.answers() {
         let version = runner::read(&other.docker().args(["version", "--format", "{{.Server.Version}}"]))?;

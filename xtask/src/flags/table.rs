@@ -38,6 +38,12 @@ const ENGINE: &[Flag] = &[
     ),
 ];
 
+/// Signing what is pushed (see `signing.rs`).
+const SIGN: &[Flag] = &[
+    switch("sign", "Sign the pushed images by digest with cosign (needs --push and a key)."),
+    valued("key", "FILE", "The cosign private key (default: COSIGN_KEY_FILE, else the key text in COSIGN_PRIVATE_KEY); password in COSIGN_PASSWORD."),
+];
+
 const NONE: &[&[Flag]] = &[];
 
 pub const COMMANDS: &[Command] = &[
@@ -55,7 +61,7 @@ pub const COMMANDS: &[Command] = &[
         name: "production",
         about: "Build the `production` group: production stages, version tags (X.Y.Z, X.Y, X, latest), OCI labels and a provenance attestation.",
         positional: None,
-        flags: &[&[switch("push", "Push to the registry (--registry or REGISTRY) instead of loading into the engine.")], BUILD],
+        flags: &[&[switch("push", "Push to the registry (--registry or REGISTRY) instead of loading into the engine.")], SIGN, BUILD],
     },
     Command {
         sub: Sub::Multiplatform,
@@ -67,6 +73,7 @@ pub const COMMANDS: &[Command] = &[
                 switch("push", "Push the multi-platform images to the registry."),
                 switch("oci", "Write an OCI archive per image under target/xtask/oci/ instead of loading."),
             ],
+            SIGN,
             BUILD,
         ],
     },
@@ -94,9 +101,13 @@ pub const COMMANDS: &[Command] = &[
     Command {
         sub: Sub::Verify,
         name: "verify",
-        about: "Rebuild the commit an image names (its revision label) from a clean export of that commit, without cache, and compare the per-platform digests, layer by layer where they differ.",
+        about: "Check a pushed image: its cosign signature with a public key and the attestations it carries, then rebuild the commit it names (its revision label) from a clean export, without cache, and compare the per-platform digests, layer by layer where they differ.",
         positional: Some(Positional { name: "IMAGE", repeated: false, help: "A pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:0.4.0." }),
-        flags: &[&[valued("platform", "PLATFORMS", "Rebuild only these platforms (comma-separated; default: every one the image has).")]],
+        flags: &[&[
+            valued("key", "FILE", "The cosign public key (default: COSIGN_PUBLIC_KEY; with neither, the signature is not checked and verify says so)."),
+            valued("platform", "PLATFORMS", "Rebuild only these platforms (comma-separated; default: every one the image has)."),
+            switch("no-rebuild", "Check the signature and attestations only."),
+        ]],
     },
     Command {
         sub: Sub::EngineUp,
@@ -195,6 +206,13 @@ pub const COMMANDS: &[Command] = &[
                 "Instead: a second private engine with an empty store, from the first engine's registry cache against its own cold build (starts and stops the engine `bench-second`).",
             ),
         ]],
+    },
+    Command {
+        sub: Sub::Metrics,
+        name: "metrics",
+        about: "Print a build's metrics in the Prometheus text format (what is pushed to PUSHGATEWAY after each build).",
+        positional: Some(Positional { name: "ID", repeated: false, help: "A build id, `last` (the default) or `last~N`." }),
+        flags: NONE,
     },
     Command {
         sub: Sub::Test,

@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 mod home_page;
+mod metrics;
 mod reports;
+mod signing;
 mod stack;
 mod second_engine;
 

@@ -284,3 +284,21 @@ fn every_xtask_command_the_workflows_run_exists() {
     assert_eq!(bad, [vec!["report".to_string(), "--markdwn".to_string()], vec!["deploy".to_string()]]);
     assert!(bad.iter().all(|c| parses(c).is_err()));
 }
+
+#[test]
+fn the_tests_left_out_on_a_users_engine_exist() {
+    // A renamed test would otherwise run (and fail) on a CI runner's engine, or a typo skip nothing.
+    let dir = root().join("xtask/tests/e2e");
+    let sources: String = std::fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    for name in xtask::test::PRIVATE_ONLY {
+        let found = match name.strip_suffix("::") {
+            Some(module) => dir.join(format!("{module}.rs")).is_file(),
+            None => sources.contains(&format!("fn {name}")),
+        };
+        assert!(found, "xtask/src/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there");
+    }
+}

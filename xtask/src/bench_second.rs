@@ -65,10 +65,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     };
     let registry = format!("{}/bench-second-engine", first.registry_addr());
     if !standin_share::answers(&registry) {
-        bail!(
-            "the first engine's registry {} does not answer: `cargo xtask engine up` starts it",
-            first.registry_addr()
-        );
+        bail!("the first engine's registry {} does not answer: `cargo xtask engine up` starts it", first.registry_addr());
     }
     let from_cache_dir = bench::scratch_copy()?;
     let cold_dir = PathBuf::from(format!("{}-cold", from_cache_dir.display()));
@@ -83,7 +80,6 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         vec![("REGISTRY".to_string(), registry.clone()), ("SOURCE_DATE_EPOCH".to_string(), epoch.clone())];
     eprintln!("bench: the first engine exports its cache to {registry}");
     let first_report = bench::build(&from_cache_dir, &names, &[], &with_registry)?;
-
     eprintln!("bench: starting the private engine `{NAME}` with an empty store");
     let _ = runner::run_quiet(&xtask().args(["engine", "down", "--name", NAME]));
     let data = paths::engine_dir().join(NAME).join("data");

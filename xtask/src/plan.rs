@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::{adapt, cachepolicy, reproducible};
 use crate::bake::Definition;
 use crate::cachegc;
 use crate::engine::{self, Engine, Facts};
@@ -16,6 +15,7 @@ use crate::request::{Options, Request};
 use crate::runner::Cmd;
 use crate::settings::ProgressMode;
 use crate::syntax;
+use crate::{adapt, cachepolicy, reproducible};
 
 /// Where the built images go.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -90,29 +90,10 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     sets.extend(syntax.sets);
     notes.extend(syntax.notes);
 
-    let repro = reproducible::for_plan(
-        reproducible::Exporter::of(opts.check, opts.push, opts.oci),
-        &inputs.metadata,
-        facts.as_ref(),
-        inputs.inline_cache,
-        inputs.source_url.as_deref(),
-        inputs.origin.as_deref(),
-    )?;
-    vars.extend(repro.vars.iter().chain(&repro.env).cloned());
-    notes.extend(repro.notes.iter().cloned());
-    sets.extend(repro.sets.iter().cloned());
     let oci_dir = inputs.xtask_dir.join("oci");
     let output = output(request, &oci_dir);
-    if opts.oci {
-        for t in &targets {
-            let attrs = &repro.attrs;
-            sets.push(format!("{t}.output=type=oci,dest={}{attrs}", oci_dir.join(format!("{t}.tar")).display()));
-        }
-    }
-    // `--load` and `--push` cannot carry the exporter's attributes: each target's output says them.
-    let exporter_sets = reproducible::output_sets(repro.exporter, &targets, &repro.attrs);
-    let exporter_sets_given = exporter_sets.is_some();
-    sets.extend(exporter_sets.into_iter().flatten());
+    let exporter_sets_given =
+        exporter(request, inputs, facts.as_ref(), &targets, &oci_dir, &mut vars, &mut sets, &mut notes)?;
     // Ask of the builder only what it can do: leave out what it cannot with a line each, refuse
     // what cannot be left out, and grant the paths bake's entitlements check.
     let full = Facts { driver: "docker".to_string(), containerd_store: true, ..Facts::default() };
@@ -131,7 +112,11 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     // BuildKit only ever adds to a local cache folder: the ones this build exports to are cleaned
     // after it (none when nothing is exported, or the builder cannot export and the plan left
     // the export out).
-    let local_caches = if caps.cache_export && cache_export.is_some() { cachegc::local_dirs(definition, &inputs.root) } else { Vec::new() };
+    let local_caches = if caps.cache_export && cache_export.is_some() {
+        cachegc::local_dirs(definition, &inputs.root)
+    } else {
+        Vec::new()
+    };
 
     // Both were checked when read (`--progress` with the flags, BUILDKIT_PROGRESS with `.env`).
     let progress = opts.progress.as_deref().and_then(|p| p.parse().ok()).or(inputs.progress).unwrap_or_default();
@@ -160,6 +145,45 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         local_caches,
         planned_in: 0.0,
     })
+}
+
+/// What makes one commit one image (see `reproducible`): the epoch as a build argument, the
+/// exporter's attributes on each target's output, the buildx environment. Returns whether the
+/// outputs are set per target (then neither `--load` nor `--push` is passed).
+#[allow(clippy::too_many_arguments)]
+fn exporter(
+    request: &Request,
+    inputs: &Inputs,
+    facts: Option<&Facts>,
+    targets: &[String],
+    oci_dir: &std::path::Path,
+    vars: &mut Vec<(String, String)>,
+    sets: &mut Vec<String>,
+    notes: &mut Vec<String>,
+) -> Result<bool> {
+    let opts = &request.opts;
+    let repro = reproducible::for_plan(
+        reproducible::Exporter::of(opts.check, opts.push, opts.oci),
+        &inputs.metadata,
+        facts,
+        inputs.inline_cache,
+        inputs.source_url.as_deref(),
+        inputs.origin.as_deref(),
+    )?;
+    vars.extend(repro.vars.iter().chain(&repro.env).cloned());
+    notes.extend(repro.notes.iter().cloned());
+    sets.extend(repro.sets.iter().cloned());
+    if opts.oci {
+        for t in targets {
+            let attrs = &repro.attrs;
+            sets.push(format!("{t}.output=type=oci,dest={}{attrs}", oci_dir.join(format!("{t}.tar")).display()));
+        }
+    }
+    // `--load` and `--push` cannot carry the exporter's attributes: each target's output says them.
+    let per_target = reproducible::output_sets(repro.exporter, targets, &repro.attrs);
+    let given = per_target.is_some();
+    sets.extend(per_target.into_iter().flatten());
+    Ok(given)
 }
 
 /// Adds the base images' variables and notes; returns whether to pull (a stand-in lives only in

@@ -183,12 +183,14 @@ fn multiplatform_loads_pushes_or_writes_an_archive_per_target() {
         format!("{HEAD} {CA} {EPOCH} {} multiplatform", pushed(&["backend-multiplatform", "frontend-multiplatform"]))
     );
     let oci = Options { oci: true, ..Options::default() };
-    let dest = |t: &str| {
-        format!("--set {t}.output=type=oci,dest=/src/cc/target/xtask/oci/{t}.tar,{OCI_ATTRS}")
-    };
+    let dest = |t: &str| format!("--set {t}.output=type=oci,dest=/src/cc/target/xtask/oci/{t}.tar,{OCI_ATTRS}");
     assert_eq!(
         line(Recipe::Multiplatform, &[], oci, None, current()),
-        format!("{HEAD} {CA} {EPOCH} {} {} multiplatform", dest("backend-multiplatform"), dest("frontend-multiplatform"))
+        format!(
+            "{HEAD} {CA} {EPOCH} {} {} multiplatform",
+            dest("backend-multiplatform"),
+            dest("frontend-multiplatform")
+        )
     );
 }
 

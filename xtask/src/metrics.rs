@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::report::BuildReport;
+pub use crate::settings::{parse_gateway, Gateway};
 
 /// The Pushgateway job every build's metrics are grouped under.
 pub const JOB: &str = "xtask_build";
@@ -99,28 +100,6 @@ pub fn exposition(report: &BuildReport) -> String {
         &per_target(&|t| t.size_bytes.map(|b| b as f64)),
     );
     out
-}
-
-/// Where a gateway lives: `http://host:port` with an optional path prefix.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Gateway {
-    pub host: String,
-    pub port: u16,
-    pub prefix: String,
-}
-
-pub fn parse_gateway(url: &str) -> Result<Gateway> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("PUSHGATEWAY `{url}`: use http://HOST:PORT, e.g. http://127.0.0.1:9091 (https is not supported)")
-    };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let (host, port) = authority.rsplit_once(':').map_or((authority, "9091"), |(h, p)| (h, p));
-    let port: u16 =
-        port.parse().map_err(|_| anyhow::anyhow!("PUSHGATEWAY `{url}`: the port `{port}` is not a number"))?;
-    if host.is_empty() {
-        bail!("PUSHGATEWAY `{url}`: no host, e.g. http://127.0.0.1:9091");
-    }
-    Ok(Gateway { host: host.to_string(), port, prefix: path.trim_end_matches('/').to_string() })
 }
 
 /// The request that replaces this build's group on the gateway, as bytes: one group per recipe

@@ -85,7 +85,7 @@ pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
         "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => value == "-1" || value.parse::<u64>().is_ok(),
         "REGISTRY" | "BASE_MIRROR" => registry_like(value),
         "CA_BUNDLE" | "COSIGN_KEY_FILE" => Path::new(value).is_file(),
-        "PUSHGATEWAY" => crate::metrics::parse_gateway(value).is_ok(),
+        "PUSHGATEWAY" => parse_gateway(value).is_ok(),
         "COMPOSE_PROJECT_NAME" | "BUILDKIT_CACHE_MOUNT_NS" => {
             value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
         }
@@ -200,6 +200,29 @@ impl Settings {
         self.scoped(Scope::Daemon)
     }
 }
+
+/// Where a Prometheus Pushgateway (`PUSHGATEWAY`) lives: `http://host:port` with an optional path prefix.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Gateway {
+    pub host: String,
+    pub port: u16,
+    pub prefix: String,
+}
+
+pub fn parse_gateway(url: &str) -> Result<Gateway> {
+    let Some(rest) = url.strip_prefix("http://") else {
+        bail!("PUSHGATEWAY `{url}`: use http://HOST:PORT, e.g. http://127.0.0.1:9091 (https is not supported)")
+    };
+    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
+    let (host, port) = authority.rsplit_once(':').map_or((authority, "9091"), |(h, p)| (h, p));
+    let port: u16 =
+        port.parse().map_err(|_| anyhow::anyhow!("PUSHGATEWAY `{url}`: the port `{port}` is not a number"))?;
+    if host.is_empty() {
+        bail!("PUSHGATEWAY `{url}`: no host, e.g. http://127.0.0.1:9091");
+    }
+    Ok(Gateway { host: host.to_string(), port, prefix: path.trim_end_matches('/').to_string() })
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -215,7 +215,17 @@ pub fn read_world() -> Result<World> {
     let Some(socket) = engine.socket() else {
         bail!("du and clean ask the engine over its unix socket, and {} is reached another way: point DOCKER_HOST at a unix:// socket", engine.describe())
     };
-    let (code, body) = dockerapi::get(&socket, "/system/df").context("asking the engine for its disk usage")?;
+    // While a build runs, the engine can list a snapshot that is gone by the time it measures it
+    // ("snapshot ... does not exist"): asking again a moment later answers.
+    let mut attempt = 0;
+    let (code, body) = loop {
+        let (code, body) = dockerapi::get(&socket, "/system/df").context("asking the engine for its disk usage")?;
+        attempt += 1;
+        if code == 200 || attempt == 5 || !body.contains("does not exist") {
+            break (code, body);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
     if code != 200 {
         bail!("the engine's /system/df answered {code}: {}", body.trim());
     }

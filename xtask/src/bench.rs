@@ -80,7 +80,10 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
                     // Layer cache off and a cache-mount namespace of its own: cold for this
                     // project only, without pruning anything another project relies on.
                     extra_args.push("--no-cache".into());
-                    env.push(("BUILDKIT_CACHE_MOUNT_NS".into(), format!("{}{}-{round}", crate::usage::BENCH_NS_PREFIX, std::process::id())));
+                    env.push((
+                        "BUILDKIT_CACHE_MOUNT_NS".into(),
+                        format!("{}{}-{round}", crate::usage::BENCH_NS_PREFIX, std::process::id()),
+                    ));
                 }
                 Scenario::ColdExport => {
                     extra_args.extend(["--no-cache".into(), "--cache-export".into()]);

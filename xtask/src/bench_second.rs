@@ -65,7 +65,10 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     };
     let registry = format!("{}/bench-second-engine", first.registry_addr());
     if !standin_share::answers(&registry) {
-        bail!("the first engine's registry {} does not answer: `cargo xtask engine up` starts it", first.registry_addr());
+        bail!(
+            "the first engine's registry {} does not answer: `cargo xtask engine up` starts it",
+            first.registry_addr()
+        );
     }
     let from_cache_dir = bench::scratch_copy()?;
     let cold_dir = PathBuf::from(format!("{}-cold", from_cache_dir.display()));

@@ -161,7 +161,8 @@ fn engine_lines(r: &mut Report, engine: &Engine, settings: &Settings) {
         // The build still works: it leaves out what this builder cannot do, and says so.
         r.line(Level::Ok, "builder", format!("{builder}: builds load single-platform images; cache export and attestations are left out (the containerd image store has both)"));
     }
-    let inline = settings.build_args().iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true"));
+    let inline =
+        settings.build_args().iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true"));
     let lost = crate::reproducible::lost(&caps, inline, true, true);
     for line in &lost {
         r.line(Level::Warn, "reproducible", line.clone());
@@ -193,14 +194,29 @@ fn shell_line(r: &mut Report, engine: Option<&Engine>) {
     let answers = plain.answers();
     let fix = "run `eval \"$(cargo xtask engine env)\"` in that shell (or use `cargo xtask up`, `ps`, `logs`, `down`)";
     match (compose, answers, engine) {
-        (Some(v), true, _) => r.line(Level::Ok, "shell", format!("a plain shell reaches compose {v} and the engine at {}", plain.describe())),
+        (Some(v), true, _) => r.line(
+            Level::Ok,
+            "shell",
+            format!("a plain shell reaches compose {v} and the engine at {}", plain.describe()),
+        ),
         (_, _, Some(e)) if e.is_private() => r.line(
             Level::Warn,
             "shell",
-            format!("a plain shell reaches {} the private engine: {fix}", if answers { "compose not on" } else { "neither compose nor" }),
+            format!(
+                "a plain shell reaches {} the private engine: {fix}",
+                if answers { "compose not on" } else { "neither compose nor" }
+            ),
         ),
-        (None, _, _) => r.line(Level::Warn, "shell", "`docker compose` is not a command in a plain shell: install the compose v2 plug-in"),
-        (Some(_), false, _) => r.line(Level::Warn, "shell", format!("a plain shell's docker reaches no engine at {}: start it, or set DOCKER_HOST", plain.describe())),
+        (None, _, _) => r.line(
+            Level::Warn,
+            "shell",
+            "`docker compose` is not a command in a plain shell: install the compose v2 plug-in",
+        ),
+        (Some(_), false, _) => r.line(
+            Level::Warn,
+            "shell",
+            format!("a plain shell's docker reaches no engine at {}: start it, or set DOCKER_HOST", plain.describe()),
+        ),
     }
 }
 

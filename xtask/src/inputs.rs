@@ -134,10 +134,15 @@ impl Inputs {
             platforms,
             cache_export,
             origin: crate::runner::read(
-                &crate::runner::Cmd::new("git").args(["config", "--get", "remote.origin.url"]).dir(paths::project_root()),
+                &crate::runner::Cmd::new("git")
+                    .args(["config", "--get", "remote.origin.url"])
+                    .dir(paths::project_root()),
             )
             .ok(),
-            inline_cache: settings.build_args().iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true")),
+            inline_cache: settings
+                .build_args()
+                .iter()
+                .any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true")),
             source_url: settings.iter().find(|(k, _, _)| *k == "SOURCE_URL").map(|(_, v, _)| v.to_string()),
         })
     }

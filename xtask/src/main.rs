@@ -1,7 +1,10 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
-use xtask::{bench, bench_second, build, check, clean, doctor, engine, flags, report, settings, stack, stop, test, usage, verify, metrics, signing};
+use xtask::{
+    bench, bench_second, build, check, clean, doctor, engine, flags, metrics, report, settings, signing, stack, stop,
+    test, usage, verify,
+};
 
 use build::{Options, Recipe};
 use flags::{Args, Parsed, Sub};
@@ -65,14 +68,18 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 let key = a.value("key").or_else(|| std::env::var("COSIGN_PUBLIC_KEY").ok());
                 match &key {
                     Some(key) => signing::command(image, Some(key))?,
-                    None => println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)"),
+                    None => {
+                        println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)")
+                    }
                 }
                 if a.switch("no-rebuild") {
                     return Ok(());
                 }
                 verify::run(image, a.value("platform").as_deref())
             }
-            None => anyhow::bail!("`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`"),
+            None => anyhow::bail!(
+                "`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`"
+            ),
         },
         Sub::EngineUp => engine::up(&settings::Settings::load()?, &which_engine(a)?),
         Sub::EngineDown => engine::down(&which_engine(a)?),

@@ -98,7 +98,8 @@ pub fn for_plan(
     source_url: Option<&str>,
     origin: Option<&str>,
 ) -> Result<Repro> {
-    let full = Capabilities { source_epoch: true, rewrite_timestamp: true, push_unstored: true, ..Capabilities::default() };
+    let full =
+        Capabilities { source_epoch: true, rewrite_timestamp: true, push_unstored: true, ..Capabilities::default() };
     let caps = facts.map(Facts::capabilities).unwrap_or(full);
     let mut r = plan(&Asked {
         build_date: &meta.build_date,
@@ -115,7 +116,11 @@ pub fn for_plan(
 }
 
 pub fn plan(asked: &Asked) -> Result<Repro> {
-    let mut r = Repro { exporter: asked.exporter, env: BUILDX_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(), ..Repro::default() };
+    let mut r = Repro {
+        exporter: asked.exporter,
+        env: BUILDX_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        ..Repro::default()
+    };
     if let Some(url) = asked.source_url {
         check_source_url(url)?;
         r.vars.push(("SOURCE_URL".to_string(), url.to_string()));
@@ -268,7 +273,14 @@ mod tests {
     fn the_source_is_a_public_url_or_nothing() {
         assert!(check_source_url("https://github.com/contextcleanse/contextcleanse").is_ok());
         assert!(check_source_url("").is_ok());
-        for bad in ["/work/main", "file:///work/main", "git@host:repo", "https://localhost/x", "https://127.0.0.1:3000/r", "https://intranet/r"] {
+        for bad in [
+            "/work/main",
+            "file:///work/main",
+            "git@host:repo",
+            "https://localhost/x",
+            "https://127.0.0.1:3000/r",
+            "https://intranet/r",
+        ] {
             let err = check_source_url(bad).unwrap_err().to_string();
             assert!(err.starts_with(&format!("SOURCE_URL `{bad}`: use the repository's public https URL")), "{err}");
         }

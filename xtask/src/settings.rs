@@ -104,7 +104,9 @@ pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
             "no such file: point it at a CA bundle (Debian: /etc/ssl/certs/ca-certificates.crt) or leave it empty"
                 .to_string()
         }
-        "COSIGN_KEY_FILE" => "no such file: point it at the key `cosign generate-key-pair` made, or leave it empty".to_string(),
+        "COSIGN_KEY_FILE" => {
+            "no such file: point it at the key `cosign generate-key-pair` made, or leave it empty".to_string()
+        }
         "PUSHGATEWAY" => "use http://HOST:PORT, e.g. http://127.0.0.1:9091, or leave it empty".to_string(),
         "COMPOSE_PROJECT_NAME" | "BUILDKIT_CACHE_MOUNT_NS" => "use lowercase letters, digits, - and _".to_string(),
         _ => "use 1 or 0 (true or false)".to_string(),
@@ -222,7 +224,6 @@ pub fn parse_gateway(url: &str) -> Result<Gateway> {
     }
     Ok(Gateway { host: host.to_string(), port, prefix: path.trim_end_matches('/').to_string() })
 }
-
 
 #[cfg(test)]
 mod tests {

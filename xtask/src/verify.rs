@@ -104,7 +104,12 @@ pub fn differences(original: &Platform, rebuilt: &Platform) -> Vec<String> {
         .map(|h| h["created_by"].as_str().unwrap_or("?").to_string())
         .collect();
     let layers = |p: &Platform| -> Vec<String> {
-        p.manifest["layers"].as_array().into_iter().flatten().map(|l| l["digest"].as_str().unwrap_or("").to_string()).collect()
+        p.manifest["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| l["digest"].as_str().unwrap_or("").to_string())
+            .collect()
     };
     let (a, b) = (layers(original), layers(rebuilt));
     if a.len() != b.len() {
@@ -126,6 +131,19 @@ pub fn repository(image: &str) -> &str {
         Some(i) if !image[i..].contains('/') => &image[..i],
         _ => image,
     }
+}
+
+/// The platforms to rebuild: `--platform`'s, each one the image has, or all of the image's.
+fn wanted_platforms<T>(only: Option<&str>, original: &BTreeMap<String, T>, image: &str) -> Result<Vec<String>> {
+    let wanted: Vec<String> = match only {
+        Some(list) => list.split(',').map(|p| p.trim().to_string()).collect(),
+        None => original.keys().cloned().collect(),
+    };
+    if let Some(p) = wanted.iter().find(|p| !original.contains_key(*p)) {
+        let has: Vec<&str> = original.keys().map(String::as_str).collect();
+        bail!("--platform `{p}`: `{image}` has no such platform; it has {}", has.join(", "));
+    }
+    Ok(wanted)
 }
 
 pub fn run(image: &str, only: Option<&str>) -> Result<()> {
@@ -153,19 +171,19 @@ pub fn run(image: &str, only: Option<&str>) -> Result<()> {
     let Some(original) = pushed else {
         bail!("`{image}` is only in the engine's store: images loaded into the engine keep the file times of their build, so only pushed images are verified; push it (`cargo xtask production --push`) and verify REGISTRY/NAME:TAG");
     };
-    let wanted: Vec<String> = match only {
-        Some(list) => list.split(',').map(|p| p.trim().to_string()).collect(),
-        None => original.keys().cloned().collect(),
-    };
-    if let Some(p) = wanted.iter().find(|p| !original.contains_key(*p)) {
-        let has: Vec<&str> = original.keys().map(String::as_str).collect();
-        bail!("--platform `{p}`: `{image}` has no such platform; it has {}", has.join(", "));
-    }
+    let wanted = wanted_platforms(only, &original, image)?;
     let epoch = git(&["log", "-1", "--format=%ct", &origin.commit])?;
-    let scratch = paths::checkout_target().join("xtask").join("verify").join(&origin.commit[..12.min(origin.commit.len())]);
+    let scratch =
+        paths::checkout_target().join("xtask").join("verify").join(&origin.commit[..12.min(origin.commit.len())]);
     export(&root, &origin.commit, &scratch)?;
     let target = format!("{}-multiplatform", origin.service);
-    eprintln!("xtask: verify: rebuilding {} of commit {} for {} from a clean export in {}", origin.service, origin.commit, wanted.join(", "), scratch.display());
+    eprintln!(
+        "xtask: verify: rebuilding {} of commit {} for {} from a clean export in {}",
+        origin.service,
+        origin.commit,
+        wanted.join(", "),
+        scratch.display()
+    );
     let exe = std::env::current_exe().context("finding the xtask's own binary")?;
     let rebuild = Cmd::new(exe.display().to_string())
         .args(["multiplatform", "--oci", "--no-cache", "--version", &origin.version])
@@ -182,7 +200,10 @@ pub fn run(image: &str, only: Option<&str>) -> Result<()> {
     let mut differing = 0;
     for p in &wanted {
         let (Some(o), Some(r)) = (original.get(p), rebuilt.get(p)) else {
-            bail!("{p}: the image or its rebuild has no such platform (the image has {})", original.keys().cloned().collect::<Vec<_>>().join(", "));
+            bail!(
+                "{p}: the image or its rebuild has no such platform (the image has {})",
+                original.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
         };
         if o.digest == r.digest {
             println!("{p}: {} matches", o.digest);
@@ -208,15 +229,20 @@ fn export(root: &Path, commit: &str, scratch: &Path) -> Result<()> {
     let src = scratch.join("src");
     std::fs::create_dir_all(&src).with_context(|| format!("creating {}", src.display()))?;
     let tar = scratch.join("source.tar");
-    runner::run_quiet(&Cmd::new("git").args(["archive", "--format=tar", "-o"]).arg(tar.display().to_string()).arg(commit).dir(root))
-        .context("exporting the commit with git archive")?;
-    runner::run_quiet(&Cmd::new("tar").args(["-xf"]).arg(tar.display().to_string()).args(["-C"]).arg(src.display().to_string()))
-        .context("unpacking the export")
+    runner::run_quiet(
+        &Cmd::new("git").args(["archive", "--format=tar", "-o"]).arg(tar.display().to_string()).arg(commit).dir(root),
+    )
+    .context("exporting the commit with git archive")?;
+    runner::run_quiet(
+        &Cmd::new("tar").args(["-xf"]).arg(tar.display().to_string()).args(["-C"]).arg(src.display().to_string()),
+    )
+    .context("unpacking the export")
 }
 
 /// The config of an image in the engine's store, shaped as a registry's (labels under `config`).
 fn read_local(docker: &Cmd, image: &str) -> Result<Value> {
-    let Ok(text) = runner::read(&docker.clone().args(["image", "inspect", "--format", "{{json .Config}}", image])) else {
+    let Ok(text) = runner::read(&docker.clone().args(["image", "inspect", "--format", "{{json .Config}}", image]))
+    else {
         bail!("`{image}` is in no registry this engine reaches and not in its store: name a pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:TAG");
     };
     let config: Value = serde_json::from_str(&text).context("reading the image's config")?;
@@ -233,13 +259,15 @@ fn read_pushed(docker: &Cmd, image: &str) -> Result<Option<BTreeMap<String, Plat
     };
     let Some(top) = raw(image) else { return Ok(None) };
     let repo = repository(image);
-    let configs = runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", image, "--format", "{{json .Image}}"]))
-        .ok()
-        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-        .context("reading the image's config")?;
+    let configs =
+        runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", image, "--format", "{{json .Image}}"]))
+            .ok()
+            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+            .context("reading the image's config")?;
     let mut out = BTreeMap::new();
     for (platform, digest) in platforms(&top, "", &|d| raw(&format!("{repo}@{d}"))) {
-        let manifest = if digest.is_empty() { top.clone() } else { raw(&format!("{repo}@{digest}")).unwrap_or_default() };
+        let manifest =
+            if digest.is_empty() { top.clone() } else { raw(&format!("{repo}@{digest}")).unwrap_or_default() };
         let config = if configs["config"].is_object() { configs.clone() } else { configs[&platform].clone() };
         let platform = if platform.is_empty() { platform_of(&config) } else { platform };
         let digest = if digest.is_empty() { top_digest(docker, image)? } else { digest };
@@ -253,7 +281,14 @@ fn platform_of(config: &Value) -> String {
 }
 
 fn top_digest(docker: &Cmd, image: &str) -> Result<String> {
-    let out = runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", image, "--format", "{{json .Manifest}}"]))?;
+    let out = runner::read(&docker.clone().args([
+        "buildx",
+        "imagetools",
+        "inspect",
+        image,
+        "--format",
+        "{{json .Manifest}}",
+    ]))?;
     let v: Value = serde_json::from_str(&out).context("reading the image's digest")?;
     v["digest"].as_str().map(str::to_string).context("the image has no digest")
 }
@@ -270,7 +305,8 @@ fn read_archive(path: &PathBuf) -> Result<BTreeMap<String, Platform>> {
     let mut out = BTreeMap::new();
     for (platform, digest) in platforms(&index, "", &blob) {
         let manifest = blob(&digest).context("a manifest missing from the archive")?;
-        let config = manifest["config"]["digest"].as_str().and_then(blob).context("a config missing from the archive")?;
+        let config =
+            manifest["config"]["digest"].as_str().and_then(blob).context("a config missing from the archive")?;
         let platform = if platform.is_empty() { platform_of(&config) } else { platform };
         out.insert(platform, Platform { digest, manifest, config });
     }
@@ -312,10 +348,10 @@ mod tests {
         ]});
         let layout = json!({"manifests": [{"digest": "sha256:ix"}]});
         let got = platforms(&layout, "", &|d| (d == "sha256:ix").then(|| image.clone()));
-        assert_eq!(got.into_iter().collect::<Vec<_>>(), [
-            ("linux/amd64".to_string(), "sha256:a".to_string()),
-            ("linux/arm64".to_string(), "sha256:b".to_string())
-        ]);
+        assert_eq!(
+            got.into_iter().collect::<Vec<_>>(),
+            [("linux/amd64".to_string(), "sha256:a".to_string()), ("linux/arm64".to_string(), "sha256:b".to_string())]
+        );
     }
 
     #[test]
@@ -327,13 +363,18 @@ mod tests {
             config: json!({"created": "2026-01-01T00:00:00Z", "config": {"User": "1000"}, "history": history}),
         };
         let mut b = a.clone();
-        b.manifest = json!({"config": {"digest": "sha256:c2"}, "layers": [{"digest": "sha256:l1"}, {"digest": "sha256:l3"}]});
+        b.manifest =
+            json!({"config": {"digest": "sha256:c2"}, "layers": [{"digest": "sha256:l1"}, {"digest": "sha256:l3"}]});
         b.config["config"]["Healthcheck"] = json!({"Test": ["CMD", "true"]});
         b.config["config"]["User"] = json!("0");
         let lines = differences(&a, &b);
         assert_eq!(lines.len(), 2, "{lines:?}");
         assert_eq!(lines[0], "config.User: \"0\" here, \"1000\" in the image");
-        assert!(lines[1].starts_with("layer 2 differs (sha256:l3 here, sha256:l2 in the image), made by: RUN make"), "{}", lines[1]);
+        assert!(
+            lines[1].starts_with("layer 2 differs (sha256:l3 here, sha256:l2 in the image), made by: RUN make"),
+            "{}",
+            lines[1]
+        );
         assert!(differences(&a, &a).is_empty());
     }
 

@@ -299,6 +299,9 @@ fn the_tests_left_out_on_a_users_engine_exist() {
             Some(module) => dir.join(format!("{module}.rs")).is_file(),
             None => sources.contains(&format!("fn {name}")),
         };
-        assert!(found, "xtask/src/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there");
+        assert!(
+            found,
+            "xtask/src/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
+        );
     }
 }

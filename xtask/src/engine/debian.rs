@@ -176,7 +176,8 @@ fn fetch(layout: &Layout, packages: &[&super::channel::Package]) -> Result<()> {
 /// none of the added files touch.
 fn add_missing(layout: &Layout) -> Result<Vec<(String, String)>> {
     let mut versions = layout.installed_versions();
-    let missing: Vec<_> = layout.spec.packages().iter().filter(|p| !versions.iter().any(|(n, _)| n == p.name)).collect();
+    let missing: Vec<_> =
+        layout.spec.packages().iter().filter(|p| !versions.iter().any(|(n, _)| n == p.name)).collect();
     if missing.is_empty() {
         return Ok(versions);
     }
@@ -188,7 +189,9 @@ fn add_missing(layout: &Layout) -> Result<Vec<(String, String)>> {
         if let PinCheck::Drifted(line) = check_pin(p, &version)? {
             eprintln!("xtask: {line}");
         }
-        runner::run(&Cmd::new("dpkg-deb").arg("-x").arg(deb.display().to_string()).arg(layout.prefix.display().to_string()))?;
+        runner::run(
+            &Cmd::new("dpkg-deb").arg("-x").arg(deb.display().to_string()).arg(layout.prefix.display().to_string()),
+        )?;
         eprintln!("xtask: added {} {version} to the {} engine's prefix", p.name, layout.spec.name());
         versions.push((p.name.to_string(), version));
     }

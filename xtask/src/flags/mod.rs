@@ -171,7 +171,9 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         let Some(body) = body else {
             match &command.positional {
                 Some(p) if p.repeated || args.positionals.is_empty() => args.positionals.push(word.to_string()),
-                Some(p) => return Err(usage(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name))),
+                Some(p) => {
+                    return Err(usage(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name)))
+                }
                 None => return Err(usage(format!("`{}` takes no arguments, got `{word}`", command.name))),
             }
             continue;
@@ -317,7 +319,10 @@ mod tests {
         assert!(run("print a b").unwrap_err().contains("takes one NAME"));
         let a = run("logs -f --tail 5 backend").unwrap();
         assert!(a.switch("follow") && a.positionals == ["backend"]);
-        assert!(run("ps -x").unwrap_err().contains("takes no arguments"), "a dash word that is no short flag is an argument");
+        assert!(
+            run("ps -x").unwrap_err().contains("takes no arguments"),
+            "a dash word that is no short flag is an argument"
+        );
         // `up` and `engine up` are two commands; the longer name wins.
         assert_eq!(run("up").unwrap().command.sub, Sub::Up);
         assert_eq!(run("engine up").unwrap().command.sub, Sub::EngineUp);
@@ -328,7 +333,10 @@ mod tests {
         let e = run("biuld").unwrap_err();
         assert_eq!(e, "unknown subcommand `biuld` (did you mean `build`?); `cargo xtask` lists them");
         let e = run("build --no-cahce").unwrap_err();
-        assert!(e.contains("no flag --no-cahce (did you mean `--no-cache`?)") && e.contains("cargo xtask build --help"), "{e}");
+        assert!(
+            e.contains("no flag --no-cahce (did you mean `--no-cache`?)") && e.contains("cargo xtask build --help"),
+            "{e}"
+        );
         assert!(run("build --version").unwrap_err().contains("--version needs a value"));
         assert!(run("build --pull=yes").unwrap_err().contains("takes no value"));
         assert!(run("build --version 1 --version 2").unwrap_err().contains("given twice"));

@@ -225,4 +225,3 @@ pub const COMMANDS: &[Command] = &[
         ]],
     },
 ];
-

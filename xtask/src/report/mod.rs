@@ -43,7 +43,6 @@ fn write_files(report: &BuildReport) -> Result<()> {
     write_atomic(&dir.join(format!("{}.html", report.id)), html(report).as_bytes())
 }
 
-
 /// Captured streams and small builders the renderers' and judges' tests share.
 #[cfg(test)]
 pub mod testing {

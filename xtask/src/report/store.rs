@@ -23,7 +23,13 @@ pub struct Unreadable {
 impl std::fmt::Display for Unreadable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let field = if self.field.is_empty() { "the document" } else { &self.field };
-        write!(f, "{} does not match the report schema (version {}) at {field}: {}", self.file, schema::VERSION, self.problem)
+        write!(
+            f,
+            "{} does not match the report schema (version {}) at {field}: {}",
+            self.file,
+            schema::VERSION,
+            self.problem
+        )
     }
 }
 
@@ -43,8 +49,11 @@ fn checked<T: serde::de::DeserializeOwned>(text: &str, def: &str, file: String) 
 
 /// A build's report file, checked against the schema.
 pub fn read_report(path: &Path) -> Result<BuildReport, Unreadable> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Unreadable { file: shown(path), field: String::new(), problem: e.to_string() })?;
+    let text = std::fs::read_to_string(path).map_err(|e| Unreadable {
+        file: shown(path),
+        field: String::new(),
+        problem: e.to_string(),
+    })?;
     checked(&text, "build", shown(path))
 }
 
@@ -186,7 +195,11 @@ mod tests {
         std::fs::write(dir.join("old.json"), "{\"id\": \"x\", \"status\": \"ok\"}").unwrap();
         let old = read_report(&dir.join("old.json")).unwrap_err();
         assert_eq!(old.field, "/schema_version");
-        assert!(old.to_string().contains("old.json does not match the report schema (version 1) at /schema_version: missing"), "{old}");
+        assert!(
+            old.to_string()
+                .contains("old.json does not match the report schema (version 1) at /schema_version: missing"),
+            "{old}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

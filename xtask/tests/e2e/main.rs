@@ -15,9 +15,9 @@ use serde_json::Value;
 mod home_page;
 mod metrics;
 mod reports;
+mod second_engine;
 mod signing;
 mod stack;
-mod second_engine;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -1131,7 +1131,8 @@ fn cache_blobs_holding(cache: &Path, needles: &[String]) -> Vec<(PathBuf, String
         let data = if raw.starts_with(&[0x1f, 0x8b]) {
             Command::new("gzip").args(["-dc", blob.path().to_str().unwrap()]).output().unwrap().stdout
         } else if raw.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            let out = Command::new("zstd").args(["-dcq", blob.path().to_str().unwrap()]).output().expect("the zstd CLI");
+            let out =
+                Command::new("zstd").args(["-dcq", blob.path().to_str().unwrap()]).output().expect("the zstd CLI");
             assert!(out.status.success(), "zstd -dc {}", blob.path().display());
             out.stdout
         } else {
@@ -1143,12 +1144,8 @@ fn cache_blobs_holding(cache: &Path, needles: &[String]) -> Vec<(PathBuf, String
         std::fs::write(&scratch, &data).unwrap();
         let patterns = scratch.with_extension("tokens");
         std::fs::write(&patterns, needles.join("\n")).unwrap();
-        let grep = Command::new("grep")
-            .args(["-a", "-o", "-F", "-f"])
-            .arg(&patterns)
-            .arg(&scratch)
-            .output()
-            .expect("grep");
+        let grep =
+            Command::new("grep").args(["-a", "-o", "-F", "-f"]).arg(&patterns).arg(&scratch).output().expect("grep");
         assert!(grep.status.code().is_some_and(|c| c <= 1), "grep failed on {}", blob.path().display());
         for hit in String::from_utf8_lossy(&grep.stdout).lines().collect::<std::collections::BTreeSet<_>>() {
             found.push((blob.path(), hit.to_string()));
@@ -1202,7 +1199,10 @@ fn k_planted_secrets_reach_no_layer_and_no_cache() {
     let tag = |name: &str| format!("contextcleanse-{name}:e2e-secrets");
     let sets = [format!("backend.tags={}", tag("backend")), format!("frontend.tags={}", tag("frontend"))];
     // A local build exports no cache unless asked: ask, so the exported cache can be searched.
-    must(&["build", "--cache-export", "--set", &sets[0], "--set", &sets[1]], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+    must(
+        &["build", "--cache-export", "--set", &sets[0], "--set", &sets[1]],
+        &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())],
+    );
     for (name, user) in [("backend", "1000:1000"), ("frontend", "1001:1001")] {
         let image = tag(name);
         let mut files = 0;

@@ -34,11 +34,23 @@ fn a_warm_rebuild_keeps_both_image_ids_dated_with_the_commit() {
     assert_eq!(first, second, "a rebuild with no change made new images");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("cache export on"), "a local build exports no cache");
     let date = commit_date();
-    for (name, port, inner, path) in [("backend", 18110u16, 8000u16, "/health"), ("frontend", 18111, 3000, "/api/health")] {
+    for (name, port, inner, path) in
+        [("backend", 18110u16, 8000u16, "/health"), ("frontend", 18111, 3000, "/api/health")]
+    {
         let image = tag(name);
         let created = docker(&["image", "inspect", "--format", "{{.Created}}", &image]);
-        let label = docker(&["image", "inspect", "--format", "{{index .Config.Labels \"org.opencontainers.image.created\"}}", &image]);
-        assert_eq!((created.as_str(), label.as_str()), (date.as_str(), date.as_str()), "{image} is dated with the commit");
+        let label = docker(&[
+            "image",
+            "inspect",
+            "--format",
+            "{{index .Config.Labels \"org.opencontainers.image.created\"}}",
+            &image,
+        ]);
+        assert_eq!(
+            (created.as_str(), label.as_str()),
+            (date.as_str(), date.as_str()),
+            "{image} is dated with the commit"
+        );
         let c = Container::run(&format!("e2e-repro-{name}"), &["-p", &format!("127.0.0.1:{port}:{inner}"), &image]);
         c.wait_healthy(Duration::from_secs(90));
         assert_eq!(health(port, path)["built"], date.as_str(), "{name}'s health names the commit's date");
@@ -83,7 +95,8 @@ use std::collections::BTreeMap;
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn b_two_cold_builds_of_one_commit_give_the_same_digests() {
     // Both platforms by default; XTASK_TEST_COLD_PLATFORMS narrows it (arm64 runs under QEMU).
-    let platforms = std::env::var("XTASK_TEST_COLD_PLATFORMS").unwrap_or_else(|_| "linux/amd64,linux/arm64".to_string());
+    let platforms =
+        std::env::var("XTASK_TEST_COLD_PLATFORMS").unwrap_or_else(|_| "linux/amd64,linux/arm64".to_string());
     let oci = root().join("target/xtask/oci");
     let mut runs = Vec::new();
     for n in 0..2 {
@@ -93,7 +106,8 @@ fn b_two_cold_builds_of_one_commit_give_the_same_digests() {
         must(&["multiplatform", "--oci", "--no-cache", "--set", &set], &[("BUILDKIT_CACHE_MOUNT_NS", ns.as_str())]);
         eprintln!("cold build {n}: {:.0}s", started.elapsed().as_secs_f64());
         let archive = |t: &str| oci.join(format!("{t}-multiplatform.tar"));
-        let digests: Vec<BTreeMap<String, String>> = ["backend", "frontend"].iter().map(|t| archive_platforms(&archive(t))).collect();
+        let digests: Vec<BTreeMap<String, String>> =
+            ["backend", "frontend"].iter().map(|t| archive_platforms(&archive(t))).collect();
         for t in ["backend", "frontend"].iter().filter(|_| n == 0) {
             // Kept beside the second run's, so that a failure leaves both to compare.
             std::fs::rename(archive(t), oci.join(format!("{t}-multiplatform-cold-0.tar"))).unwrap();
@@ -120,11 +134,18 @@ fn pushed_documents(registry: &str, repo: &str, tag: &str) -> Vec<(String, Strin
             todo.push((d.to_string(), registry_get(registry, &format!("/v2/{repo}/manifests/{d}"))));
         }
         if let Some(config) = v["config"]["digest"].as_str() {
-            docs.push((config.to_string(), String::from_utf8_lossy(&registry_get(registry, &format!("/v2/{repo}/blobs/{config}"))).to_string()));
-            let attestation = v["layers"].as_array().into_iter().flatten().all(|l| l["mediaType"] == "application/vnd.in-toto+json");
+            docs.push((
+                config.to_string(),
+                String::from_utf8_lossy(&registry_get(registry, &format!("/v2/{repo}/blobs/{config}"))).to_string(),
+            ));
+            let attestation =
+                v["layers"].as_array().into_iter().flatten().all(|l| l["mediaType"] == "application/vnd.in-toto+json");
             for l in v["layers"].as_array().into_iter().flatten().filter(|_| attestation) {
                 let d = l["digest"].as_str().unwrap();
-                docs.push((d.to_string(), String::from_utf8_lossy(&registry_get(registry, &format!("/v2/{repo}/blobs/{d}"))).to_string()));
+                docs.push((
+                    d.to_string(),
+                    String::from_utf8_lossy(&registry_get(registry, &format!("/v2/{repo}/blobs/{d}"))).to_string(),
+                ));
             }
         }
     }
@@ -138,7 +159,8 @@ fn c_a_pushed_production_image_names_no_path_or_host_of_the_builder() {
     let version = format!("0.4.0-e2e.{}", std::process::id());
     must(&["production", "--push", "--registry", &registry, "--version", &version], &[]);
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
-    let mut local = vec![root().display().to_string(), std::env::temp_dir().display().to_string(), "file://".to_string()];
+    let mut local =
+        vec![root().display().to_string(), std::env::temp_dir().display().to_string(), "file://".to_string()];
     local.extend(std::env::var("HOME").ok().filter(|h| h.len() > 1));
     local.extend(std::env::var("XTASK_ENGINE_DIR").ok());
     local.extend(Some(host).filter(|h| h.len() > 3));
@@ -149,7 +171,10 @@ fn c_a_pushed_production_image_names_no_path_or_host_of_the_builder() {
         assert!(docs.len() >= 5, "walked {} documents of {name}", docs.len());
         for (what, body) in &docs {
             for needle in &local {
-                assert!(!body.contains(needle.as_str()), "{name}: {what} names `{needle}` of the builder's machine:\n{body}");
+                assert!(
+                    !body.contains(needle.as_str()),
+                    "{name}: {what} names `{needle}` of the builder's machine:\n{body}"
+                );
             }
         }
         let source = "https://github.com/contextcleanse/contextcleanse";
@@ -170,7 +195,16 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
     // A commit this repository does not hold.
     let foreign = "contextcleanse-backend:e2e-foreign-commit";
     let commit = "0123456789abcdef0123456789abcdef01234567";
-    must(&["backend", "--set", &format!("backend.tags={foreign}"), "--set", &format!("backend.args.GIT_COMMIT={commit}")], &[]);
+    must(
+        &[
+            "backend",
+            "--set",
+            &format!("backend.tags={foreign}"),
+            "--set",
+            &format!("backend.args.GIT_COMMIT={commit}"),
+        ],
+        &[],
+    );
     let out = xtask(&["verify", foreign], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.trim().lines().count() == 1, "one line:\n{err}");
@@ -180,7 +214,18 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
     let registry = registry();
     let version = format!("0.4.0-e2e-verify.{}", std::process::id());
     must(
-        &["multiplatform", "--push", "--no-cache", "--registry", &registry, "--version", &version, "--set", "backend-multiplatform.platform=linux/amd64", "backend-multiplatform"],
+        &[
+            "multiplatform",
+            "--push",
+            "--no-cache",
+            "--registry",
+            &registry,
+            "--version",
+            &version,
+            "--set",
+            "backend-multiplatform.platform=linux/amd64",
+            "backend-multiplatform",
+        ],
         &[],
     );
     let image = format!("{registry}/contextcleanse-backend:{version}");

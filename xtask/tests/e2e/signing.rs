@@ -119,7 +119,10 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
         &["production", "--push", "--sign", "--registry", &registry, "--version", &from_env],
         &[("COSIGN_PASSWORD", &password), ("COSIGN_PRIVATE_KEY", &key_text), ("COSIGN_KEY_FILE", "")],
     );
-    must(&["verify", "--no-rebuild", &format!("{registry}/contextcleanse-frontend:{from_env}"), "--key", &public_s], &[]);
+    must(
+        &["verify", "--no-rebuild", &format!("{registry}/contextcleanse-frontend:{from_env}"), "--key", &public_s],
+        &[],
+    );
 
     // Neither the password nor the key's text is in anything the xtask wrote.
     let key_body = key_text.lines().nth(1).unwrap_or_default().to_string();

@@ -96,7 +96,7 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
             .map(|d| &progress.vertexes[d])
             .filter(|v| owner(&v.name, &targets) == Some(&t.name))
             .collect();
-        for v in steps.iter().filter(|v| is_failure(v)) {
+        for v in steps.iter().filter(|v| is_failure(v) && !rawjson::is_session_lost(&v.error)) {
             if let Some(at) = rawjson::timestamp(&v.completed) {
                 if first.as_ref().is_none_or(|(when, _)| at < *when) {
                     first = Some((at, t.name.clone()));
@@ -118,6 +118,15 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
         } else {
             Outcome::Ok
         };
+    }
+    // A target whose only errors are a lost session, beside one that failed on its own account,
+    // was cancelled with the build.
+    let own = |t: &TargetReport| t.errors.iter().any(|e| !rawjson::is_session_lost(e));
+    if report.targets.iter().any(own) {
+        for t in report.targets.iter_mut().filter(|t| t.outcome == Outcome::Failed && !own(t)) {
+            t.errors.clear();
+            t.outcome = Outcome::Cancelled;
+        }
     }
     // A parse error stops its target before any step ran: nothing can have failed before it.
     report.failed_first = match (&located, first) {
@@ -246,6 +255,55 @@ mod tests {
         let summary = failure_summary(&r);
         assert!(summary.starts_with("failing: b: [b app 1/2] RUN early"), "{summary}");
         assert!(summary.contains(" | a: ") && summary.ends_with("cancelled: c"), "{summary}");
+    }
+
+    fn one_step(p: &mut Progress, d: &str, name: &str, done: &str, error: &str) {
+        p.apply(rawjson::SolveStatus {
+            vertexes: vec![rawjson::Vertex {
+                digest: d.into(),
+                name: name.into(),
+                started: Some("2026-01-01T00:00:00Z".into()),
+                completed: Some(format!("2026-01-01T00:00:{done}Z")),
+                error: error.into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        });
+    }
+
+    const RESET: &str = "rpc error: code = Unavailable desc = error reading from server: connection reset by peer";
+
+    #[test]
+    fn a_session_reset_beside_another_target_s_failure_is_a_cancellation() {
+        let mut p = Progress::default();
+        // As CI saw it on buildx 0.29.1: the reset can even carry the earlier time.
+        one_step(&mut p, "1", "[frontend internal] load .dockerignore", "01", RESET);
+        one_step(
+            &mut p,
+            "2",
+            "[backend app 1/2] RUN x",
+            "03",
+            "process \"/bin/sh -c x\" did not complete successfully: exit code: 1",
+        );
+        let mut r = summarize(&two(), &p, String::new(), false);
+        judge(&mut r, &p, false, "", &[]);
+        let (backend, frontend) = (&r.targets[0], &r.targets[1]);
+        assert_eq!((backend.outcome, frontend.outcome), (Outcome::Failed, Outcome::Cancelled));
+        assert!(frontend.errors.is_empty(), "{:?}", frontend.errors);
+        assert_eq!(r.failed_first.as_deref(), Some("backend"));
+        assert!(failure_summary(&r).ends_with("cancelled: frontend"), "{}", failure_summary(&r));
+    }
+
+    #[test]
+    fn a_session_reset_everywhere_is_a_failure_of_each_target() {
+        let mut p = Progress::default();
+        one_step(&mut p, "1", "[frontend internal] load .dockerignore", "01", RESET);
+        one_step(&mut p, "2", "[backend internal] load .dockerignore", "02", RESET);
+        let mut r = summarize(&two(), &p, String::new(), false);
+        judge(&mut r, &p, false, "", &[]);
+        let outcomes: Vec<Outcome> = r.targets.iter().map(|t| t.outcome).collect();
+        assert_eq!(outcomes, [Outcome::Failed, Outcome::Failed], "an engine that went away fails the build");
+        assert!(failure_summary(&r).starts_with("failing: "), "{}", failure_summary(&r));
     }
 
     /// buildx 0.13.1, `bake backend` with REGISTRY=127.0.0.1:5999 (a closed port): importing the

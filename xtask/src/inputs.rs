@@ -57,8 +57,8 @@ pub struct Inputs {
     pub origin: Option<String>,
     /// `BUILDKIT_INLINE_CACHE` is on.
     pub inline_cache: bool,
-    /// `SOURCE_URL` from the settings.
-    pub source_url: Option<String>,
+    /// `SOURCE_URL` from the settings, else the bake file's default (empty: record no source).
+    pub source_url: String,
 }
 
 /// The engine that answers, else (for a dry run, which starts none) the private engine's
@@ -91,6 +91,10 @@ impl Inputs {
             .map(str::to_string);
         let root = paths::project_root();
         let officials = bake::base_images(&root)?;
+        let source_url = match settings.iter().find(|(k, _, _)| *k == "SOURCE_URL") {
+            Some((_, v, _)) => v.to_string(),
+            None => bake::defaults(&root, &["SOURCE_URL"])?.remove(0),
+        };
         let cache_export =
             cachepolicy::decide(opts.cache_export, std::env::var("CI").ok().as_deref(), request.registry.is_some());
         let mut vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
@@ -143,7 +147,7 @@ impl Inputs {
                 .build_args()
                 .iter()
                 .any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true")),
-            source_url: settings.iter().find(|(k, _, _)| *k == "SOURCE_URL").map(|(_, v, _)| v.to_string()),
+            source_url,
         })
     }
 }

@@ -119,6 +119,13 @@ impl Inputs {
         } else {
             Vec::new()
         };
+        let origin = crate::runner::read(
+            &crate::runner::Cmd::new("git").args(["config", "--get", "remote.origin.url"]).dir(&root),
+        )
+        .ok();
+        let build_args = settings.build_args();
+        let inline_cache =
+            build_args.iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true"));
         Ok(Inputs {
             xtask_dir: paths::xtask_dir(),
             metadata_file: paths::xtask_dir().join(format!("metadata-{}.json", std::process::id())),
@@ -126,7 +133,7 @@ impl Inputs {
             metadata,
             npm_pin,
             ca_bundle,
-            build_args: settings.build_args(),
+            build_args,
             client_env: settings.client_env(),
             progress: settings.get("BUILDKIT_PROGRESS").and_then(|p| p.parse().ok()),
             engine,
@@ -137,16 +144,8 @@ impl Inputs {
             dockerfiles,
             platforms,
             cache_export,
-            origin: crate::runner::read(
-                &crate::runner::Cmd::new("git")
-                    .args(["config", "--get", "remote.origin.url"])
-                    .dir(paths::project_root()),
-            )
-            .ok(),
-            inline_cache: settings
-                .build_args()
-                .iter()
-                .any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true")),
+            origin,
+            inline_cache,
             source_url,
         })
     }

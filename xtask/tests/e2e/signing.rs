@@ -67,7 +67,7 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
     let said = String::from_utf8_lossy(&out.stderr);
     assert!(said.contains("--sign needs a key") && said.trim().lines().count() == 1, "{said}");
 
-    let version = format!("0.4.0-e2e-sign.{}", std::process::id());
+    let version = format!("{}-e2e-sign.{}", product_version(), std::process::id());
     let out = must(
         &["production", "--push", "--sign", "--key", &key_s, "--registry", &registry, "--version", &version],
         &[("COSIGN_PASSWORD", &password)],
@@ -99,7 +99,7 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
     assert!(said.contains("signature check failed") && said.trim().lines().count() == 1, "{said}");
 
     // A wrong password: one line naming it, non-zero exit, the images pushed but unsigned.
-    let wrong = format!("0.4.0-e2e-sign-wrong.{}", std::process::id());
+    let wrong = format!("{}-e2e-sign-wrong.{}", product_version(), std::process::id());
     let out = xtask(
         &["production", "--push", "--sign", "--key", &key_s, "--registry", &registry, "--version", &wrong],
         &[("COSIGN_PASSWORD", "not-the-password")],
@@ -113,7 +113,7 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
     assert!(!xtask(&["verify", "--no-rebuild", &unsigned, "--key", &public_s], &[]).status.success());
 
     // The key's text in COSIGN_PRIVATE_KEY instead of a file.
-    let from_env = format!("0.4.0-e2e-sign-env.{}", std::process::id());
+    let from_env = format!("{}-e2e-sign-env.{}", product_version(), std::process::id());
     let key_text = std::fs::read_to_string(&key).unwrap();
     must(
         &["production", "--push", "--sign", "--registry", &registry, "--version", &from_env],

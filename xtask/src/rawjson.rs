@@ -270,8 +270,31 @@ pub fn snippet_matches(snippet: &Snippet, text: &str) -> bool {
     let file: Vec<&str> = text.lines().collect();
     !snippet.lines.is_empty()
         && snippet.lines.iter().all(|(n, shown)| {
-            n.checked_sub(1).and_then(|i| file.get(i)).is_some_and(|l| l.trim_end() == shown.trim_end())
+            n.checked_sub(1).and_then(|i| file.get(i)).is_some_and(|l| {
+                let (l, shown) = (l.trim_end(), shown.trim_end());
+                l == shown || without_braced_names(l) == shown
+            })
         })
+}
+
+/// The line as buildx 0.29.1 shows it in an excerpt: `${NAME}` as a bare `$` (seen:
+/// `FROM --platform=$BUILDPLATFORM ${PYTHON_IMAGE} AS requirements` shown as
+/// `FROM --platform=$BUILDPLATFORM $ AS requirements`).
+fn without_braced_names(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find("${") {
+        out.push_str(&rest[..at + 1]);
+        rest = &rest[at + 2..];
+        match rest.find('}') {
+            Some(end) => rest = &rest[end + 1..],
+            None => {
+                out.push('{');
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Standard base64 with padding, as Go's encoding/json writes []byte.
@@ -303,6 +326,17 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_excerpt_that_shows_a_braced_name_as_a_bare_dollar_still_matches_its_file() {
+        let text = "ARG PYTHON_IMAGE=python:3.11-slim\nFROM --platform=$BUILDPLATFORM ${PYTHON_IMAGE} AS requirements\nRUNN x\n";
+        let shown =
+            |l: &str| Snippet { lines: vec![(2, l.to_string()), (3, "RUNN x".into())], line: 3, error: String::new() };
+        assert!(snippet_matches(&shown("FROM --platform=$BUILDPLATFORM $ AS requirements"), text));
+        assert!(snippet_matches(&shown("FROM --platform=$BUILDPLATFORM ${PYTHON_IMAGE} AS requirements"), text));
+        assert!(!snippet_matches(&shown("FROM --platform=$BUILDPLATFORM $ AS deps"), text));
+        assert_eq!(without_braced_names("a ${B} c ${ d"), "a $ c ${ d");
+    }
 
     #[test]
     fn splitter_handles_pretty_printed_and_line_delimited_objects_across_chunks() {

@@ -166,3 +166,15 @@ target "frontend-multiplatform" {
   inherits  = ["frontend-production"]
   platforms = ["linux/amd64", "linux/arm64"]
 }
+
+# The SBOM generator BuildKit runs for `type=sbom,generator=...` attestations (its default,
+# docker/buildkit-syft-scanner, cannot be pulled where no registry is reachable). Loaded into
+# the engine, which BuildKit then resolves without a pull.
+target "sbom-generator" {
+  context    = "sbom"
+  dockerfile = "Dockerfile"
+  args = {
+    PYTHON_IMAGE = PYTHON_IMAGE
+  }
+  tags = ["localhost/contextcleanse-sbom:dev"]
+}

@@ -79,6 +79,7 @@ def scan(root):
     npm = []
     seen = set()
     for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
         # Never follow into the kernel's or the engine's pseudo-filesystems.
         rel = os.path.relpath(dirpath, root)
         if rel.split(os.sep)[0] in ("proc", "sys", "dev"):
@@ -111,7 +112,8 @@ def scan(root):
     for p in npm:
         if (p["name"], p["version"]) in integrity:
             p["integrity"] = integrity[(p["name"], p["version"])]
-    return found + npm
+    # The walk's order is the filesystem's: sort, so one image gives one SBOM (and one digest).
+    return sorted(found + npm, key=lambda p: (p["ecosystem"], p["name"], p["version"]))
 
 
 def purl(p):
@@ -158,15 +160,36 @@ def statement(doc):
             "predicate": doc}
 
 
-def main():
+# The user the image declares; BuildKit's scan step does not apply it (see drop_privileges).
+UNPRIVILEGED = 65532
+
+
+def drop_privileges():
+    """Becomes UNPRIVILEGED when started as root.
+
+    BuildKit runs the generator as root whatever the image's USER says (its scan step sets no
+    user; checked with BuildKit 0.25 and 0.13) and mounts the output folder owned by root, 0755.
+    So main() opens its output first and then gives root up before reading a byte of the image,
+    which is input it should not trust. Files of the image that only root may read are skipped.
+    """
+    if os.geteuid() != 0:
+        return
+    os.setgroups([])
+    os.setgid(UNPRIVILEGED)
+    os.setuid(UNPRIVILEGED)
+
+
+def main(drop=drop_privileges):
     src = os.environ.get("BUILDKIT_SCAN_SOURCE")
     dest = os.environ.get("BUILDKIT_SCAN_DESTINATION")
     if not src or not dest:
         print("scan: BUILDKIT_SCAN_SOURCE and BUILDKIT_SCAN_DESTINATION must be set (BuildKit sets both)",
               file=sys.stderr)
         return 2
-    doc = spdx(scan(src), "sbom")
-    Path(dest, "sbom.spdx.json").write_text(json.dumps(statement(doc), sort_keys=True))
+    with open(Path(dest, "sbom.spdx.json"), "w", encoding="utf-8") as out:
+        drop()
+        doc = spdx(scan(src), "sbom")
+        out.write(json.dumps(statement(doc), sort_keys=True))
     return 0
 
 

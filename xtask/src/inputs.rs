@@ -59,6 +59,8 @@ pub struct Inputs {
     pub inline_cache: bool,
     /// `SOURCE_URL` from the settings.
     pub source_url: Option<String>,
+    /// The SBOM generator image the bake file names.
+    pub sbom_generator: String,
 }
 
 /// The engine that answers, else (for a dry run, which starts none) the private engine's
@@ -91,6 +93,7 @@ impl Inputs {
             .map(str::to_string);
         let root = paths::project_root();
         let officials = bake::base_images(&root)?;
+        let sbom_generator = crate::sbom::generator::reference(&root)?;
         let cache_export =
             cachepolicy::decide(opts.cache_export, std::env::var("CI").ok().as_deref(), request.registry.is_some());
         let mut vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
@@ -144,6 +147,7 @@ impl Inputs {
                 .iter()
                 .any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true")),
             source_url: settings.iter().find(|(k, _, _)| *k == "SOURCE_URL").map(|(_, v, _)| v.to_string()),
+            sbom_generator,
         })
     }
 }

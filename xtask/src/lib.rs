@@ -36,6 +36,7 @@ pub mod report;
 pub mod reproducible;
 pub mod request;
 pub mod run;
+pub mod sbom;
 pub mod runner;
 pub mod settings;
 pub mod signing;

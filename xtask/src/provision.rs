@@ -56,6 +56,15 @@ pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// Builds the SBOM generator the plan attests with, when the engine lacks it (see
+/// `sbom::generator`).
+pub fn sbom_generator(plan: &Plan) -> Result<()> {
+    if let Some(line) = crate::sbom::generator::provision(plan)? {
+        eprintln!("xtask: {line}");
+    }
+    Ok(())
+}
+
 /// Writes the Dockerfile copies the plan builds from and makes the OCI archives' folder.
 pub fn files(plan: &Plan) -> Result<()> {
     for (path, text) in &plan.files {

@@ -56,7 +56,7 @@ pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> 
     if !attesting.is_empty() && !caps.attestations {
         fit.sets.extend(attesting.iter().map(|t| format!("{t}.attest=type=provenance,disabled=true")));
         fit.notes.push(format!(
-            "provenance and SBOM attestations left out: this builder ({}) cannot attach attestations",
+            "provenance attestation left out, and the SBOM with it: this builder ({}) cannot attach attestations",
             asked.builder
         ));
     } else if let (false, Some(generator)) = (attesting.is_empty(), asked.sbom) {

@@ -66,7 +66,26 @@ def lock_integrity(lock):
     return out
 
 
-def scan(root):
+def context_locks(extras):
+    """Integrity of every package the npm lock files in the scanned build context record.
+
+    BuildKit mounts the build context under $BUILDKIT_SCAN_SOURCE_EXTRAS/sbom-context when the
+    build sets BUILDKIT_SBOM_SCAN_CONTEXT=true. An image often keeps no lock file (Next.js's
+    standalone output has none); the context's lock is the one its packages were installed from.
+    Its packages are not listed themselves: only what is in the image is.
+    """
+    integrity = {}
+    for dirpath, dirnames, filenames in os.walk(extras):
+        dirnames[:] = sorted(d for d in dirnames if d != "node_modules")
+        if "package-lock.json" in filenames:
+            try:
+                integrity.update(lock_integrity(json.loads(Path(dirpath, "package-lock.json").read_text())))
+            except (ValueError, OSError):
+                pass
+    return integrity
+
+
+def scan(root, extras=None):
     root = Path(root)
     found = []
     status = root / "var/lib/dpkg/status"
@@ -75,7 +94,7 @@ def scan(root):
     apk = root / "lib/apk/db/installed"
     if apk.is_file():
         found += parse_apk_installed(apk.read_text(errors="replace"))
-    integrity = {}
+    integrity = context_locks(extras) if extras else {}
     npm = []
     seen = set()
     for dirpath, dirnames, filenames in os.walk(root):
@@ -188,7 +207,7 @@ def main(drop=drop_privileges):
         return 2
     with open(Path(dest, "sbom.spdx.json"), "w", encoding="utf-8") as out:
         drop()
-        doc = spdx(scan(src), "sbom")
+        doc = spdx(scan(src, os.environ.get("BUILDKIT_SCAN_SOURCE_EXTRAS")), "sbom")
         out.write(json.dumps(statement(doc), sort_keys=True))
     return 0
 

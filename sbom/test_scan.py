@@ -75,3 +75,16 @@ def test_packages_come_out_in_one_order(tmp_path):
         info.mkdir(parents=True)
         (info / "METADATA").write_text(f"Name: {name}\nVersion: 1\n")
     assert [p["name"] for p in scan.scan(tmp_path)] == ["a", "b"]
+
+
+def test_integrity_from_the_build_context_lock_when_the_image_has_none(tmp_path):
+    image = tmp_path / "image/app/node_modules/next"
+    image.mkdir(parents=True)
+    (image / "package.json").write_text(json.dumps({"name": "next", "version": "16.0.0"}))
+    context = tmp_path / "extras/sbom-context"
+    context.mkdir(parents=True)
+    lock = {"packages": {"node_modules/next": {"version": "16.0.0", "integrity": "sha512-AAAA"},
+                         "node_modules/eslint": {"version": "9.0.0", "integrity": "sha512-BBBB"}}}
+    (context / "package-lock.json").write_text(json.dumps(lock))
+    found = scan.scan(tmp_path / "image", tmp_path / "extras")
+    assert [(p["name"], p.get("integrity")) for p in found] == [("next", "sha512-AAAA")]

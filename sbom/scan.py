@@ -69,8 +69,10 @@ def lock_integrity(lock):
 def context_locks(extras):
     """Integrity of every package the npm lock files in the scanned build context record.
 
-    BuildKit mounts the build context under $BUILDKIT_SCAN_SOURCE_EXTRAS/sbom-context when the
-    build sets BUILDKIT_SBOM_SCAN_CONTEXT=true. An image often keeps no lock file (Next.js's
+    BuildKit mounts the files of the build context the build reads under
+    $BUILDKIT_SCAN_SOURCE_EXTRAS/sbom-context when the Dockerfile declares the global argument
+    BUILDKIT_SBOM_SCAN_CONTEXT=true (a build argument alone is not enough: checked with
+    BuildKit 0.25). An image often keeps no lock file (Next.js's
     standalone output has none); the context's lock is the one its packages were installed from.
     Its packages are not listed themselves: only what is in the image is.
     """

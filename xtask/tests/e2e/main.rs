@@ -15,6 +15,7 @@ use serde_json::Value;
 mod home_page;
 mod metrics;
 mod reports;
+mod sbom;
 mod second_engine;
 mod signing;
 mod stack;

@@ -75,6 +75,16 @@ pub fn provision(plan: &Plan) -> Result<Option<String>> {
     Ok(Some(format!("built the SBOM generator {generator} from sbom/ (recipe {recipe})")))
 }
 
+/// `doctor`'s line: whether production images get an SBOM on this builder, and with what.
+pub fn doctor_line(engine: &crate::engine::Engine, attestations: bool, builder: &str) -> Result<String, String> {
+    if !attestations {
+        return Err(format!("left out with the provenance: this builder ({builder}) cannot attach attestations (the containerd image store can)"));
+    }
+    let generator = reference(&crate::paths::project_root()).map_err(|e| format!("{e:#}"))?;
+    let state = if engine.has_image(&generator) { "in the engine" } else { "built from sbom/ before the first one" };
+    Ok(format!("production and multiplatform attach one per image and platform, made by {generator} ({state})"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,8 +59,8 @@ pub struct Inputs {
     pub inline_cache: bool,
     /// `SOURCE_URL` from the settings.
     pub source_url: Option<String>,
-    /// The SBOM generator image the bake file names.
-    pub sbom_generator: String,
+    /// The SBOM generator image the bake file names (none in a bake file from before SBOMs).
+    pub sbom_generator: Option<String>,
 }
 
 /// The engine that answers, else (for a dry run, which starts none) the private engine's

@@ -105,7 +105,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         root: &inputs.root,
         oci_dir: opts.oci.then_some(oci_dir.as_path()),
         builder: &f.builder_line(),
-        sbom: (output != Output::Check).then_some(inputs.sbom_generator.as_str()),
+        sbom: inputs.sbom_generator.as_deref().filter(|_| output != Output::Check),
     };
     let fit = adapt::fit(definition, &caps, &asked)?;
     let platforms = inputs::platforms_of(definition);

@@ -95,7 +95,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
         source_url: None,
-        sbom_generator: "localhost/contextcleanse-sbom:dev".to_string(),
+        sbom_generator: Some("localhost/contextcleanse-sbom:dev".to_string()),
     }
 }
 

@@ -17,12 +17,12 @@ const LABEL: &str = "org.contextcleanse.sbom.recipe";
 /// What the generator image is made from, under the project root.
 const RECIPE_FILES: [&str; 2] = ["sbom/Dockerfile", "sbom/scan.py"];
 
-/// The generator's reference: the bake file's default of SBOM_GENERATOR.
-pub fn reference(root: &Path) -> Result<String> {
+/// The generator's reference: the bake file's default of SBOM_GENERATOR; None for a bake file
+/// without it (a commit from before SBOMs, which `verify` rebuilds as it was).
+pub fn reference(root: &Path) -> Result<Option<String>> {
     let path = root.join("docker-bake.hcl");
     let hcl = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    bake::variable_default(&hcl, VARIABLE)
-        .with_context(|| format!("{} has no default for variable {VARIABLE}", path.display()))
+    Ok(bake::variable_default(&hcl, VARIABLE).filter(|g| !g.is_empty()))
 }
 
 /// The attestation each production target gets beside the provenance the bake file asks for.
@@ -80,7 +80,9 @@ pub fn doctor_line(engine: &crate::engine::Engine, attestations: bool, builder: 
     if !attestations {
         return Err(format!("left out with the provenance: this builder ({builder}) cannot attach attestations (the containerd image store can)"));
     }
-    let generator = reference(&crate::paths::project_root()).map_err(|e| format!("{e:#}"))?;
+    let generator = reference(&crate::paths::project_root())
+        .map_err(|e| format!("{e:#}"))?
+        .ok_or_else(|| format!("none: the bake file names no generator ({VARIABLE})"))?;
     let state = if engine.has_image(&generator) { "in the engine" } else { "built from sbom/ before the first one" };
     Ok(format!("production and multiplatform attach one per image and platform, made by {generator} ({state})"))
 }
@@ -92,7 +94,7 @@ mod tests {
     #[test]
     fn the_generator_is_named_once_in_the_bake_file() {
         let root = crate::paths::project_root();
-        assert_eq!(reference(&root).unwrap(), "localhost/contextcleanse-sbom:dev");
+        assert_eq!(reference(&root).unwrap().as_deref(), Some("localhost/contextcleanse-sbom:dev"));
         assert_eq!(attest("g:1"), "type=sbom,generator=g:1");
         assert_eq!(recipe(&root).unwrap().len(), 8);
     }

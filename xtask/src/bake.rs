@@ -126,13 +126,17 @@ pub fn variable_default(hcl: &str, name: &str) -> Option<String> {
 
 /// The official base images, in the order of `standin::BASES`, from the bake file in `root`.
 pub fn base_images(root: &std::path::Path) -> Result<Vec<String>> {
+    let vars: Vec<&str> = crate::standin::BASES.iter().map(|b| b.var).collect();
+    defaults(root, &vars)
+}
+
+/// The defaults of the named variables of the bake file in `root`, in order.
+pub fn defaults(root: &std::path::Path, vars: &[&str]) -> Result<Vec<String>> {
     let path = root.join("docker-bake.hcl");
     let hcl = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    crate::standin::BASES
-        .iter()
-        .map(|b| {
-            variable_default(&hcl, b.var)
-                .with_context(|| format!("{} has no default for variable {}", path.display(), b.var))
+    vars.iter()
+        .map(|var| {
+            variable_default(&hcl, var).with_context(|| format!("{} has no default for variable {var}", path.display()))
         })
         .collect()
 }

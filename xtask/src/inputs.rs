@@ -57,8 +57,8 @@ pub struct Inputs {
     pub origin: Option<String>,
     /// `BUILDKIT_INLINE_CACHE` is on.
     pub inline_cache: bool,
-    /// `SOURCE_URL` from the settings.
-    pub source_url: Option<String>,
+    /// `SOURCE_URL` from the settings, else the bake file's default (empty: record no source).
+    pub source_url: String,
     /// The SBOM generator image the bake file names (none in a bake file from before SBOMs).
     pub sbom_generator: Option<String>,
 }
@@ -94,6 +94,10 @@ impl Inputs {
         let root = paths::project_root();
         let officials = bake::base_images(&root)?;
         let sbom_generator = crate::sbom::generator::reference(&root)?;
+        let source_url = match settings.iter().find(|(k, _, _)| *k == "SOURCE_URL") {
+            Some((_, v, _)) => v.to_string(),
+            None => bake::defaults(&root, &["SOURCE_URL"])?.remove(0),
+        };
         let cache_export =
             cachepolicy::decide(opts.cache_export, std::env::var("CI").ok().as_deref(), request.registry.is_some());
         let mut vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
@@ -118,6 +122,13 @@ impl Inputs {
         } else {
             Vec::new()
         };
+        let origin = crate::runner::read(
+            &crate::runner::Cmd::new("git").args(["config", "--get", "remote.origin.url"]).dir(&root),
+        )
+        .ok();
+        let build_args = settings.build_args();
+        let inline_cache =
+            build_args.iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true"));
         Ok(Inputs {
             xtask_dir: paths::xtask_dir(),
             metadata_file: paths::xtask_dir().join(format!("metadata-{}.json", std::process::id())),
@@ -125,7 +136,7 @@ impl Inputs {
             metadata,
             npm_pin,
             ca_bundle,
-            build_args: settings.build_args(),
+            build_args,
             client_env: settings.client_env(),
             progress: settings.get("BUILDKIT_PROGRESS").and_then(|p| p.parse().ok()),
             engine,
@@ -136,17 +147,9 @@ impl Inputs {
             dockerfiles,
             platforms,
             cache_export,
-            origin: crate::runner::read(
-                &crate::runner::Cmd::new("git")
-                    .args(["config", "--get", "remote.origin.url"])
-                    .dir(paths::project_root()),
-            )
-            .ok(),
-            inline_cache: settings
-                .build_args()
-                .iter()
-                .any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true")),
-            source_url: settings.iter().find(|(k, _, _)| *k == "SOURCE_URL").map(|(_, v, _)| v.to_string()),
+            origin,
+            inline_cache,
+            source_url,
             sbom_generator,
         })
     }

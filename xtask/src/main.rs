@@ -11,7 +11,6 @@ use flags::{Args, Parsed, Sub};
 
 /// The flags every building command shares (`flags::BUILD`), read in one place.
 fn options(a: &Args) -> Options {
-    let has = |long: &str| a.command.flags.iter().flat_map(|g| g.iter()).any(|f| f.long == long);
     Options {
         dry_run: a.switch("dry-run"),
         no_cache: a.switch("no-cache"),
@@ -21,12 +20,12 @@ fn options(a: &Args) -> Options {
         set: a.values("set"),
         registry: a.value("registry"),
         version: a.value("version"),
-        push: has("push") && a.switch("push"),
-        oci: has("oci") && a.switch("oci"),
+        push: a.switch_if_declared("push"),
+        oci: a.switch_if_declared("oci"),
         check: false,
         cache_export: a.switch("cache-export"),
-        sign: has("sign") && a.switch("sign"),
-        key: if has("key") { a.value("key") } else { None },
+        sign: a.switch_if_declared("sign"),
+        key: a.value_if_declared("key"),
     }
 }
 

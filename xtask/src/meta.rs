@@ -87,7 +87,7 @@ fn version_from_tags(tags: &str) -> Option<Version> {
 fn manifest_version() -> Result<Version> {
     let path = paths::project_root().join("Cargo.toml");
     let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let doc: toml::Table = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let doc: serde_json::Value = basic_toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
     let version = doc
         .get("workspace")
         .and_then(|w| w.get("metadata"))

@@ -174,7 +174,7 @@ fn exporter(
         &inputs.metadata,
         facts,
         inputs.inline_cache,
-        inputs.source_url.as_deref(),
+        &inputs.source_url,
         inputs.origin.as_deref(),
     )?;
     vars.extend(repro.vars.iter().chain(&repro.env).cloned());

@@ -94,8 +94,8 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         cache_export: crate::cachepolicy::decide(false, None, false),
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
-        source_url: None,
-        sbom_generator: Some("localhost/contextcleanse-sbom:dev".to_string()),
+        source_url: crate::bake::defaults(&crate::paths::project_root(), &["SOURCE_URL"]).unwrap().remove(0),
+        sbom_generator: crate::sbom::generator::reference(&crate::paths::project_root()).unwrap(),
     }
 }
 
@@ -287,6 +287,11 @@ fn environment_carries_metadata_pins_registry_and_bases() {
             "CACHE_EXPORT=1",
             &format!("PYTHON_IMAGE={}", officials()[0]),
             &format!("NODE_IMAGE={}", officials()[1]),
+            // Always said, the bake file's default included: provenance records it.
+            &format!(
+                "SOURCE_URL={}",
+                crate::bake::defaults(&crate::paths::project_root(), &["SOURCE_URL"]).unwrap()[0]
+            ),
             // No attestation unless the bake file asks (production does), and git information
             // only because `origin` is the public URL.
             "BUILDX_NO_DEFAULT_ATTESTATIONS=1",

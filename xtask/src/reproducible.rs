@@ -95,7 +95,7 @@ pub fn for_plan(
     meta: &Metadata,
     facts: Option<&Facts>,
     inline_cache: bool,
-    source_url: Option<&str>,
+    source_url: &str,
     origin: Option<&str>,
 ) -> Result<Repro> {
     let full =
@@ -107,11 +107,9 @@ pub fn for_plan(
         exporter,
         caps: &caps,
         inline_cache,
-        source_url,
+        source_url: Some(source_url),
     })?;
-    // The bake file's default when .env does not say.
-    let url = source_url.unwrap_or("https://github.com/contextcleanse/contextcleanse");
-    r.env.push(git_info(Some(url), origin));
+    r.env.push(git_info(Some(source_url), origin));
     Ok(r)
 }
 

@@ -112,6 +112,18 @@ impl Args {
         self.given.iter().find(|(l, _)| *l == long).map(|(_, v)| v.clone())
     }
 
+    /// A switch that only some of the commands reading it declare (`--push`): false where this
+    /// one does not (the parser refuses a flag its command does not declare).
+    pub fn switch_if_declared(&self, long: &str) -> bool {
+        self.given.iter().any(|(l, _)| *l == long)
+    }
+
+    /// A value that only some of the commands reading it declare (`--key`): None where this one
+    /// does not.
+    pub fn value_if_declared(&self, long: &str) -> Option<String> {
+        self.given.iter().find(|(l, _)| *l == long).map(|(_, v)| v.clone())
+    }
+
     /// Every value of a repeatable flag, in order.
     pub fn values(&self, long: &str) -> Vec<String> {
         debug_assert!(self.declared(long).repeated);

@@ -219,33 +219,19 @@ mod tests {
     #[test]
     fn the_target_whose_step_failed_first_is_named_first() {
         let mut p = Progress::default();
-        let v = |d: &str, name: &str, done: &str, error: &str| rawjson::Vertex {
-            digest: d.into(),
-            name: name.into(),
-            started: Some("2026-01-01T00:00:00Z".into()),
-            completed: Some(format!("2026-01-01T00:00:{done}Z")),
-            error: error.into(),
-            ..Default::default()
+        let exit = |cmd: &str, code: u8| {
+            format!("process \"/bin/sh -c {cmd}\" did not complete successfully: exit code: {code}")
         };
-        p.apply(rawjson::SolveStatus {
-            vertexes: vec![
-                v(
-                    "1",
-                    "[a app 1/2] RUN late",
-                    "09",
-                    "process \"/bin/sh -c late\" did not complete successfully: exit code: 2",
-                ),
-                v(
-                    "2",
-                    "[b app 1/2] RUN early",
-                    "03",
-                    "process \"/bin/sh -c early\" did not complete successfully: exit code: 1",
-                ),
-                v("3", "[c app 1/2] RUN other", "04", "failed to create lease: context canceled: context canceled"),
-                v("4", "[d app 1/1] COPY x", "01", ""),
-            ],
-            ..Default::default()
-        });
+        one_step(&mut p, "1", "[a app 1/2] RUN late", "09", &exit("late", 2));
+        one_step(&mut p, "2", "[b app 1/2] RUN early", "03", &exit("early", 1));
+        one_step(
+            &mut p,
+            "3",
+            "[c app 1/2] RUN other",
+            "04",
+            "failed to create lease: context canceled: context canceled",
+        );
+        one_step(&mut p, "4", "[d app 1/1] COPY x", "01", "");
         let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
         let mut r = summarize(&names, &p, String::new(), false);
         judge(&mut r, &p, false, "", &[]);

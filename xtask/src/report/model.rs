@@ -175,8 +175,13 @@ pub fn summarize(targets: &[String], progress: &Progress, started: String, succe
         BuildReport { schema_version: super::schema::VERSION, id: new_id(), started, ..BuildReport::default() };
     for name in targets {
         let vs = per.get(name).cloned().unwrap_or_default();
-        let first = vs.iter().filter_map(|v| rawjson::timestamp(&v.started)).min();
-        let last = vs.iter().filter_map(|v| rawjson::timestamp(&v.completed)).max();
+        // The span of what this build ran. A cached vertex can carry the times of the build
+        // that made it when another build on the engine still holds it (seen: a cached FROM
+        // dated seven minutes before the build began), so it counts only when nothing ran.
+        let ran: Vec<&rawjson::Vertex> = vs.iter().copied().filter(|v| !v.cached).collect();
+        let timed = if ran.is_empty() { &vs } else { &ran };
+        let first = timed.iter().filter_map(|v| rawjson::timestamp(&v.started)).min();
+        let last = timed.iter().filter_map(|v| rawjson::timestamp(&v.completed)).max();
         let wall = match (first, last) {
             (Some(a), Some(b)) => (b - a).num_milliseconds() as f64 / 1000.0,
             _ => 0.0,
@@ -241,7 +246,7 @@ pub fn merge_step(
     Step {
         name: v.name.clone(),
         start: match (first, rawjson::timestamp(&v.started)) {
-            (Some(a), Some(s)) => (s - a).num_milliseconds() as f64 / 1000.0,
+            (Some(a), Some(s)) => ((s - a).num_milliseconds() as f64 / 1000.0).max(0.0),
             _ => 0.0,
         },
         secs: rawjson::duration(v),
@@ -343,6 +348,32 @@ mod tests {
         }
         let r = summarize(&["a".to_string()], &p, String::new(), true);
         assert_eq!((r.targets[0].steps, r.targets[0].cached, r.targets[0].run_steps_executed), (1, 0, 1));
+    }
+
+    #[test]
+    fn a_cached_step_dated_by_an_earlier_build_does_not_stretch_the_target_s_time() {
+        let mut p = Progress::default();
+        let v = |d: &str, name: &str, cached: bool, start: &str, end: &str| rawjson::Vertex {
+            digest: d.into(),
+            name: name.into(),
+            cached,
+            started: Some(format!("2026-01-01T00:{start}Z")),
+            completed: Some(format!("2026-01-01T00:{end}Z")),
+            error: String::new(),
+        };
+        p.apply(rawjson::SolveStatus {
+            vertexes: vec![
+                // As on the engine beside another build: the base's vertex kept the other build's times.
+                v("1", "[a 1/2] FROM base", true, "00:00", "00:00"),
+                v("2", "[a internal] load build definition from Dockerfile", false, "07:00", "07:01"),
+                v("3", "[a app 2/2] RUN x", false, "07:01", "07:04"),
+            ],
+            ..Default::default()
+        });
+        let r = summarize(&["a".to_string()], &p, String::new(), true);
+        assert_eq!(r.targets[0].wall_secs, 4.0);
+        let starts: Vec<f64> = r.targets[0].steps_detail.iter().map(|s| s.start).collect();
+        assert_eq!(starts, [0.0, 0.0, 1.0]);
     }
 
     #[test]

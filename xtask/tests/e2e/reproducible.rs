@@ -156,7 +156,7 @@ fn pushed_documents(registry: &str, repo: &str, tag: &str) -> Vec<(String, Strin
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn c_a_pushed_production_image_names_no_path_or_host_of_the_builder() {
     let registry = registry();
-    let version = format!("0.4.0-e2e.{}", std::process::id());
+    let version = format!("{}-e2e.{}", product_version(), std::process::id());
     must(&["production", "--push", "--registry", &registry, "--version", &version], &[]);
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
     let mut local =
@@ -212,7 +212,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
     let _ = Command::new("docker").args(["image", "rm", foreign]).output();
     // A pushed image built cold from this commit matches its rebuild from a clean export.
     let registry = registry();
-    let version = format!("0.4.0-e2e-verify.{}", std::process::id());
+    let version = format!("{}-e2e-verify.{}", product_version(), std::process::id());
     must(
         &[
             "multiplatform",

@@ -23,12 +23,14 @@ pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
     let shared = registry.filter(|r| !inputs.bases.standin_images.is_empty() && standin_share::answers(r));
     let bases = &mut inputs.bases;
     if let Some(r) = shared {
+        let multi = inputs.facts.as_ref().is_ok_and(|f| f.capabilities().multi_platform);
+        let platforms = crate::standin::platforms(multi);
         let mut pulled = Vec::new();
         for (official, standin) in &bases.standin_images {
             if !bases.missing.contains(official) {
                 continue;
             }
-            match standin_share::pull(&inputs.engine, r, standin) {
+            match standin_share::pull(&inputs.engine, r, standin, &platforms) {
                 Ok(true) => pulled.push(official.clone()),
                 Ok(false) => {}
                 Err(e) => bases.notes.push(format!("{e:#}; making it here instead")),

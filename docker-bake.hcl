@@ -54,6 +54,13 @@ variable "SOURCE_URL" {
   default = "https://github.com/contextcleanse/contextcleanse"
 }
 
+variable "SBOM_GENERATOR" {
+  # The image BuildKit runs to make the production images' SBOMs (`type=sbom` attestations):
+  # the target sbom-generator below, which `cargo xtask production` and `multiplatform` build
+  # when the engine lacks it and name with `--set TARGET.attest=type=sbom,generator=...`.
+  default = "localhost/contextcleanse-sbom:dev"
+}
+
 variable "CA_BUNDLE" {
   # The host's CA bundle, given to the steps that download as the secret `cacert`.
   default = ""
@@ -165,4 +172,17 @@ target "backend-multiplatform" {
 target "frontend-multiplatform" {
   inherits  = ["frontend-production"]
   platforms = ["linux/amd64", "linux/arm64"]
+}
+
+# The SBOM generator BuildKit runs for `type=sbom,generator=...` attestations (its default,
+# docker/buildkit-syft-scanner, cannot be pulled where no registry is reachable). Loaded into
+# the engine, which BuildKit then resolves without a pull. On its own:
+# `docker buildx bake --load sbom-generator`, then `--sbom=generator=localhost/contextcleanse-sbom:dev`.
+target "sbom-generator" {
+  context    = "sbom"
+  dockerfile = "Dockerfile"
+  args = {
+    PYTHON_IMAGE = PYTHON_IMAGE
+  }
+  tags = [SBOM_GENERATOR]
 }

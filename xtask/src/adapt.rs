@@ -19,6 +19,8 @@ pub struct Fit {
     /// `--allow` entitlements, each naming one path outside the working folder.
     pub allow: Vec<String>,
     pub notes: Vec<String>,
+    /// The SBOM generator the attesting targets name, when they get an SBOM.
+    pub sbom_generator: Option<String>,
 }
 
 /// What the builder is asked to do besides the definition itself.
@@ -29,6 +31,8 @@ pub struct Asked<'a> {
     pub oci_dir: Option<&'a Path>,
     /// One line naming the builder, for messages ("docker driver, classic image store").
     pub builder: &'a str,
+    /// The SBOM generator to attest with beside the provenance (none for `--call check`).
+    pub sbom: Option<&'a str>,
 }
 
 pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> {
@@ -52,9 +56,15 @@ pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> 
     if !attesting.is_empty() && !caps.attestations {
         fit.sets.extend(attesting.iter().map(|t| format!("{t}.attest=type=provenance,disabled=true")));
         fit.notes.push(format!(
-            "provenance attestation left out: this builder ({}) cannot attach attestations",
+            "provenance attestation left out, and the SBOM with it: this builder ({}) cannot attach attestations",
             asked.builder
         ));
+    } else if let (false, Some(generator)) = (attesting.is_empty(), asked.sbom) {
+        // The targets the bake file attests (the production ones) get an SBOM too; bake adds a
+        // `--set` attestation to the file's own.
+        fit.sets.extend(attesting.iter().map(|t| format!("{t}.attest={}", crate::sbom::generator::attest(generator))));
+        fit.notes.push(format!("SBOM attestation made by {generator} (the project's generator, sbom/)"));
+        fit.sbom_generator = Some(generator.to_string());
     }
     if caps.fs_entitlements {
         let (reads, writes) = paths_outside(def, caps, asked);
@@ -162,7 +172,7 @@ mod tests {
     }
 
     fn asked<'a>(oci: Option<&'a Path>) -> Asked<'a> {
-        Asked { root: Path::new("/src/cc"), oci_dir: oci, builder: "docker driver, classic image store" }
+        Asked { root: Path::new("/src/cc"), oci_dir: oci, builder: "docker driver, classic image store", sbom: None }
     }
 
     #[test]
@@ -173,6 +183,15 @@ mod tests {
         assert!(fit.notes[0].starts_with("cache export left out"), "{:?}", fit.notes);
         let full = super::fit(&def(1, true), &caps(true, false), &asked(None)).unwrap();
         assert_eq!(full, Fit::default());
+        let sbom = Asked { sbom: Some("g:1"), ..asked(None) };
+        let fit = super::fit(&def(1, true), &caps(true, false), &sbom).unwrap();
+        assert_eq!(fit.sets, ["backend.attest=type=sbom,generator=g:1"]);
+        assert_eq!(fit.sbom_generator.as_deref(), Some("g:1"));
+        let fit = super::fit(&def(1, false), &caps(true, false), &sbom).unwrap();
+        assert!(fit.sets.is_empty() && fit.sbom_generator.is_none(), "a target without attestations gets no SBOM");
+        let fit = super::fit(&def(1, true), &caps(false, false), &sbom).unwrap();
+        assert_eq!(fit.sets, ["backend.cache-to=", "backend.attest=type=provenance,disabled=true"]);
+        assert!(fit.sbom_generator.is_none());
     }
 
     #[test]

@@ -98,8 +98,10 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     let layout = Layout::open(NAME)?;
     let second = layout.engine(false);
     // The bases come first, as a runner would pull them; they are not part of either build.
+    let platforms = crate::standin::platforms(!spec.classic);
     for base in &BASES {
-        if !standin_share::pull(&second, &registry, &base.standin())? && !second.has_image(&base.standin()) {
+        if !standin_share::pull(&second, &registry, &base.standin(), &platforms)? && !second.has_image(&base.standin())
+        {
             bail!(
                 "{registry} has no stand-in {}: build once on the first engine with REGISTRY={registry}",
                 base.standin()

@@ -30,6 +30,7 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     provision::standins(&mut inputs, request.registry.as_deref())?;
     let mut plan = plan::plan(&request, &inputs)?;
     provision::files(&plan)?;
+    provision::sbom_generator(&plan)?;
     plan.planned_in = started.elapsed().as_secs_f64();
     for note in &plan.notes {
         eprintln!("xtask: {note}");

@@ -161,6 +161,10 @@ fn engine_lines(r: &mut Report, engine: &Engine, settings: &Settings) {
         // The build still works: it leaves out what this builder cannot do, and says so.
         r.line(Level::Ok, "builder", format!("{builder}: builds load single-platform images; cache export and attestations are left out (the containerd image store has both)"));
     }
+    match crate::sbom::generator::doctor_line(engine, caps.attestations, &builder) {
+        Ok(line) => r.line(Level::Ok, "sbom", line),
+        Err(line) => r.line(Level::Warn, "sbom", line),
+    }
     let inline =
         settings.build_args().iter().any(|(k, v)| k == "BUILDKIT_INLINE_CACHE" && matches!(v.as_str(), "1" | "true"));
     let lost = crate::reproducible::lost(&caps, inline, true, true);

@@ -59,6 +59,8 @@ pub struct Inputs {
     pub inline_cache: bool,
     /// `SOURCE_URL` from the settings, else the bake file's default (empty: record no source).
     pub source_url: String,
+    /// The SBOM generator image the bake file names (none in a bake file from before SBOMs).
+    pub sbom_generator: Option<String>,
 }
 
 /// The engine that answers, else (for a dry run, which starts none) the private engine's
@@ -91,6 +93,7 @@ impl Inputs {
             .map(str::to_string);
         let root = paths::project_root();
         let officials = bake::base_images(&root)?;
+        let sbom_generator = crate::sbom::generator::reference(&root)?;
         let source_url = match settings.iter().find(|(k, _, _)| *k == "SOURCE_URL") {
             Some((_, v, _)) => v.to_string(),
             None => bake::defaults(&root, &["SOURCE_URL"])?.remove(0),
@@ -147,6 +150,7 @@ impl Inputs {
             origin,
             inline_cache,
             source_url,
+            sbom_generator,
         })
     }
 }

@@ -37,6 +37,7 @@ pub mod reproducible;
 pub mod request;
 pub mod run;
 pub mod runner;
+pub mod sbom;
 pub mod settings;
 pub mod signing;
 pub mod stack;

@@ -80,6 +80,12 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 "`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`"
             ),
         },
+        Sub::Sbom => match a.positionals.first() {
+            Some(image) => xtask::sbom::run(image, a.value("platform").as_deref(), a.switch("json")),
+            None => anyhow::bail!(
+                "`sbom` needs an image, e.g. `cargo xtask sbom 127.0.0.1:5000/contextcleanse-backend:0.4.0`"
+            ),
+        },
         Sub::EngineUp => engine::up(&settings::Settings::load()?, &which_engine(a)?),
         Sub::EngineDown => engine::down(&which_engine(a)?),
         Sub::EngineStatus => engine::status(&settings::Settings::load()?, &which_engine(a)?),

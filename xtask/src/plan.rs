@@ -63,6 +63,8 @@ pub struct Plan {
     pub files: Vec<(PathBuf, String)>,
     /// The local cache folders this build exports to: cleaned after it succeeds.
     pub local_caches: Vec<PathBuf>,
+    /// The SBOM generator the build attests with: built into the engine first (provision).
+    pub sbom_generator: Option<String>,
     /// Seconds spent before buildx starts (the xtask's own overhead), filled in by the caller.
     pub planned_in: f64,
 }
@@ -99,8 +101,12 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let full = Facts { driver: "docker".to_string(), containerd_store: true, ..Facts::default() };
     let f = facts.as_ref().unwrap_or(&full);
     let caps = f.capabilities();
-    let asked =
-        adapt::Asked { root: &inputs.root, oci_dir: opts.oci.then_some(oci_dir.as_path()), builder: &f.builder_line() };
+    let asked = adapt::Asked {
+        root: &inputs.root,
+        oci_dir: opts.oci.then_some(oci_dir.as_path()),
+        builder: &f.builder_line(),
+        sbom: inputs.sbom_generator.as_deref().filter(|_| output != Output::Check),
+    };
     let fit = adapt::fit(definition, &caps, &asked)?;
     let platforms = inputs::platforms_of(definition);
     if platforms.len() > 1 && facts.is_some() {
@@ -143,6 +149,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         outputs_in_sets: exporter_sets_given,
         files: syntax.files,
         local_caches,
+        sbom_generator: fit.sbom_generator,
         planned_in: 0.0,
     })
 }

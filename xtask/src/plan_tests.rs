@@ -95,6 +95,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
         source_url: crate::bake::defaults(&crate::paths::project_root(), &["SOURCE_URL"]).unwrap().remove(0),
+        sbom_generator: crate::sbom::generator::reference(&crate::paths::project_root()).unwrap(),
     }
 }
 
@@ -143,6 +144,15 @@ fn pushed(targets: &[&str]) -> String {
 const PUSH_ATTRS: &str = ",rewrite-timestamp=true,store=false";
 const OCI_ATTRS: &str = "oci-mediatypes=true,source-date-epoch=1767225600,rewrite-timestamp=true";
 
+/// The SBOM attestation the plan adds to each target the bake file attests.
+fn sbom(targets: &[&str]) -> String {
+    targets
+        .iter()
+        .map(|t| format!("--set {t}.attest=type=sbom,generator=localhost/contextcleanse-sbom:dev"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn push() -> Options {
     Options { push: true, ..Options::default() }
 }
@@ -161,35 +171,43 @@ fn local_recipes_load_into_the_engine_and_grant_the_ca_bundle() {
 }
 
 #[test]
-fn production_loads_or_pushes_its_group() {
+fn production_loads_or_pushes_its_group_with_an_sbom_of_each_image() {
+    let both = ["backend-production", "frontend-production"];
     assert_eq!(
         line(Recipe::Production, &[], Options::default(), None, current()),
-        format!("{HEAD} {CA} {EPOCH} {} production", load(&["backend-production", "frontend-production"]))
+        format!("{HEAD} {CA} {EPOCH} {} {} production", load(&both), sbom(&both))
     );
-    assert_eq!(
-        line(Recipe::Production, &[], push(), Some(REGISTRY), current()),
-        format!("{HEAD} {CA} {EPOCH} {} production", pushed(&["backend-production", "frontend-production"]))
-    );
+    let p = plan_of(Recipe::Production, &[], push(), Some(REGISTRY), current()).unwrap();
+    assert_eq!(p.bake().command_line(), format!("{HEAD} {CA} {EPOCH} {} {} production", pushed(&both), sbom(&both)));
+    assert_eq!(p.sbom_generator.as_deref(), Some("localhost/contextcleanse-sbom:dev"), "provision builds it first");
+    assert!(p.notes.iter().any(|n| n.starts_with("SBOM attestation made by localhost/contextcleanse-sbom:dev")));
+    let check = plan_of(Recipe::Production, &[], Options { check: true, ..Options::default() }, None, current());
+    let check = check.unwrap();
+    assert!(check.sbom_generator.is_none() && !check.bake().command_line().contains("type=sbom"));
+    let local = plan_of(Recipe::Local, &[], Options::default(), None, current()).unwrap();
+    assert!(local.sbom_generator.is_none(), "only the targets the bake file attests get an SBOM");
 }
 
 #[test]
 fn multiplatform_loads_pushes_or_writes_an_archive_per_target() {
+    let both = ["backend-multiplatform", "frontend-multiplatform"];
     assert_eq!(
         line(Recipe::Multiplatform, &[], Options::default(), None, current()),
-        format!("{HEAD} {CA} {EPOCH} {} multiplatform", load(&["backend-multiplatform", "frontend-multiplatform"]))
+        format!("{HEAD} {CA} {EPOCH} {} {} multiplatform", load(&both), sbom(&both))
     );
     assert_eq!(
         line(Recipe::Multiplatform, &[], push(), Some(REGISTRY), current()),
-        format!("{HEAD} {CA} {EPOCH} {} multiplatform", pushed(&["backend-multiplatform", "frontend-multiplatform"]))
+        format!("{HEAD} {CA} {EPOCH} {} {} multiplatform", pushed(&both), sbom(&both))
     );
     let oci = Options { oci: true, ..Options::default() };
     let dest = |t: &str| format!("--set {t}.output=type=oci,dest=/src/cc/target/xtask/oci/{t}.tar,{OCI_ATTRS}");
     assert_eq!(
         line(Recipe::Multiplatform, &[], oci, None, current()),
         format!(
-            "{HEAD} {CA} {EPOCH} {} {} multiplatform",
+            "{HEAD} {CA} {EPOCH} {} {} {} multiplatform",
             dest("backend-multiplatform"),
-            dest("frontend-multiplatform")
+            dest("frontend-multiplatform"),
+            sbom(&both)
         )
     );
 }
@@ -230,6 +248,9 @@ fn classic_store_leaves_out_cache_export_and_attestations_and_refuses_several_pl
              --set frontend-production.attest=type=provenance,disabled=true production"
         )
     );
+    assert!(p.sbom_generator.is_none(), "no SBOM where no attestation can be attached: no generator is built");
+    let left_out = "provenance attestation left out, and the SBOM with it";
+    assert!(p.notes.iter().any(|n| n.starts_with(left_out)), "{:?}", p.notes);
     let err = plan_of(Recipe::Multiplatform, &[], Options::default(), None, classic()).unwrap_err().to_string();
     assert!(err.starts_with("multiplatform needs a builder"), "{err}");
 }

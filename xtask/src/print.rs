@@ -44,7 +44,12 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
             t.tags.join(","),
             kinds(&t.cache_from),
             if t.cache_to.is_empty() { "none (the engine's own cache)".to_string() } else { kinds(&t.cache_to) },
-            if t.attest.is_empty() { "none".to_string() } else { kinds(&t.attest) },
+            match (t.attest.is_empty(), &plan.sbom_generator) {
+                (true, _) => "none".to_string(),
+                // The plan adds the SBOM to the targets the bake file attests.
+                (false, Some(g)) => format!("{}+sbom (by {g})", kinds(&t.attest)),
+                (false, None) => kinds(&t.attest),
+            },
             if t.output.is_empty() { "from the command line".to_string() } else { kinds(&t.output) },
         );
     }

@@ -23,12 +23,14 @@ pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
     let shared = registry.filter(|r| !inputs.bases.standin_images.is_empty() && standin_share::answers(r));
     let bases = &mut inputs.bases;
     if let Some(r) = shared {
+        let multi = inputs.facts.as_ref().is_ok_and(|f| f.capabilities().multi_platform);
+        let platforms = crate::standin::platforms(multi);
         let mut pulled = Vec::new();
         for (official, standin) in &bases.standin_images {
             if !bases.missing.contains(official) {
                 continue;
             }
-            match standin_share::pull(&inputs.engine, r, standin) {
+            match standin_share::pull(&inputs.engine, r, standin, &platforms) {
                 Ok(true) => pulled.push(official.clone()),
                 Ok(false) => {}
                 Err(e) => bases.notes.push(format!("{e:#}; making it here instead")),
@@ -52,6 +54,15 @@ pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
                 Err(e) => bases.notes.push(format!("the stand-ins are not shared through {r}: {e:#}")),
             }
         }
+    }
+    Ok(())
+}
+
+/// Builds the SBOM generator the plan attests with, when the engine lacks it (see
+/// `sbom::generator`).
+pub fn sbom_generator(plan: &Plan) -> Result<()> {
+    if let Some(line) = crate::sbom::generator::provision(plan)? {
+        eprintln!("xtask: {line}");
     }
     Ok(())
 }

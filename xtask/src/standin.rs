@@ -47,7 +47,7 @@ fn recipe_fingerprint() -> String {
     format!("{:08x}", fnv1a(bytes) >> 32)
 }
 
-fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
@@ -144,6 +144,13 @@ fn find_existing(engine: &Engine, base: &Base, official: &str, mirror: Option<&s
     engine.has_image(&standin).then_some(standin)
 }
 
+/// The platforms the stand-ins are made for: linux/amd64 and linux/arm64 on an engine that can
+/// hold multi-platform images, else the host's.
+pub fn platforms(multi_platform: bool) -> Vec<String> {
+    let arches: &[&str] = if multi_platform { &["amd64", "arm64"] } else { &[engine::host_arch()] };
+    arches.iter().map(|a| format!("linux/{a}")).collect()
+}
+
 /// Makes both stand-ins for linux/amd64 and linux/arm64 (only the host's platform on an engine
 /// that cannot hold multi-platform images): a Debian minbase root file system per architecture,
 /// Python from Debian on top of it, and Node.js and npm from the npm registry.
@@ -155,8 +162,8 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
     fetch_node(&dir)?;
     let layout = engine.layout();
     let mirror = engine::debian_mirror()?;
-    let multi = engine::facts(engine, None)?.capabilities().multi_platform;
-    let arches: &[&str] = if multi { &["amd64", "arm64"] } else { &[engine::host_arch()] };
+    let platforms = platforms(engine::facts(engine, None)?.capabilities().multi_platform);
+    let arches: Vec<&str> = platforms.iter().map(|p| p.trim_start_matches("linux/")).collect();
     // Each architecture's root file system is independent; the arm64 one runs its second stage
     // under QEMU and takes longest, so both run at once.
     std::thread::scope(|s| -> Result<()> {
@@ -167,7 +174,7 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
         Ok(())
     })?;
     write_atomic(&dir.join("Dockerfile"), DOCKERFILE.as_bytes())?;
-    let platforms = arches.iter().map(|a| format!("linux/{a}")).collect::<Vec<_>>().join(",");
+    let platforms = platforms.join(",");
     for base in &BASES {
         let standin = base.standin();
         let build = engine

@@ -1,8 +1,8 @@
 //! Stand-in base images shared through the cache registry (`REGISTRY`). Making them costs
 //! minutes (apt under QEMU for arm64), and a second engine must build on the very same bases for
 //! the first one's registry cache to match: an engine holding the stand-ins pushes them once to
-//! `REGISTRY/standin-*:TAG`, and an engine without them pulls them from there (its own platform
-//! only) before it would make them. A registry that does not answer is left alone: sharing is
+//! `REGISTRY/standin-*:TAG`, and an engine without them pulls them from there (every platform it
+//! makes stand-ins for) before it would make them. A registry that does not answer is left alone: sharing is
 //! an optimisation, never a reason for a build to fail.
 
 use std::time::Duration;
@@ -32,15 +32,19 @@ pub fn answers(registry: &str) -> bool {
         .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
 }
 
-/// Pulls the stand-in from the registry and tags it under its local name; false when the
-/// registry does not have it.
-pub fn pull(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
+/// Pulls the stand-in from the registry for each of `platforms` and tags it under its local
+/// name; false when the registry does not have it. A plain pull fetches the host's platform
+/// only, and a multi-platform build on the stand-in then looks for the other one at
+/// `https://localhost/`.
+pub fn pull(engine: &Engine, registry: &str, standin: &str, platforms: &[String]) -> Result<bool> {
     let remote = remote(registry, standin);
     if !engine.registry_has(&remote) {
         return Ok(false);
     }
-    runner::run_quiet(&engine.docker().args(["pull", "--quiet", &remote]))
-        .with_context(|| format!("pulling the stand-in {remote}"))?;
+    for platform in platforms {
+        runner::run_quiet(&engine.docker().args(["pull", "--quiet", "--platform", platform, &remote]))
+            .with_context(|| format!("pulling the stand-in {remote} for {platform}"))?;
+    }
     runner::run_quiet(&engine.docker().args(["tag", &remote, standin]))?;
     // The registry's name was only the way in; the local name is the one builds use.
     runner::run_quiet(&engine.docker().args(["image", "rm", &remote]))?;

@@ -62,7 +62,10 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
             let (ok, out) =
                 suite(&Cmd::new(python.display().to_string()).args(["-m", "pytest", "-q"]).dir(root.join("backend")))?;
             tally.add("backend pytest", ok, pytest_counts(&out));
-            for dockerfile in ["backend/Dockerfile", "frontend/Dockerfile"] {
+            let (ok, out) =
+                suite(&Cmd::new(python.display().to_string()).args(["-m", "pytest", "-q"]).dir(root.join("sbom")))?;
+            tally.add("sbom generator pytest", ok, pytest_counts(&out));
+            for dockerfile in ["backend/Dockerfile", "frontend/Dockerfile", "sbom/Dockerfile"] {
                 let (ok, _) =
                     suite(&Cmd::new(venv.join("bin/hadolint").display().to_string()).arg(dockerfile).dir(&root))?;
                 tally.add(&format!("hadolint {dockerfile}"), ok, (usize::from(ok), 0, 0));

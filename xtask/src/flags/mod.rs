@@ -50,6 +50,7 @@ pub enum Sub {
     Check,
     Doctor,
     Verify,
+    Sbom,
     EngineUp,
     EngineDown,
     EngineStatus,

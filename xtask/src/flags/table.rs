@@ -110,6 +110,16 @@ pub const COMMANDS: &[Command] = &[
         ]],
     },
     Command {
+        sub: Sub::Sbom,
+        name: "sbom",
+        about: "Print the SBOM BuildKit attached to a pushed image (production and multiplatform attach one per platform): a table of its packages (name, version, type, hash where known), or the SPDX 2.3 document with --json.",
+        positional: Some(Positional { name: "IMAGE", repeated: false, help: "A pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:0.4.0." }),
+        flags: &[&[
+            valued("platform", "PLATFORM", "Only this platform (default: every one the image has; --json needs one when it has several)."),
+            switch("json", "Print the SPDX JSON document instead of the table."),
+        ]],
+    },
+    Command {
         sub: Sub::EngineUp,
         name: "engine up",
         about: "Start a private engine: without flags only when no engine answers (idempotent).",

@@ -18,6 +18,7 @@ mod home_page;
 mod metrics;
 mod reports;
 mod reproducible;
+mod sbom;
 mod second_engine;
 mod secrets;
 mod signing;

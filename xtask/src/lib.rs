@@ -4,6 +4,7 @@
 
 pub mod actionlint;
 pub mod adapt;
+pub mod audit;
 pub mod bake;
 pub mod bench;
 pub mod bench_second;

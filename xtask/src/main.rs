@@ -2,8 +2,8 @@
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
 use xtask::{
-    bench, bench_second, build, check, clean, doctor, engine, flags, metrics, report, settings, signing, stack, stop,
-    test, usage, verify,
+    audit, bench, bench_second, build, check, clean, doctor, engine, flags, metrics, report, settings, signing, stack,
+    stop, test, usage, verify,
 };
 
 use build::{Options, Recipe};
@@ -115,6 +115,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             }
         }
         Sub::Metrics => metrics::command(a.positionals.first().map(String::as_str)),
+        Sub::Audit => audit::run(a.switch("json")),
         Sub::Test => test::run(a.switch("no-e2e"), a.value("e2e-filter").as_deref()),
     }
 }

@@ -51,6 +51,7 @@ pub enum Sub {
     Doctor,
     Verify,
     Sbom,
+    Audit,
     EngineUp,
     EngineDown,
     EngineStatus,

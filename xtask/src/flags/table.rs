@@ -218,6 +218,13 @@ pub const COMMANDS: &[Command] = &[
         ]],
     },
     Command {
+        sub: Sub::Audit,
+        name: "audit",
+        about: "Check the locked Python and npm dependencies against the advisory sources this machine reaches; a package none could answer for is named as not checked, and the audit fails as incomplete.",
+        positional: None,
+        flags: &[&[switch("json", "Print the findings as JSON (one object per package).")]],
+    },
+    Command {
         sub: Sub::Metrics,
         name: "metrics",
         about: "Print a build's metrics in the Prometheus text format (what is pushed to PUSHGATEWAY after each build).",

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+mod audit;
 mod builds;
 mod commands;
 mod home_page;

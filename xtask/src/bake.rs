@@ -126,19 +126,37 @@ pub fn variable_default(hcl: &str, name: &str) -> Option<String> {
 
 /// The official base images, in the order of `standin::BASES`, from the bake file in `root`.
 pub fn base_images(root: &std::path::Path) -> Result<Vec<String>> {
-    let vars: Vec<&str> = crate::standin::BASES.iter().map(|b| b.var).collect();
-    defaults(root, &vars)
+    Defaults::read(root)?.base_images()
 }
 
-/// The defaults of the named variables of the bake file in `root`, in order.
-pub fn defaults(root: &std::path::Path, vars: &[&str]) -> Result<Vec<String>> {
-    let path = root.join("docker-bake.hcl");
-    let hcl = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    vars.iter()
-        .map(|var| {
-            variable_default(&hcl, var).with_context(|| format!("{} has no default for variable {var}", path.display()))
-        })
-        .collect()
+/// The bake file's variable defaults, read once: the facts the xtask takes from it (the base
+/// images, the source URL, the SBOM generator).
+pub struct Defaults {
+    path: std::path::PathBuf,
+    hcl: String,
+}
+
+impl Defaults {
+    pub fn read(root: &std::path::Path) -> Result<Defaults> {
+        let path = root.join("docker-bake.hcl");
+        let hcl = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(Defaults { path, hcl })
+    }
+
+    /// The variable's default, when the file has the variable.
+    pub fn get(&self, var: &str) -> Option<String> {
+        variable_default(&self.hcl, var)
+    }
+
+    /// The variable's default, which the file must have.
+    pub fn require(&self, var: &str) -> Result<String> {
+        self.get(var).with_context(|| format!("{} has no default for variable {var}", self.path.display()))
+    }
+
+    /// The official base images, in the order of `standin::BASES`.
+    pub fn base_images(&self) -> Result<Vec<String>> {
+        crate::standin::BASES.iter().map(|b| self.require(b.var)).collect()
+    }
 }
 
 /// Resolves the bake file with the given variables. `names` empty means the default group.

@@ -92,11 +92,12 @@ impl Inputs {
             .or(Some(DEFAULT_CA_BUNDLE).filter(|p| std::path::Path::new(p).is_file()))
             .map(str::to_string);
         let root = paths::project_root();
-        let officials = bake::base_images(&root)?;
-        let sbom_generator = crate::sbom::generator::reference(&root)?;
+        let bake_defaults = bake::Defaults::read(&root)?;
+        let officials = bake_defaults.base_images()?;
+        let sbom_generator = crate::sbom::generator::named_in(&bake_defaults);
         let source_url = match settings.iter().find(|(k, _, _)| *k == "SOURCE_URL") {
             Some((_, v, _)) => v.to_string(),
-            None => bake::defaults(&root, &["SOURCE_URL"])?.remove(0),
+            None => bake_defaults.require("SOURCE_URL")?,
         };
         let cache_export =
             cachepolicy::decide(opts.cache_export, std::env::var("CI").ok().as_deref(), request.registry.is_some());

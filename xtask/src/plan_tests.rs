@@ -44,6 +44,11 @@ fn officials() -> Vec<String> {
     crate::bake::base_images(&crate::paths::project_root()).unwrap()
 }
 
+/// The source URL the bake file states.
+fn source_url_default() -> String {
+    crate::bake::Defaults::read(&crate::paths::project_root()).unwrap().require("SOURCE_URL").unwrap()
+}
+
 fn current() -> Facts {
     Facts {
         driver: "docker".to_string(),
@@ -94,7 +99,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         cache_export: crate::cachepolicy::decide(false, None, false),
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
-        source_url: crate::bake::defaults(&crate::paths::project_root(), &["SOURCE_URL"]).unwrap().remove(0),
+        source_url: source_url_default(),
         sbom_generator: crate::sbom::generator::reference(&crate::paths::project_root()).unwrap(),
     }
 }
@@ -288,10 +293,7 @@ fn environment_carries_metadata_pins_registry_and_bases() {
             &format!("PYTHON_IMAGE={}", officials()[0]),
             &format!("NODE_IMAGE={}", officials()[1]),
             // Always said, the bake file's default included: provenance records it.
-            &format!(
-                "SOURCE_URL={}",
-                crate::bake::defaults(&crate::paths::project_root(), &["SOURCE_URL"]).unwrap()[0]
-            ),
+            &format!("SOURCE_URL={}", source_url_default()),
             // No attestation unless the bake file asks (production does), and git information
             // only because `origin` is the public URL.
             "BUILDX_NO_DEFAULT_ATTESTATIONS=1",

@@ -20,9 +20,12 @@ const RECIPE_FILES: [&str; 2] = ["sbom/Dockerfile", "sbom/scan.py"];
 /// The generator's reference: the bake file's default of SBOM_GENERATOR; None for a bake file
 /// without it (a commit from before SBOMs, which `verify` rebuilds as it was).
 pub fn reference(root: &Path) -> Result<Option<String>> {
-    let path = root.join("docker-bake.hcl");
-    let hcl = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(bake::variable_default(&hcl, VARIABLE).filter(|g| !g.is_empty()))
+    Ok(named_in(&bake::Defaults::read(root)?))
+}
+
+/// As [`reference`], from bake file defaults already read.
+pub fn named_in(defaults: &bake::Defaults) -> Option<String> {
+    defaults.get(VARIABLE).filter(|g| !g.is_empty())
 }
 
 /// The attestation each production target gets beside the provenance the bake file asks for.

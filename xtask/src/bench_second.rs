@@ -115,14 +115,17 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         eprintln!("bench: round {}/{runs}: second engine from the registry cache", round + 1);
         empty_store(&second)?;
         let env: Vec<(String, String)> = client.iter().cloned().chain(with_registry.iter().cloned()).collect();
-        from_cache.push(Sample::of(&bench::build(&from_cache_dir, &names, &[], &env)?));
+        // It reads the registry cache and writes none back: every round reads what the first
+        // engine exported, not what the round before wrote over it.
+        let no_export = ["--set", "*.cache-to="].map(String::from);
+        from_cache.push(Sample::of(&bench::build(&from_cache_dir, &names, &no_export, &env)?));
         eprintln!("bench: round {}/{runs}: second engine cold", round + 1);
         empty_store(&second)?;
         let mut env = client.clone();
         env.push(("SOURCE_DATE_EPOCH".into(), epoch.clone()));
         env.push(("BUILDKIT_CACHE_MOUNT_NS".into(), format!("bench-second-cold-{}-{round}", std::process::id())));
-        let extra = ["--no-cache", "--set", "*.cache-to="].map(String::from);
-        cold.push(Sample::of(&bench::build(&cold_dir, &names, &extra, &env)?));
+        let cold_args: Vec<String> = ["--no-cache".to_string()].into_iter().chain(no_export).collect();
+        cold.push(Sample::of(&bench::build(&cold_dir, &names, &cold_args, &env)?));
     }
     drop(stop);
     let first_digests = Sample::of(&first_report).digests;

@@ -39,17 +39,26 @@ impl Base {
 }
 
 /// Eight hex digits of a 64-bit FNV-1a hash of everything the stand-ins are made from here: the
-/// Dockerfile and the npm package specs. FNV because its output is fixed by its definition (std's
-/// `DefaultHasher` may change between Rust releases, which would re-make stand-ins for nothing).
+/// Dockerfile, the npm package specs and the build's options. FNV because its output is fixed by
+/// its definition (std's `DefaultHasher` may change between Rust releases, which would re-make
+/// stand-ins for nothing).
 fn recipe_fingerprint() -> String {
     // A separator after each part, so moving text from one part to the next changes the hash.
-    let bytes = [DOCKERFILE, NODE_SPEC, NPM_SPEC].into_iter().flat_map(|part| part.bytes().chain([0]));
+    let parts = [DOCKERFILE, NODE_SPEC, NPM_SPEC].into_iter().chain(BUILD_OPTIONS);
+    let bytes = parts.flat_map(|part| part.bytes().chain([0]));
     format!("{:08x}", fnv1a(bytes) >> 32)
 }
 
 pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
+
+/// The options of the stand-ins' build beyond its platforms and output. No attestation: buildx
+/// would add a provenance manifest to each image index, and a per-platform pull from the cache
+/// registry leaves it out. An engine holding such a partial index pushes one platform's manifest
+/// under another digest, and a second engine that pulls it keys every step by that other base:
+/// none of the first engine's cache matches (a second engine's build then re-ran everything).
+const BUILD_OPTIONS: [&str; 2] = ["--provenance=false", "--sbom=false"];
 
 /// The Node.js and npm packages the node stand-in is made of.
 const NODE_SPEC: &str = "22";
@@ -180,6 +189,7 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
         let build = engine
             .docker()
             .args(["buildx", "build", "--progress", "plain", "--platform", &platforms])
+            .args(BUILD_OPTIONS)
             .args(["--target", base.stage, "--output", &format!("type=image,name={standin}")])
             .arg(dir.display().to_string());
         runner::run_quiet(&build).with_context(|| format!("building the stand-in {standin}"))?;

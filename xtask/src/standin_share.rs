@@ -65,7 +65,32 @@ pub fn push(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
     pushed?;
     // The lookup said "absent" a moment ago and is kept for minutes: correct it.
     Cache::new("registry-probes.json", 600).put(&remote, true);
+    same_digest_there(engine, standin, &remote)?;
     Ok(true)
+}
+
+/// With the containerd store an image's id is its index digest, the digest builds key their
+/// steps by. A store missing some of an index's content pushes one platform's manifest instead,
+/// under another digest: an engine that pulls that keys every step by another base and finds
+/// none of this engine's registry cache. Said, so that it is not found out by a slow build.
+fn same_digest_there(engine: &Engine, standin: &str, remote: &str) -> Result<()> {
+    let containerd_store = crate::engine::facts(engine, None).is_ok_and(|f| f.capabilities().multi_platform);
+    if !containerd_store {
+        return Ok(());
+    }
+    let local = runner::read(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}", standin]))?;
+    let inspect = engine.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", remote]);
+    let manifest: serde_json::Value = serde_json::from_str(&runner::read(&inspect)?)
+        .with_context(|| format!("reading the manifest of {remote}"))?;
+    let there = manifest["digest"].as_str().unwrap_or_default().to_string();
+    if there != local {
+        anyhow::bail!(
+            "{remote} is {there}, not this engine's {local} (the engine lacks part of the image index): \
+             an engine that pulls it will not match this engine's cache; remove the stand-in here \
+             (`docker image rm {standin}`) so that the next build makes it whole"
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]

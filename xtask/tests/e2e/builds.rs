@@ -104,7 +104,7 @@ fn c_source_only_change_reruns_no_dependency_step() {
     let reports = last_run_reports(&dir);
     let all = |part: &str| reports.iter().flat_map(|r| executed(r, "backend", part)).collect::<Vec<_>>();
     assert_eq!(all("[deps"), Vec::<String>::new(), "dependency steps re-ran");
-    let copies = all("COPY app/");
+    let copies = all("[source ");
     assert_eq!(copies.len(), 1, "the changed source was copied again: {copies:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -31,6 +31,7 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     let mut plan = plan::plan(&request, &inputs)?;
     provision::files(&plan)?;
     provision::sbom_generator(&plan)?;
+    provision::fresh_contexts(&plan);
     plan.planned_in = started.elapsed().as_secs_f64();
     for note in &plan.notes {
         eprintln!("xtask: {note}");

@@ -42,6 +42,17 @@ pub fn bake_var(export: Option<Export>) -> Option<(String, String)> {
     export.map(|_| ("CACHE_EXPORT".to_string(), "1".to_string()))
 }
 
+/// Whether to drop the engine's kept copies of build contexts before the build. BuildKit keeps
+/// each context it was sent and sends only what changed the next time; after files came and went,
+/// such a copy can key a step that reads a context folder differently from a copy sent whole
+/// (shown on BuildKit 0.25: the same commit's folder missed another engine's registry cache until
+/// the copies were dropped). That matters only when another engine reads this build's registry
+/// cache, and the copies are only dropped on the project's private engines, which hold no other
+/// project's: elsewhere they are another project's too.
+pub fn fresh_contexts(export: Option<Export>, registry: bool, private_engine: bool) -> bool {
+    export.is_some() && registry && private_engine
+}
+
 /// As `decide`, reading CI from this process's environment.
 pub fn from_env(flag: bool, registry: bool) -> Option<Export> {
     decide(flag, std::env::var("CI").ok().as_deref(), registry)
@@ -50,6 +61,18 @@ pub fn from_env(flag: bool, registry: bool) -> Option<Export> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_contexts_are_dropped_only_for_a_registry_cache_on_a_private_engine() {
+        assert!(fresh_contexts(Some(Export::Registry), true, true));
+        assert!(fresh_contexts(Some(Export::Ci), true, true));
+        assert!(!fresh_contexts(Some(Export::Flag), false, true), "a local cache folder is read by this engine");
+        assert!(!fresh_contexts(None, true, true), "nothing exported");
+        assert!(
+            !fresh_contexts(Some(Export::Registry), true, false),
+            "an engine the user runs keeps other projects' contexts"
+        );
+    }
 
     #[test]
     fn a_local_build_exports_nothing_and_each_reader_turns_it_on() {

@@ -65,6 +65,8 @@ pub struct Plan {
     pub local_caches: Vec<PathBuf>,
     /// The SBOM generator the build attests with: built into the engine first (provision).
     pub sbom_generator: Option<String>,
+    /// Drop the engine's kept copies of build contexts first (see `cachepolicy::fresh_contexts`).
+    pub fresh_contexts: bool,
     /// Seconds spent before buildx starts (the xtask's own overhead), filled in by the caller.
     pub planned_in: f64,
 }
@@ -124,6 +126,9 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         Vec::new()
     };
 
+    let fresh_contexts = caps.cache_export
+        && output != Output::Check
+        && cachepolicy::fresh_contexts(cache_export, request.registry.is_some(), inputs.engine.is_private());
     // Both were checked when read (`--progress` with the flags, BUILDKIT_PROGRESS with `.env`).
     let progress = opts.progress.as_deref().and_then(|p| p.parse().ok()).or(inputs.progress).unwrap_or_default();
     Ok(Plan {
@@ -150,6 +155,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         files: syntax.files,
         local_caches,
         sbom_generator: fit.sbom_generator,
+        fresh_contexts,
         planned_in: 0.0,
     })
 }

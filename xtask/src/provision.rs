@@ -8,6 +8,7 @@ use crate::engine::{self, Engine};
 use crate::inputs::Inputs;
 use crate::paths::write_atomic;
 use crate::plan::{Output, Plan};
+use crate::runner;
 use crate::settings::Settings;
 use crate::{standin, standin_share};
 
@@ -65,6 +66,19 @@ pub fn sbom_generator(plan: &Plan) -> Result<()> {
         eprintln!("xtask: {line}");
     }
     Ok(())
+}
+
+/// Drops the engine's kept copies of build contexts when the plan says so, so that the contexts
+/// are sent whole and key their steps as any other engine's would. A prune that fails costs a
+/// note, never the build.
+pub fn fresh_contexts(plan: &Plan) {
+    if !plan.fresh_contexts {
+        return;
+    }
+    let prune = plan.engine.docker().args(["builder", "prune", "--force", "--filter", "type=source.local"]);
+    if let Err(e) = runner::run_quiet(&prune) {
+        eprintln!("xtask: the engine's kept build contexts were not dropped ({e:#}); another engine may miss this build's registry cache for the steps that read them");
+    }
 }
 
 /// Writes the Dockerfile copies the plan builds from and makes the OCI archives' folder.

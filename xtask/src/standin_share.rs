@@ -80,8 +80,8 @@ fn same_digest_there(engine: &Engine, standin: &str, remote: &str) -> Result<()>
     }
     let local = runner::read(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}", standin]))?;
     let inspect = engine.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", remote]);
-    let manifest: serde_json::Value = serde_json::from_str(&runner::read(&inspect)?)
-        .with_context(|| format!("reading the manifest of {remote}"))?;
+    let manifest: serde_json::Value =
+        serde_json::from_str(&runner::read(&inspect)?).with_context(|| format!("reading the manifest of {remote}"))?;
     let there = manifest["digest"].as_str().unwrap_or_default().to_string();
     if there != local {
         anyhow::bail!(

@@ -36,6 +36,7 @@ const SCENARIOS: [(Scenario, &str); 9] = [
 ];
 
 /// One measured build.
+#[derive(Clone)]
 struct Sample {
     wall: f64,
     buildx: f64,
@@ -350,11 +351,15 @@ fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>], compiles: &[
         let mut runs_ex: Vec<f64> = s.iter().map(|x| x.run_executed as f64).collect();
         let deps = s.iter().map(|x| x.dep_steps_executed).max().unwrap_or(0);
         let ratio = if cold > 0.0 { med / cold } else { 0.0 };
-        out.push_str(&format!(
-            "| {label} | {med:.1} s | {spread:.1} s | {:.0} | {deps} | {:.1}% |\n",
-            median(&mut runs_ex),
-            ratio * 100.0
-        ));
+        out.push_str(&if s.is_empty() {
+            format!("| {label} | not run | | | | |\n")
+        } else {
+            format!(
+                "| {label} | {med:.1} s | {spread:.1} s | {:.0} | {deps} | {:.1}% |\n",
+                median(&mut runs_ex),
+                ratio * 100.0
+            )
+        });
         let mut check =
             |ok: bool, text: String| verdicts.push(format!("- {} {text}", if ok { "met:" } else { "MISSED:" }));
         match scenario {
@@ -453,6 +458,7 @@ mod tests {
             vec![s(100.0, 6, 3), s(110.0, 6, 3)],
             vec![s(140.0, 6, 3), s(150.0, 6, 3)],
             vec![s(200.0, 6, 3), s(190.0, 6, 3)],
+            vec![s(250.0, 4, 3), s(250.0, 4, 3)],
             vec![s(3.0, 0, 0), s(4.0, 0, 0)],
             vec![same(true), same(false)],
             vec![s(30.0, 1, 1), s(30.0, 1, 1)],
@@ -470,6 +476,13 @@ mod tests {
         assert!(md.contains("the export adds 38% to a cold build"), "{md}");
         assert!(md.contains("met: cold is 53.8% of a cold build as configured before"), "{md}");
         assert!(md.contains("MISSED: dependency-manifest change is 58.1% of cold"), "{md}");
+        assert!(md.contains("met: cold is 42.0% of a cold build at the issue's commit 8edd2d8"), "{md}");
+        let mut without_issue = samples.clone();
+        without_issue[3].clear();
+        let md2 = markdown(&["backend".into()], 2, &without_issue, &[14.0]);
+        assert!(md2.contains("- not measured: commit 8edd2d8 is not in this clone"), "{md2}");
+        assert!(!md2.contains("of a cold build at the issue's commit"), "{md2}");
+        assert!(md2.contains("which export on every build) | not run |"), "{md2}");
         assert!(
             md.contains(
                 "MISSED: the xtask's cold compile (`cargo build -p xtask`, empty target folder) has a median of 16.0 s"

@@ -209,22 +209,27 @@ pub struct World {
     pub cache_dirs: Vec<PathBuf>,
 }
 
+/// While a build runs or a cancelled one is torn down, the engine can list a snapshot that is gone
+/// by the time it measures it ("snapshot ... does not exist", or an `lstat` of a file inside it
+/// failing): asking again a moment later answers.
+fn df_raced_a_removal(body: &str) -> bool {
+    body.contains("does not exist") || (body.contains("lstat ") && body.contains("no such file or directory"))
+}
+
 pub fn read_world() -> Result<World> {
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, false)?;
     let Some(socket) = engine.socket() else {
         bail!("du and clean ask the engine over its unix socket, and {} is reached another way: point DOCKER_HOST at a unix:// socket", engine.describe())
     };
-    // While a build runs, the engine can list a snapshot that is gone by the time it measures it
-    // ("snapshot ... does not exist"): asking again a moment later answers.
     let mut attempt = 0;
     let (code, body) = loop {
         let (code, body) = dockerapi::get(&socket, "/system/df").context("asking the engine for its disk usage")?;
         attempt += 1;
-        if code == 200 || attempt == 5 || !body.contains("does not exist") {
+        if code == 200 || attempt == 5 || !df_raced_a_removal(&body) {
             break (code, body);
         }
-        std::thread::sleep(std::time::Duration::from_millis(300));
+        std::thread::sleep(std::time::Duration::from_millis(300 * attempt));
     };
     if code != 200 {
         bail!("the engine's /system/df answered {code}: {}", body.trim());
@@ -362,6 +367,15 @@ pub fn short(id: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn df_is_asked_again_only_when_it_raced_a_removal() {
+        assert!(df_raced_a_removal(r#"{"message":"snapshot abc does not exist"}"#));
+        let lstat = r#"{"message":"lstat /x/snapshots/573/fs/app/node_modules/tslib: no such file or directory"}"#;
+        assert!(df_raced_a_removal(lstat));
+        assert!(!df_raced_a_removal(r#"{"message":"permission denied"}"#));
+        assert!(!df_raced_a_removal(r#"{"message":"open /etc/x: no such file or directory"}"#));
+    }
 
     const DOCKERFILE: &str = "# syntax=docker/dockerfile:1.7\nFROM base AS app\nRUN --mount=type=cache,target=/root/.npm \\\n    set -eu; \\\n    # a comment inside\n    npm ci\nWORKDIR /app\nCOPY app/ ./app/\n";
 

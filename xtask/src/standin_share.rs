@@ -74,15 +74,13 @@ pub fn push(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
 /// under another digest: an engine that pulls that keys every step by another base and finds
 /// none of this engine's registry cache. Said, so that it is not found out by a slow build.
 fn same_digest_there(engine: &Engine, standin: &str, remote: &str) -> Result<()> {
-    let containerd_store = crate::engine::facts(engine, None).is_ok_and(|f| f.capabilities().multi_platform);
-    if !containerd_store {
+    if !crate::engine::facts(engine, None).is_ok_and(|f| f.containerd_store) {
         return Ok(());
     }
     let local = runner::read(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}", standin]))?;
-    let inspect = engine.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", remote]);
-    let manifest: serde_json::Value =
-        serde_json::from_str(&runner::read(&inspect)?).with_context(|| format!("reading the manifest of {remote}"))?;
-    let there = manifest["digest"].as_str().unwrap_or_default().to_string();
+    let there = engine
+        .registry_digest(remote)
+        .with_context(|| format!("{remote} was pushed, but the registry names no manifest for it"))?;
     if there != local {
         anyhow::bail!(
             "{remote} is {there}, not this engine's {local} (the engine lacks part of the image index): \

@@ -108,10 +108,18 @@ impl Engine {
         if let Some(answer) = cache.get::<bool>(image) {
             return answer;
         }
-        let cmd = self.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
-        let answer = runner::read_with_timeout(&cmd, Duration::from_secs(15)).is_ok();
+        let answer = self.registry_digest(image).is_some();
         cache.put(image, answer);
         answer
+    }
+
+    /// The digest of what `image` names in its registry (an index or a manifest); `None` when the
+    /// registry does not name one within 15 s.
+    pub fn registry_digest(&self, image: &str) -> Option<String> {
+        let cmd = self.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
+        let manifest: serde_json::Value =
+            serde_json::from_str(&runner::read_with_timeout(&cmd, Duration::from_secs(15)).ok()?).ok()?;
+        manifest["digest"].as_str().map(str::to_string)
     }
 }
 

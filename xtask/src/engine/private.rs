@@ -202,13 +202,20 @@ impl Network {
         Ok(Network { n })
     }
 
+    /// The bridge's own hardware address (one per N). A Linux bridge without one takes its ports'
+    /// lowest, which changes as build steps' veths come and go, cutting off a container that learnt
+    /// the old one until its ARP entry expires (pip stalled 30–60 s). dockerd sets none on ours.
+    fn bridge_mac(&self) -> String {
+        format!("02:78:74:d5:{:02x}:01", self.n)
+    }
+
     fn create(&self, layout: &Layout) -> Result<()> {
         let bridge = layout.bridge();
         if !runner::succeeds(&Cmd::new("ip").args(["link", "show", &bridge])) {
             runner::run(&Cmd::new("ip").args(["link", "add", &bridge, "type", "bridge"]))?;
             runner::run(&Cmd::new("ip").args(["addr", "add", &format!("10.213.{}.1/24", self.n), "dev", &bridge]))?;
         }
-        runner::run(&Cmd::new("ip").args(["link", "set", &bridge, "up"]))?;
+        runner::run(&Cmd::new("ip").args(["link", "set", &bridge, "address", &self.bridge_mac(), "up"]))?;
         std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("turning on IPv4 forwarding")?;
         for rule in self.rules() {
             let check = iptables(layout, "-C", &rule);
@@ -478,5 +485,16 @@ mod tests {
             .any(|r| r.join(" ") == "-t nat POSTROUTING -s 10.213.9.0/24 ! -d 10.213.9.0/24 -j MASQUERADE"));
         let cmd = iptables(&classic, "-C", &rules[0]);
         assert_eq!(cmd.args[..4], ["-t", "nat", "-w", "-C"]);
+    }
+
+    #[test]
+    fn each_bridge_has_its_own_locally_administered_unicast_address() {
+        let octets = |n: u8| -> Vec<u8> {
+            Network { n }.bridge_mac().split(':').map(|o| u8::from_str_radix(o, 16).unwrap()).collect()
+        };
+        assert_eq!(octets(8).len(), 6);
+        assert_eq!(octets(8)[0] & 0b11, 0b10, "locally administered (bit 1) and unicast (bit 0 clear)");
+        let all: std::collections::HashSet<Vec<u8>> = (8..=247).map(octets).collect();
+        assert_eq!(all.len(), 240, "every N the engines choose from gets an address of its own");
     }
 }

@@ -279,6 +279,37 @@ fn interfaces() -> Vec<String> {
         .collect()
 }
 
+/// A bridge that takes the lowest address of its ports changes it whenever a container comes or
+/// goes, and a container that learnt the old one loses its network until its ARP entry expires.
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn e_the_engines_bridge_keeps_its_address_while_containers_come_and_go() {
+    let format = r#"{{index .Options "com.docker.network.bridge.name"}}"#;
+    let bridge = docker(&["network", "inspect", "bridge", "--format", format]);
+    let file = PathBuf::from(format!("/sys/class/net/{bridge}/address"));
+    if !file.exists() {
+        assert!(std::env::var("CI").is_err(), "CI runs the engine on this host: no bridge {bridge}");
+        eprintln!("the engine's bridge {bridge} is not on this host");
+        return;
+    }
+    let address = || std::fs::read_to_string(&file).unwrap().trim().to_string();
+    let first = address();
+    assert_ne!(first, "00:00:00:00:00:00", "the bridge {bridge} has an address of its own");
+    must(&["build", "backend"], &[]);
+    let mut seen = Vec::new();
+    let mut started = Vec::new();
+    for _ in 0..3 {
+        let args = ["run", "-d", "--rm", "--entrypoint", "sleep", "contextcleanse-backend:dev", "60"];
+        started.push(docker(&args));
+        seen.push(address());
+    }
+    for id in &started {
+        docker(&["rm", "-f", id]);
+        seen.push(address());
+    }
+    assert!(seen.iter().all(|a| *a == first), "{bridge} was {first}, then {seen:?}");
+}
+
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn r_a_second_engine_runs_beside_the_first_and_leaves_it_untouched() {

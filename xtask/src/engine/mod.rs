@@ -11,6 +11,7 @@ mod channel;
 mod debian;
 mod facts;
 mod named;
+mod network;
 mod private;
 
 use std::path::PathBuf;

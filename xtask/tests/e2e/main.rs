@@ -272,11 +272,15 @@ fn slow_build_in(dir: &Path) -> std::process::Child {
 
 /// The names of this host's network interfaces.
 fn interfaces() -> Vec<String> {
-    std::fs::read_dir("/sys/class/net")
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().to_string())
-        .collect()
+    names_in("/sys/class/net")
+}
+
+/// The names in a folder of the kernel's (network interfaces, binfmt_misc entries), sorted.
+fn names_in(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> =
+        std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();
+    names.sort();
+    names
 }
 
 /// A bridge that takes the lowest address of its ports changes it whenever a container comes or

@@ -66,10 +66,26 @@ fn a_second_engine_builds_from_the_first_ones_registry_cache() {
     // An empty store: what an earlier run left in the second engine's folder goes first.
     let _ = xtask(&["engine", "down", "--name", "second"], &[]);
     let data = engine_dir().join("second/data");
-    if data.exists() {
+    if data.is_file() {
+        std::fs::remove_file(&data).unwrap();
+    } else if data.exists() {
         std::fs::remove_dir_all(&data).unwrap();
     }
     let first_bridges = bridges();
+
+    // A start that fails after the bridge is made (here dockerd's data root cannot be created)
+    // names the cause and leaves no bridge, QEMU entry or process behind.
+    let binfmt = || names_in("/proc/sys/fs/binfmt_misc");
+    let binfmt_before = binfmt();
+    std::fs::create_dir_all(data.parent().unwrap()).unwrap();
+    std::fs::write(&data, "not a folder").unwrap();
+    let out = xtask(&["engine", "up", "--name", "second"], &[]);
+    one_line_error(&out, &format!("creating the engine's data root {}", data.display()));
+    assert_eq!(bridges(), first_bridges, "a failed start leaves no bridge behind");
+    assert_eq!(binfmt(), binfmt_before, "a failed start leaves the QEMU entries as they were");
+    let status = xtask(&["engine", "status", "--name", "second"], &[]);
+    assert!(!status.status.success(), "nothing of the second engine answers:\n{}", tail(&status, 5));
+    std::fs::remove_file(&data).unwrap();
     let guard = SecondEngine;
     let up = must(&["engine", "up", "--name", "second"], &[]);
     let second_env = exports(&up);

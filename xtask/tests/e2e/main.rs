@@ -275,7 +275,7 @@ fn interfaces() -> Vec<String> {
     names_in("/sys/class/net")
 }
 
-/// The names in a folder of the kernel's (network interfaces, binfmt_misc entries), sorted.
+/// The sorted names in one of the kernel's folders (network interfaces, binfmt_misc entries).
 fn names_in(dir: &str) -> Vec<String> {
     let mut names: Vec<String> =
         std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect();

@@ -1,10 +1,13 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
-use xtask::{
-    audit, bench, bench_second, build, check, clean, doctor, engine, flags, metrics, report, settings, signing, stack,
-    stop, test, usage, verify,
-};
+use xtask::build::{self, check};
+use xtask::cache::{clean, ownership};
+use xtask::commands::{audit, bench, bench_second, doctor, stack, test};
+use xtask::images::{signing, verify};
+use xtask::report::{self, metrics};
+use xtask::util::stop;
+use xtask::{engine, flags, settings};
 
 use build::{Options, Recipe};
 use flags::{Args, Parsed, Sub};
@@ -81,7 +84,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             ),
         },
         Sub::Sbom => match a.positionals.first() {
-            Some(image) => xtask::sbom::run(image, a.value("platform").as_deref(), a.switch("json")),
+            Some(image) => xtask::images::sbom::run(image, a.value("platform").as_deref(), a.switch("json")),
             None => anyhow::bail!(
                 "`sbom` needs an image, e.g. `cargo xtask sbom 127.0.0.1:5000/contextcleanse-backend:0.4.0`"
             ),
@@ -94,7 +97,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::Down => stack::down(),
         Sub::Logs => stack::pass_through(&stack::logs_args(a.switch("follow"), a.value("tail").as_deref(), &names())),
         Sub::Ps => stack::pass_through(&["ps".to_string()]),
-        Sub::Du => usage::du(),
+        Sub::Du => ownership::du(),
         Sub::Clean => {
             let asked = clean::Asked::from_flags(a.switch("cache"), a.switch("images"), a.switch("all"));
             clean::run(&asked, a.switch("dry-run"))

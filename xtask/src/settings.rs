@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::paths;
+use crate::util::paths;
 
 /// Where a BuildKit setting from `.env` takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -15,12 +15,12 @@ fn read(path: &str) -> String {
 
 /// The pin as the xtask reads it (package.json's packageManager).
 fn npm_pin() -> String {
-    xtask::meta::npm_pin().unwrap_or_else(|e| panic!("{e:#}"))
+    xtask::images::meta::npm_pin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The default of `variable "NAME"` in the bake file, read as the xtask reads it.
 fn bake_default(name: &str) -> String {
-    xtask::bake::variable_default(&read("docker-bake.hcl"), name)
+    xtask::images::bake::variable_default(&read("docker-bake.hcl"), name)
         .unwrap_or_else(|| panic!("docker-bake.hcl has no default for variable {name}"))
 }
 
@@ -60,7 +60,7 @@ fn base_images_agree_with_the_bake_file() {
 #[test]
 fn the_bench_s_dependency_stages_are_stages_of_the_dockerfiles() {
     let dockerfiles = read("backend/Dockerfile") + &read("frontend/Dockerfile");
-    for stage in xtask::bench::DEPENDENCY_STAGES {
+    for stage in xtask::commands::bench::DEPENDENCY_STAGES {
         assert!(
             dockerfiles.lines().any(|l| l.starts_with("FROM ") && l.ends_with(&format!(" AS {stage}"))),
             "no Dockerfile has a stage `{stage}`: change bench::DEPENDENCY_STAGES to the stages that install dependencies"
@@ -221,7 +221,7 @@ fn unix_only_apis_stay_behind_cfg_unix() {
     assert!(
         found.is_empty(),
         "Unix-only APIs outside #[cfg(unix)] code: the xtask would not compile on Windows. Call a function of \
-         xtask/src/platform.rs instead (add one there, with a #[cfg(unix)] body and one for elsewhere), or put the \
+         xtask/src/util/os.rs instead (add one there, with a #[cfg(unix)] body and one for elsewhere), or put the \
          item under #[cfg(unix)]:\n{}",
         found.join("\n")
     );
@@ -294,14 +294,14 @@ fn the_tests_left_out_on_a_users_engine_exist() {
         .flatten()
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
-    for name in xtask::test::PRIVATE_ONLY {
+    for name in xtask::commands::test::PRIVATE_ONLY {
         let found = match name.strip_suffix("::") {
             Some(module) => dir.join(format!("{module}.rs")).is_file(),
             None => sources.contains(&format!("fn {name}")),
         };
         assert!(
             found,
-            "xtask/src/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
+            "xtask/src/commands/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
         );
     }
 }

@@ -7,6 +7,7 @@
 //! Docker, the default) or the `floor` (Debian stable's), each with the containerd image store or,
 //! as `<channel>-classic`, the classic one. Nothing is installed system-wide.
 
+pub mod api;
 mod channel;
 mod debian;
 mod facts;
@@ -25,9 +26,8 @@ pub use debian::{debian_mirror, host_arch};
 pub use facts::{binfmt_status, facts, Capabilities, EngineRecord, Facts};
 pub use private::Layout;
 
-use crate::cache::Cache;
-use crate::dockerapi;
-use crate::runner::{self, Cmd};
+use crate::util::memo::Cache;
+use crate::util::runner::{self, Cmd};
 use crate::settings::Settings;
 
 /// The floors below which the xtask refuses to build: bake with `--metadata-file` and rawjson
@@ -62,13 +62,13 @@ impl Engine {
 
     /// The engine's unix socket, when the API can be asked directly.
     pub fn socket(&self) -> Option<PathBuf> {
-        dockerapi::socket(self.docker_host().as_deref())
+        api::socket(self.docker_host().as_deref())
     }
 
     /// True when the engine answers: a ping over its socket, or `docker version` otherwise.
     pub fn answers(&self) -> bool {
         match self.socket() {
-            Some(sock) => dockerapi::get(&sock, "/_ping").is_some_and(|(code, _)| code == 200),
+            Some(sock) => api::get(&sock, "/_ping").is_some_and(|(code, _)| code == 200),
             None => {
                 let probe = self.docker().args(["version", "--format", "{{.Server.Version}}"]);
                 runner::read_with_timeout(&probe, Duration::from_secs(10)).is_ok()
@@ -83,7 +83,7 @@ impl Engine {
     /// True when the image is in the engine's store.
     pub fn has_image(&self, image: &str) -> bool {
         match self.socket() {
-            Some(sock) => dockerapi::get(&sock, &format!("/images/{}/json", dockerapi::escape(image)))
+            Some(sock) => api::get(&sock, &format!("/images/{}/json", api::escape(image)))
                 .is_some_and(|(c, _)| c == 200),
             None => runner::succeeds(&self.docker().args(["image", "inspect", "--format", "{{.Id}}", image])),
         }
@@ -94,7 +94,7 @@ impl Engine {
     /// of Docker 26 it counts the compressed blobs, and older engines counted unpacked layers.)
     pub fn image_size(&self, image: &str) -> Option<u64> {
         if let Some(sock) = self.socket() {
-            let history = dockerapi::get_json(&sock, &format!("/images/{}/history", dockerapi::escape(image)))?;
+            let history = api::get_json(&sock, &format!("/images/{}/history", api::escape(image)))?;
             return history.as_array()?.iter().map(|layer| layer["Size"].as_u64()).sum();
         }
         let history = self.docker().args(["history", "--human=false", "--format", "{{.Size}}", image]);

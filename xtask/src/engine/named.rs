@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use super::channel::{Channel, Spec};
 use super::private::Layout;
-use crate::paths::{self, write_atomic};
+use crate::util::paths::{self, write_atomic};
 
 /// Folder names under the engines' folder that are not engines (shared downloads, and the files
 /// of the single engine of older versions).

@@ -5,8 +5,8 @@
 use anyhow::{Context, Result};
 
 use super::private::{prefix_env, short_hash, Layout};
-use crate::paths::write_atomic;
-use crate::runner::{self, Cmd};
+use crate::util::paths::write_atomic;
+use crate::util::runner::{self, Cmd};
 
 /// This engine's own bridge and address ranges: the bridge's /24 in 10.213.N.0, and a /24 in
 /// 10.214.N.0 for the networks compose creates. N is kept in the engine's folder.

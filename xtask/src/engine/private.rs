@@ -17,8 +17,8 @@ use super::channel::Spec;
 use super::debian::{self, host_arch, multiarch};
 use super::network::Network;
 use super::Engine;
-use crate::paths::{self, write_atomic};
-use crate::runner::{self, Cmd};
+use crate::util::paths::{self, write_atomic};
+use crate::util::runner::{self, Cmd};
 use crate::settings::Settings;
 
 /// One private engine's files. Sockets and exec state go under /run (short paths: a unix socket

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::model::{BuildReport, Status, TargetReport};
 use crate::engine::{self, Engine};
-use crate::runner;
+use crate::util::runner;
 use crate::settings::Settings;
 
 /// Seconds the record's duration may differ from the report's before the two are said to

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::model::{BuildReport, HistoryLine};
 use super::store::{comparable, pick, read_history_checked, read_report, Unreadable};
 use super::{buildx_history, markdown, schema, table, write_files};
-use crate::paths;
+use crate::util::paths;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {

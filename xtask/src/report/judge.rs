@@ -2,7 +2,7 @@
 //! first, the Dockerfile and line behind an error, and the cache imports and exports that failed.
 
 use super::model::{owner, BuildReport, Outcome, TargetReport};
-use crate::rawjson::{self, Progress};
+use crate::report::rawjson::{self, Progress};
 
 /// A step that failed on its own account: not one cancelled because something else failed, and
 /// not a cache import or export, which BuildKit gets past without.

@@ -10,7 +10,9 @@ mod command;
 mod html;
 mod judge;
 mod markdown;
+pub mod metrics;
 mod model;
+pub mod rawjson;
 mod schema;
 mod store;
 mod table;
@@ -25,7 +27,7 @@ pub use model::{is_instruction, summarize, BuildReport, HistoryLine, Outcome, St
 pub use store::{comparable, history, last_saved, pick, read_history, read_report};
 pub use table::{print_table, table};
 
-use crate::paths::{self, write_atomic};
+use crate::util::paths::{self, write_atomic};
 use store::{append_history, history_line};
 
 /// Writes the JSON and HTML reports (each atomically), then adds the build's line to the history.
@@ -46,7 +48,7 @@ fn write_files(report: &BuildReport) -> Result<()> {
 /// Captured streams and small builders the renderers' and judges' tests share.
 #[cfg(test)]
 pub mod testing {
-    use crate::rawjson::{Progress, Splitter};
+    use crate::report::rawjson::{Progress, Splitter};
     use crate::report::model::{HistoryLine, HistoryTarget};
 
     /// A rawjson stream of `bake default` captured from buildx 0.13.1 on Docker 26.1.5 (private

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::buildx_history::HistoryCheck;
 use super::judge::is_failure;
 use crate::engine::EngineRecord;
-use crate::rawjson::{self, Progress};
+use crate::report::rawjson::{self, Progress};
 
 /// How a build ended, as the report and the history record it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,6 +2,8 @@
 //! stand-in base images made when neither the official images nor stand-ins can be had, and the
 //! files the plan builds from written. A dry run calls none of this (see `build::run`).
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 
 use crate::engine::{self, Engine};
@@ -59,13 +61,62 @@ pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// Builds the SBOM generator the plan attests with, when the engine lacks it (see
-/// `sbom::generator`).
+/// Builds the SBOM generator the plan attests with, when the engine lacks it.
 pub fn sbom_generator(plan: &Plan) -> Result<()> {
-    if let Some(line) = crate::images::sbom::generator::provision(plan)? {
+    if let Some(line) = build_sbom_generator(plan)? {
         eprintln!("xtask: {line}");
     }
     Ok(())
+}
+
+/// The label that carries the fingerprint of the recipe the SBOM generator image was made from.
+const RECIPE_LABEL: &str = "org.contextcleanse.sbom.recipe";
+/// What the generator image is made from, under the project root.
+const RECIPE_FILES: [&str; 2] = ["sbom/Dockerfile", "sbom/scan.py"];
+
+/// Eight hex digits of the generator's recipe (its Dockerfile and scanner).
+fn recipe(root: &Path) -> Result<String> {
+    let mut bytes = Vec::new();
+    for file in RECIPE_FILES {
+        let path = root.join(file);
+        bytes.extend(std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?);
+        bytes.push(0);
+    }
+    Ok(format!("{:08x}", crate::util::hash::fnv1a(bytes) >> 32))
+}
+
+/// Builds the generator into the engine's store unless it holds one made from the same recipe:
+/// BuildKit resolves the `generator=` image from there without a pull. The plan names it only
+/// when the builder can attach attestations, so nothing is built otherwise. Returns a line to
+/// show when it built one.
+fn build_sbom_generator(plan: &Plan) -> Result<Option<String>> {
+    let Some(generator) = &plan.sbom_generator else { return Ok(None) };
+    let recipe = recipe(&plan.root)?;
+    let inspect = plan.engine.docker().args([
+        "image",
+        "inspect",
+        "--format",
+        &format!("{{{{index .Config.Labels \"{RECIPE_LABEL}\"}}}}"),
+        generator,
+    ]);
+    if runner::read(&inspect).is_ok_and(|found| found.trim() == recipe) {
+        return Ok(None);
+    }
+    let mut bake = plan.engine.docker().envs(&plan.vars).dir(&plan.root).args([
+        "buildx",
+        "bake",
+        "--file",
+        "docker-bake.hcl",
+        "--progress",
+        "plain",
+        "--load",
+    ]);
+    if let Some(b) = &plan.builder {
+        bake = bake.args(["--builder", b]);
+    }
+    let bake = bake.args(["--set", &format!("sbom-generator.args.RECIPE={recipe}"), "sbom-generator"]);
+    runner::run_quiet(&bake).with_context(|| format!("building the SBOM generator {generator} (sbom/)"))?;
+    Ok(Some(format!("built the SBOM generator {generator} from sbom/ (recipe {recipe})")))
 }
 
 /// Drops the engine's kept copies of build contexts when the plan says so, so that the contexts
@@ -90,4 +141,14 @@ pub fn files(plan: &Plan) -> Result<()> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_generator_recipe_is_eight_hex_digits() {
+        let recipe = super::recipe(&crate::util::paths::project_root()).unwrap();
+        assert_eq!(recipe.len(), 8);
+        assert!(recipe.chars().all(|c| c.is_ascii_hexdigit()));
+    }
 }

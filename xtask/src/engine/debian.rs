@@ -6,29 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::channel::{check_pin, PinCheck};
-use super::private::Layout;
+use super::layout::{host_arch, Layout};
 use crate::util::paths::write_atomic;
 use crate::util::runner::{self, Cmd};
 
 /// The suites any channel takes packages from.
 const SUITES: [&str; 3] = ["testing", "trixie", "bookworm"];
-
-/// The host's Debian architecture name.
-pub fn host_arch() -> &'static str {
-    if std::env::consts::ARCH == "aarch64" {
-        "arm64"
-    } else {
-        "amd64"
-    }
-}
-
-pub fn multiarch(arch: &str) -> &'static str {
-    if arch == "arm64" {
-        "aarch64-linux-gnu"
-    } else {
-        "x86_64-linux-gnu"
-    }
-}
 
 /// The Debian archive this machine already uses (from its apt sources), so the xtask never names
 /// a host of its own; `DEBIAN_MIRROR` overrides it.

@@ -11,6 +11,7 @@ pub mod api;
 mod channel;
 mod debian;
 mod facts;
+mod layout;
 mod named;
 mod network;
 mod private;
@@ -22,9 +23,10 @@ use anyhow::{bail, Result};
 use semver::Version;
 
 pub use channel::{Channel, Spec};
-pub use debian::{debian_mirror, host_arch};
+pub use debian::debian_mirror;
+pub use layout::host_arch;
 pub use facts::{binfmt_status, facts, Capabilities, EngineRecord, Facts};
-pub use private::Layout;
+pub use layout::Layout;
 
 use crate::util::memo::Cache;
 use crate::util::runner::{self, Cmd};

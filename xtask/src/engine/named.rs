@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::channel::{Channel, Spec};
-use super::private::Layout;
+use super::layout::Layout;
 use crate::util::paths::{self, write_atomic};
 
 /// Folder names under the engines' folder that are not engines (shared downloads, and the files

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result};
 
-use super::private::{prefix_env, short_hash, Layout};
+use super::layout::{prefix_env, short_hash, Layout};
 use crate::util::paths::write_atomic;
 use crate::util::runner::{self, Cmd};
 

@@ -7,9 +7,9 @@
 //! target, time no build should wait for.
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::model::{BuildReport, Status, TargetReport};
+use super::model::{BuildReport, HistoryCheck, Status, TargetReport};
 use crate::engine::{self, Engine};
 use crate::util::runner;
 use crate::settings::Settings;
@@ -26,19 +26,6 @@ pub const TOLERANCE_SHARE: f64 = 0.05;
 
 /// What a report says when buildx keeps no records.
 pub const NOT_AVAILABLE: &str = "history not available (buildx < 0.20)";
-
-/// A target's build record next to the report's numbers for it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct HistoryCheck {
-    pub record_secs: f64,
-    pub report_secs: f64,
-    pub record_steps: usize,
-    pub report_steps: usize,
-    pub record_cached: usize,
-    pub report_cached: usize,
-    /// Same step count, and durations within the tolerance.
-    pub agrees: bool,
-}
 
 /// The part of `docker buildx history inspect --format json` the cross-check reads.
 #[derive(Debug, Deserialize)]

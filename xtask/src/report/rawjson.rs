@@ -323,6 +323,19 @@ pub fn base64_decode(text: &str) -> Vec<u8> {
     out
 }
 
+/// A step that failed on its own account: not one cancelled because something else failed, and
+/// not a cache import or export, which BuildKit gets past without.
+pub fn is_failure(v: &Vertex) -> bool {
+    !v.error.is_empty() && !is_cancel(&v.error) && !is_cache_step(&v.name)
+}
+
+/// BuildKit's cache import and export steps: `importing cache manifest from REF`,
+/// `exporting cache to registry`, `exporting cache to client directory`, with or without a
+/// `[target]` prefix.
+pub fn is_cache_step(name: &str) -> bool {
+    name.contains("importing cache manifest") || name.contains("exporting cache")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

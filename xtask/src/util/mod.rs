@@ -1,6 +1,7 @@
 //! Small parts every folder above may use: the command runner, stop signals, the OS seam, paths,
 //! HTTP over a stream, tar reading and answers kept between runs.
 
+pub mod hash;
 pub mod http;
 pub mod memo;
 pub mod os;

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "tidy/architecture.rs"]
+mod architecture;
 #[path = "tidy/unix_api.rs"]
 mod unix_api;
 
@@ -303,5 +305,68 @@ fn the_tests_left_out_on_a_users_engine_exist() {
             found,
             "xtask/src/commands/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
         );
+    }
+}
+
+#[test]
+fn folders_use_only_those_below_them_and_no_module_cycle() {
+    let mods = architecture::modules(&root().join("xtask/src"));
+    let edges = architecture::edges(&mods);
+    let up = architecture::upward(&edges);
+    assert!(
+        up.is_empty(),
+        "imports up the stack (floors from the top: {:?}); move the shared item down to the lower folder: {up:#?}",
+        architecture::FLOORS
+    );
+    let cycles = architecture::cycles(&edges);
+    assert!(cycles.is_empty(), "modules that import each other; move what both need into one of them or below: {cycles:#?}");
+    let lib = read("xtask/src/lib.rs");
+    let declared: Vec<&str> = lib.lines().filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';')).collect();
+    assert_eq!(declared, architecture::FLOORS, "xtask/src/lib.rs declares exactly the floors, top down");
+}
+
+#[test]
+fn files_and_functions_stay_small() {
+    let mut too_big = Vec::new();
+    let mut stack = vec![root().join("xtask/src")];
+    while let Some(dir) = stack.pop() {
+        for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let rel = path.strip_prefix(root()).unwrap().display().to_string();
+            let lines = text.lines().count();
+            if lines > architecture::MAX_FILE_LINES {
+                too_big.push(format!("{rel}: {lines} lines (at most {})", architecture::MAX_FILE_LINES));
+            }
+            for f in architecture::long_functions(&text) {
+                too_big.push(format!("{rel}: fn {f} (at most {})", architecture::MAX_FN_LINES));
+            }
+        }
+    }
+    too_big.sort();
+    assert!(too_big.is_empty(), "split these by job: {too_big:#?}");
+}
+
+#[test]
+fn only_the_orchestrator_acts_on_a_finished_build() {
+    // Signing, the metrics push and the cache clean-up work from the outcome `build::run` holds.
+    for call in ["sign_built(", "metrics::push(", "gc::after_build("] {
+        let mut callers = Vec::new();
+        let mut stack = vec![root().join("xtask/src")];
+        while let Some(dir) = stack.pop() {
+            for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+                if path.is_dir() {
+                    stack.push(path);
+                } else if std::fs::read_to_string(&path).unwrap().split("#[cfg(test)]").next().unwrap().lines().any(|l| {
+                    l.contains(call) && !l.contains("fn ")
+                }) {
+                    callers.push(path.strip_prefix(root()).unwrap().display().to_string());
+                }
+            }
+        }
+        assert_eq!(callers, ["xtask/src/build/mod.rs"], "`{call}` belongs to build::run alone: pass the outcome there");
     }
 }

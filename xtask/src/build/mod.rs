@@ -51,12 +51,35 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     if plan.output == Output::Check {
         return check::run(&plan);
     }
-    run::build(&plan)?;
+    let mut outcome = run::build(&plan)?;
+    record(&outcome.report, &settings);
+    if outcome.is_transient() {
+        eprintln!("xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more");
+        outcome = run::build(&plan)?;
+        record(&outcome.report, &settings);
+    }
+    let report = outcome.result()?;
     if let Some(key) = &key {
-        crate::images::signing::sign_last_build(key)?;
+        crate::images::signing::sign_built(key, &report)?;
     }
     if let Some(line) = gc::after_build(&plan.local_caches) {
         eprintln!("xtask: {line}");
     }
     Ok(())
+}
+
+/// Keeps a finished run's report (files and a history line), shows it, and pushes its metrics:
+/// every way a run ends leaves this record.
+fn record(report: &crate::report::BuildReport, settings: &Settings) {
+    let previous = crate::report::last_comparable(report);
+    match crate::report::save(report) {
+        Ok(saved) => run::show(report, previous.as_ref(), &saved),
+        Err(e) => eprintln!("warning: the build's report was not saved: {e:#}"),
+    }
+    if let Some(url) = settings.get("PUSHGATEWAY").filter(|u| !u.is_empty()) {
+        match crate::report::metrics::push(url, report) {
+            Ok(()) => eprintln!("metrics: pushed to {url}"),
+            Err(e) => eprintln!("warning: metrics not pushed: {e:#}"),
+        }
+    }
 }

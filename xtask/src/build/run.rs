@@ -17,17 +17,32 @@ use crate::report::{self, BuildReport, Source, Status, TargetReport};
 use crate::util::runner;
 use crate::settings::ProgressMode;
 
-/// Runs the plan's build, then writes the report and history, prints the table, and turns a
-/// failure into an error naming the failing targets with their last log lines.
-pub fn build(plan: &Plan) -> Result<()> {
-    match attempt(plan) {
-        Err(e) if is_transient(&format!("{e:#}")) && crate::util::stop::stopped().is_none() => {
-            eprintln!(
-                "xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more"
-            );
-            attempt(plan)
+/// What one run of a plan's build left: its report (all but the saving), and how it ended. The
+/// orchestrator (`build::run`) carries it forward to the store, the metrics, signing and the cache
+/// clean-up; nothing after the run reads the history to find out what was built.
+pub struct Outcome {
+    pub report: BuildReport,
+    /// Set when a stop signal ended the run.
+    pub stop: Option<crate::util::stop::Stop>,
+    /// Set when buildx failed: the error that names the failing targets and their last lines.
+    pub failure: Option<anyhow::Error>,
+}
+
+impl Outcome {
+    /// The known intermittent engine error, worth one more attempt.
+    pub fn is_transient(&self) -> bool {
+        self.stop.is_none() && self.failure.as_ref().is_some_and(|e| is_transient(&format!("{e:#}")))
+    }
+
+    /// The run as the command's result: the stop, the failure, or success.
+    pub fn result(self) -> Result<BuildReport> {
+        if let Some(stop) = self.stop {
+            return Err(crate::util::stop::Stopped { stop, history: paths::history_file() }.into());
         }
-        other => other,
+        match self.failure {
+            Some(e) => Err(e),
+            None => Ok(self.report),
+        }
     }
 }
 
@@ -46,9 +61,9 @@ struct Streamed {
     buildx_secs: f64,
 }
 
-/// One run of the build, recorded in the history whatever its outcome: a stop signal included,
-/// which then ends the run with [`crate::util::stop::Stopped`].
-fn attempt(plan: &Plan) -> Result<()> {
+/// Runs the plan's build once and makes its report, whatever the outcome: a stop signal included.
+/// The caller records it (`build::run`).
+pub fn build(plan: &Plan) -> Result<Outcome> {
     let _recording = crate::util::stop::recording();
     let t0 = Instant::now();
     let streamed = stream(plan)?;
@@ -56,14 +71,8 @@ fn attempt(plan: &Plan) -> Result<()> {
     let mut report = record(plan, &streamed, stop);
     // The planning before buildx started counts too: the report's wall time is the whole command's.
     report.wall_secs = t0.elapsed().as_secs_f64() + plan.planned_in;
-    show(&report)?;
-    if let Some(stop) = stop {
-        return Err(crate::util::stop::Stopped { stop, history: paths::history_file() }.into());
-    }
-    if !streamed.status.success() {
-        return Err(failure(plan, &streamed, &report));
-    }
-    Ok(())
+    let failure = (stop.is_none() && !streamed.status.success()).then(|| failure(plan, &streamed, &report));
+    Ok(Outcome { report, stop, failure })
 }
 
 /// Runs buildx, showing its progress as it comes.
@@ -128,20 +137,16 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::util::stop::Stop>) ->
     report
 }
 
-/// Saves the report, then prints its table (against the last comparable build), its path and any
-/// warning lines.
-fn show(report: &BuildReport) -> Result<()> {
-    let previous = report::history().into_iter().rev().find(|h| report::comparable(h, &report.names, &report.engine));
-    let path = report::save(report)?;
-    report::print_table(report, previous.as_ref());
-    crate::report::metrics::after_build(report);
+/// Prints a saved report's table (against the last comparable build before it), its path and
+/// any warning lines.
+pub fn show(report: &BuildReport, previous: Option<&report::HistoryLine>, saved: &std::path::Path) {
+    report::print_table(report, previous);
     // After SIGHUP the terminal may be gone: a failed write must not end the run before its exit code.
     let mut err = std::io::stderr();
-    let _ = writeln!(err, "report: {}", path.display());
+    let _ = writeln!(err, "report: {}", saved.display());
     if !report.cache_warnings.is_empty() {
         let _ = writeln!(err, "{}", report::cache_warning_line(&report.cache_warnings));
     }
-    Ok(())
 }
 
 /// The error of a failed build: what failed first, what was cancelled, and the failing step's

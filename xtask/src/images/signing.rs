@@ -134,18 +134,19 @@ pub fn by_digest(image: &str, digest: &str) -> String {
     format!("{repo}@{digest}")
 }
 
-/// Signs what the last build (just finished) pushed, read from its report.
-pub fn sign_last_build(key: &KeyRef) -> Result<()> {
-    let history = crate::report::history();
-    let last = crate::report::pick(&history, "last")?;
-    let path = crate::util::paths::reports_dir().join(format!("{}.json", last.id));
-    let report = crate::report::read_report(&path).map_err(|u| anyhow::anyhow!("{u}"))?;
+/// Signs what this build pushed: each target's image by the digest its own report records.
+pub fn sign_built(key: &KeyRef, report: &crate::report::BuildReport) -> Result<()> {
+    sign_all(key, &pushed(report)?)
+}
+
+/// The images a build's report says it pushed, each by digest: what `--sign` signs.
+pub fn pushed(report: &crate::report::BuildReport) -> Result<Vec<String>> {
     let images: Vec<String> =
         report.targets.iter().filter_map(|t| Some(by_digest(t.image.as_deref()?, t.digest.as_deref()?))).collect();
     if images.is_empty() {
         bail!("--sign: the build's report names no pushed image with a digest; nothing was signed");
     }
-    sign_all(key, &images)
+    Ok(images)
 }
 
 fn first_line(text: &str) -> &str {
@@ -227,6 +228,34 @@ pub fn doctor_line() -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::{BuildReport, TargetReport};
+
+    #[test]
+    fn a_builds_outcome_is_what_gets_signed() {
+        let target = |name: &str, image: Option<&str>, digest: Option<&str>| TargetReport {
+            name: name.into(),
+            image: image.map(String::from),
+            digest: digest.map(String::from),
+            ..TargetReport::default()
+        };
+        let outcome = BuildReport {
+            targets: vec![
+                target("backend-production", Some("127.0.0.1:5000/contextcleanse-backend:0.4.0"), Some("sha256:aa")),
+                target("frontend-production", Some("127.0.0.1:5000/contextcleanse-frontend:0.4.0"), Some("sha256:bb")),
+                target("sbom-only", None, Some("sha256:cc")),
+            ],
+            ..BuildReport::default()
+        };
+        let images = pushed(&outcome).unwrap();
+        assert_eq!(
+            images,
+            ["127.0.0.1:5000/contextcleanse-backend@sha256:aa", "127.0.0.1:5000/contextcleanse-frontend@sha256:bb"]
+        );
+        let line = sign_cmd(&KeyRef::File("/k".into()), &images[0]).command_line();
+        assert!(line.ends_with(" 127.0.0.1:5000/contextcleanse-backend@sha256:aa"), "{line}");
+        let nothing = BuildReport { targets: vec![target("backend", Some("contextcleanse-backend:dev"), None)], ..BuildReport::default() };
+        assert!(pushed(&nothing).unwrap_err().to_string().contains("nothing was signed"));
+    }
 
     #[test]
     fn sign_without_push_or_key_is_refused_in_one_line() {

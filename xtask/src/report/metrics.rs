@@ -163,16 +163,6 @@ pub fn push(url: &str, report: &BuildReport) -> Result<()> {
     Ok(())
 }
 
-/// After a build: push when `PUSHGATEWAY` is set; a failure is one warning line.
-pub fn after_build(report: &BuildReport) {
-    let Ok(settings) = crate::settings::Settings::load() else { return };
-    let Some(url) = settings.get("PUSHGATEWAY").filter(|u| !u.is_empty()) else { return };
-    match push(url, report) {
-        Ok(()) => eprintln!("metrics: pushed to {url}"),
-        Err(e) => eprintln!("warning: metrics not pushed: {e:#}"),
-    }
-}
-
 /// `cargo xtask metrics [ID]`: the last (or the named) build's metrics in the text format.
 pub fn command(id: Option<&str>) -> Result<()> {
     let history = crate::report::history();

@@ -31,6 +31,12 @@ pub use table::{print_table, table};
 use crate::util::paths::{self, write_atomic};
 use store::{append_history, history_line};
 
+/// The last build of the same targets on the same engine that passed: what a report's table
+/// compares against.
+pub fn last_comparable(report: &BuildReport) -> Option<HistoryLine> {
+    history().into_iter().rev().find(|h| comparable(h, &report.names, &report.engine))
+}
+
 /// Writes the JSON and HTML reports (each atomically), then adds the build's line to the history.
 pub fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
     write_files(report)?;

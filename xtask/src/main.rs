@@ -26,6 +26,7 @@ fn options(a: &Args) -> Options {
         push: a.switch_if_declared("push"),
         oci: a.switch_if_declared("oci"),
         check: false,
+        json: false,
         cache_export: a.switch("cache-export"),
         sign: a.switch_if_declared("sign"),
         key: a.value_if_declared("key"),
@@ -56,6 +57,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 set: a.values("set"),
                 registry: a.value("registry"),
                 version: a.value("version"),
+                json: a.switch("json"),
                 ..Options::default()
             };
             build::run(Recipe::Local, &names(), &opts)
@@ -65,24 +67,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             build::run(Recipe::Local, &names, &Options { check: true, ..Options::default() })
         }
         Sub::Doctor => doctor::run(),
-        Sub::Verify => match a.positionals.first() {
-            Some(image) => {
-                let key = a.value("key").or_else(|| std::env::var("COSIGN_PUBLIC_KEY").ok());
-                match &key {
-                    Some(key) => signing::command(image, Some(key))?,
-                    None => {
-                        println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)")
-                    }
-                }
-                if a.switch("no-rebuild") {
-                    return Ok(());
-                }
-                verify::run(image, a.value("platform").as_deref())
-            }
-            None => anyhow::bail!(
-                "`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`"
-            ),
-        },
+        Sub::Verify => verify_image(a),
         Sub::Sbom => match a.positionals.first() {
             Some(image) => xtask::images::sbom::run(image, a.value("platform").as_deref(), a.switch("json")),
             None => anyhow::bail!(
@@ -121,6 +106,22 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::Audit => audit::run(a.switch("json")),
         Sub::Test => test::run(a.switch("no-e2e"), a.value("e2e-filter").as_deref()),
     }
+}
+
+/// `verify IMAGE`: the signature when a public key is given, then the rebuild's comparison.
+fn verify_image(a: &Args) -> anyhow::Result<()> {
+    let Some(image) = a.positionals.first() else {
+        anyhow::bail!("`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`")
+    };
+    let key = a.value("key").or_else(|| std::env::var("COSIGN_PUBLIC_KEY").ok());
+    match &key {
+        Some(key) => signing::command(image, Some(key))?,
+        None => println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)"),
+    }
+    if a.switch("no-rebuild") {
+        return Ok(());
+    }
+    verify::run(image, a.value("platform").as_deref())
 }
 
 /// How the xtask ends when a stop signal ends it: as the shell expects of a program that signal

@@ -107,7 +107,8 @@ impl Inputs {
             let facts = s.spawn(|| engine::facts(&engine, opts.builder.as_deref()));
             let bases = s.spawn(|| standin::look(&engine, settings, &officials));
             let frontend = s.spawn(|| syntax::frontend_source(&engine, settings));
-            let definition = bake::resolve(&engine.docker(), &vars, &request.names);
+            let definition =
+                crate::images::bake_kept::resolve(&engine.docker(), &vars, &request.names, &root, &paths::xtask_dir());
             let joined = |what: &str| anyhow::anyhow!("{what} panicked");
             (
                 facts.join().map_err(|_| joined("asking the engine")).and_then(|r| r),

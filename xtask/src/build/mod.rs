@@ -21,6 +21,7 @@ pub use request::{Options, Recipe, Request};
 
 use crate::cache::gc;
 use crate::settings::Settings;
+use crate::util::trace;
 
 /// Plans and runs one recipe.
 pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
@@ -30,20 +31,30 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     let key = if opts.sign { Some(crate::images::signing::key_for_build(opts.push, opts.key.as_deref())?) } else { None };
     let started = std::time::Instant::now();
     request::check_options(opts)?;
-    let settings = Settings::load()?;
+    let settings = {
+        let _t = trace::phase("settings and request");
+        Settings::load()?
+    };
     let request = Request::new(recipe, names, opts, &settings)?;
     if opts.dry_run {
         // Read and plan only: no engine is started, no stand-in made, no file written.
         let inputs = Inputs::gather(&request, &settings, inputs::engine_if_any(&settings))?;
-        return print::print_plan(&plan::plan(&request, &inputs)?);
+        let plan = plan::plan(&request, &inputs)?;
+        return if opts.json { print::print_json(&plan) } else { print::print_plan(&plan) };
     }
-    let engine = provision::engine(&settings)?;
-    let mut inputs = Inputs::gather(&request, &settings, engine)?;
-    provision::standins(&mut inputs, request.registry.as_deref())?;
-    let mut plan = plan::plan(&request, &inputs)?;
-    provision::files(&plan)?;
-    provision::sbom_generator(&plan)?;
-    provision::fresh_contexts(&plan);
+    let mut inputs = {
+        let _t = trace::phase("engine and inputs");
+        Inputs::gather(&request, &settings, provision::engine(&settings)?)?
+    };
+    let mut plan = {
+        let _t = trace::phase("provision and plan");
+        provision::standins(&mut inputs, request.registry.as_deref())?;
+        let plan = plan::plan(&request, &inputs)?;
+        provision::files(&plan)?;
+        provision::sbom_generator(&plan)?;
+        provision::fresh_contexts(&plan);
+        plan
+    };
     plan.planned_in = started.elapsed().as_secs_f64();
     for note in &plan.notes {
         eprintln!("xtask: {note}");
@@ -51,7 +62,10 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     if plan.output == Output::Check {
         return check::run(&plan);
     }
-    let mut outcome = run::build(&plan)?;
+    let mut outcome = {
+        let _t = trace::phase("buildx");
+        run::build(&plan)?
+    };
     record(&outcome.report, &settings);
     if outcome.is_transient() {
         eprintln!("xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more");
@@ -71,6 +85,7 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
 /// Keeps a finished run's report (files and a history line), shows it, and pushes its metrics:
 /// every way a run ends leaves this record.
 fn record(report: &crate::report::BuildReport, settings: &Settings) {
+    let _t = trace::phase("report");
     let previous = crate::report::last_comparable(report);
     match crate::report::save(report) {
         Ok(saved) => run::show(report, previous.as_ref(), &saved),

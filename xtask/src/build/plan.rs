@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 
 use crate::images::bake::Definition;
 use crate::cache::gc;
-use crate::engine::{self, Engine, Facts};
+use crate::engine::{self, Capabilities, Engine, Facts};
 use crate::build::inputs::{self, bake_vars, Inputs};
 use crate::images::meta::Metadata;
 use crate::build::request::{Options, Request};
@@ -118,18 +118,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     sets.extend(fit.sets);
     notes.extend(fit.notes);
     sets.extend(opts.set.iter().cloned());
-    // BuildKit only ever adds to a local cache folder: the ones this build exports to are cleaned
-    // after it (none when nothing is exported, or the builder cannot export and the plan left
-    // the export out).
-    let local_caches = if caps.cache_export && cache_export.is_some() {
-        gc::local_dirs(definition, &inputs.root)
-    } else {
-        Vec::new()
-    };
-
-    let fresh_contexts = caps.cache_export
-        && output != Output::Check
-        && policy::fresh_contexts(cache_export, request.registry.is_some(), inputs.engine.is_private());
+    let (local_caches, fresh_contexts) = cache_steps(request, inputs, &caps, &output);
     // Both were checked when read (`--progress` with the flags, BUILDKIT_PROGRESS with `.env`).
     let progress = opts.progress.as_deref().and_then(|p| p.parse().ok()).or(inputs.progress).unwrap_or_default();
     Ok(Plan {
@@ -159,6 +148,23 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         fresh_contexts,
         planned_in: 0.0,
     })
+}
+
+/// The cache work around the build on this builder: the local cache folders to clean after it
+/// (BuildKit only ever adds to one; none when nothing is exported, or the builder cannot export
+/// and the plan left the export out), and whether the engine's kept build contexts are dropped
+/// first.
+fn cache_steps(request: &Request, inputs: &Inputs, caps: &Capabilities, output: &Output) -> (Vec<PathBuf>, bool) {
+    let cache_export = inputs.cache_export;
+    let local_caches = if caps.cache_export && cache_export.is_some() {
+        gc::local_dirs(&inputs.definition, &inputs.root)
+    } else {
+        Vec::new()
+    };
+    let fresh_contexts = caps.cache_export
+        && *output != Output::Check
+        && policy::fresh_contexts(cache_export, request.registry.is_some(), inputs.engine.is_private());
+    (local_caches, fresh_contexts)
 }
 
 /// What makes one commit one image (see `reproducible`): the epoch as a build argument, the

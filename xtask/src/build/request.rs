@@ -26,6 +26,8 @@ pub struct Options {
     /// Sign the pushed images with cosign (`--sign`), with the key file `--key` names, if any.
     pub sign: bool,
     pub key: Option<String>,
+    /// With a dry run: print the bake command as JSON instead of the plan (`print --json`).
+    pub json: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 
 use crate::commands::bench::{self, median};
-use crate::engine::{self, Engine, Layout};
+use crate::engine::{self, Engine, Layout, Spec};
 use crate::util::paths::{self, write_atomic};
 use crate::report::BuildReport;
 use crate::util::runner::{self, Cmd};
@@ -83,31 +83,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         vec![("REGISTRY".to_string(), registry.clone()), ("SOURCE_DATE_EPOCH".to_string(), epoch.clone())];
     eprintln!("bench: the first engine exports its cache to {registry}");
     let first_report = bench::build(&from_cache_dir, &names, &[], &with_registry)?;
-    eprintln!("bench: starting the private engine `{NAME}` with an empty store");
-    let _ = runner::run_quiet(&xtask().args(["engine", "down", "--name", NAME]));
-    let data = paths::engine_dir().join(NAME).join("data");
-    if data.exists() {
-        std::fs::remove_dir_all(&data).with_context(|| format!("emptying {}", data.display()))?;
-    }
-    let mut up = xtask().args(["engine", "up", "--name", NAME, "--channel", &spec.channel.to_string()]);
-    if spec.classic {
-        up = up.arg("--classic");
-    }
-    runner::run_quiet(&up).context("starting the bench's second engine")?;
-    let stop = Stop;
-    let layout = Layout::open(NAME)?;
-    let second = layout.engine(false);
-    // The bases come first, as a runner would pull them; they are not part of either build.
-    let platforms = crate::images::standin::platforms(!spec.classic);
-    for base in &BASES {
-        if !standin_share::pull(&second, &registry, &base.standin(), &platforms)? && !second.has_image(&base.standin())
-        {
-            bail!(
-                "{registry} has no stand-in {}: build once on the first engine with REGISTRY={registry}",
-                base.standin()
-            );
-        }
-    }
+    let (stop, layout, second) = start_second(spec, &registry)?;
     let client = layout.client_env();
     let mut from_cache = Vec::new();
     let mut cold = Vec::new();
@@ -138,6 +114,38 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         std::fs::remove_dir_all(dir).ok();
     }
     Ok(())
+}
+
+/// Starts the bench's second engine with an empty store and pulls the stand-in bases into it, as
+/// a runner would pull them: they are part of neither measured build. The engine stops when the
+/// returned guard is dropped.
+fn start_second(spec: Spec, registry: &str) -> Result<(Stop, Layout, Engine)> {
+    eprintln!("bench: starting the private engine `{NAME}` with an empty store");
+    let _ = runner::run_quiet(&xtask().args(["engine", "down", "--name", NAME]));
+    let data = paths::engine_dir().join(NAME).join("data");
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("emptying {}", data.display()))?;
+    }
+    let mut up = xtask().args(["engine", "up", "--name", NAME, "--channel", &spec.channel.to_string()]);
+    if spec.classic {
+        up = up.arg("--classic");
+    }
+    runner::run_quiet(&up).context("starting the bench's second engine")?;
+    let stop = Stop;
+    let layout = Layout::open(NAME)?;
+    let second = layout.engine(false);
+    // The bases come first, as a runner would pull them; they are not part of either build.
+    let platforms = crate::images::standin::platforms(!spec.classic);
+    for base in &BASES {
+        if !standin_share::pull(&second, &registry, &base.standin(), &platforms)? && !second.has_image(&base.standin())
+        {
+            bail!(
+                "{registry} has no stand-in {}: build once on the first engine with REGISTRY={registry}",
+                base.standin()
+            );
+        }
+    }
+    Ok((stop, layout, second))
 }
 
 /// Removes every image but the stand-ins, and all build cache: the store of an engine that has

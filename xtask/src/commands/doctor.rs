@@ -42,22 +42,7 @@ fn version_of(program: &str, args: &[&str]) -> Option<String> {
 
 pub fn run() -> Result<()> {
     let mut r = Report { failures: 0 };
-    match version_of("cargo", &["--version"]) {
-        Some(v) => r.line(Level::Ok, "cargo", v),
-        None => r.line(Level::Fail, "cargo", "not found: install Rust with rustup"),
-    }
-    match version_of("git", &["--version"]) {
-        Some(v) => r.line(Level::Ok, "git", v),
-        None => r.line(Level::Fail, "git", "not found: install git (the build reads the commit from it)"),
-    }
-    match version_of("docker", &["--version"]) {
-        Some(v) => r.line(Level::Ok, "docker cli", v),
-        None => r.line(
-            Level::Fail,
-            "docker cli",
-            "not found: install the docker CLI (Debian: apt-get install docker.io or docker-ce-cli)",
-        ),
-    }
+    tool_lines(&mut r);
     let settings = match Settings::load() {
         Ok(s) => {
             r.line(Level::Ok, ".env", format!("{} parses", paths::dotenv_file().display()));
@@ -96,16 +81,7 @@ pub fn run() -> Result<()> {
     shell_line(&mut r, engine.as_ref());
     settings_lines(&mut r, &settings, engine.as_ref());
     npm_lines(&mut r, engine.as_ref());
-    match version_of("node", &["--version"]) {
-        Some(v) if v.starts_with("v22") => r.line(Level::Ok, "node", format!("{v} (the images use Node.js 22)")),
-        Some(v) => r.line(Level::Warn, "node", format!("{v}: the images use Node.js 22; local `next dev` may differ")),
-        None => r.line(Level::Warn, "node", "not found: only needed for local frontend work and the frontend tests"),
-    }
-    match version_of("python3", &["--version"]) {
-        Some(v) if v.contains(" 3.11") => r.line(Level::Ok, "python", v),
-        Some(v) => r.line(Level::Warn, "python", format!("{v}: the backend image uses Python 3.11")),
-        None => r.line(Level::Warn, "python", "python3 not found: only needed for local backend work and its tests"),
-    }
+    local_tool_lines(&mut r);
     // Resolved as an exporting build would be: where `--cache-export`, CI or a registry put it.
     let exporting = [("CACHE_EXPORT".to_string(), "1".to_string())];
     let def = engine.as_ref().and_then(|e| crate::images::bake::print(&e.docker(), &exporting, &[]).ok());
@@ -120,6 +96,40 @@ pub fn run() -> Result<()> {
         bail!("{} check(s) failed; fix the FAIL lines above", r.failures);
     }
     Ok(())
+}
+
+/// The tools every build needs on the host.
+fn tool_lines(r: &mut Report) {
+    match version_of("cargo", &["--version"]) {
+        Some(v) => r.line(Level::Ok, "cargo", v),
+        None => r.line(Level::Fail, "cargo", "not found: install Rust with rustup"),
+    }
+    match version_of("git", &["--version"]) {
+        Some(v) => r.line(Level::Ok, "git", v),
+        None => r.line(Level::Fail, "git", "not found: install git (the build reads the commit from it)"),
+    }
+    match version_of("docker", &["--version"]) {
+        Some(v) => r.line(Level::Ok, "docker cli", v),
+        None => r.line(
+            Level::Fail,
+            "docker cli",
+            "not found: install the docker CLI (Debian: apt-get install docker.io or docker-ce-cli)",
+        ),
+    }
+}
+
+/// The tools only local work on the services and their tests need.
+fn local_tool_lines(r: &mut Report) {
+    match version_of("node", &["--version"]) {
+        Some(v) if v.starts_with("v22") => r.line(Level::Ok, "node", format!("{v} (the images use Node.js 22)")),
+        Some(v) => r.line(Level::Warn, "node", format!("{v}: the images use Node.js 22; local `next dev` may differ")),
+        None => r.line(Level::Warn, "node", "not found: only needed for local frontend work and the frontend tests"),
+    }
+    match version_of("python3", &["--version"]) {
+        Some(v) if v.contains(" 3.11") => r.line(Level::Ok, "python", v),
+        Some(v) => r.line(Level::Warn, "python", format!("{v}: the backend image uses Python 3.11")),
+        None => r.line(Level::Warn, "python", "python3 not found: only needed for local backend work and its tests"),
+    }
 }
 
 fn engine_lines(r: &mut Report, engine: &Engine, settings: &Settings) {

@@ -82,7 +82,7 @@ pub const COMMANDS: &[Command] = &[
         name: "print",
         about: "Print the resolved plan of a group or service without building: the commands, the environment the xtask sets, the build arguments and the bake definition.",
         positional: Some(Positional { name: "NAME", repeated: false, help: "A group or service (default: the `default` group)." }),
-        flags: &[PLAN],
+        flags: &[PLAN, &[switch("json", "Print only the bake command, as JSON: program, arguments, environment, folder.")]],
     },
     Command {
         sub: Sub::Check,

@@ -183,8 +183,13 @@ pub fn graph(docker: &Cmd, vars: &[(String, String)]) -> Result<Definition> {
 /// Resolves the given groups or targets. An unknown name is reported with the valid ones, read
 /// from the whole graph (only then, to keep a normal build to one `bake --print`).
 pub fn resolve(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<Definition> {
-    match print(docker, vars, names) {
-        Ok(def) => Ok(def),
+    Definition::parse(&resolve_json(docker, vars, names)?)
+}
+
+/// As [`resolve`], the JSON buildx printed.
+pub fn resolve_json(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<String> {
+    match runner::read(&print_cmd(docker, vars, names)).context("resolving docker-bake.hcl") {
+        Ok(json) => Ok(json),
         Err(e) => {
             graph(docker, vars)?.check_names(names)?;
             Err(e)

@@ -3,6 +3,7 @@
 //! (`oci`), SBOMs (`sbom`), signatures (`signing`) and checks of a pushed image (`verify`).
 
 pub mod bake;
+pub mod bake_kept;
 pub mod meta;
 pub mod oci;
 pub mod sbom;

@@ -9,3 +9,4 @@ pub mod paths;
 pub mod runner;
 pub mod stop;
 pub mod tar;
+pub mod trace;

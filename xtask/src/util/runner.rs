@@ -22,7 +22,7 @@ use crate::util::os;
 use crate::util::stop;
 
 /// A program to run: never a shell string, always an argument vector.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Cmd {
     pub program: String,
     pub args: Vec<String>,
@@ -255,6 +255,18 @@ pub fn run_quiet(cmd: &Cmd) -> Result<()> {
         tail.push_back(line);
     })?;
     check_status(cmd, status, &tail.into_iter().collect::<Vec<_>>().join("\n"))
+}
+
+/// Runs a command with its merged output kept out of the terminal and returned whole (a traced
+/// run's lines); a failure is an error with its last lines.
+pub fn read_merged(cmd: &Cmd) -> Result<String> {
+    let mut all = String::new();
+    let status = each_line(cmd, |line| {
+        all.push_str(&line);
+        all.push('\n');
+    })?;
+    check_status(cmd, status, &all)?;
+    Ok(all)
 }
 
 /// Runs a command with its merged output shown live and also returned (to read a test runner's

@@ -100,7 +100,7 @@ impl Inputs {
             None => bake_defaults.require("SOURCE_URL")?,
         };
         let cache_export =
-            policy::decide(opts.cache_export, std::env::var("CI").ok().as_deref(), request.registry.is_some());
+            policy::decide(opts.cache_export, crate::settings::in_ci(), request.registry.is_some());
         let mut vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
         vars.extend(policy::bake_var(cache_export));
         let (facts, bases, frontend, definition) = std::thread::scope(|s| {
@@ -189,14 +189,9 @@ pub fn platforms_of(def: &Definition) -> Vec<String> {
 }
 
 fn check_registry(registry: &str, engine: &Engine) -> Result<()> {
-    use std::net::ToSocketAddrs;
     let host_port = registry.split('/').next().unwrap_or(registry);
     let addr = if host_port.contains(':') { host_port.to_string() } else { format!("{host_port}:443") };
-    let reachable = addr
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_secs(3)).is_ok());
+    let reachable = crate::util::net::answers(&addr, std::time::Duration::from_secs(3));
     if !reachable {
         bail!("registry {registry} is unreachable for --push: start it (the private engine runs one on {}) or fix --registry", engine.registry_addr());
     }

@@ -96,7 +96,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         definition: resolved(all, names),
         dockerfiles: BTreeMap::new(),
         platforms: crate::build::inputs::platforms_of(&Definition::parse(all).unwrap()),
-        cache_export: crate::cache::policy::decide(false, None, false),
+        cache_export: crate::cache::policy::decide(false, false, false),
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
         source_url: source_url_default(),
@@ -115,7 +115,7 @@ fn plan_of(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>
     };
     let mut inputs = inputs(all, &names, facts);
     // As `Inputs::gather` decides it, with CI unset.
-    inputs.cache_export = crate::cache::policy::decide(opts.cache_export, None, registry.is_some());
+    inputs.cache_export = crate::cache::policy::decide(opts.cache_export, false, registry.is_some());
     let request = Request { recipe, names: names.clone(), opts, registry: registry.map(str::to_string), version: None };
     plan(&request, &inputs)
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::cache::gc::human;
+use crate::util::units::human;
 use crate::engine::api;
 use crate::cache::lock;
 use crate::cache::ownership::{self, Record, World};

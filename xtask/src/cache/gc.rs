@@ -10,6 +10,7 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
+use crate::util::units::human;
 use crate::images::bake::Definition;
 
 /// Blobs larger than this are layers: they are never read as JSON (cache configs of the
@@ -228,14 +229,6 @@ pub fn doctor_line(def: Option<&Definition>, root: &Path) -> String {
         })
         .collect();
     parts.join(", ")
-}
-
-pub fn human(bytes: u64) -> String {
-    match bytes {
-        b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
-        b if b >= 1_000 => format!("{:.1} KB", b as f64 / 1e3),
-        b => format!("{b} B"),
-    }
 }
 
 #[cfg(test)]

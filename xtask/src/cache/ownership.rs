@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::cache::gc::human;
+use crate::util::units::human;
 use crate::engine::api;
 use crate::engine::{self, Engine, Layout};
 use crate::util::paths;
@@ -180,7 +180,7 @@ impl Owner {
                     let title = i.labels.as_ref().and_then(|l| l.get("org.opencontainers.image.title"));
                     return title.is_some_and(|t| self.repos.contains(t));
                 }
-                tagged.iter().any(|t| self.repos.contains(repo_name(t)))
+                tagged.iter().any(|t| self.repos.contains(crate::images::meta::short_name(t)))
             })
             .collect()
     }
@@ -188,15 +188,8 @@ impl Owner {
     /// The tags of an image that are the project's (a foreign tag on the same image stays).
     pub fn own_tags(&self, image: &Image) -> Vec<String> {
         let tags = image.tags.clone().unwrap_or_default();
-        tags.into_iter().filter(|t| !t.starts_with("<none>") && self.repos.contains(repo_name(t))).collect()
+        tags.into_iter().filter(|t| !t.starts_with("<none>") && self.repos.contains(crate::images::meta::short_name(t))).collect()
     }
-}
-
-/// `127.0.0.1:5000/contextcleanse-backend:dev` → `contextcleanse-backend`.
-pub fn repo_name(tag: &str) -> &str {
-    let no_digest = tag.split('@').next().unwrap_or(tag);
-    let last = no_digest.rsplit('/').next().unwrap_or(no_digest);
-    last.split(':').next().unwrap_or(last)
 }
 
 /// Everything `du` and `clean` read, read once.
@@ -237,7 +230,7 @@ pub fn read_world() -> Result<World> {
     let usage: DiskUsage = serde_json::from_str(&body).context("reading the engine's /system/df")?;
     let root = paths::project_root();
     let def = crate::images::bake::print(&engine.docker(), &[], &["all".to_string()])?;
-    let repos = def.target.values().flat_map(|t| t.tags.iter()).map(|t| repo_name(t).to_string()).collect();
+    let repos = def.target.values().flat_map(|t| t.tags.iter()).map(|t| crate::images::meta::short_name(t).to_string()).collect();
     let dockerfiles = ["backend/Dockerfile", "frontend/Dockerfile"]
         .iter()
         .map(|p| std::fs::read_to_string(root.join(p)).with_context(|| format!("reading {p}")))

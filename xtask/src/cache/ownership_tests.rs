@@ -88,5 +88,5 @@ fn images_by_repository_or_by_title_when_untagged() {
     let ours = o.images(&images);
     assert_eq!(ours.len(), 3);
     assert_eq!(o.own_tags(ours[0]), ["contextcleanse-backend:dev"], "a foreign tag on the same image stays");
-    assert_eq!(repo_name("127.0.0.1:5000/contextcleanse-backend:1.2.3"), "contextcleanse-backend");
+    assert_eq!(crate::images::meta::short_name("127.0.0.1:5000/contextcleanse-backend:1.2.3"), "contextcleanse-backend");
 }

@@ -25,10 +25,10 @@ impl Export {
 }
 
 /// The decision, from the flag, the CI variable's value and whether a registry is configured.
-pub fn decide(flag: bool, ci: Option<&str>, registry: bool) -> Option<Export> {
+pub fn decide(flag: bool, ci: bool, registry: bool) -> Option<Export> {
     if flag {
         Some(Export::Flag)
-    } else if ci.is_some_and(|v| v == "true" || v == "1") {
+    } else if ci {
         Some(Export::Ci)
     } else if registry {
         Some(Export::Registry)
@@ -53,11 +53,6 @@ pub fn fresh_contexts(export: Option<Export>, registry: bool, private_engine: bo
     export.is_some() && registry && private_engine
 }
 
-/// As `decide`, reading CI from this process's environment.
-pub fn from_env(flag: bool, registry: bool) -> Option<Export> {
-    decide(flag, std::env::var("CI").ok().as_deref(), registry)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,12 +71,11 @@ mod tests {
 
     #[test]
     fn a_local_build_exports_nothing_and_each_reader_turns_it_on() {
-        assert_eq!(decide(false, None, false), None);
-        assert_eq!(decide(false, Some("false"), false), None);
-        assert_eq!(decide(true, None, false), Some(Export::Flag));
-        assert_eq!(decide(false, Some("true"), false), Some(Export::Ci));
-        assert_eq!(decide(false, Some("1"), true), Some(Export::Ci));
-        assert_eq!(decide(false, None, true), Some(Export::Registry));
+        assert_eq!(decide(false, false, false), None);
+        assert_eq!(decide(true, false, false), Some(Export::Flag));
+        assert_eq!(decide(false, true, false), Some(Export::Ci));
+        assert_eq!(decide(false, true, true), Some(Export::Ci));
+        assert_eq!(decide(false, false, true), Some(Export::Registry));
         assert_eq!(bake_var(None), None);
         assert_eq!(bake_var(Some(Export::Ci)), Some(("CACHE_EXPORT".to_string(), "1".to_string())));
     }

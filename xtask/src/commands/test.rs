@@ -37,7 +37,7 @@ impl Tally {
 }
 
 pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
+    let ci = crate::settings::in_ci();
     if no_e2e && ci {
         bail!("--no-e2e is refused with CI=true: CI must run the end-to-end tests");
     }

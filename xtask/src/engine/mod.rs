@@ -19,7 +19,7 @@ mod private;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use semver::Version;
 
 pub use channel::{Channel, Spec};
@@ -119,10 +119,7 @@ impl Engine {
     /// The digest of what `image` names in its registry (an index or a manifest); `None` when the
     /// registry does not name one within 15 s.
     pub fn registry_digest(&self, image: &str) -> Option<String> {
-        let cmd = self.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
-        let manifest: serde_json::Value =
-            serde_json::from_str(&runner::read_with_timeout(&cmd, Duration::from_secs(15)).ok()?).ok()?;
-        manifest["digest"].as_str().map(str::to_string)
+        manifest_digest(&self.docker(), image).ok()
     }
 }
 
@@ -380,14 +377,23 @@ pub fn status(settings: &Settings, which: &Which) -> Result<()> {
     println!("builder    driver {}", f.driver);
     println!("platforms  {}", f.platforms.join(", "));
     let addr = engine.registry_addr();
-    let registry = match std::net::TcpStream::connect_timeout(&addr.parse()?, Duration::from_secs(1)) {
-        Ok(_) => format!("{addr} answers"),
-        Err(_) => format!("{addr} does not answer"),
+    let registry = match crate::util::net::answers(&addr, Duration::from_secs(1)) {
+        true => format!("{addr} answers"),
+        false => format!("{addr} does not answer"),
     };
     let pid = layout.as_ref().and_then(Layout::registry);
     println!("registry   {registry}{}", pid.map_or(String::new(), |p| format!(" (private, pid {p})")));
     println!("binfmt     {}", binfmt_status());
     Ok(())
+}
+
+/// The digest of an image's top manifest (its index, for a multi-platform image) in the registry
+/// that holds it, as buildx reads it with the registry's auth.
+pub fn manifest_digest(docker: &Cmd, image: &str) -> Result<String> {
+    let cmd = docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
+    let manifest: serde_json::Value = serde_json::from_str(&runner::read_with_timeout(&cmd, Duration::from_secs(15))?)
+        .with_context(|| format!("reading the manifest of {image}"))?;
+    manifest["digest"].as_str().map(str::to_string).with_context(|| format!("{image} has no digest"))
 }
 
 #[cfg(test)]

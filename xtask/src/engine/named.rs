@@ -89,7 +89,7 @@ impl Layout {
             .find(|p| {
                 !recorded.contains(p)
                     && !running.iter().any(|c| c.port == Some(*p))
-                    && std::net::TcpStream::connect(("127.0.0.1", *p)).is_err()
+                    && !crate::util::net::answers(&format!("127.0.0.1:{p}"), std::time::Duration::from_secs(1))
             })
             .context("no free registry port in 5004–5099 for a named engine")?;
         let layout = Layout::at(spec, name, port);

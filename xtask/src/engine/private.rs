@@ -16,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use super::debian;
 use super::layout::{host_arch, prefix_env, read_pid, Layout};
 use super::network::Network;
+use crate::util::net;
 use crate::util::paths::write_atomic;
 use crate::util::runner::{self, Cmd};
 use crate::settings::Settings;
@@ -149,7 +150,7 @@ fn start_dockerd(layout: &Layout, settings: &Settings, net: &Network) -> Result<
 
 fn start_registry(layout: &Layout) -> Result<()> {
     let addr = layout.registry_addr();
-    if std::net::TcpStream::connect(&addr).is_ok() {
+    if net::answers(&addr, Duration::from_secs(1)) {
         eprintln!("xtask: {addr} is already taken; using whatever registry listens there");
         return Ok(());
     }
@@ -165,7 +166,7 @@ fn start_registry(layout: &Layout) -> Result<()> {
         Cmd::new(layout.bin("docker-registry").display().to_string()).args(["serve", &config.display().to_string()]);
     let pid = runner::spawn_daemon(&cmd, &layout.root.join("registry.log"))?;
     write_atomic(&layout.registry_pid(), format!("{pid}\n").as_bytes())?;
-    if !runner::wait_until(Duration::from_secs(15), || std::net::TcpStream::connect(&addr).is_ok()) {
+    if !runner::wait_until(Duration::from_secs(15), || net::answers(&addr, Duration::from_secs(1))) {
         bail!("the registry did not listen on {addr} within 15s; see {}", layout.root.join("registry.log").display());
     }
     Ok(())

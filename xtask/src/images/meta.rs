@@ -130,6 +130,23 @@ pub fn release_tags(v: &Version) -> Vec<String> {
     vec![full, format!("{}.{}", v.major, v.minor), v.major.to_string(), "latest".to_string()]
 }
 
+/// The repository part of an image reference: `host:port/name:tag` and `host:port/name@sha256:…`
+/// both give `host:port/name` (a registry's port is not a tag).
+pub fn repository(image: &str) -> &str {
+    let image = image.split('@').next().unwrap_or(image);
+    match image.rfind(':') {
+        Some(i) if !image[i..].contains('/') => &image[..i],
+        _ => image,
+    }
+}
+
+/// The repository's last path part: `127.0.0.1:5000/contextcleanse-backend:dev` gives
+/// `contextcleanse-backend`.
+pub fn short_name(image: &str) -> &str {
+    let repo = repository(image);
+    repo.rsplit('/').next().unwrap_or(repo)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +187,14 @@ mod tests {
     fn npm_pin_comes_from_package_json() {
         let pin = npm_pin().unwrap();
         assert!(semver::Version::parse(&pin).is_ok(), "{pin}");
+    }
+
+    #[test]
+    fn the_repository_drops_the_tag_or_digest_but_keeps_the_port() {
+        assert_eq!(repository("127.0.0.1:5000/contextcleanse-backend:0.4.0"), "127.0.0.1:5000/contextcleanse-backend");
+        assert_eq!(repository("127.0.0.1:5000/cc@sha256:ab"), "127.0.0.1:5000/cc");
+        assert_eq!(repository("127.0.0.1:5000/cc"), "127.0.0.1:5000/cc");
+            assert_eq!(short_name("127.0.0.1:5000/contextcleanse-backend:0.4.0"), "contextcleanse-backend");
+        assert_eq!(short_name("contextcleanse-frontend@sha256:ab"), "contextcleanse-frontend");
     }
 }

@@ -126,12 +126,7 @@ pub fn sign_all(key: &KeyRef, images: &[String]) -> Result<()> {
 
 /// An image pushed by the build as `REPO@DIGEST`: its first name with the tag dropped.
 pub fn by_digest(image: &str, digest: &str) -> String {
-    let slash = image.rfind('/').map_or(0, |i| i + 1);
-    let repo = match image[slash..].find(':') {
-        Some(colon) => &image[..slash + colon],
-        None => image,
-    };
-    format!("{repo}@{digest}")
+    format!("{}@{digest}", crate::images::meta::repository(image))
 }
 
 /// Signs what this build pushed: each target's image by the digest its own report records.

@@ -23,13 +23,7 @@ pub fn remote(registry: &str, standin: &str) -> String {
 /// True when something listens at the registry's host and port (a second, not the 15 s a
 /// refused pull or push can take).
 pub fn answers(registry: &str) -> bool {
-    let host_port = registry.split('/').next().unwrap_or(registry);
-    use std::net::ToSocketAddrs;
-    host_port
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut a| a.next())
-        .is_some_and(|addr| std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
+    crate::util::net::answers(registry.split('/').next().unwrap_or(registry), Duration::from_secs(1))
 }
 
 /// Pulls the stand-in from the registry for each of `platforms` and tags it under its local

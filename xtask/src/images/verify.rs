@@ -124,15 +124,6 @@ pub fn differences(original: &Platform, rebuilt: &Platform) -> Vec<String> {
     out
 }
 
-/// The repository part of a reference (`host:port/name:tag` or `name@sha256:…` gives `host:port/name`).
-pub fn repository(image: &str) -> &str {
-    let image = image.split('@').next().unwrap_or(image);
-    match image.rfind(':') {
-        Some(i) if !image[i..].contains('/') => &image[..i],
-        _ => image,
-    }
-}
-
 /// The platforms to rebuild: `--platform`'s, each one the image has, or all of the image's.
 fn wanted_platforms<T>(only: Option<&str>, original: &BTreeMap<String, T>, image: &str) -> Result<Vec<String>> {
     let wanted: Vec<String> = match only {
@@ -223,20 +214,10 @@ pub fn run(image: &str, only: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-/// A clean copy of the commit's files: `git archive`, unpacked, with no .git and nothing untracked.
+/// A clean copy of the commit's files in `scratch/src`.
 fn export(root: &Path, commit: &str, scratch: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(scratch);
-    let src = scratch.join("src");
-    std::fs::create_dir_all(&src).with_context(|| format!("creating {}", src.display()))?;
-    let tar = scratch.join("source.tar");
-    runner::run_quiet(
-        &Cmd::new("git").args(["archive", "--format=tar", "-o"]).arg(tar.display().to_string()).arg(commit).dir(root),
-    )
-    .context("exporting the commit with git archive")?;
-    runner::run_quiet(
-        &Cmd::new("tar").args(["-xf"]).arg(tar.display().to_string()).args(["-C"]).arg(src.display().to_string()),
-    )
-    .context("unpacking the export")
+    crate::util::paths::export_commit(root, commit, &[], &scratch.join("src"))
 }
 
 /// The config of an image in the engine's store, shaped as a registry's (labels under `config`).
@@ -258,7 +239,7 @@ fn read_pushed(docker: &Cmd, image: &str) -> Result<Option<BTreeMap<String, Plat
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
     };
     let Some(top) = raw(image) else { return Ok(None) };
-    let repo = repository(image);
+    let repo = crate::images::meta::repository(image);
     let configs =
         runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", image, "--format", "{{json .Image}}"]))
             .ok()
@@ -270,7 +251,7 @@ fn read_pushed(docker: &Cmd, image: &str) -> Result<Option<BTreeMap<String, Plat
             if digest.is_empty() { top.clone() } else { raw(&format!("{repo}@{digest}")).unwrap_or_default() };
         let config = if configs["config"].is_object() { configs.clone() } else { configs[&platform].clone() };
         let platform = if platform.is_empty() { platform_of(&config) } else { platform };
-        let digest = if digest.is_empty() { top_digest(docker, image)? } else { digest };
+        let digest = if digest.is_empty() { crate::engine::manifest_digest(docker, image)? } else { digest };
         out.insert(platform, Platform { digest, manifest, config });
     }
     Ok(Some(out))
@@ -278,19 +259,6 @@ fn read_pushed(docker: &Cmd, image: &str) -> Result<Option<BTreeMap<String, Plat
 
 fn platform_of(config: &Value) -> String {
     format!("{}/{}", config["os"].as_str().unwrap_or("linux"), config["architecture"].as_str().unwrap_or("amd64"))
-}
-
-fn top_digest(docker: &Cmd, image: &str) -> Result<String> {
-    let out = runner::read(&docker.clone().args([
-        "buildx",
-        "imagetools",
-        "inspect",
-        image,
-        "--format",
-        "{{json .Manifest}}",
-    ]))?;
-    let v: Value = serde_json::from_str(&out).context("reading the image's digest")?;
-    v["digest"].as_str().map(str::to_string).context("the image has no digest")
 }
 
 /// The platforms of the rebuild's OCI archive.
@@ -378,10 +346,4 @@ mod tests {
         assert!(differences(&a, &a).is_empty());
     }
 
-    #[test]
-    fn the_repository_drops_the_tag_or_digest_but_keeps_the_port() {
-        assert_eq!(repository("127.0.0.1:5000/contextcleanse-backend:0.4.0"), "127.0.0.1:5000/contextcleanse-backend");
-        assert_eq!(repository("127.0.0.1:5000/cc@sha256:ab"), "127.0.0.1:5000/cc");
-        assert_eq!(repository("127.0.0.1:5000/cc"), "127.0.0.1:5000/cc");
-    }
 }

@@ -123,21 +123,10 @@ pub fn request(gw: &Gateway, report: &BuildReport, body: &str) -> String {
 /// URL-safe base64 (RFC 4648 §5), as the Pushgateway reads `label@base64` path parts; an empty
 /// value is `=`, which the gateway documents for that case.
 fn base64_url(bytes: &[u8]) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     if bytes.is_empty() {
         return "=".to_string();
     }
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(ABC[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-        for _ in chunk.len()..3 {
-            out.push('=');
-        }
-    }
-    out
+    base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, bytes)
 }
 
 /// Sends the report's metrics; the answer must be a 2xx.

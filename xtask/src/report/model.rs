@@ -274,7 +274,7 @@ pub fn new_id() -> String {
 }
 
 pub fn mb(bytes: Option<u64>) -> String {
-    bytes.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6))
+    bytes.map_or("-".to_string(), crate::util::units::human)
 }
 
 pub fn pct(old: f64, new: f64) -> String {

@@ -4,9 +4,11 @@
 pub mod hash;
 pub mod http;
 pub mod memo;
+pub mod net;
 pub mod os;
 pub mod paths;
 pub mod runner;
 pub mod stop;
 pub mod tar;
 pub mod trace;
+pub mod units;

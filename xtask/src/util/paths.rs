@@ -89,6 +89,25 @@ pub fn copy_sources(root: &Path, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The files of `commit` (all of them, or only `only`) unpacked into `dest`, which is created:
+/// `git archive` to a tar beside it, then `tar -x`. No .git and nothing untracked comes along.
+pub fn export_commit(root: &Path, commit: &str, only: &[&str], dest: &Path) -> Result<()> {
+    use crate::util::runner::{run_quiet, Cmd};
+    std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
+    let tar = PathBuf::from(format!("{}.tar", dest.display()));
+    let archive = Cmd::new("git")
+        .args(["archive", "--format=tar", "--output"])
+        .arg(tar.display().to_string())
+        .arg(commit)
+        .args(only.iter().copied())
+        .dir(root);
+    run_quiet(&archive).with_context(|| format!("exporting commit {commit} with git archive"))?;
+    let unpack = Cmd::new("tar").args(["-x", "-f"]).arg(tar.display().to_string()).arg("-C").arg(dest.display().to_string());
+    let unpacked = run_quiet(&unpack).context("unpacking the export");
+    let _ = std::fs::remove_file(&tar);
+    unpacked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

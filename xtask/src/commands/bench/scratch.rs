@@ -19,28 +19,21 @@ pub const ISSUE_COMMIT: &str = "8edd2d8";
 /// defaults of; its targets use neither.
 pub(super) fn issue_tree(scratch: &Path) -> Result<Option<PathBuf>> {
     let tree = PathBuf::from(format!("{}-issue", scratch.display()));
-    let tar = PathBuf::from(format!("{}-issue.tar", scratch.display()));
-    let archive = Cmd::new("git")
-        .args(["archive", "--format=tar", "--output"])
-        .arg(tar.display().to_string())
-        .args([ISSUE_COMMIT, "backend", "frontend", "docker-bake.hcl"])
-        .dir(paths::project_root());
-    if runner::run_quiet(&archive).is_err() {
-        eprintln!(
-            "bench: commit {ISSUE_COMMIT} is not in this clone: the cold build at the issue's commit is left out"
-        );
+    let recipe = PathBuf::from(format!("{}-issue-recipe", scratch.display()));
+    let parts = ["backend", "frontend", "docker-bake.hcl"];
+    if paths::export_commit(&paths::project_root(), ISSUE_COMMIT, &parts, &recipe).is_err() {
+        eprintln!("bench: commit {ISSUE_COMMIT} is not in this clone: the cold build at the issue's commit is left out");
+        std::fs::remove_dir_all(&recipe).ok();
         return Ok(None);
     }
     runner::run(&Cmd::new("cp").args(["-a", &scratch.display().to_string(), &tree.display().to_string()]))?;
-    for old in ["backend", "frontend", "docker-bake.hcl"] {
-        let path = tree.join(old);
-        if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) }
-            .with_context(|| format!("replacing {}", path.display()))?;
+    for part in parts {
+        let (old, new) = (tree.join(part), recipe.join(part));
+        if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) }
+            .with_context(|| format!("replacing {}", old.display()))?;
+        std::fs::rename(&new, &old).with_context(|| format!("moving {} into place", new.display()))?;
     }
-    let unpack =
-        Cmd::new("tar").args(["-x", "-f"]).arg(tar.display().to_string()).args(["-C"]).arg(tree.display().to_string());
-    runner::run_quiet(&unpack).context("unpacking the issue's recipe")?;
-    std::fs::remove_file(&tar).ok();
+    std::fs::remove_dir_all(&recipe).ok();
     append(
         &tree.join("docker-bake.hcl"),
         "\nvariable \"SOURCE_URL\" {\n  default = \"\"\n}\n\nvariable \"SBOM_GENERATOR\" {\n  default = \"\"\n}\n",

@@ -93,7 +93,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             json: a.switch("json"),
             markdown: a.switch("markdown"),
             ids: names(),
-        }),
+        }, &|| engine::connect(&settings::Settings::load()?, false)),
         Sub::Bench => {
             let runs = a.value("runs").map(|n| n.parse::<usize>()).transpose();
             let runs = runs.map_err(|e| anyhow::anyhow!("--runs wants a whole number: {e}"))?;

@@ -61,6 +61,9 @@ pub struct Inputs {
     pub source_url: String,
     /// The SBOM generator image the bake file names (none in a bake file from before SBOMs).
     pub sbom_generator: Option<String>,
+    /// The bake variables the definition was resolved with (metadata, npm pin, registry, CA
+    /// bundle, cache export): the plan starts from them.
+    pub vars: Vec<(String, String)>,
 }
 
 /// The engine that answers, else (for a dry run, which starts none) the private engine's
@@ -153,6 +156,7 @@ impl Inputs {
             inline_cache,
             source_url,
             sbom_generator,
+            vars,
         })
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use crate::images::bake::Definition;
 use crate::cache::gc;
 use crate::engine::{self, Capabilities, Engine, Facts};
-use crate::build::inputs::{self, bake_vars, Inputs};
+use crate::build::inputs::{self, Inputs};
 use crate::images::meta::Metadata;
 use crate::build::request::{Options, Request};
 use crate::util::runner::Cmd;
@@ -78,10 +78,8 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let opts = &request.opts;
     let mut notes = Vec::new();
     let facts = known_facts(inputs, opts.dry_run)?;
-    let mut vars =
-        bake_vars(&inputs.metadata, &inputs.npm_pin, request.registry.as_deref(), inputs.ca_bundle.as_deref());
+    let mut vars = inputs.vars.clone();
     let cache_export = inputs.cache_export;
-    vars.extend(policy::bake_var(cache_export));
     notes.extend(cache_export.map(|e| format!("mode=max cache export on ({})", e.reason())));
     let pull = bases(inputs, opts, &mut vars, &mut notes)?;
     let definition = &inputs.definition;

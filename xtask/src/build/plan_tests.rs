@@ -101,6 +101,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         inline_cache: false,
         source_url: source_url_default(),
         sbom_generator: crate::images::sbom::generator::reference(&crate::util::paths::project_root()).unwrap(),
+        vars: Vec::new(),
     }
 }
 
@@ -116,6 +117,8 @@ fn plan_of(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>
     let mut inputs = inputs(all, &names, facts);
     // As `Inputs::gather` decides it, with CI unset.
     inputs.cache_export = crate::cache::policy::decide(opts.cache_export, false, registry.is_some());
+    inputs.vars = crate::build::inputs::bake_vars(&inputs.metadata, &inputs.npm_pin, registry, inputs.ca_bundle.as_deref());
+    inputs.vars.extend(crate::cache::policy::bake_var(inputs.cache_export));
     let request = Request { recipe, names: names.clone(), opts, registry: registry.map(str::to_string), version: None };
     plan(&request, &inputs)
 }

@@ -10,9 +10,8 @@ use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use super::model::{BuildReport, HistoryCheck, Status, TargetReport};
-use crate::engine::{self, Engine};
+use crate::engine::Engine;
 use crate::util::runner;
-use crate::settings::Settings;
 
 /// Seconds the record's duration may differ from the report's before the two are said to
 /// disagree: a fixed part plus a share of the duration. The record spans the solve request, from
@@ -83,9 +82,10 @@ fn inspect(engine: &Engine, reference: &str) -> Result<Record> {
 
 /// The cross-check of a report about to be shown, made once: returns whether the report changed
 /// for good (to be saved), and the warning line when a record and the report disagree. The
-/// records are asked of the engine the build ran on, and only when this shell reaches it; else
-/// the report says why and stays as it was, to be cross-checked another time.
-pub fn check_when_shown(report: &mut BuildReport) -> (bool, Option<String>) {
+/// records are asked of the engine the build ran on, and only when this shell reaches it (`reach`
+/// connects, and is called only when the records can be read); else the report says why and
+/// stays as it was, to be cross-checked another time.
+pub fn check_when_shown(report: &mut BuildReport, reach: &dyn Fn() -> Result<Engine>) -> (bool, Option<String>) {
     if !report.history.is_empty() {
         return (false, None);
     }
@@ -98,7 +98,7 @@ pub fn check_when_shown(report: &mut BuildReport) -> (bool, Option<String>) {
     if !available || report.status != Status::Ok {
         return (true, cross_check(&Engine::default(), report, available));
     }
-    let engine = match Settings::load().and_then(|s| engine::connect(&s, false)) {
+    let engine = match reach() {
         Ok(e) if e.describe() == record.endpoint => e,
         Ok(e) => {
             report.history = format!(

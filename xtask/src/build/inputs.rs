@@ -1,6 +1,8 @@
 //! Reading the world for a plan: the settings, git, the engine's answers, the base images it can
-//! have, the Dockerfile frontend, and the bake definition as buildx resolves it. Nothing here
-//! changes anything: starting an engine and making stand-ins are `provision`'s.
+//! have, the Dockerfile frontend, and the bake definition as buildx resolves it. It changes
+//! nothing in the engine or the checkout: starting an engine and making stand-ins are
+//! `provision`'s. The only files it writes are answers kept for the next build under
+//! `target/xtask/` (the resolved definition, registry probes, builder facts).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

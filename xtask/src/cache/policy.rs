@@ -45,8 +45,8 @@ pub fn bake_var(export: Option<Export>) -> Option<(String, String)> {
 /// Whether to drop the engine's kept copies of build contexts before the build. BuildKit keeps
 /// each context it was sent and sends only what changed the next time; after files came and went,
 /// such a copy can key a step that reads a context folder differently from a copy sent whole
-/// (shown on BuildKit 0.25: the same commit's folder missed another engine's registry cache until
-/// the copies were dropped). That matters only when another engine reads this build's registry
+/// (on BuildKit 0.25 the same commit's folder can then miss another engine's registry cache until
+/// the copies are dropped). That matters only when another engine reads this build's registry
 /// cache, and the copies are only dropped on the project's private engines, which hold no other
 /// project's: elsewhere they are another project's too.
 pub fn fresh_contexts(export: Option<Export>, registry: bool, private_engine: bool) -> bool {

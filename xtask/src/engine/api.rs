@@ -1,6 +1,6 @@
-//! The few read-only questions the xtask asks the Docker engine on every build (is it there, what
-//! is it, is an image in its store, how big is an image), asked over its unix socket with plain
-//! HTTP/1.1 GETs. Each docker CLI start costs tens of milliseconds of CPU; these cost one. Engines
+//! The Docker engine's API over its unix socket, with plain HTTP/1.1 requests: the questions every
+//! build asks (is it there, what is it, is an image in its store, how big is an image) as GETs,
+//! and the removals `clean` makes (`request` with POST or DELETE). Each docker CLI start costs tens of milliseconds of CPU; these cost one. Engines
 //! reached any other way (tcp, ssh, contexts) are asked through the CLI instead.
 
 use std::path::{Path, PathBuf};

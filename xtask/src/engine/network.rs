@@ -46,7 +46,7 @@ impl Network {
 
     /// The bridge's own hardware address (one per N). A Linux bridge without one takes its ports'
     /// lowest, which changes as build steps' veths come and go, cutting off a container that learnt
-    /// the old one until its ARP entry expires (downloads stalled 10–216 s). dockerd sets none here.
+    /// the old one until its ARP entry expires. dockerd sets an address only on a bridge it made.
     fn bridge_mac(&self) -> String {
         format!("02:78:74:d5:{:02x}:01", self.n)
     }

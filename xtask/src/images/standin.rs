@@ -93,7 +93,8 @@ impl Choice {
 
 /// How each base image can be had, tried in order (a mirror, the engine's store, the registry,
 /// a stand-in in the store); a base none of them has is `missing`. `officials` are the official
-/// images of [`BASES`], in order, as the bake file names them. Reads only.
+/// images of [`BASES`], in order, as the bake file names them. It changes nothing in the engine;
+/// registry answers are kept for a while under `target/xtask/` (`util::memo`).
 pub fn look(engine: &Engine, settings: &Settings, officials: &[String]) -> Choice {
     let mirror = settings.get("BASE_MIRROR").map(|m| m.trim_end_matches('/').to_string());
     // The probes are independent and mostly wait on the network: run them side by side.

@@ -16,6 +16,7 @@ pub mod rawjson;
 mod schema;
 mod store;
 mod table;
+pub mod why;
 
 use anyhow::Result;
 

@@ -7,6 +7,7 @@ pub mod memo;
 pub mod net;
 pub mod os;
 pub mod paths;
+pub mod pathmatch;
 pub mod runner;
 pub mod stop;
 pub mod tar;

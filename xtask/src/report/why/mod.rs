@@ -1,0 +1,140 @@
+//! Why each step that ran did: this build's inputs (the context's content manifest, the build
+//! arguments, the Dockerfile, the bases as resolved) against those of the last build of the same
+//! target on the same engine. [`explain`] is pure; the orchestrator gathers the inputs.
+
+pub mod dockerfile;
+mod explain;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub use explain::{bases, explain};
+
+/// What one target's build read, kept beside its report (`ID.inputs.json`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TargetInputs {
+    /// The context as the Dockerfile sees it after `.dockerignore`: path → content hash. None when
+    /// the context is not a local folder.
+    #[serde(default)]
+    pub files: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub args: BTreeMap<String, String>,
+    #[serde(default)]
+    pub dockerfile: String,
+    /// Each stage's `FROM` step as the engine named it (the image with its digest).
+    #[serde(default)]
+    pub bases: BTreeMap<String, String>,
+    #[serde(default)]
+    pub no_cache: bool,
+}
+
+/// A build's inputs, per target.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildInputs {
+    pub id: String,
+    pub targets: BTreeMap<String, TargetInputs>,
+}
+
+/// The build to compare with, as far as it could be found.
+#[derive(Clone, Copy, Debug)]
+pub enum Previous<'a> {
+    /// No earlier build of this target on this engine.
+    None,
+    /// One was found, but its inputs were not kept or cannot be read.
+    Unreadable,
+    Found(&'a TargetInputs),
+}
+
+/// Why one step ran.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Cause {
+    /// Files of the context that the step reads changed: the first few, and how many.
+    Files { paths: Vec<String>, count: usize },
+    /// A build argument in the step's scope changed (values hidden for a secret-like name).
+    Arg { name: String, old: Option<String>, new: Option<String> },
+    /// The stage's base image resolved to another digest.
+    Base { old: String, new: String },
+    /// The instruction, or one before it in its stage, changed.
+    Instruction { line: usize, before: Option<String>, after: Option<String> },
+    /// A step it builds on ran; the cause is the first one found upstream.
+    Upstream { step: String, cause: Box<Cause> },
+    /// Nothing that feeds it changed: the engine did not have the step's cache any more.
+    CacheDropped,
+    FirstBuild,
+    NoCache,
+    Unknown { why: String },
+}
+
+/// A step that ran, with its cause as data and as one line.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepCause {
+    pub step: String,
+    pub cause: Cause,
+    pub text: String,
+}
+
+/// How many changed paths a cause names before it only counts.
+pub const NAMED_PATHS: usize = 3;
+
+/// Whether a build argument's value must not be shown.
+pub fn secret_like(name: &str) -> bool {
+    let n = name.to_ascii_uppercase();
+    ["SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "PRIVATE", "CERT"].iter().any(|w| n.contains(w))
+}
+
+impl Cause {
+    /// The cause as the table, `report --why` and the HTML show it.
+    pub fn text(&self) -> String {
+        match self {
+            Cause::Files { paths, count } => {
+                let more = count.saturating_sub(paths.len());
+                let tail = if more > 0 { format!(" and {more} more") } else { String::new() };
+                let word = if *count == 1 { "file" } else { "files" };
+                format!("context {word} changed: {}{tail}", paths.join(", "))
+            }
+            Cause::Arg { name, old, new } => {
+                let show = |v: &Option<String>| match v {
+                    _ if secret_like(name) => "(hidden)".to_string(),
+                    Some(v) => format!("{v:?}"),
+                    None => "(unset)".to_string(),
+                };
+                format!("build argument {name} changed: {} -> {}", show(old), show(new))
+            }
+            Cause::Base { old, new } => format!("base image changed: {old} -> {new}"),
+            Cause::Instruction { line, before, after } => {
+                let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(none)".to_string());
+                format!("Dockerfile line {line} changed: `{}` -> `{}`", show(before), show(after))
+            }
+            Cause::Upstream { step, cause } => format!("an earlier step ran ({step}): {}", cause.text()),
+            Cause::CacheDropped => {
+                "nothing it reads changed: the engine no longer held this step's cache (pruned, evicted, or another engine)"
+                    .to_string()
+            }
+            Cause::FirstBuild => "first build of this target on this engine".to_string(),
+            Cause::NoCache => "--no-cache".to_string(),
+            Cause::Unknown { why } => format!("cause unknown ({why})"),
+        }
+    }
+
+    /// The cause at the root of a chain of steps that ran.
+    pub fn root(&self) -> &Cause {
+        match self {
+            Cause::Upstream { cause, .. } => cause.root(),
+            c => c,
+        }
+    }
+}
+
+/// The line a target's steps that ran get in the end-of-build table: how many ran, and the cause
+/// of the first one.
+pub fn top_cause(causes: &[StepCause]) -> Option<String> {
+    let first = causes.first()?;
+    let n = causes.len();
+    let steps = if n == 1 { "1 step ran" } else { "steps ran" };
+    let count = if n == 1 { steps.to_string() } else { format!("{n} {steps}") };
+    Some(format!("{count}: {}", first.cause.root().text()))
+}

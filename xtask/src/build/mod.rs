@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 pub mod check;
+pub mod context;
 pub mod fit;
 pub mod inputs;
 pub mod plan;
@@ -62,14 +63,20 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     if plan.output == Output::Check {
         return check::run(&plan);
     }
+    let read = {
+        let _t = trace::phase("context manifest");
+        context::inputs(&plan)
+    };
     let mut outcome = {
         let _t = trace::phase("buildx");
         run::build(&plan)?
     };
+    explain(&mut outcome.report, &read);
     record(&outcome.report, &settings);
     if outcome.is_transient() {
         eprintln!("xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more");
         outcome = run::build(&plan)?;
+        explain(&mut outcome.report, &read);
         record(&outcome.report, &settings);
     }
     let report = outcome.result()?;
@@ -80,6 +87,13 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
         eprintln!("xtask: {line}");
     }
     Ok(())
+}
+
+/// Says why each step that ran did, against the last build of its target on this engine, and
+/// keeps this build's inputs beside its report for the next one.
+fn explain(report: &mut crate::report::BuildReport, read: &std::collections::BTreeMap<String, crate::report::why::TargetInputs>) {
+    let _t = trace::phase("causes");
+    crate::report::why::attach(report, read.clone(), &crate::report::history());
 }
 
 /// Keeps a finished run's report (files and a history line), shows it, and pushes its metrics:

@@ -123,6 +123,9 @@ pub struct TargetReport {
     pub history_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_check: Option<HistoryCheck>,
+    /// Why each step that ran did, against the last build of this target on this engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub causes: Vec<super::why::StepCause>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

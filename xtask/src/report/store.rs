@@ -197,7 +197,7 @@ mod tests {
         assert_eq!(old.field, "/schema_version");
         assert!(
             old.to_string()
-                .contains("old.json does not match the report schema (version 1) at /schema_version: missing"),
+                .contains("old.json does not match the report schema (version 2) at /schema_version: missing"),
             "{old}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

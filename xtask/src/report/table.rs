@@ -38,6 +38,11 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
             vs
         ));
     }
+    for t in &r.targets {
+        if let Some(line) = super::why::top_cause(&t.causes) {
+            out.push_str(&format!("why {}: {line}\n", t.name));
+        }
+    }
     for t in r.targets.iter().filter(|t| !t.platform_sizes.is_empty()) {
         let each: Vec<String> = t.platform_sizes.iter().map(|(p, b)| format!("{p} {}", mb(Some(*b)))).collect();
         out.push_str(&format!("{}: {} (compressed layers per platform)\n", t.name, each.join(", ")));

@@ -4,6 +4,7 @@
 
 pub mod dockerfile;
 mod explain;
+mod kept;
 #[cfg(test)]
 mod tests;
 
@@ -12,6 +13,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 pub use explain::{bases, explain};
+pub use kept::attach;
 
 /// What one target's build read, kept beside its report (`ID.inputs.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

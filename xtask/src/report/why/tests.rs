@@ -200,3 +200,25 @@ fn causes_read_and_write_as_tagged_json() {
     assert_eq!(v["cause"]["kind"], "files");
     assert_eq!(serde_json::from_value::<Cause>(v).unwrap(), c);
 }
+
+#[test]
+fn a_report_with_every_kind_of_cause_matches_the_schema() {
+    let kinds = [
+        Cause::Files { paths: vec!["a".into()], count: 4 },
+        Cause::Arg { name: "X".into(), old: None, new: Some("1".into()) },
+        Cause::Base { old: "a@sha256:1".into(), new: "a@sha256:2".into() },
+        Cause::Instruction { line: 3, before: None, after: Some("RUN x".into()) },
+        Cause::Upstream { step: "s".into(), cause: Box::new(Cause::CacheDropped) },
+        Cause::CacheDropped,
+        Cause::FirstBuild,
+        Cause::NoCache,
+        Cause::Unknown { why: "w".into() },
+    ];
+    let mut report = crate::report::summarize(&["t".to_string()], &Default::default(), "s".into(), true);
+    report.targets[0].causes = kinds.iter().map(|c| StepCause { step: "s".into(), text: c.text(), cause: c.clone() }).collect();
+    let doc = serde_json::to_value(&report).unwrap();
+    assert_eq!(crate::report::schema::check(&doc, "build"), Ok(()));
+    let mut bad = doc.clone();
+    bad["targets"][0]["causes"][0]["cause"]["kind"] = "guess".into();
+    assert!(crate::report::schema::check(&bad, "build").is_err());
+}

@@ -92,6 +92,9 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             list: a.switch("list"),
             json: a.switch("json"),
             markdown: a.switch("markdown"),
+            why: a.switch("why"),
+            trend: a.switch("trend"),
+            last: a.switch("last"),
             ids: names(),
         }, &|| engine::connect(&settings::Settings::load()?, false)),
         Sub::Bench => {

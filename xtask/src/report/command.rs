@@ -26,6 +26,11 @@ pub struct Request {
     pub list: bool,
     pub json: bool,
     pub markdown: bool,
+    /// `--why [TARGET]`: each step of the last build that ran, with its cause.
+    pub why: bool,
+    /// `--trend [--last N]`: steps over the last builds.
+    pub trend: bool,
+    pub last: bool,
     pub ids: Vec<String>,
 }
 
@@ -37,8 +42,12 @@ pub fn command(f: &Request, reach: &dyn Fn() -> Result<crate::engine::Engine>) -
         (false, true) => Format::Markdown,
         (false, false) => Format::Text,
     };
-    if f.list && f.compare {
-        bail!("--list and --compare are two different reports: give one of them");
+    let chosen: Vec<&str> = [(f.list, "--list"), (f.compare, "--compare"), (f.why, "--why"), (f.trend, "--trend")]
+        .iter()
+        .filter_map(|(on, name)| on.then_some(*name))
+        .collect();
+    if chosen.len() > 1 {
+        bail!("{} are different reports: give one of them", chosen.join(" and "));
     }
     let (history, unreadable) = read_history_checked(&paths::history_file());
     if f.list {
@@ -47,6 +56,19 @@ pub fn command(f: &Request, reach: &dyn Fn() -> Result<crate::engine::Engine>) -
     warn(&unreadable);
     if history.is_empty() {
         bail!("no builds recorded yet in {}: run `cargo xtask build` first", paths::history_file().display());
+    }
+    if f.trend {
+        return trend(&history, f, format);
+    }
+    if f.why {
+        if f.ids.len() > 1 {
+            bail!("--why takes one target at most, e.g. `report --why backend`");
+        }
+        let last = pick(&history, "last")?;
+        let report = read_report(&paths::reports_dir().join(format!("{}.json", last.id))).map_err(|u| anyhow::anyhow!("{u}"))?;
+        let text = super::why::listing(&report, f.ids.first().map(String::as_str)).map_err(|e| anyhow::anyhow!(e))?;
+        print!("{text}");
+        return Ok(());
     }
     if f.compare {
         let [a, b] = f.ids.as_slice() else { bail!("--compare takes two builds, e.g. `--compare last~1 last`") };
@@ -119,6 +141,35 @@ fn compare(a: &HistoryLine, b: &HistoryLine, format: Format) -> Result<()> {
     Ok(())
 }
 
+/// `--trend [--last N]`: the steps of the last N builds that passed. A report that cannot be read
+/// is named and left out.
+fn trend(history: &[HistoryLine], f: &Request, format: Format) -> Result<()> {
+    if format != Format::Text {
+        bail!("--trend prints a table only: leave out --json and --markdown");
+    }
+    let last = match (f.last, f.ids.as_slice()) {
+        (false, []) => super::trend::DEFAULT_LAST,
+        (true, [n]) => n.parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
+            anyhow::anyhow!("--trend --last wants a number of builds above 0, e.g. `--trend --last 30`, got `{n}`")
+        })?,
+        _ => bail!("--trend takes no build ids: `report --trend --last N` covers the last N builds"),
+    };
+    let passed: Vec<&HistoryLine> = history.iter().filter(|h| h.status == super::Status::Ok).collect();
+    let dir = paths::reports_dir();
+    let mut reports = Vec::new();
+    for h in &passed[passed.len().saturating_sub(last)..] {
+        match read_report(&dir.join(format!("{}.json", h.id))) {
+            Ok(r) => reports.push(r),
+            Err(u) => eprintln!("xtask: warning: {u}"),
+        }
+    }
+    if reports.is_empty() {
+        bail!("no build that passed has a readable report: run `cargo xtask build` first");
+    }
+    print!("{}", super::trend::text(&super::trend::trend(&reports), reports.len()));
+    Ok(())
+}
+
 /// One build's report, cross-checked with BuildKit's records the first time it is shown.
 fn show(h: &HistoryLine, history: &[HistoryLine], format: Format, reach: &dyn Fn() -> Result<crate::engine::Engine>) -> Result<()> {
     let path = paths::reports_dir().join(format!("{}.json", h.id));
@@ -127,7 +178,8 @@ fn show(h: &HistoryLine, history: &[HistoryLine], format: Format, reach: &dyn Fn
     let (changed, warning) = buildx_history::check_when_shown(&mut report, reach);
     // Keeping the result saves asking again; a report that cannot be written is still shown.
     if changed {
-        if let Err(e) = write_files(&report) {
+        let before: Vec<HistoryLine> = history.iter().take_while(|x| x.id != report.id).cloned().collect();
+        if let Err(e) = write_files(&report, &before) {
             eprintln!("xtask: warning: the cross-check is shown but not kept in {}: {e:#}", path.display());
         }
     }

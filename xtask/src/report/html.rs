@@ -1,11 +1,13 @@
 //! The HTML renderer: a self-contained page with the summary and a timeline per target.
 
-use super::model::{mb, BuildReport, Outcome};
+use super::model::{mb, BuildReport, HistoryLine, Outcome};
+use super::trend;
 use crate::engine::EngineRecord;
 
-/// A self-contained page: the summary table and a timeline per target, cached steps grey.
-pub fn html(r: &BuildReport) -> String {
-    let (rows, timelines) = (rows(r), timelines(r));
+/// A self-contained page: the summary table and a timeline per target, cached steps grey, each
+/// step that ran with its cause, and a chart of the target's last builds from `history`.
+pub fn html(r: &BuildReport, history: &[HistoryLine]) -> String {
+    let (rows, timelines) = (rows(r), timelines(r, history));
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Build {id}</title>
@@ -20,6 +22,7 @@ td:first-child, th:first-child {{ text-align: left; }}
 .bar {{ position: absolute; top: 0; height: 12px; }}
 .ran {{ background: #2b6cb0; }} .cached {{ background: #b8b8b8; }} .err {{ background: #c53030; }}
 .warn {{ background: #fff4d6; border-left: 4px solid #d69e2e; padding: 4px 8px; }}
+.why {{ margin: 0 0 4px 2%; font-size: 12px; color: #555; }}
 .secs {{ width: 70px; text-align: right; font-size: 12px; }}
 .legend span {{ display: inline-block; width: 12px; height: 12px; margin: 0 4px 0 12px; vertical-align: middle; }}
 </style></head><body>
@@ -80,7 +83,7 @@ fn rows(r: &BuildReport) -> String {
 }
 
 /// A timeline per target: each step a bar placed by its start and length, cached ones grey.
-fn timelines(r: &BuildReport) -> String {
+fn timelines(r: &BuildReport, history: &[HistoryLine]) -> String {
     let mut timelines = String::new();
     for t in &r.targets {
         let span = t.steps_detail.iter().map(|s| s.start + s.secs).fold(t.wall_secs, f64::max).max(0.001);
@@ -88,7 +91,16 @@ fn timelines(r: &BuildReport) -> String {
             Outcome::Ok => String::new(),
             o => format!(" ({o})"),
         };
-        timelines.push_str(&format!("<h2>{}{}</h2>\n<div class=\"tl\">\n", esc(&t.name), esc(&outcome)));
+        timelines.push_str(&format!("<h2>{}{}</h2>\n", esc(&t.name), esc(&outcome)));
+        let points = trend::series(history, r, &t.name, trend::DEFAULT_LAST);
+        if points.len() > 1 {
+            timelines.push_str(&format!(
+                "<p class=\"legend\">The last {} builds: time (dark), steps from cache (grey) and that ran (light)</p>\n{}\n",
+                points.len(),
+                trend::chart(&points)
+            ));
+        }
+        timelines.push_str("<div class=\"tl\">\n");
         for s in &t.steps_detail {
             let class = if s.error {
                 "err"
@@ -104,6 +116,9 @@ fn timelines(r: &BuildReport) -> String {
                 if s.cached { "cached".to_string() } else { format!("{:.2}s", s.secs) },
                 n = esc(&s.name)
             ));
+            if let Some(c) = t.causes.iter().find(|c| c.step == s.name) {
+                timelines.push_str(&format!("<div class=\"why\">why: {}</div>\n", esc(&c.text)));
+            }
         }
         timelines.push_str("</div>\n");
     }
@@ -136,9 +151,21 @@ mod tests {
             }],
             ..Default::default()
         };
-        let page = html(&r);
+        let page = html(&r, &[]);
+        assert!(!page.contains("<svg"), "one build draws no chart");
         assert!(!page.contains("http://") && !page.contains("https://") && !page.contains("<script"));
         assert!(page.contains("bar cached") && page.contains("bar ran"));
         assert!(page.contains("RUN &lt;pip&gt;"));
+        assert!(!page.contains("class=\"why\""), "no cause recorded, none shown");
+        let mut r = r;
+        let cause = crate::report::why::Cause::Files { paths: vec!["app/<x>.py".into()], count: 1 };
+        r.targets[0].causes =
+            vec![crate::report::why::StepCause { step: "[backend app 2/2] COPY".into(), text: cause.text(), cause }];
+        let earlier = crate::report::store::history_line(&r);
+        let page = html(&r, &[crate::report::model::HistoryLine { id: "e".into(), ..earlier }]);
+        assert_eq!(page.matches("<svg class=\"chart\"").count(), 1, "a chart once there are two builds");
+        let copy = page.find("[backend app 2/2] COPY").unwrap();
+        let why = page.find("<div class=\"why\">why: context file changed: app/&lt;x&gt;.py</div>").unwrap();
+        assert!(why > copy, "the cause is under its step");
     }
 }

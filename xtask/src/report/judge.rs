@@ -302,7 +302,7 @@ mod tests {
         assert_eq!(line.matches("dial tcp 127.0.0.1:5999: connect: connection refused").count(), 2, "{line}");
         r.cache_warnings = trouble;
         assert!(table(&r, None).contains("cache not used or kept: importing cache manifest"));
-        assert!(html(&r).contains("class=\"warn\">cache not used or kept: exporting cache to registry"));
+        assert!(html(&r, &[]).contains("class=\"warn\">cache not used or kept: exporting cache to registry"));
         let warm = parse(STREAM);
         assert!(cache_trouble(&warm).is_empty(), "a build whose cache worked has nothing to say");
     }

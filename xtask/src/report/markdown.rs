@@ -47,6 +47,11 @@ pub fn build(r: &BuildReport) -> String {
         let each: Vec<String> = t.platform_sizes.iter().map(|(p, b)| format!("{p} {}", mb(Some(*b)))).collect();
         out.push_str(&format!("- {} per platform (compressed layers): {}\n", cell(&t.name), each.join(", ")));
     }
+    for t in &r.targets {
+        if let Some(line) = super::why::top_cause(&t.causes) {
+            out.push_str(&format!("- why {}: {}\n", cell(&t.name), cell(&line)));
+        }
+    }
     out.push_str(&format!("- engine: {}\n", r.engine.as_ref().map_or("not recorded".to_string(), EngineRecord::line)));
     if !r.history.is_empty() {
         out.push_str(&format!("- {}\n", cell(&r.history)));
@@ -177,6 +182,11 @@ mod tests {
                     outcome: Outcome::Ok,
                     image: Some("f:1".into()),
                     size_bytes: Some(2_000_000),
+                    causes: vec![crate::report::why::StepCause {
+                        step: "s".into(),
+                        cause: crate::report::why::Cause::NoCache,
+                        text: "--no-cache".into(),
+                    }],
                     ..Default::default()
                 },
             ],
@@ -187,6 +197,7 @@ mod tests {
         assert!(md.contains("| backend | failed (first) |"), "{md}");
         assert!(md.contains("| frontend | ok | 0.0 s | 0/0 | 2.0 MB | `f:1` |"), "{md}");
         assert!(md.contains("```text\nRUN a | b: exit code 1\n```"), "{md}");
+        assert!(md.contains("- why frontend: 1 step ran: --no-cache\n") && !md.contains("why backend"), "{md}");
     }
 
     #[test]

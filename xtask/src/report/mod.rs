@@ -16,6 +16,7 @@ pub mod rawjson;
 mod schema;
 mod store;
 mod table;
+pub mod trend;
 pub mod why;
 
 use anyhow::Result;
@@ -40,17 +41,17 @@ pub fn last_comparable(report: &BuildReport) -> Option<HistoryLine> {
 
 /// Writes the JSON and HTML reports (each atomically), then adds the build's line to the history.
 pub fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
-    write_files(report)?;
+    write_files(report, &history())?;
     append_history(&paths::history_file(), &history_line(report))?;
     Ok(paths::reports_dir().join(format!("{}.html", report.id)))
 }
 
 /// The JSON and HTML reports of a build, each written atomically (again, when `report` adds the
 /// cross-check with BuildKit's records).
-fn write_files(report: &BuildReport) -> Result<()> {
+fn write_files(report: &BuildReport, history: &[HistoryLine]) -> Result<()> {
     let dir = paths::reports_dir();
     write_atomic(&dir.join(format!("{}.json", report.id)), serde_json::to_string_pretty(report)?.as_bytes())?;
-    write_atomic(&dir.join(format!("{}.html", report.id)), html(report).as_bytes())
+    write_atomic(&dir.join(format!("{}.html", report.id)), html(report, history).as_bytes())
 }
 
 /// Captured streams and small builders the renderers' and judges' tests share.

@@ -140,3 +140,30 @@ pub fn top_cause(causes: &[StepCause]) -> Option<String> {
     let count = if n == 1 { steps.to_string() } else { format!("{n} {steps}") };
     Some(format!("{count}: {}", first.cause.root().text()))
 }
+
+/// `report --why [TARGET]`: each step of a build that ran, with its cause; an error names the
+/// build's targets when `target` is not one of them.
+pub fn listing(r: &crate::report::BuildReport, target: Option<&str>) -> Result<String, String> {
+    if let Some(name) = target.filter(|n| !r.targets.iter().any(|t| t.name == *n)) {
+        let names: Vec<&str> = r.targets.iter().map(|t| t.name.as_str()).collect();
+        return Err(format!("build {} has no target `{name}`: it built {}", r.id, names.join(", ")));
+    }
+    let mut out = format!("build {} ({})\n", r.id, r.status);
+    for t in r.targets.iter().filter(|t| target.is_none_or(|n| n == t.name)) {
+        let ran: Vec<&crate::report::model::Step> =
+            t.steps_detail.iter().filter(|s| !s.cached && crate::report::is_instruction(&s.name)).collect();
+        if ran.is_empty() {
+            out.push_str(&format!("{}: every step came from cache\n", t.name));
+            continue;
+        }
+        out.push_str(&format!("{}: {} of {} steps ran\n", t.name, ran.len(), t.steps));
+        for s in ran {
+            let why = t.causes.iter().find(|c| c.step == s.name).map_or_else(
+                || "cause not recorded (the report was written before causes were kept)".to_string(),
+                |c| c.text.clone(),
+            );
+            out.push_str(&format!("  {} ({:.1}s)\n      {why}\n", s.name, s.secs));
+        }
+    }
+    Ok(out)
+}

@@ -222,3 +222,20 @@ fn a_report_with_every_kind_of_cause_matches_the_schema() {
     bad["targets"][0]["causes"][0]["cause"]["kind"] = "guess".into();
     assert!(crate::report::schema::check(&bad, "build").is_err());
 }
+
+#[test]
+fn the_why_listing_names_each_step_that_ran_with_its_cause() {
+    let mut report = crate::report::summarize(&["t".to_string(), "u".to_string()], &Default::default(), "s".into(), true);
+    report.id = "b1".into();
+    report.targets[0].steps = 3;
+    report.targets[0].steps_detail = steps(&[SRC]);
+    let cause = Cause::Files { paths: vec!["app/main.py".into()], count: 1 };
+    report.targets[0].causes = vec![StepCause { step: SRC.into(), text: cause.text(), cause }];
+    report.targets[1].steps_detail = vec![step("[u a 2/2] RUN x", false)];
+    let text = listing(&report, None).unwrap();
+    assert!(text.contains("t: 1 of 3 steps ran\n  [t source 2/2] RUN"), "{text}");
+    assert!(text.contains("      context file changed: app/main.py\n"), "{text}");
+    assert!(text.contains("u: 1 of 0 steps ran") && text.contains("cause not recorded"), "{text}");
+    assert!(!listing(&report, Some("t")).unwrap().contains("u: "));
+    assert_eq!(listing(&report, Some("zz")).unwrap_err(), "build b1 has no target `zz`: it built t, u");
+}

@@ -1,0 +1,158 @@
+//! Why each step ran, on the real engine: each kind of change made in a scratch copy names
+//! exactly its cause, in the report's JSON, the end-of-build table and `report --why`.
+
+use super::*;
+
+/// Unique text: the engine's cache is content-addressed, and an earlier run's change would come
+/// back from it.
+fn mark() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+fn append(path: &Path, text: &str) {
+    let mut body = std::fs::read_to_string(path).unwrap();
+    body.push_str(text);
+    std::fs::write(path, body).unwrap();
+}
+
+/// The root cause of each step of `name` that ran, as (step, cause) from the report's JSON.
+fn causes(report: &Value, name: &str) -> Vec<(String, Value)> {
+    let t = target(report, name);
+    t["causes"]
+        .as_array()
+        .map(|a| a.as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let mut cause = &c["cause"];
+            while cause["kind"] == "upstream" {
+                cause = &cause["cause"];
+            }
+            (c["step"].as_str().unwrap().to_string(), cause.clone())
+        })
+        .collect()
+}
+
+/// Every instruction that ran has a cause, and every cause is of a step that ran.
+fn each_ran_step_has_a_cause(report: &Value, name: &str) {
+    let ran: Vec<String> = executed(report, name, "] ")
+        .into_iter()
+        .filter(|s| xtask::report::is_instruction(s))
+        .collect();
+    let named: Vec<String> = causes(report, name).into_iter().map(|(s, _)| s).collect();
+    assert_eq!(named, ran, "{name}: a cause per step that ran");
+}
+
+fn stdout(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn why_a_source_only_change_names_the_changed_file() {
+    let dir = scratch_copy("why-source");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    must(&["backend"], &env);
+    append(&dir.join("backend/app/main.py"), &format!("\n# a source-only change {}\n", mark()));
+    let out = must(&["backend"], &env);
+    let report = last_report(&dir);
+    each_ran_step_has_a_cause(&report, "backend");
+    let found = causes(&report, "backend");
+    assert!(!found.is_empty(), "the changed source ran a step");
+    for (step, cause) in &found {
+        assert_eq!(cause["kind"], "files", "{step}: {cause}");
+        assert_eq!(cause["paths"], serde_json::json!(["app/main.py"]), "{step}: {cause}");
+    }
+    assert!(stdout(&out).contains("why backend: "), "{}", stdout(&out));
+    assert!(stdout(&out).contains("context file changed: app/main.py"), "{}", stdout(&out));
+    let listed = stdout(&must(&["report", "--why", "backend"], &env));
+    assert!(listed.contains("[backend source ") && listed.contains("context file changed: app/main.py"), "{listed}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn why_a_dependency_manifest_change_names_requirements_txt() {
+    let dir = scratch_copy("why-manifest");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    must(&["backend"], &env);
+    append(&dir.join("backend/requirements.txt"), &format!("# a manifest change {}\n", mark()));
+    must(&["backend"], &env);
+    let report = last_report(&dir);
+    each_ran_step_has_a_cause(&report, "backend");
+    let found = causes(&report, "backend");
+    assert!(found.iter().any(|(s, _)| s.contains("[backend requirements ")), "{found:?}");
+    for (step, cause) in &found {
+        assert_eq!((&cause["kind"], &cause["paths"]), (&"files".into(), &serde_json::json!(["requirements.txt"])), "{step}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn why_a_metadata_only_change_runs_no_step_and_names_no_cause() {
+    let dir = scratch_copy("why-metadata");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    must(&["build"], &env);
+    let out = must(&["build"], &[env[0], ("SOURCE_DATE_EPOCH", "1700000000")]);
+    let report = last_report(&dir);
+    for name in ["backend", "frontend"] {
+        assert_eq!(executed(&report, name, "] RUN "), Vec::<String>::new(), "{name}: a RUN step ran");
+        assert_eq!(causes(&report, name), Vec::new(), "{name}: no step ran, so no cause");
+    }
+    assert!(!stdout(&out).contains("why backend") && !stdout(&out).contains("why frontend"), "{}", stdout(&out));
+    let listed = stdout(&must(&["report", "--why"], &env));
+    assert!(listed.contains("backend: every step came from cache"), "{listed}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn why_no_cache_names_the_flag() {
+    let dir = scratch_copy("why-no-cache");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    must(&["backend"], &env);
+    let out = must(&["backend", "--no-cache"], &env);
+    let report = last_report(&dir);
+    each_ran_step_has_a_cause(&report, "backend");
+    let found = causes(&report, "backend");
+    assert!(found.len() >= 4, "every step ran: {found:?}");
+    assert!(found.iter().all(|(_, c)| c["kind"] == "no_cache"), "{found:?}");
+    assert!(stdout(&out).contains("steps ran: --no-cache"), "{}", stdout(&out));
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The engine's build cache records whose description holds `text`.
+fn records_with(text: &str) -> Vec<String> {
+    let listed = docker(&["system", "df", "-v", "--format", "{{json .BuildCache}}"]);
+    let records: Vec<Value> = serde_json::from_str(&listed).unwrap_or_default();
+    records
+        .iter()
+        .filter(|r| r["Description"].as_str().is_some_and(|d| d.contains(text)))
+        .map(|r| r["ID"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The engine is shared with other checkouts: only the one record this test made (its step's
+/// command holds a unique mark) is pruned, by its id, so no other build loses its cache.
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn why_a_pruned_step_names_the_dropped_cache() {
+    let dir = scratch_copy("why-pruned");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    let marker = format!("why-pruned-{}", mark());
+    append(&dir.join("backend/Dockerfile"), &format!("RUN echo {marker} > /tmp/why-marker\n"));
+    must(&["backend"], &env);
+    let ours = records_with(&marker);
+    assert_eq!(ours.len(), 1, "one record holds the mark: {ours:?}");
+    docker(&["builder", "prune", "--force", "--all", "--filter", &format!("id={}", ours[0])]);
+    assert_eq!(records_with(&marker), Vec::<String>::new(), "the record was pruned");
+    let out = must(&["backend"], &env);
+    let report = last_report(&dir);
+    each_ran_step_has_a_cause(&report, "backend");
+    let found = causes(&report, "backend");
+    assert!(found.iter().any(|(s, _)| s.contains(&marker)), "the pruned step ran: {found:?}");
+    assert!(found.iter().all(|(_, c)| c["kind"] == "cache_dropped"), "{found:?}");
+    assert!(stdout(&out).contains("the engine no longer held this step's cache"), "{}", stdout(&out));
+    std::fs::remove_dir_all(dir).unwrap();
+}

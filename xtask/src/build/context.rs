@@ -38,8 +38,7 @@ fn stat_file() -> PathBuf {
 /// context that cannot be read is recorded as unread, never as empty: its causes are then unknown.
 pub fn inputs(plan: &Plan) -> BTreeMap<String, TargetInputs> {
     let file = stat_file();
-    let before: StatCache =
-        std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let before: StatCache = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let mut cache = StatCache::new();
     let mut out = BTreeMap::new();
     for t in &plan.targets {
@@ -85,7 +84,12 @@ fn dockerignore(context: &Path, dockerfile: &Path) -> Option<Ignore> {
 
 /// The context's files (relative, `/`-separated) → content hash; none when it is not a folder
 /// that can be read whole. `seen` is the stat cache as read; `kept` gets the files of this context.
-fn manifest(context: &Path, ignore: &Ignore, seen: &StatCache, kept: &mut StatCache) -> Option<BTreeMap<String, String>> {
+fn manifest(
+    context: &Path,
+    ignore: &Ignore,
+    seen: &StatCache,
+    kept: &mut StatCache,
+) -> Option<BTreeMap<String, String>> {
     let mut out = BTreeMap::new();
     let mut dirs = vec![String::new()];
     let now = SystemTime::now();
@@ -117,7 +121,13 @@ fn manifest(context: &Path, ignore: &Ignore, seen: &StatCache, kept: &mut StatCa
 }
 
 /// The file's content hash, from the stat cache when its size and time are as last seen.
-fn hash_file(path: &Path, meta: &std::fs::Metadata, now: SystemTime, seen: &StatCache, kept: &mut StatCache) -> Option<String> {
+fn hash_file(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    now: SystemTime,
+    seen: &StatCache,
+    kept: &mut StatCache,
+) -> Option<String> {
     let key = path.display().to_string();
     let modified = meta.modified().ok()?;
     let mtime_ns = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
@@ -159,7 +169,13 @@ mod tests {
     fn the_manifest_is_the_context_after_dockerignore() {
         let dir = tree(
             "ignore",
-            &[("app/main.py", "x"), ("app/.env", "SECRET"), ("node_modules/a/b.js", "y"), ("README.md", "r"), ("req.txt", "z")],
+            &[
+                ("app/main.py", "x"),
+                ("app/.env", "SECRET"),
+                ("node_modules/a/b.js", "y"),
+                ("README.md", "r"),
+                ("req.txt", "z"),
+            ],
         );
         let ignore = Ignore::parse("**/node_modules\n*.md\n**/.env*\n");
         let m = manifest(&dir, &ignore, &StatCache::new(), &mut StatCache::new()).unwrap();

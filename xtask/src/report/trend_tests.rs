@@ -14,7 +14,12 @@ fn build(n: usize, steps: &[(&str, bool, f64)]) -> BuildReport {
             cached: steps.iter().filter(|s| s.1).count(),
             steps_detail: steps
                 .iter()
-                .map(|(name, cached, secs)| Step { name: name.to_string(), cached: *cached, secs: *secs, ..Default::default() })
+                .map(|(name, cached, secs)| Step {
+                    name: name.to_string(),
+                    cached: *cached,
+                    secs: *secs,
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         }],

@@ -29,11 +29,8 @@ impl Ignore {
                 Some(rest) => (true, rest.trim()),
                 None => (false, line),
             };
-            let parts: Vec<String> = body
-                .split('/')
-                .filter(|p| !p.is_empty() && *p != ".")
-                .map(str::to_string)
-                .collect();
+            let parts: Vec<String> =
+                body.split('/').filter(|p| !p.is_empty() && *p != ".").map(str::to_string).collect();
             if !parts.is_empty() {
                 patterns.push(Pattern { parts, negated });
             }

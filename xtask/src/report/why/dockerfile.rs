@@ -125,7 +125,9 @@ pub fn declared_args(stage: &Stage, upto: usize) -> Vec<String> {
     stage.instructions[..upto]
         .iter()
         .filter(|i| i.keyword == "ARG")
-        .flat_map(|i| i.text.split(' ').skip(1).map(|w| w.split('=').next().unwrap_or("").to_string()).collect::<Vec<_>>())
+        .flat_map(|i| {
+            i.text.split(' ').skip(1).map(|w| w.split('=').next().unwrap_or("").to_string()).collect::<Vec<_>>()
+        })
         .collect()
 }
 
@@ -155,7 +157,9 @@ mod tests {
         assert_eq!(stages[0].base, "${PYTHON_IMAGE}");
         let req = &stages[0].instructions[0];
         assert_eq!(reads(req), Reads { context: vec!["requirements.txt".into()], stages: vec![] });
-        assert!(req.text.starts_with("RUN --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt mkdir"));
+        assert!(req
+            .text
+            .starts_with("RUN --mount=type=bind,source=requirements.txt,target=/tmp/requirements.txt mkdir"));
         let pip = stages[1].instructions.iter().find(|i| i.text.contains("pip install")).unwrap();
         assert_eq!(reads(pip).stages, ["requirements"]);
         assert!(reads(pip).context.is_empty(), "cache and secret mounts read no context");
@@ -172,7 +176,10 @@ mod tests {
         let s = parse("FROM x\nCOPY a.txt  b/ ./dest/\n\n# note\nFROM stage-0\nRUN --mount=type=bind echo \\\n  hi\n");
         assert_eq!((s[0].name.as_str(), s[1].name.as_str(), s[1].base.as_str()), ("stage-0", "stage-1", "stage-0"));
         assert_eq!(reads(&s[0].instructions[0]).context, ["a.txt", "b/"]);
-        assert_eq!(s[1].instructions[0], Instruction { keyword: "RUN".into(), text: "RUN --mount=type=bind echo hi".into(), line: 6 });
+        assert_eq!(
+            s[1].instructions[0],
+            Instruction { keyword: "RUN".into(), text: "RUN --mount=type=bind echo hi".into(), line: 6 }
+        );
         assert_eq!(reads(&s[1].instructions[0]).context, ["."]);
         assert!(mentions("echo $VERSION", "VERSION") && mentions("v=${VERSION:-x}", "VERSION"));
         assert!(!mentions("echo $VERSIONS", "VERSION") && !mentions("${VERSION_TAGS}", "VERSION"));

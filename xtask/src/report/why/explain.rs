@@ -66,8 +66,13 @@ impl<'a> Context<'a> {
             }
             _ => None,
         };
-        let changed_args =
-            prev.args.keys().chain(cur.args.keys()).filter(|k| prev.args.get(*k) != cur.args.get(*k)).cloned().collect();
+        let changed_args = prev
+            .args
+            .keys()
+            .chain(cur.args.keys())
+            .filter(|k| prev.args.get(*k) != cur.args.get(*k))
+            .cloned()
+            .collect();
         let mut ctx = Context {
             before: dockerfile::parse(&prev.dockerfile),
             globals: globals(&cur.dockerfile),
@@ -95,9 +100,10 @@ impl<'a> Context<'a> {
         let text = squeeze(text);
         let s = self.stages.iter().position(|st| st.name == stage)?;
         let list = &self.stages[s].instructions;
-        let i = list.iter().position(|i| i.text == text).or_else(|| {
-            (text.len() >= 100).then(|| list.iter().position(|i| i.text.starts_with(&text))).flatten()
-        })?;
+        let i = list
+            .iter()
+            .position(|i| i.text == text)
+            .or_else(|| (text.len() >= 100).then(|| list.iter().position(|i| i.text.starts_with(&text))).flatten())?;
         Some((s, i))
     }
 
@@ -136,7 +142,8 @@ impl<'a> Context<'a> {
     /// line included): a new line there changes the key of every step after it.
     fn instruction_changed(&self, (s, i): At) -> Option<Cause> {
         let stage = &self.stages[s];
-        let now: Vec<&dockerfile::Instruction> = std::iter::once(&stage.from).chain(&stage.instructions[..=i]).collect();
+        let now: Vec<&dockerfile::Instruction> =
+            std::iter::once(&stage.from).chain(&stage.instructions[..=i]).collect();
         let old: Vec<&dockerfile::Instruction> = match self.before.iter().find(|b| b.name == stage.name) {
             Some(b) => std::iter::once(&b.from).chain(&b.instructions).collect(),
             None => Vec::new(),
@@ -186,7 +193,11 @@ impl<'a> Context<'a> {
             .changed_args
             .iter()
             .find(|a| declared.contains(a) && (ins.keyword == "RUN" || dockerfile::mentions(&ins.text, a)))?;
-        Some(Cause::Arg { name: name.clone(), old: self.prev.args.get(name).cloned(), new: self.cur.args.get(name).cloned() })
+        Some(Cause::Arg {
+            name: name.clone(),
+            old: self.prev.args.get(name).cloned(),
+            new: self.cur.args.get(name).cloned(),
+        })
     }
 
     /// The base's digest, for the first step of a stage that starts from an image.

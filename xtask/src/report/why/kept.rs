@@ -44,7 +44,8 @@ pub fn attach(report: &mut BuildReport, mut inputs: BTreeMap<String, TargetInput
         t.causes = explain(found, now, &t.steps_detail);
     }
     let kept = BuildInputs { id: report.id.clone(), targets: inputs };
-    let written = serde_json::to_vec(&kept).map_err(anyhow::Error::from).and_then(|b| write_atomic(&file(&report.id), &b));
+    let written =
+        serde_json::to_vec(&kept).map_err(anyhow::Error::from).and_then(|b| write_atomic(&file(&report.id), &b));
     if let Err(e) = written {
         eprintln!("warning: this build's inputs were not kept, so the next build cannot say why its steps ran: {e:#}");
     }

@@ -55,20 +55,39 @@ pub enum Previous<'a> {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Cause {
     /// Files of the context that the step reads changed: the first few, and how many.
-    Files { paths: Vec<String>, count: usize },
+    Files {
+        paths: Vec<String>,
+        count: usize,
+    },
     /// A build argument in the step's scope changed (values hidden for a secret-like name).
-    Arg { name: String, old: Option<String>, new: Option<String> },
+    Arg {
+        name: String,
+        old: Option<String>,
+        new: Option<String>,
+    },
     /// The stage's base image resolved to another digest.
-    Base { old: String, new: String },
+    Base {
+        old: String,
+        new: String,
+    },
     /// The instruction, or one before it in its stage, changed.
-    Instruction { line: usize, before: Option<String>, after: Option<String> },
+    Instruction {
+        line: usize,
+        before: Option<String>,
+        after: Option<String>,
+    },
     /// A step it builds on ran; the cause is the first one found upstream.
-    Upstream { step: String, cause: Box<Cause> },
+    Upstream {
+        step: String,
+        cause: Box<Cause>,
+    },
     /// Nothing that feeds it changed: the engine did not have the step's cache any more.
     CacheDropped,
     FirstBuild,
     NoCache,
-    Unknown { why: String },
+    Unknown {
+        why: String,
+    },
 }
 
 /// A step that ran, with its cause as data and as one line.
@@ -85,7 +104,9 @@ pub const NAMED_PATHS: usize = 3;
 /// Whether a build argument's value must not be shown.
 pub fn secret_like(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    ["SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "PRIVATE", "CERT"].iter().any(|w| n.contains(w))
+    ["SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "PRIVATE", "CERT"]
+        .iter()
+        .any(|w| n.contains(w))
 }
 
 impl Cause {
@@ -116,7 +137,7 @@ impl Cause {
                 "nothing it reads changed: the engine no longer held this step's cache (pruned, evicted, or another engine)"
                     .to_string()
             }
-            Cause::FirstBuild => "first build of this target on this engine".to_string(),
+            Cause::FirstBuild => "first build of this target on this engine (no earlier one in this history)".to_string(),
             Cause::NoCache => "--no-cache".to_string(),
             Cause::Unknown { why } => format!("cause unknown ({why})"),
         }

@@ -48,7 +48,8 @@ fn inputs(files: &[(&str, &str)]) -> TargetInputs {
     }
 }
 
-const FILES: &[(&str, &str)] = &[("requirements.txt", "1"), ("app/main.py", "2"), ("app/util.py", "3"), ("README.md", "4")];
+const FILES: &[(&str, &str)] =
+    &[("requirements.txt", "1"), ("app/main.py", "2"), ("app/util.py", "3"), ("README.md", "4")];
 
 fn kinds(causes: &[StepCause]) -> Vec<(&str, &Cause)> {
     causes.iter().map(|c| (c.step.as_str(), &c.cause)).collect()
@@ -138,16 +139,16 @@ fn a_changed_instruction_shows_its_line_before_and_after() {
     let mut new = inputs(FILES);
     new.dockerfile = DOCKERFILE.replace("RUN echo setup", "ENV X=1\nRUN echo setup");
     let causes = explain(Previous::Found(&old), &new, &steps(&[SETUP, COPY]));
-    assert_eq!(
-        causes[0].cause,
-        Cause::Instruction { line: 12, before: None, after: Some("ENV X=1".into()) }
-    );
+    assert_eq!(causes[0].cause, Cause::Instruction { line: 12, before: None, after: Some("ENV X=1".into()) });
     assert_eq!(causes[0].text, "Dockerfile line 12 changed: `(none)` -> `ENV X=1`");
     new.dockerfile = DOCKERFILE.replace("RUN echo setup", "RUN echo set up");
     let causes = explain(Previous::Found(&old), &new, &steps(&[]));
     assert!(causes.is_empty());
     let ran = [step("[t app 1/2] RUN echo set up", false)];
-    assert_eq!(explain(Previous::Found(&old), &new, &ran)[0].text, "Dockerfile line 12 changed: `RUN echo setup` -> `RUN echo set up`");
+    assert_eq!(
+        explain(Previous::Found(&old), &new, &ran)[0].text,
+        "Dockerfile line 12 changed: `RUN echo setup` -> `RUN echo set up`"
+    );
     new.dockerfile = DOCKERFILE.replace("ARG VERSION\n", "");
     let causes = explain(Previous::Found(&old), &new, &steps(&[SETUP]));
     assert_eq!(causes[0].text, "Dockerfile line 11 changed: `ARG VERSION` -> `(none)`");
@@ -158,7 +159,9 @@ fn nothing_changed_means_the_engine_dropped_the_cache() {
     let same = inputs(FILES);
     let causes = explain(Previous::Found(&same), &same, &steps(&[REQS, PIP]));
     assert_eq!(causes[0].cause, Cause::CacheDropped);
-    assert!(causes[0].text.contains("the engine no longer held this step's cache (pruned, evicted, or another engine)"));
+    assert!(causes[0]
+        .text
+        .contains("the engine no longer held this step's cache (pruned, evicted, or another engine)"));
     assert_eq!(causes[1].cause.root(), &Cause::CacheDropped);
 }
 
@@ -215,7 +218,8 @@ fn a_report_with_every_kind_of_cause_matches_the_schema() {
         Cause::Unknown { why: "w".into() },
     ];
     let mut report = crate::report::summarize(&["t".to_string()], &Default::default(), "s".into(), true);
-    report.targets[0].causes = kinds.iter().map(|c| StepCause { step: "s".into(), text: c.text(), cause: c.clone() }).collect();
+    report.targets[0].causes =
+        kinds.iter().map(|c| StepCause { step: "s".into(), text: c.text(), cause: c.clone() }).collect();
     let doc = serde_json::to_value(&report).unwrap();
     assert_eq!(crate::report::schema::check(&doc, "build"), Ok(()));
     let mut bad = doc.clone();
@@ -225,7 +229,8 @@ fn a_report_with_every_kind_of_cause_matches_the_schema() {
 
 #[test]
 fn the_why_listing_names_each_step_that_ran_with_its_cause() {
-    let mut report = crate::report::summarize(&["t".to_string(), "u".to_string()], &Default::default(), "s".into(), true);
+    let mut report =
+        crate::report::summarize(&["t".to_string(), "u".to_string()], &Default::default(), "s".into(), true);
     report.id = "b1".into();
     report.targets[0].steps = 3;
     report.targets[0].steps_detail = steps(&[SRC]);

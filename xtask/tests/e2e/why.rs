@@ -164,3 +164,51 @@ fn why_a_pruned_step_names_the_dropped_cache() {
     assert!(stdout(&out).contains("the engine no longer held this step's cache"), "{}", stdout(&out));
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Builds `tag` from `base` with one extra file holding `text`: a new digest under the same name.
+fn base_copy(base: &str, tag: &str, text: &str) {
+    let dir = std::env::temp_dir().join(format!("xtask-e2e-why-base-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Dockerfile"), format!("FROM {base}\nRUN echo {text} > /why-extra\n")).unwrap();
+    docker(&["buildx", "build", "--load", "--tag", tag, dir.to_str().unwrap()]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The backend's `app` stage starts from a copy of its base made for this test alone (so no other
+/// checkout's image changes), which is then made again with another extra file.
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn why_a_new_base_digest_names_old_and_new() {
+    let dir = scratch_copy("why-base");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    must(&["backend"], &env);
+    let first = last_report(&dir);
+    let from = target(&first, "backend")["steps_detail"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|s| s["name"].as_str().unwrap().split_once("] FROM ").map(|(_, image)| image.to_string()))
+        .expect("a FROM step names the base");
+    let tag = format!("localhost/why-base-{}:1", mark());
+    base_copy(&from, &tag, "one");
+    let dockerfile = dir.join("backend/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let text = text.replace("FROM ${PYTHON_IMAGE} AS app", &format!("FROM {tag} AS app"));
+    std::fs::write(&dockerfile, text).unwrap();
+    must(&["backend"], &env);
+    base_copy(&from, &tag, "two");
+    let out = must(&["backend"], &env);
+    let report = last_report(&dir);
+    each_ran_step_has_a_cause(&report, "backend");
+    let found = causes(&report, "backend");
+    assert!(!found.is_empty(), "the new base ran the app stage");
+    for (step, cause) in &found {
+        assert_eq!(cause["kind"], "base", "{step}: {cause}");
+        let (old, new) = (cause["old"].as_str().unwrap(), cause["new"].as_str().unwrap());
+        assert!(old.starts_with(&format!("{tag}@sha256:")) && new.starts_with(&format!("{tag}@sha256:")), "{cause}");
+        assert_ne!(old, new);
+    }
+    assert!(stdout(&out).contains(&format!("base image changed: {tag}@sha256:")), "{}", stdout(&out));
+    docker(&["image", "rm", &tag]);
+    std::fs::remove_dir_all(dir).unwrap();
+}

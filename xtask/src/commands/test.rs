@@ -136,8 +136,9 @@ pub const SUBSET: &[&str] = &[
 
 fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
     let settings = Settings::load()?;
-    // The home page test looks at the page in a real browser: without one it fails, never skips.
-    if filter.is_none_or(|f| f.contains("home_page")) {
+    // The home page test and the report chart's are looked at in a real browser: without one they
+    // fail, never skip.
+    if filter.is_none_or(|f| f.contains("home_page") || f.contains("why_")) {
         if let Err(e) = crate::commands::chromium::ensure() {
             eprintln!("error: {e:#}");
             tally.add("Chromium for the home page test", false, (0, 0, 0));

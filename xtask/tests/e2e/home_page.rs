@@ -38,7 +38,7 @@ fn chromium() -> String {
 }
 
 /// Runs headless Chromium on `url` with `extra` flags; its standard output.
-fn browse(url: &str, extra: &[&str]) -> String {
+pub(super) fn browse(url: &str, extra: &[&str]) -> String {
     let profile = std::env::temp_dir().join(format!("xtask-e2e-chromium-{}", std::process::id()));
     let profile_flag = format!("--user-data-dir={}", profile.display());
     let mut args = vec![

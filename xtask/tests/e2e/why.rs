@@ -212,3 +212,37 @@ fn why_a_new_base_digest_names_old_and_new() {
     docker(&["image", "rm", &tag]);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Ten builds, the source changed in every third: the trend names the source step's hit rate and
+/// the HTML report's chart has a bar per build, as headless Chromium renders it.
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn why_trend_and_chart_over_ten_builds() {
+    let dir = scratch_copy("why-trend");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    for n in 0..10 {
+        if n % 3 == 2 {
+            append(&dir.join("backend/app/main.py"), &format!("\n# build {n} of the trend test {}\n", mark()));
+        }
+        must(&["backend"], &env);
+    }
+    let trend = stdout(&must(&["report", "--trend", "--last", "10"], &env));
+    assert!(trend.contains("trend over the last 10 builds that passed"), "{trend}");
+    // The source step ran in the first build or not (the engine may hold it), then in builds 3, 6, 9.
+    let source = trend.lines().find(|l| l.contains("[source] RUN")).unwrap_or_else(|| panic!("{trend}"));
+    let cached: u32 = source.split_whitespace().nth(1).unwrap().trim_end_matches('%').parse().unwrap();
+    assert!((60..=70).contains(&cached), "source step from cache in 6 or 7 of 10 builds: {source}");
+    let last = xtask::report::last_saved(&xtask::util::paths::reports_dir_in(&dir)).unwrap();
+    let page = last.with_extension("html");
+    let dom = super::home_page::browse(&format!("file://{}", page.display()), &["--dump-dom"]);
+    let chart = dom.split("<svg class=\"chart\"").nth(1).unwrap_or_else(|| panic!("no chart in the page: {dom}"));
+    let bars = chart.split("</svg>").next().unwrap().matches("<g>").count();
+    assert_eq!(bars, 10, "a bar per build");
+    assert!(dom.contains("build 10: "), "each bar names its build");
+    let shot = xtask::util::paths::checkout_target().join("xtask/e2e/why-chart.png");
+    std::fs::create_dir_all(shot.parent().unwrap()).unwrap();
+    let flag = format!("--screenshot={}", shot.display());
+    super::home_page::browse(&format!("file://{}", page.display()), &[&flag, "--window-size=1200,900"]);
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000, "a screenshot of the report for CI to keep");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 pub use explain::{bases, explain};
 pub use kept::attach;
 
-/// What one target's build read, kept beside its report (`ID.inputs.json`).
+/// What one target's build read, kept beside its report (`reports/inputs/ID.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TargetInputs {
     /// The context as the Dockerfile sees it after `.dockerignore`: path → content hash. None when

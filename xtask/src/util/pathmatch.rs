@@ -103,37 +103,34 @@ fn glob_at(p: &[char], n: &[char]) -> bool {
         None => n.is_empty(),
         Some('*') => (0..=n.len()).any(|k| glob_at(&p[1..], &n[k..])),
         Some('?') => !n.is_empty() && glob_at(&p[1..], &n[1..]),
-        Some('[') => match (n.first(), class(&p[1..])) {
-            (Some(c), Some((hit, used))) => hit(*c) && glob_at(&p[1 + used..], &n[1..]),
-            _ => false,
+        Some('[') => match n.first().and_then(|c| class(&p[1..], *c)) {
+            Some((hit, used)) => hit && glob_at(&p[1 + used..], &n[1..]),
+            None => false,
         },
         Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && glob_at(&p[2..], &n[1..]),
         Some(c) => n.first() == Some(c) && glob_at(&p[1..], &n[1..]),
     }
 }
 
-/// A `[...]` class after its `[`: a test for one character and how many pattern characters it
-/// took (its `]` included); none when it is not closed.
-fn class(p: &[char]) -> Option<(Box<dyn Fn(char) -> bool>, usize)> {
+/// A `[...]` class after its `[` against one character: whether it matches, and how many
+/// pattern characters the class took (its `]` included); none when it is not closed.
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
     let negated = matches!(p.first(), Some('^') | Some('!'));
     let start = usize::from(negated);
     let close = p.iter().skip(start + 1).position(|c| *c == ']')? + start + 1;
-    let set: Vec<char> = p[start..close].to_vec();
-    let test = move |c: char| {
-        let mut i = 0;
-        let mut hit = false;
-        while i < set.len() {
-            if i + 2 < set.len() && set[i + 1] == '-' {
-                hit |= set[i] <= c && c <= set[i + 2];
-                i += 3;
-            } else {
-                hit |= set[i] == c;
-                i += 1;
-            }
+    let set = &p[start..close];
+    let mut i = 0;
+    let mut hit = false;
+    while i < set.len() {
+        if i + 2 < set.len() && set[i + 1] == '-' {
+            hit |= set[i] <= c && c <= set[i + 2];
+            i += 3;
+        } else {
+            hit |= set[i] == c;
+            i += 1;
         }
-        hit != negated
-    };
-    Some((Box::new(test), close + 1))
+    }
+    Some((hit != negated, close + 1))
 }
 
 #[cfg(test)]

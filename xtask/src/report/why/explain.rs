@@ -288,7 +288,7 @@ fn resolve(base: &str, args: &BTreeMap<String, String>, globals: &BTreeMap<Strin
 pub fn bases(steps: &[Step]) -> BTreeMap<String, String> {
     steps
         .iter()
-        .filter_map(|s| s.name.split_once("] FROM ").map(|(_, r)| r.split(' ').last().unwrap_or(r).to_string()))
+        .filter_map(|s| s.name.split_once("] FROM ").map(|(_, r)| r.split(' ').next_back().unwrap_or(r).to_string()))
         .map(|full| (full.split('@').next().unwrap_or("").to_string(), full))
         .collect()
 }

@@ -273,11 +273,14 @@ fn globals(text: &str) -> BTreeMap<String, String> {
 }
 
 /// A `FROM` operand with its `$NAME` and `${NAME}` filled in from the build arguments, else
-/// the global defaults.
+/// the global defaults. Longer names go first, so `$BASE` does not eat the start of `$BASE_TAG`.
 fn resolve(base: &str, args: &BTreeMap<String, String>, globals: &BTreeMap<String, String>) -> String {
+    let mut names: Vec<&String> = globals.keys().chain(args.keys()).collect();
+    names.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+    names.dedup();
     let mut out = base.to_string();
-    for (k, v) in globals.iter().chain(args.iter()).rev() {
-        let value = args.get(k).unwrap_or(v);
+    for k in names {
+        let value = args.get(k).or_else(|| globals.get(k)).map_or("", String::as_str);
         out = out.replace(&format!("${{{k}}}"), value).replace(&format!("${k}"), value);
     }
     out

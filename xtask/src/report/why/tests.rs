@@ -244,3 +244,17 @@ fn the_why_listing_names_each_step_that_ran_with_its_cause() {
     assert!(!listing(&report, Some("t")).unwrap().contains("u: "));
     assert_eq!(listing(&report, Some("zz")).unwrap_err(), "build b1 has no target `zz`: it built t, u");
 }
+
+#[test]
+fn a_base_named_by_arguments_is_resolved_longest_name_first() {
+    let old = inputs(FILES);
+    let mut new = inputs(FILES);
+    let text = "ARG BASE=py\nARG BASE_TAG=3\nFROM $BASE:${BASE_TAG} AS deps\nCOPY requirements.txt .\n";
+    new.dockerfile = text.into();
+    let mut old = TargetInputs { dockerfile: text.into(), ..old };
+    old.args.remove("BASE");
+    new.args.remove("BASE");
+    new.bases.insert("py:3".into(), "py:3@sha256:bb".into());
+    let causes = explain(Previous::Found(&old), &new, &[step("[t deps 2/2] COPY requirements.txt .", false)]);
+    assert_eq!(causes[0].cause, Cause::Base { old: "py:3@sha256:aa".into(), new: "py:3@sha256:bb".into() });
+}

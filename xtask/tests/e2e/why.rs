@@ -125,9 +125,17 @@ fn why_no_cache_names_the_flag() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// The engine's build cache records whose description holds `text`.
+/// The engine's build cache records whose description holds `text`. Another checkout's build or
+/// clean can remove a snapshot while the engine lists them ("snapshot ... does not exist"): the
+/// listing is asked for again then.
 fn records_with(text: &str) -> Vec<String> {
-    let listed = docker(&["system", "df", "-v", "--format", "{{json .BuildCache}}"]);
+    let args = ["system", "df", "-v", "--format", "{{json .BuildCache}}"];
+    let listed = (0..3)
+        .find_map(|_| {
+            let out = Command::new("docker").args(args).output().expect("running docker");
+            out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        })
+        .unwrap_or_else(|| docker(&args));
     let records: Vec<Value> = serde_json::from_str(&listed).unwrap_or_default();
     records
         .iter()
@@ -190,13 +198,15 @@ fn why_a_new_base_digest_names_old_and_new() {
         .find_map(|s| s["name"].as_str().unwrap().split_once("] FROM ").map(|(_, image)| image.to_string()))
         .expect("a FROM step names the base");
     let tag = format!("localhost/why-base-{}:1", mark());
-    base_copy(&from, &tag, "one");
+    // Unique contents: the engine would serve the same step of an earlier run from its cache.
+    let unique = mark();
+    base_copy(&from, &tag, &format!("one-{unique}"));
     let dockerfile = dir.join("backend/Dockerfile");
     let text = std::fs::read_to_string(&dockerfile).unwrap();
     let text = text.replace("FROM ${PYTHON_IMAGE} AS app", &format!("FROM {tag} AS app"));
     std::fs::write(&dockerfile, text).unwrap();
     must(&["backend"], &env);
-    base_copy(&from, &tag, "two");
+    base_copy(&from, &tag, &format!("two-{unique}"));
     let out = must(&["backend"], &env);
     let report = last_report(&dir);
     each_ran_step_has_a_cause(&report, "backend");

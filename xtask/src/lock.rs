@@ -49,6 +49,12 @@ fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
     Ok(flock(&file, true, false)?.then_some(Lock { _file: file }))
 }
 
+/// Waits for the whole of an open file's lock (an appender's, such as the history's), held until
+/// the file is closed.
+pub(crate) fn exclusive_wait(file: &File) -> Result<()> {
+    flock(file, true, true).map(|_| ())
+}
+
 /// True when the lock was taken; false when `wait` is off and someone else holds it.
 #[cfg(unix)]
 fn flock(file: &File, exclusive: bool, wait: bool) -> Result<bool> {
@@ -66,7 +72,7 @@ fn flock(file: &File, exclusive: bool, wait: bool) -> Result<bool> {
         match err.kind() {
             std::io::ErrorKind::Interrupted => continue,
             std::io::ErrorKind::WouldBlock => return Ok(false),
-            _ => return Err(err).context("taking the build lock"),
+            _ => return Err(err).context("taking a file lock"),
         }
     }
 }

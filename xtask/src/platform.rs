@@ -69,6 +69,19 @@ mod imp {
     pub fn connect_socket(socket: &Path) -> io::Result<std::os::unix::net::UnixStream> {
         std::os::unix::net::UnixStream::connect(socket)
     }
+
+    /// Whether a process with this id exists (one of another user counts: kill answers EPERM).
+    pub fn process_exists(pid: u32) -> bool {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+        // SAFETY: kill(2) with signal 0 only checks that the process exists; it touches no memory.
+        let answered = unsafe { libc::kill(pid, 0) };
+        answered == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+
+    /// Makes a folder's entries durable (a rename into it survives a power cut once this returns).
+    pub fn sync_dir(dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
 }
 
 #[cfg(not(unix))]
@@ -106,6 +119,17 @@ mod imp {
     pub fn connect_socket(socket: &Path) -> io::Result<std::net::TcpStream> {
         Err(io::Error::new(io::ErrorKind::Unsupported, format!("{} is a unix socket", socket.display())))
     }
+
+    /// Unknown here, so every process counts as running: a temporary file is then left in place
+    /// rather than taken from a writer that may still use it.
+    pub fn process_exists(_pid: u32) -> bool {
+        true
+    }
+
+    /// A folder cannot be opened as a file here; NTFS journals its entries itself.
+    pub fn sync_dir(_dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -116,6 +140,17 @@ mod tests {
     #[test]
     fn the_named_signals_are_the_platforms_own() {
         assert_eq!((SIGHUP, SIGINT, SIGTERM), (libc::SIGHUP, libc::SIGINT, libc::SIGTERM));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn this_process_exists_and_a_reaped_child_does_not() {
+        assert!(process_exists(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_exists(pid));
+        assert!(sync_dir(&std::env::temp_dir()).is_ok());
     }
 
     #[test]

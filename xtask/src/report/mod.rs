@@ -72,7 +72,7 @@ pub mod testing {
                 p.apply(st);
             }
         }
-        (p, s.stray)
+        (p, s.stray())
     }
 
     pub fn two() -> Vec<String> {

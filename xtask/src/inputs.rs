@@ -93,6 +93,7 @@ impl Inputs {
             .map(str::to_string);
         let root = paths::project_root();
         let bake_defaults = bake::Defaults::read(&root)?;
+        bake_defaults.check_names(&request.names)?;
         let officials = bake_defaults.base_images()?;
         let sbom_generator = crate::sbom::generator::named_in(&bake_defaults);
         let source_url = match settings.iter().find(|(k, _, _)| *k == "SOURCE_URL") {

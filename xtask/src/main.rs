@@ -92,8 +92,8 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::EngineEnv => engine::env(&which_engine(a)?),
         Sub::Up => stack::up(&names(), &Options { version: a.value("version"), ..Options::default() }),
         Sub::Down => stack::down(),
-        Sub::Logs => stack::pass_through(&stack::logs_args(a.switch("follow"), a.value("tail").as_deref(), &names())),
-        Sub::Ps => stack::pass_through(&["ps".to_string()]),
+        Sub::Logs => stack::logs(a.switch("follow"), a.value("tail").as_deref(), &names()),
+        Sub::Ps => stack::ps(),
         Sub::Du => usage::du(),
         Sub::Clean => {
             let asked = clean::Asked::from_flags(a.switch("cache"), a.switch("images"), a.switch("all"));

@@ -282,7 +282,7 @@ impl Plan {
         for s in &self.sets {
             bake = bake.args(["--set", s]);
         }
-        bake.args(self.names.iter().cloned())
+        bake.names(&self.names)
     }
 }
 

@@ -166,13 +166,13 @@ fn push() -> Options {
 fn local_recipes_load_into_the_engine_and_grant_the_ca_bundle() {
     let local = |names: &[&str]| line(Recipe::Local, names, Options::default(), None, current());
     let both = load(&["backend", "frontend"]);
-    assert_eq!(local(&[]), format!("{HEAD} {CA} {EPOCH} {both} default"));
-    assert_eq!(local(&["backend"]), format!("{HEAD} {CA} {EPOCH} {} backend", load(&["backend"])));
-    assert_eq!(local(&["frontend"]), format!("{HEAD} {CA} {EPOCH} {} frontend", load(&["frontend"])));
+    assert_eq!(local(&[]), format!("{HEAD} {CA} {EPOCH} {both} -- default"));
+    assert_eq!(local(&["backend"]), format!("{HEAD} {CA} {EPOCH} {} -- backend", load(&["backend"])));
+    assert_eq!(local(&["frontend"]), format!("{HEAD} {CA} {EPOCH} {} -- frontend", load(&["frontend"])));
     let dev = load(&["backend", "frontend-development"]);
-    assert_eq!(local(&["development"]), format!("{HEAD} {CA} {EPOCH} {dev} development"));
+    assert_eq!(local(&["development"]), format!("{HEAD} {CA} {EPOCH} {dev} -- development"));
     let with_registry = line(Recipe::Local, &[], Options::default(), Some(REGISTRY), current());
-    assert_eq!(with_registry, format!("{HEAD} {CA} {EPOCH} {both} default"));
+    assert_eq!(with_registry, format!("{HEAD} {CA} {EPOCH} {both} -- default"));
 }
 
 #[test]
@@ -180,10 +180,10 @@ fn production_loads_or_pushes_its_group_with_an_sbom_of_each_image() {
     let both = ["backend-production", "frontend-production"];
     assert_eq!(
         line(Recipe::Production, &[], Options::default(), None, current()),
-        format!("{HEAD} {CA} {EPOCH} {} {} production", load(&both), sbom(&both))
+        format!("{HEAD} {CA} {EPOCH} {} {} -- production", load(&both), sbom(&both))
     );
     let p = plan_of(Recipe::Production, &[], push(), Some(REGISTRY), current()).unwrap();
-    assert_eq!(p.bake().command_line(), format!("{HEAD} {CA} {EPOCH} {} {} production", pushed(&both), sbom(&both)));
+    assert_eq!(p.bake().command_line(), format!("{HEAD} {CA} {EPOCH} {} {} -- production", pushed(&both), sbom(&both)));
     assert_eq!(p.sbom_generator.as_deref(), Some("localhost/contextcleanse-sbom:dev"), "provision builds it first");
     assert!(p.notes.iter().any(|n| n.starts_with("SBOM attestation made by localhost/contextcleanse-sbom:dev")));
     let check = plan_of(Recipe::Production, &[], Options { check: true, ..Options::default() }, None, current());
@@ -198,18 +198,18 @@ fn multiplatform_loads_pushes_or_writes_an_archive_per_target() {
     let both = ["backend-multiplatform", "frontend-multiplatform"];
     assert_eq!(
         line(Recipe::Multiplatform, &[], Options::default(), None, current()),
-        format!("{HEAD} {CA} {EPOCH} {} {} multiplatform", load(&both), sbom(&both))
+        format!("{HEAD} {CA} {EPOCH} {} {} -- multiplatform", load(&both), sbom(&both))
     );
     assert_eq!(
         line(Recipe::Multiplatform, &[], push(), Some(REGISTRY), current()),
-        format!("{HEAD} {CA} {EPOCH} {} {} multiplatform", pushed(&both), sbom(&both))
+        format!("{HEAD} {CA} {EPOCH} {} {} -- multiplatform", pushed(&both), sbom(&both))
     );
     let oci = Options { oci: true, ..Options::default() };
     let dest = |t: &str| format!("--set {t}.output=type=oci,dest=/src/cc/target/xtask/oci/{t}.tar,{OCI_ATTRS}");
     assert_eq!(
         line(Recipe::Multiplatform, &[], oci, None, current()),
         format!(
-            "{HEAD} {CA} {EPOCH} {} {} {} multiplatform",
+            "{HEAD} {CA} {EPOCH} {} {} {} -- multiplatform",
             dest("backend-multiplatform"),
             dest("frontend-multiplatform"),
             sbom(&both)
@@ -229,7 +229,7 @@ fn bake_flags_and_sets_keep_their_order() {
     };
     assert_eq!(
         line(Recipe::Local, &[], opts, None, current()),
-        format!("{HEAD} --builder b1 --no-cache --pull --call check {CA} --set backend.args.X=1 default")
+        format!("{HEAD} --builder b1 --no-cache --pull --call check {CA} --set backend.args.X=1 -- default")
     );
 }
 
@@ -239,7 +239,7 @@ fn classic_store_leaves_out_cache_export_and_attestations_and_refuses_several_pl
     let drop_cache = "--set backend.cache-to= --set frontend.cache-to=";
     assert_eq!(
         p.bake().command_line(),
-        format!("{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=0' {drop_cache} default")
+        format!("{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=0' {drop_cache} -- default")
     );
     assert!(p.local_caches.is_empty(), "nothing exported, nothing to clean");
     assert!(p.notes.iter().any(|n| n.starts_with("cache export left out")), "{:?}", p.notes);
@@ -250,7 +250,7 @@ fn classic_store_leaves_out_cache_export_and_attestations_and_refuses_several_pl
         format!(
             "{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=0' --set backend-production.cache-to= \
              --set frontend-production.cache-to= --set backend-production.attest=type=provenance,disabled=true \
-             --set frontend-production.attest=type=provenance,disabled=true production"
+             --set frontend-production.attest=type=provenance,disabled=true -- production"
         )
     );
     assert!(p.sbom_generator.is_none(), "no SBOM where no attestation can be attached: no generator is built");

@@ -52,6 +52,15 @@ impl Cmd {
         self
     }
 
+    /// Names (targets, services, images) after `--`, so that none is read as a flag whatever it
+    /// holds; for the tools that take `--` (buildx, compose and cosign, through their flag parser).
+    pub fn names<S: AsRef<str>>(self, names: &[S]) -> Cmd {
+        if names.is_empty() {
+            return self;
+        }
+        self.arg("--").args(names.iter().map(|n| n.as_ref().to_string()))
+    }
+
     /// Sets a variable for this command, replacing an earlier value of the same name.
     pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Cmd {
         let key = key.into();

@@ -82,7 +82,7 @@ pub fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
     if local(image_by_digest) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
     }
-    cmd.arg(image_by_digest)
+    cmd.names(&[image_by_digest])
 }
 
 /// `cosign verify` against a public key, trusting no log (the signature was made without one).
@@ -91,12 +91,13 @@ pub fn verify_cmd(public_key: &str, image: &str) -> Cmd {
     if local(image) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
     }
-    cmd.args(["--output", "json", image])
+    cmd.args(["--output", "json"]).names(&[image])
 }
 
 /// One kind of attestation BuildKit attached to an image (`Provenance` or `SBOM`), as JSON.
 pub fn attestation_cmd(image: &str, kind: &str) -> Cmd {
-    Cmd::new("docker").args(["buildx", "imagetools", "inspect", image, "--format"]).arg(format!("{{{{json .{kind}}}}}"))
+    let format = format!("{{{{json .{kind}}}}}");
+    Cmd::new("docker").args(["buildx", "imagetools", "inspect", "--format", &format]).names(&[image])
 }
 
 /// Whether `imagetools inspect`'s JSON for one kind holds anything.
@@ -264,7 +265,7 @@ mod tests {
         assert_eq!(
             after_program(&cmd),
             "sign --yes --key env://COSIGN_PRIVATE_KEY --use-signing-config=false --tlog-upload=false \
-             --allow-insecure-registry --allow-http-registry 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
+             --allow-insecure-registry --allow-http-registry -- 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
         );
         let remote = sign_cmd(&KeyRef::File("/k/cosign.key".into()), "ghcr.io/x/y@sha256:abc").command_line();
         assert!(!remote.contains("insecure") && remote.contains("--key /k/cosign.key"), "{remote}");
@@ -277,7 +278,7 @@ mod tests {
         assert_eq!(
             after_program(&cmd),
             "verify --key /k/cosign.pub --insecure-ignore-tlog=true --allow-insecure-registry \
-             --allow-http-registry --output json 127.0.0.1:5000/x:1.0.0"
+             --allow-http-registry --output json -- 127.0.0.1:5000/x:1.0.0"
         );
     }
 
@@ -291,7 +292,7 @@ mod tests {
     fn attestations_are_present_only_when_the_json_holds_something() {
         assert_eq!(
             attestation_cmd("r/i:1", "SBOM").command_line(),
-            "docker buildx imagetools inspect r/i:1 --format '{{json .SBOM}}'"
+            "docker buildx imagetools inspect --format '{{json .SBOM}}' -- r/i:1"
         );
         assert!(present("{\"linux/amd64\": {\"SLSA\": {}}}"));
         assert!(!present("null") && !present("{}") && !present(""));

@@ -241,7 +241,8 @@ fn export(root: &Path, commit: &str, scratch: &Path) -> Result<()> {
 
 /// The config of an image in the engine's store, shaped as a registry's (labels under `config`).
 fn read_local(docker: &Cmd, image: &str) -> Result<Value> {
-    let Ok(text) = runner::read(&docker.clone().args(["image", "inspect", "--format", "{{json .Config}}", image]))
+    let Ok(text) =
+        runner::read(&docker.clone().args(["image", "inspect", "--format", "{{json .Config}}"]).names(&[image]))
     else {
         bail!("`{image}` is in no registry this engine reaches and not in its store: name a pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:TAG");
     };
@@ -253,17 +254,18 @@ fn read_local(docker: &Cmd, image: &str) -> Result<Value> {
 /// None when no registry has it.
 fn read_pushed(docker: &Cmd, image: &str) -> Result<Option<BTreeMap<String, Platform>>> {
     let raw = |reference: &str| {
-        runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", "--raw", reference]))
+        runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", "--raw"]).names(&[reference]))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
     };
     let Some(top) = raw(image) else { return Ok(None) };
     let repo = repository(image);
-    let configs =
-        runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", image, "--format", "{{json .Image}}"]))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .context("reading the image's config")?;
+    let configs = runner::read(
+        &docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Image}}"]).names(&[image]),
+    )
+    .ok()
+    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    .context("reading the image's config")?;
     let mut out = BTreeMap::new();
     for (platform, digest) in platforms(&top, "", &|d| raw(&format!("{repo}@{d}"))) {
         let manifest =
@@ -281,14 +283,9 @@ fn platform_of(config: &Value) -> String {
 }
 
 fn top_digest(docker: &Cmd, image: &str) -> Result<String> {
-    let out = runner::read(&docker.clone().args([
-        "buildx",
-        "imagetools",
-        "inspect",
-        image,
-        "--format",
-        "{{json .Manifest}}",
-    ]))?;
+    let out = runner::read(
+        &docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}"]).names(&[image]),
+    )?;
     let v: Value = serde_json::from_str(&out).context("reading the image's digest")?;
     v["digest"].as_str().map(str::to_string).context("the image has no digest")
 }

@@ -183,6 +183,12 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             None => word.strip_prefix("--"),
         };
         let Some(body) = body else {
+            // A name never starts with `-`: such a word is a flag this command lacks, and passed
+            // on as a name it would become a flag of the tool that receives it (`-f../x.hcl`).
+            if word.starts_with('-') {
+                let why = if command.positional.is_some() { " (a name never starts with `-`)" } else { "" };
+                return Err(usage(format!("`{}` has no flag `{word}`{why}", command.name)));
+            }
             match &command.positional {
                 Some(p) if p.repeated || args.positionals.is_empty() => args.positionals.push(word.to_string()),
                 Some(p) => {
@@ -333,10 +339,7 @@ mod tests {
         assert!(run("print a b").unwrap_err().contains("takes one NAME"));
         let a = run("logs -f --tail 5 backend").unwrap();
         assert!(a.switch("follow") && a.positionals == ["backend"]);
-        assert!(
-            run("ps -x").unwrap_err().contains("takes no arguments"),
-            "a dash word that is no short flag is an argument"
-        );
+        assert!(run("ps -x").unwrap_err().contains("`ps` has no flag `-x`"), "{}", run("ps -x").unwrap_err());
         // `up` and `engine up` are two commands; the longer name wins.
         assert_eq!(run("up").unwrap().command.sub, Sub::Up);
         assert_eq!(run("engine up").unwrap().command.sub, Sub::EngineUp);
@@ -356,6 +359,25 @@ mod tests {
         assert!(run("build --version 1 --version 2").unwrap_err().contains("given twice"));
         assert!(run("engine upp").unwrap_err().contains("unknown subcommand `engine upp` (did you mean `engine up`?)"));
         assert!(run("doctor now").unwrap_err().contains("takes no arguments"));
+    }
+
+    #[test]
+    fn a_word_starting_with_a_dash_is_never_a_name() {
+        for (line, word) in [
+            ("build -f../elsewhere.hcl", "-f../elsewhere.hcl"),
+            ("build -n", "-n"),
+            ("build backend -x", "-x"),
+            ("verify -oops", "-oops"),
+            ("sbom -f", "-f"),
+            ("logs backend -ff", "-ff"),
+            ("report --compare -1 last", "-1"),
+        ] {
+            let e = run(line).unwrap_err();
+            let cmd = line.split(' ').next().unwrap();
+            let expected = format!("`{cmd}` has no flag `{word}` (a name never starts with `-`)");
+            assert!(e.starts_with(&expected) && !e.contains('\n'), "{line}: {e}");
+        }
+        assert_eq!(run("logs -f backend").unwrap().positionals, ["backend"], "a short flag is still a flag");
     }
 
     #[test]

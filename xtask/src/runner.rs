@@ -31,11 +31,18 @@ pub struct Cmd {
     /// Variables of the xtask's own environment this command must not see.
     pub unset: Vec<String>,
     pub dir: Option<PathBuf>,
+    /// Whether the xtask's [`SECRETS`] reach this command (cosign's signing alone).
+    pub secrets: bool,
 }
+
+/// Variables of the xtask's environment that hold secrets: removed from every child's environment
+/// except a command's that asks for them ([`Cmd::pass_secrets`]), so that no other program
+/// (curl, npm, apt-get, a build step's tools) can read or log them.
+pub const SECRETS: [&str; 2] = ["COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD"];
 
 impl Cmd {
     pub fn new(program: impl Into<String>) -> Cmd {
-        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), unset: Vec::new(), dir: None }
+        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), unset: Vec::new(), dir: None, secrets: false }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
@@ -89,9 +96,23 @@ impl Cmd {
         self
     }
 
+    /// Lets the xtask's [`SECRETS`] through to this command, from the xtask's own environment (their
+    /// values never enter the `Cmd`, so printing it shows none).
+    pub fn pass_secrets(mut self) -> Cmd {
+        self.secrets = true;
+        self
+    }
+
+    /// The variables of the xtask's environment the child does not get: the asked ones, and the
+    /// secrets unless passed.
+    fn removed(&self) -> impl Iterator<Item = &str> {
+        let secrets = SECRETS.iter().copied().filter(|_| !self.secrets);
+        self.unset.iter().map(String::as_str).chain(secrets)
+    }
+
     fn expression(&self) -> duct::Expression {
         let mut expr = duct::cmd(&self.program, &self.args);
-        for k in &self.unset {
+        for k in self.removed() {
             expr = expr.env_remove(k);
         }
         for (k, v) in &self.env {
@@ -312,7 +333,7 @@ pub fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let mut command = std::process::Command::new(&cmd.program);
-    for k in &cmd.unset {
+    for k in cmd.removed() {
         command.env_remove(k);
     }
     command.args(&cmd.args).envs(cmd.env.iter().cloned()).stdin(Stdio::null());
@@ -339,6 +360,32 @@ mod tests {
             cmd.to_string(),
             "cd '/tmp/x y' && VERSION=1.2.3 docker buildx bake --set '*.args.X=a b' 'it'\\''s'"
         );
+    }
+
+    // It runs Unix programs, and sets variables of this test process that no other test reads.
+    #[cfg(unix)]
+    #[test]
+    fn secrets_reach_only_the_command_that_asks_for_them() {
+        std::env::set_var("COSIGN_PRIVATE_KEY", "test-key-text");
+        std::env::set_var("COSIGN_PASSWORD", "test-password");
+        let env = |cmd: Cmd| read(&cmd).unwrap();
+        let plain = env(Cmd::new("env"));
+        let daemon_log = std::env::temp_dir().join(format!("xtask-secrets-{}.log", std::process::id()));
+        let pid = spawn_daemon(&Cmd::new("env"), &daemon_log).unwrap();
+        let passed = env(Cmd::new("env").pass_secrets());
+        std::env::remove_var("COSIGN_PRIVATE_KEY");
+        std::env::remove_var("COSIGN_PASSWORD");
+        assert!(!plain.contains("test-key-text") && !plain.contains("test-password"), "{plain}");
+        assert!(plain.contains("PATH="), "the rest of the environment stays");
+        assert!(
+            passed.contains("COSIGN_PRIVATE_KEY=test-key-text") && passed.contains("COSIGN_PASSWORD=test-password")
+        );
+        assert!(wait_until(Duration::from_secs(5), || !platform::process_exists(pid)
+            || std::fs::read_to_string(&daemon_log).is_ok_and(|t| t.contains("PATH="))));
+        let daemon = std::fs::read_to_string(&daemon_log).unwrap();
+        assert!(daemon.contains("PATH=") && !daemon.contains("test-key-text"), "{daemon}");
+        std::fs::remove_file(daemon_log).unwrap();
+        assert!(!Cmd::new("cosign").pass_secrets().to_string().contains("COSIGN"), "nothing of them is printed");
     }
 
     // It runs Unix programs.

@@ -77,7 +77,8 @@ fn cosign() -> Cmd {
 /// `cosign sign` of an image by digest (`REPO@sha256:...`), with no transparency log: the key is
 /// the trust root, and no public log is reachable from a machine of this kind.
 pub fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
-    let mut cmd = cosign().args(["sign", "--yes", "--key"]).arg(key.arg());
+    // The one command that gets the key's text and its password from the xtask's environment.
+    let mut cmd = cosign().pass_secrets().args(["sign", "--yes", "--key"]).arg(key.arg());
     cmd = cmd.args(["--use-signing-config=false", "--tlog-upload=false"]);
     if local(image_by_digest) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);

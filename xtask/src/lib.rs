@@ -19,6 +19,7 @@ pub mod crosscheck;
 pub mod dockerapi;
 pub mod doctor;
 pub mod engine;
+pub mod entitlements;
 pub mod flags;
 pub mod http;
 pub mod inputs;

@@ -26,6 +26,7 @@ fn options(a: &Args) -> Options {
         cache_export: a.switch("cache-export"),
         sign: a.switch_if_declared("sign"),
         key: a.value_if_declared("key"),
+        allow: a.values("allow"),
     }
 }
 
@@ -53,6 +54,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 set: a.values("set"),
                 registry: a.value("registry"),
                 version: a.value("version"),
+                allow: a.values("allow"),
                 ..Options::default()
             };
             build::run(Recipe::Local, &names(), &opts)

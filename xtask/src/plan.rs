@@ -108,6 +108,9 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         oci_dir: opts.oci.then_some(oci_dir.as_path()),
         builder: &f.builder_line(),
         sbom: inputs.sbom_generator.as_deref().filter(|_| output != Output::Check),
+        ca_bundle: inputs.ca_bundle.as_deref().map(std::path::Path::new),
+        own: &[inputs.root.join("target"), crate::paths::checkout_target()],
+        allow: &opts.allow,
     };
     let fit = adapt::fit(definition, &caps, &asked)?;
     let platforms = inputs::platforms_of(definition);

@@ -361,3 +361,26 @@ fn platforms_in_a_set_must_be_ones_the_bake_file_builds_for() {
     assert_eq!(err.to_string(), "unknown platform `linux/s390x`: this project builds for linux/amd64 and linux/arm64");
     assert!(plan_of(Recipe::Local, &[], set("*.platform=linux/arm64"), None, current()).is_ok());
 }
+
+#[test]
+fn a_path_outside_that_the_xtask_does_not_name_is_refused_unless_granted_and_the_grant_is_shown() {
+    let names = vec!["default".to_string()];
+    // The recorded definition mounts /etc/ssl/certs/ca-certificates.crt; here no CA bundle setting names it.
+    let mut bare = inputs(ALL_0_29, &names, current());
+    bare.ca_bundle = None;
+    let request = |allow: &[&str]| Request {
+        recipe: Recipe::Local,
+        names: names.clone(),
+        opts: Options { allow: allow.iter().map(|a| a.to_string()).collect(), ..Options::default() },
+        registry: None,
+        version: None,
+    };
+    let e = plan(&request(&[]), &bare).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "`backend` reads /etc/ssl/certs/ca-certificates.crt outside the checkout: pass `--allow fs.read=/etc/ssl/certs/ca-certificates.crt` to grant it"
+    );
+    let granted = plan(&request(&["fs.read=/etc/ssl/certs"]), &bare).unwrap().bake().command_line();
+    assert!(granted.contains(" --allow=fs.read=/etc/ssl/certs --set"), "print shows the grant as given: {granted}");
+    assert!(!granted.contains("ca-certificates.crt"), "{granted}");
+}

@@ -15,6 +15,7 @@ pub const BUILD: &[Flag] = &[
     valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),
     valued("builder", "NAME", "Use this buildx builder instead of the current one."),
     repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
+    repeated("allow", "fs.read=PATH", "Grant bake a path outside the checkout (fs.read=PATH or fs.write=PATH, repeatable)."),
     valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000)."),
     valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
 ];
@@ -23,6 +24,11 @@ pub const BUILD: &[Flag] = &[
 const PLAN: &[Flag] = &[
     valued("builder", "NAME", "Use this buildx builder instead of the current one."),
     repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
+    repeated(
+        "allow",
+        "fs.read=PATH",
+        "Grant bake a path outside the checkout (fs.read=PATH or fs.write=PATH, repeatable).",
+    ),
     valued("registry", "HOST:PORT", "Registry to tag for (e.g. 127.0.0.1:5000)."),
     valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
 ];

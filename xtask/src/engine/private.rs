@@ -264,17 +264,13 @@ fn start_dockerd(layout: &Layout, settings: &Settings, net: &Network) -> Result<
 fn start_registry(layout: &Layout) -> Result<()> {
     let addr = layout.registry_addr();
     if std::net::TcpStream::connect(&addr).is_ok() {
-        eprintln!("xtask: {addr} is already taken; using whatever registry listens there");
-        return Ok(());
+        let own = read_pid(&layout.registry_pid()).filter(|p| layout.owns(*p));
+        return super::registry::check_holder(&layout.name, &addr, own, &crate::ports::holders(layout.port));
     }
     let storage = layout.root.join("registry");
     std::fs::create_dir_all(&storage)?;
     let config = layout.root.join("registry.yml");
-    let yaml = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-        storage.display()
-    );
-    write_atomic(&config, yaml.as_bytes())?;
+    write_atomic(&config, super::registry::config(&storage, &addr).as_bytes())?;
     let cmd =
         Cmd::new(layout.bin("docker-registry").display().to_string()).args(["serve", &config.display().to_string()]);
     let pid = runner::spawn_daemon(&cmd, &layout.root.join("registry.log"))?;

@@ -82,6 +82,12 @@ mod imp {
     pub fn sync_dir(dir: &Path) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()
     }
+
+    /// The owner, group and permission bits of a file or folder.
+    pub fn owner_and_mode(meta: &std::fs::Metadata) -> Option<(u32, u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.uid(), meta.gid(), meta.mode()))
+    }
 }
 
 #[cfg(not(unix))]
@@ -129,6 +135,11 @@ mod imp {
     /// A folder cannot be opened as a file here; NTFS journals its entries itself.
     pub fn sync_dir(_dir: &Path) -> io::Result<()> {
         Ok(())
+    }
+
+    /// No Unix owner and mode here (the private engine, which asks, needs Linux).
+    pub fn owner_and_mode(_meta: &std::fs::Metadata) -> Option<(u32, u32, u32)> {
+        None
     }
 }
 

@@ -69,8 +69,12 @@ fn local(reference: &str) -> bool {
 /// The program: the private engine's own (`engine up` unpacks the pinned package into its prefix),
 /// else one on PATH.
 fn cosign() -> Cmd {
-    let private =
-        crate::engine::Spec::ALL.iter().map(|s| crate::engine::Layout::new(*s).bin("cosign")).find(|p| p.is_file());
+    // A prefix someone besides root could have changed is passed over (see engine/integrity.rs).
+    let private = crate::engine::Spec::ALL
+        .iter()
+        .map(|s| crate::engine::Layout::new(*s))
+        .find(|l| l.bin("cosign").is_file() && l.root_only())
+        .map(|l| l.bin("cosign"));
     Cmd::new(private.map_or("cosign".to_string(), |p| p.display().to_string()))
 }
 

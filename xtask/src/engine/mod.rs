@@ -10,6 +10,7 @@
 mod channel;
 mod debian;
 mod facts;
+mod integrity;
 mod named;
 mod network;
 mod private;

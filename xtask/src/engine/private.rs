@@ -159,6 +159,7 @@ pub fn start(layout: &Layout, settings: &Settings) -> Result<bool> {
     let net = Network::choose(layout)?;
     super::named::refuse_collisions(layout, net.n)?;
     debian::install_prefix(layout)?;
+    super::integrity::check(layout)?;
     std::fs::create_dir_all(&layout.run)?;
     register_binfmt(layout)?;
     // A start that fails halfway leaves nothing behind: what did start is stopped, and the bridge,

@@ -142,16 +142,21 @@ mod tests {
         addr
     }
 
+    /// A peer that accepts and then says nothing for five seconds.
+    fn stalling() -> SocketAddr {
+        listener(|s| {
+            std::thread::sleep(Duration::from_secs(5));
+            drop(s);
+        })
+    }
+
     fn never() -> bool {
         false
     }
 
     #[test]
     fn a_peer_that_stalls_is_given_up_at_the_deadline() {
-        let addr = listener(|s| {
-            std::thread::sleep(Duration::from_secs(5));
-            drop(s);
-        });
+        let addr = stalling();
         let t = Instant::now();
         let bounds = Bounds { deadline: Duration::from_secs(1), cap: 1024, stopped: &never };
         let e = exchange(addr, b"PUT / HTTP/1.1\r\n\r\n", &bounds).unwrap_err().to_string();
@@ -189,10 +194,7 @@ mod tests {
 
     #[test]
     fn a_stop_ends_the_wait_within_a_slice() {
-        let addr = listener(|s| {
-            std::thread::sleep(Duration::from_secs(5));
-            drop(s);
-        });
+        let addr = stalling();
         let t = Instant::now();
         let stop = move || t.elapsed() > Duration::from_millis(300);
         let bounds = Bounds { deadline: Duration::from_secs(10), cap: 1024, stopped: &stop };

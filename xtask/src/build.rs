@@ -13,7 +13,7 @@ use crate::{cachegc, check, print, provision, request, run};
 /// Plans and runs one recipe.
 pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // Held until the build ends, so that `clean` removes nothing it uses.
-    let _lock = if opts.dry_run { None } else { Some(crate::lock::shared()?) };
+    let lock = if opts.dry_run { None } else { Some(crate::lock::shared()?) };
     // A signing request that cannot succeed is refused before anything is built.
     let key = if opts.sign { Some(crate::signing::key_for_build(opts.push, opts.key.as_deref())?) } else { None };
     let started = std::time::Instant::now();
@@ -43,8 +43,12 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     if let Some(key) = &key {
         crate::signing::sign_last_build(key)?;
     }
-    if let Some(line) = cachegc::after_build(&plan.local_caches) {
-        eprintln!("xtask: {line}");
+    // The clean-up takes the lock whole, or leaves the folders to a later build (see cachegc).
+    drop(lock);
+    match cachegc::after_build_alone(&plan.local_caches) {
+        Ok(Some(line)) => eprintln!("xtask: {line}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("xtask: local cache clean-up skipped: {e:#}"),
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ pub fn shared() -> Result<Lock> {
     shared_at(&file())
 }
 
-fn shared_at(path: &std::path::Path) -> Result<Lock> {
+pub(crate) fn shared_at(path: &std::path::Path) -> Result<Lock> {
     let file = open(path)?;
     flock(&file, false, true)?;
     Ok(Lock { _file: file })
@@ -44,7 +44,7 @@ pub fn exclusive_now() -> Result<Option<Lock>> {
     exclusive_now_at(&file())
 }
 
-fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
+pub(crate) fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
     let file = open(path)?;
     Ok(flock(&file, true, false)?.then_some(Lock { _file: file }))
 }

@@ -60,7 +60,8 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         ("XTASK_SOURCE_COMMIT".to_string(), format!("{}-bench", git(&["rev-parse", "HEAD"])?)),
         ("SOURCE_DATE_EPOCH".to_string(), git(&["log", "-1", "--format=%ct"])?),
     ];
-    let docker = crate::engine::connect(&crate::settings::Settings::load()?, false)?.docker();
+    let settings = crate::settings::Settings::load()?;
+    let docker = crate::engine::connect(&settings, false)?.docker();
     let ids = || -> Vec<String> {
         let id = |n: &String| {
             let image = format!("contextcleanse-{n}:dev");
@@ -92,14 +93,17 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
                     extra_args.push("--no-cache".into());
                     env.push((
                         "BUILDKIT_CACHE_MOUNT_NS".into(),
-                        format!("{}{}-{round}", crate::usage::BENCH_NS_PREFIX, std::process::id()),
+                        crate::usage::run_namespace(&settings, &format!("bench-cold-{}-{round}", std::process::id())),
                     ));
                 }
                 Scenario::ColdExport => {
                     extra_args.extend(["--no-cache".into(), "--cache-export".into()]);
                     env.push((
                         "BUILDKIT_CACHE_MOUNT_NS".into(),
-                        format!("{}export-{}-{round}", crate::usage::BENCH_NS_PREFIX, std::process::id()),
+                        crate::usage::run_namespace(
+                            &settings,
+                            &format!("bench-cold-export-{}-{round}", std::process::id()),
+                        ),
                     ));
                 }
                 Scenario::ColdFormer => {
@@ -115,14 +119,20 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
                     }
                     env.push((
                         "BUILDKIT_CACHE_MOUNT_NS".into(),
-                        format!("{}former-{}-{round}", crate::usage::BENCH_NS_PREFIX, std::process::id()),
+                        crate::usage::run_namespace(
+                            &settings,
+                            &format!("bench-cold-former-{}-{round}", std::process::id()),
+                        ),
                     ));
                 }
                 Scenario::ColdIssue => {
                     extra_args.push("--no-cache".into());
                     env.push((
                         "BUILDKIT_CACHE_MOUNT_NS".into(),
-                        format!("{}issue-{}-{round}", crate::usage::BENCH_NS_PREFIX, std::process::id()),
+                        crate::usage::run_namespace(
+                            &settings,
+                            &format!("bench-cold-issue-{}-{round}", std::process::id()),
+                        ),
                     ));
                 }
                 Scenario::Warm | Scenario::Repeat => {}

@@ -2,8 +2,8 @@
 //! images are this project's, and the disk the project uses besides (registry storage, `target/`).
 //!
 //! BuildKit's records carry no project label, so a record is the project's when it is
-//! - a cache mount whose id lies in the project's namespace (`BUILDKIT_CACHE_MOUNT_NS`, or the
-//!   bench's `bench-cold-*`), or
+//! - a cache mount whose id lies in the project's namespace (`BUILDKIT_CACHE_MOUNT_NS`, or one of
+//!   the runs inside it, `NS--…`: the bench's cold builds, `verify`'s rebuild), or
 //! - the layer of a RUN step whose command is, word for word, one of the project's Dockerfiles', or
 //! - a step of the project's Dockerfiles (`[stage i/n] COPY …`) built on top of such a layer.
 //!
@@ -24,8 +24,18 @@ use crate::engine::{self, Engine, Layout};
 use crate::paths;
 use crate::settings::Settings;
 
-/// The bench's cold runs each use a fresh cache-mount namespace starting with this.
-pub const BENCH_NS_PREFIX: &str = "bench-cold-";
+/// The project's cache-mount namespace (`BUILDKIT_CACHE_MOUNT_NS`, else the project's name): the
+/// mark its cache mounts carry.
+pub fn own_namespace(settings: &Settings) -> String {
+    settings.get("BUILDKIT_CACHE_MOUNT_NS").unwrap_or("contextcleanse").to_string()
+}
+
+/// A fresh namespace for one run (a bench's cold build, `verify`'s rebuild) inside the project's:
+/// `NS--what`, so that `du` and `clean` know its cache mounts by that mark, and no other
+/// project's (`contextcleanse-other`) is taken for it.
+pub fn run_namespace(settings: &Settings, what: &str) -> String {
+    format!("{}--{what}", own_namespace(settings))
+}
 
 /// One build cache record, as the engine's `/system/df` lists it.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -207,6 +217,8 @@ pub struct World {
     pub owner: Owner,
     /// The local cache folders the bake file exports to.
     pub cache_dirs: Vec<PathBuf>,
+    /// The project's `target/`: the only place `clean` removes a cache folder from.
+    pub target: PathBuf,
 }
 
 /// While a build runs or a cancelled one is torn down, the engine can list a snapshot that is gone
@@ -242,11 +254,12 @@ pub fn read_world() -> Result<World> {
         .iter()
         .map(|p| std::fs::read_to_string(root.join(p)).with_context(|| format!("reading {p}")))
         .collect::<Result<Vec<_>>>()?;
-    let mut namespaces = vec![BENCH_NS_PREFIX.to_string()];
-    namespaces.extend(settings.get("BUILDKIT_CACHE_MOUNT_NS").filter(|n| !n.is_empty()).map(str::to_string));
+    let own = own_namespace(&settings);
+    let namespaces = vec![own.clone(), format!("{own}--")];
     let owner = Owner::new(&dockerfiles, namespaces, repos);
     let cache_dirs = crate::cachegc::local_dirs(&def, &root);
-    Ok(World { engine, socket, usage, owner, cache_dirs })
+    let target = crate::entitlements::normalize(&root.join("target"));
+    Ok(World { engine, socket, usage, owner, cache_dirs, target })
 }
 
 /// Bytes under a folder (files only, symbolic links not followed).
@@ -392,7 +405,7 @@ mod tests {
 
     fn owner() -> Owner {
         let repos = ["contextcleanse-backend".to_string()].into();
-        Owner::new(&[DOCKERFILE.to_string()], vec!["contextcleanse".into(), BENCH_NS_PREFIX.into()], repos)
+        Owner::new(&[DOCKERFILE.to_string()], vec!["contextcleanse".into(), "contextcleanse--".into()], repos)
     }
 
     #[test]
@@ -416,7 +429,14 @@ mod tests {
                 "exec.cachemount",
                 "cached mount /root/.npm from exec /bin/sh -c npm ci with id \"contextcleanse//root/.npm\"",
             ),
-            record("bench", None, "exec.cachemount", "cached mount /x from exec y with id \"bench-cold-12-0//x\""),
+            record(
+                "bench",
+                None,
+                "exec.cachemount",
+                "cached mount /x from exec y with id \"contextcleanse--bench-cold-12-0//x\"",
+            ),
+            // Another project's bench, which the old guess (`bench-cold-*`) took.
+            record("f-bench", None, "exec.cachemount", "cached mount /x from exec y with id \"bench-cold-12-0//x\""),
             // Another project: its own step, the same COPY text on its own layer, its cache mount,
             // an un-namespaced mount, and a build context.
             record("f-run", Some("base"), "regular", "mount / from exec /bin/sh -c echo foreign > /f"),

@@ -192,7 +192,10 @@ pub fn run(image: &str, only: Option<&str>) -> Result<()> {
         .env("XTASK_PROJECT_ROOT", scratch.join("src").display().to_string())
         .env("XTASK_SOURCE_COMMIT", &origin.commit)
         .env("SOURCE_DATE_EPOCH", epoch.trim())
-        .env("BUILDKIT_CACHE_MOUNT_NS", format!("verify-{}", std::process::id()))
+        .env(
+            "BUILDKIT_CACHE_MOUNT_NS",
+            crate::usage::run_namespace(&settings, &format!("verify-{}", std::process::id())),
+        )
         .dir(scratch.join("src"));
     runner::run(&rebuild).context("rebuilding the commit")?;
     let archive = scratch.join("src/target/xtask/oci").join(format!("{target}.tar"));

@@ -16,6 +16,7 @@ mod audit;
 mod builds;
 mod commands;
 mod home_page;
+mod host;
 mod metrics;
 mod reports;
 mod reproducible;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::paths;
+use crate::util::paths;
 
 /// Where a BuildKit setting from `.env` takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,6 +228,19 @@ impl Settings {
     }
 }
 
+/// The project's cache-mount namespace (`BUILDKIT_CACHE_MOUNT_NS`, else the project's name): the
+/// mark its cache mounts carry.
+pub fn own_namespace(settings: &Settings) -> String {
+    settings.get("BUILDKIT_CACHE_MOUNT_NS").unwrap_or("contextcleanse").to_string()
+}
+
+/// A fresh namespace for one run (a bench's cold build, `verify`'s rebuild) inside the project's:
+/// `NS--what`, so that `du` and `clean` know its cache mounts by that mark, and no other
+/// project's (`contextcleanse-other`) is taken for it.
+pub fn run_namespace(settings: &Settings, what: &str) -> String {
+    format!("{}--{what}", own_namespace(settings))
+}
+
 /// Where a Prometheus Pushgateway (`PUSHGATEWAY`) lives: `http://host:port` with an optional path prefix.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Gateway {
@@ -252,6 +265,12 @@ pub fn parse_gateway(url: &str) -> Result<Gateway> {
         bail!("PUSHGATEWAY `{}`: `{}` has no place in a URL: remove it", url.escape_debug(), c.escape_default());
     }
     Ok(Gateway { host: host.to_string(), port, prefix: path.trim_end_matches('/').to_string() })
+}
+
+/// Whether this runs in CI (`CI=true` or `CI=1`, as CI services set it): there a test that needs
+/// the engine fails rather than skips, and builds export their cache.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use super::private::Layout;
+use super::layout::Layout;
 
 /// Who besides root can change an entry with this owner, group and mode: None when nobody can.
 /// A symbolic link's own bits change nothing (its folder's do); a folder with the sticky bit that
@@ -35,7 +35,7 @@ pub(super) fn first_open(prefix: &Path) -> Option<(PathBuf, String)> {
     let dir = prefix;
     let check = |p: &Path, follow: bool| {
         let meta = if follow { std::fs::metadata(p) } else { std::fs::symlink_metadata(p) }.ok()?;
-        let (uid, gid, mode) = crate::platform::owner_and_mode(&meta)?;
+        let (uid, gid, mode) = crate::util::os::owner_and_mode(&meta)?;
         who_else(uid, gid, mode, meta.file_type().is_symlink()).map(|who| (p.to_path_buf(), who))
     };
     let mut above: Vec<&Path> = dir.ancestors().skip(1).collect();
@@ -105,7 +105,7 @@ mod tests {
         }
         std::fs::write(bin.join("dockerd"), "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(bin.join("dockerd"), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let uid = std::fs::metadata(&dir).map(|m| crate::platform::owner_and_mode(&m).unwrap().0).unwrap();
+        let uid = std::fs::metadata(&dir).map(|m| crate::util::os::owner_and_mode(&m).unwrap().0).unwrap();
         if uid == 0 {
             assert_eq!(first_open(&prefix), None);
             std::fs::set_permissions(bin.join("dockerd"), std::fs::Permissions::from_mode(0o757)).unwrap();

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Result};
 
-use crate::ports::Holder;
+use crate::util::net::Holder;
 
 /// The registry's configuration: its storage, its loopback address, and the delete API off.
 pub(super) fn config(storage: &Path, addr: &str) -> String {

@@ -183,19 +183,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             None => word.strip_prefix("--"),
         };
         let Some(body) = body else {
-            // A name never starts with `-`: such a word is a flag this command lacks, and passed
-            // on as a name it would become a flag of the tool that receives it (`-f../x.hcl`).
-            if word.starts_with('-') {
-                let why = if command.positional.is_some() { " (a name never starts with `-`)" } else { "" };
-                return Err(usage(format!("`{}` has no flag `{word}`{why}", command.name)));
-            }
-            match &command.positional {
-                Some(p) if p.repeated || args.positionals.is_empty() => args.positionals.push(word.to_string()),
-                Some(p) => {
-                    return Err(usage(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name)))
-                }
-                None => return Err(usage(format!("`{}` takes no arguments, got `{word}`", command.name))),
-            }
+            positional(command, &mut args.positionals, word).map_err(usage)?;
             continue;
         };
         let (long, inline) = match body.split_once('=') {
@@ -224,6 +212,22 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         args.given.push((flag.long, value));
     }
     Ok(Parsed::Run(args))
+}
+
+/// Takes a word that is not a flag as the command's next argument. A name never starts with `-`:
+/// such a word is a flag this command lacks, and passed on as a name it would become a flag of the
+/// tool that receives it (`-f../x.hcl`).
+fn positional(command: &Command, positionals: &mut Vec<String>, word: &str) -> Result<(), String> {
+    if word.starts_with('-') {
+        let why = if command.positional.is_some() { " (a name never starts with `-`)" } else { "" };
+        return Err(format!("`{}` has no flag `{word}`{why}", command.name));
+    }
+    match &command.positional {
+        Some(p) if p.repeated || positionals.is_empty() => positionals.push(word.to_string()),
+        Some(p) => return Err(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name)),
+        None => return Err(format!("`{}` takes no arguments, got `{word}`", command.name)),
+    }
+    Ok(())
 }
 
 /// ` (did you mean `x`?)` when a known name is one or two edits away.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::model::{BuildReport, HistoryLine, HistoryTarget, Status};
 use super::schema;
 use crate::engine::EngineRecord;
-use crate::paths;
+use crate::util::paths;
 
 /// A report file or history line that does not match the schema (older, or edited by hand).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -129,7 +129,7 @@ pub fn append_history(path: &Path, line: &HistoryLine) -> Result<()> {
         .create(true)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    crate::lock::exclusive_wait(&file).with_context(|| format!("locking {}", path.display()))?;
+    crate::util::os::flock(&file, true, true).with_context(|| format!("locking {}", path.display()))?;
     let mut text = Vec::new();
     if file.metadata()?.len() > 0 {
         let mut last = [0u8];
@@ -145,7 +145,7 @@ pub fn append_history(path: &Path, line: &HistoryLine) -> Result<()> {
     file.write_all(&text).with_context(|| format!("appending to {}", path.display()))?;
     file.sync_all().with_context(|| format!("flushing {} to disk", path.display()))?;
     if created {
-        crate::platform::sync_dir(dir).with_context(|| format!("flushing the folder {} to disk", dir.display()))?;
+        crate::util::os::sync_dir(dir).with_context(|| format!("flushing the folder {} to disk", dir.display()))?;
     }
     Ok(())
 }

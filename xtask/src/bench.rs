@@ -400,7 +400,7 @@ fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>], compiles: &[
                 check(kept == s.len(), format!("a repeat build kept every image id in {kept} of {} run(s)", s.len()));
             }
             Scenario::ColdExport => verdicts.push(format!(
-                "- the export adds {:.0}% to a cold build (it runs only with --cache-export, CI=true or a registry)",
+                "- the export adds {:.0}% to a cold build (it runs only with --cache-export or a registry)",
                 (ratio - 1.0) * 100.0
             )),
             _ => {}

@@ -97,6 +97,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         dockerfiles: BTreeMap::new(),
         platforms: crate::inputs::platforms_of(&Definition::parse(all).unwrap()),
         cache_export: crate::cachepolicy::decide(false, None, false),
+        cache_note: None,
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
         source_url: source_url_default(),

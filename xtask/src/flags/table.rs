@@ -9,7 +9,7 @@ pub const BUILD: &[Flag] = &[
     switch("no-cache", "Build every step again, ignoring the build cache."),
     switch(
         "cache-export",
-        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with CI=true or a configured registry.",
+        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with a configured registry; with CI=true only to a registry.",
     ),
     switch("pull", "Check the registry for newer base images."),
     valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),

@@ -31,9 +31,8 @@ fn root() -> PathBuf {
 
 fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    // CI=true makes every build export its mode=max cache for the next CI run: the tests' builds
-    // are not that run's, and the export would cost seconds each. A test that wants the export
-    // says `--cache-export` (or CI) itself.
+    // The tests' builds are not a CI run's own: each test says what it wants (`--cache-export`,
+    // CI), so the runner's CI=true does not change what they build or export.
     cmd.args(args).current_dir(root()).env_remove("CI");
     for (k, v) in envs {
         cmd.env(k, v);

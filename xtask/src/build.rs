@@ -15,7 +15,13 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // Held until the build ends, so that `clean` removes nothing it uses.
     let _lock = if opts.dry_run { None } else { Some(crate::lock::shared()?) };
     // A signing request that cannot succeed is refused before anything is built.
-    let key = if opts.sign { Some(crate::signing::key_for_build(opts.push, opts.key.as_deref())?) } else { None };
+    if opts.keyless && !opts.sign {
+        anyhow::bail!("--keyless is a way to --sign: add --sign");
+    }
+    let key = match opts.sign {
+        true => Some(crate::signing::key_for_build(opts.push, opts.key.as_deref(), opts.keyless)?),
+        false => None,
+    };
     let started = std::time::Instant::now();
     request::check_options(opts)?;
     let settings = Settings::load()?;
@@ -41,7 +47,10 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     }
     run::build(&plan)?;
     if let Some(key) = &key {
-        crate::signing::sign_last_build(key)?;
+        let signed = crate::signing::sign_last_build(key)?;
+        if *key == crate::signing::KeyRef::Keyless {
+            crate::keyless::write_summary(&signed)?;
+        }
     }
     if let Some(line) = cachegc::after_build(&plan.local_caches) {
         eprintln!("xtask: {line}");

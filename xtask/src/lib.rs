@@ -22,6 +22,7 @@ pub mod engine;
 pub mod flags;
 pub mod http;
 pub mod inputs;
+pub mod keyless;
 pub mod lock;
 pub mod meta;
 pub mod metrics;

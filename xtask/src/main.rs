@@ -26,6 +26,7 @@ fn options(a: &Args) -> Options {
         cache_export: a.switch("cache-export"),
         sign: a.switch_if_declared("sign"),
         key: a.value_if_declared("key"),
+        keyless: a.switch_if_declared("keyless"),
     }
 }
 

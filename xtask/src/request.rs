@@ -26,6 +26,8 @@ pub struct Options {
     /// Sign the pushed images with cosign (`--sign`), with the key file `--key` names, if any.
     pub sign: bool,
     pub key: Option<String>,
+    /// Sign without a key, by the CI workflow's OIDC identity (`--keyless`).
+    pub keyless: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

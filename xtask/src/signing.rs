@@ -1,5 +1,5 @@
-//! Signatures: signing a pushed image by digest with cosign and the user's key, and checking a
-//! signature (and the attestations) of an image in the registry.
+//! Signatures: signing a pushed image by digest with cosign and the user's key (or keyless, see
+//! `keyless.rs`), and checking a signature (and the attestations) of an image in the registry.
 //!
 //! The key never passes through the repository, an image, a log or a report: it is named by a path
 //! (`--key` or `COSIGN_KEY_FILE`) or held in the `COSIGN_PRIVATE_KEY` environment variable, which
@@ -18,18 +18,21 @@ pub const KEY_VAR: &str = "COSIGN_PRIVATE_KEY";
 pub const KEY_FILE_SETTING: &str = "COSIGN_KEY_FILE";
 
 /// Where cosign finds the key: a reference it resolves itself, so the key's text never enters an
-/// argument vector or the xtask's memory.
+/// argument vector or the xtask's memory; or no key at all (`--keyless`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRef {
     File(String),
     Env,
+    Keyless,
 }
 
 impl KeyRef {
-    pub fn arg(&self) -> String {
+    /// The value of cosign's `--key`, None when signing keyless.
+    pub fn arg(&self) -> Option<String> {
         match self {
-            KeyRef::File(p) => p.clone(),
-            KeyRef::Env => format!("env://{KEY_VAR}"),
+            KeyRef::File(p) => Some(p.clone()),
+            KeyRef::Env => Some(format!("env://{KEY_VAR}")),
+            KeyRef::Keyless => None,
         }
     }
 }
@@ -52,8 +55,15 @@ pub fn signing_key(push: bool, flag: Option<&str>, setting: Option<&str>, env_ha
     bail!("--sign needs a key: pass --key FILE, set {KEY_FILE_SETTING} in .env, or put the key's text in {KEY_VAR} (password in COSIGN_PASSWORD)")
 }
 
-/// The same, read from the world: the flag, `.env` and the process environment.
-pub fn key_for_build(push: bool, flag: Option<&str>) -> Result<KeyRef> {
+/// The same, read from the world: the flags, `.env` and the process environment.
+pub fn key_for_build(push: bool, flag: Option<&str>, keyless: bool) -> Result<KeyRef> {
+    if keyless {
+        if !push {
+            bail!("--sign signs what is pushed: add --push (and a registry)");
+        }
+        crate::keyless::check(flag, crate::keyless::token_available(|k| std::env::var(k).ok()))?;
+        return Ok(KeyRef::Keyless);
+    }
     let settings = crate::settings::Settings::load()?;
     let setting = settings.get(KEY_FILE_SETTING).map(str::to_string).or_else(|| std::env::var(KEY_FILE_SETTING).ok());
     let env_has_key = std::env::var(KEY_VAR).is_ok_and(|v| !v.trim().is_empty());
@@ -74,11 +84,15 @@ fn cosign() -> Cmd {
     Cmd::new(private.map_or("cosign".to_string(), |p| p.display().to_string()))
 }
 
-/// `cosign sign` of an image by digest (`REPO@sha256:...`), with no transparency log: the key is
-/// the trust root, and no public log is reachable from a machine of this kind.
+/// `cosign sign` of an image by digest (`REPO@sha256:...`). With a key, no transparency log: the
+/// key is the trust root, and no public log is reachable from a machine of this kind. Keyless,
+/// cosign's defaults: a certificate for the OIDC token's identity and an entry in the public log,
+/// which is what lets a consumer trust a key that existed for one signing only.
 pub fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
-    let mut cmd = cosign().args(["sign", "--yes", "--key"]).arg(key.arg());
-    cmd = cmd.args(["--use-signing-config=false", "--tlog-upload=false"]);
+    let mut cmd = cosign().args(["sign", "--yes"]);
+    if let Some(key) = key.arg() {
+        cmd = cmd.arg("--key").arg(key).args(["--use-signing-config=false", "--tlog-upload=false"]);
+    }
     if local(image_by_digest) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
     }
@@ -134,8 +148,9 @@ pub fn by_digest(image: &str, digest: &str) -> String {
     format!("{repo}@{digest}")
 }
 
-/// Signs what the last build (just finished) pushed, read from its report.
-pub fn sign_last_build(key: &KeyRef) -> Result<()> {
+/// Signs what the last build (just finished) pushed, read from its report; returns the images
+/// signed, by digest.
+pub fn sign_last_build(key: &KeyRef) -> Result<Vec<String>> {
     let history = crate::report::history();
     let last = crate::report::pick(&history, "last")?;
     let path = crate::paths::reports_dir().join(format!("{}.json", last.id));
@@ -145,7 +160,8 @@ pub fn sign_last_build(key: &KeyRef) -> Result<()> {
     if images.is_empty() {
         bail!("--sign: the build's report names no pushed image with a digest; nothing was signed");
     }
-    sign_all(key, &images)
+    sign_all(key, &images)?;
+    Ok(images)
 }
 
 fn first_line(text: &str) -> &str {
@@ -269,6 +285,17 @@ mod tests {
         let remote = sign_cmd(&KeyRef::File("/k/cosign.key".into()), "ghcr.io/x/y@sha256:abc").command_line();
         assert!(!remote.contains("insecure") && remote.contains("--key /k/cosign.key"), "{remote}");
         assert!(!cmd.command_line().contains("PASSWORD"));
+    }
+
+    #[test]
+    fn keyless_sign_argv_names_no_key_and_keeps_the_log() {
+        let cmd = sign_cmd(&KeyRef::Keyless, "ghcr.io/acme/contextcleanse-backend@sha256:abc");
+        assert_eq!(after_program(&cmd), "sign --yes ghcr.io/acme/contextcleanse-backend@sha256:abc");
+        let local = sign_cmd(&KeyRef::Keyless, "127.0.0.1:5000/contextcleanse-backend@sha256:abc");
+        assert_eq!(
+            after_program(&local),
+            "sign --yes --allow-insecure-registry --allow-http-registry 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
+        );
     }
 
     #[test]

@@ -42,6 +42,10 @@ const ENGINE: &[Flag] = &[
 const SIGN: &[Flag] = &[
     switch("sign", "Sign the pushed images by digest with cosign (needs --push and a key)."),
     valued("key", "FILE", "The cosign private key (default: COSIGN_KEY_FILE, else the key text in COSIGN_PRIVATE_KEY); password in COSIGN_PASSWORD."),
+    switch(
+        "keyless",
+        "With --sign: sign without a key, by the OIDC identity of the CI workflow (GitHub Actions with id-token: write, or SIGSTORE_ID_TOKEN).",
+    ),
 ];
 
 const NONE: &[&[Flag]] = &[];

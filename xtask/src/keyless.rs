@@ -77,7 +77,8 @@ pub fn write_summary(images: &[String]) -> Result<()> {
             .create(true)
             .open(&path)
             .with_context(|| format!("opening the job summary {path}"))?;
-        file.write_all(summary(images, &identity).as_bytes()).with_context(|| format!("writing the job summary {path}"))?;
+        file.write_all(summary(images, &identity).as_bytes())
+            .with_context(|| format!("writing the job summary {path}"))?;
     }
     Ok(())
 }

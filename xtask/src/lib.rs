@@ -16,6 +16,7 @@ pub mod check;
 pub mod chromium;
 pub mod clean;
 pub mod crosscheck;
+pub mod dialstdio;
 pub mod dockerapi;
 pub mod doctor;
 pub mod engine;

@@ -202,7 +202,8 @@ pub fn repo_name(tag: &str) -> &str {
 /// Everything `du` and `clean` read, read once.
 pub struct World {
     pub engine: Engine,
-    pub socket: PathBuf,
+    /// The engine's API: its unix socket, or the docker CLI's connection (ssh://, a context).
+    pub api: dockerapi::Endpoint,
     pub usage: DiskUsage,
     pub owner: Owner,
     /// The local cache folders the bake file exports to.
@@ -219,12 +220,12 @@ fn df_raced_a_removal(body: &str) -> bool {
 pub fn read_world() -> Result<World> {
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, false)?;
-    let Some(socket) = engine.socket() else {
-        bail!("du and clean ask the engine over its unix socket, and {} is reached another way: point DOCKER_HOST at a unix:// socket", engine.describe())
-    };
+    let api = engine.api();
     let mut attempt = 0;
     let (code, body) = loop {
-        let (code, body) = dockerapi::get(&socket, "/system/df").context("asking the engine for its disk usage")?;
+        let (code, body) = api
+            .get("/system/df")
+            .with_context(|| format!("asking the engine at {} for its disk usage", engine.describe()))?;
         attempt += 1;
         if code == 200 || attempt == 5 || !df_raced_a_removal(&body) {
             break (code, body);
@@ -246,7 +247,7 @@ pub fn read_world() -> Result<World> {
     namespaces.extend(settings.get("BUILDKIT_CACHE_MOUNT_NS").filter(|n| !n.is_empty()).map(str::to_string));
     let owner = Owner::new(&dockerfiles, namespaces, repos);
     let cache_dirs = crate::cachegc::local_dirs(&def, &root);
-    Ok(World { engine, socket, usage, owner, cache_dirs })
+    Ok(World { engine, api, usage, owner, cache_dirs })
 }
 
 /// Bytes under a folder (files only, symbolic links not followed).

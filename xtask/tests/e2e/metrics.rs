@@ -74,10 +74,6 @@ fn serve(bin: &Path, args: &[String], addr: &str) -> Server {
     server
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Kills a server the test started when the test ends, passing or not.
 struct Server(std::process::Child);
 impl Drop for Server {

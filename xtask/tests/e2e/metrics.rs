@@ -13,7 +13,7 @@ fn debian_tool(package: &str, program: &str) -> PathBuf {
     if bin.is_file() {
         return bin;
     }
-    if let Ok(p) = which(program) {
+    if let Some(p) = which(program) {
         return p;
     }
     let base = std::env::var("XTASK_ENGINE_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target/engine"));
@@ -46,15 +46,6 @@ fn debian_tool(package: &str, program: &str) -> PathBuf {
     let ok = Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tools).status().unwrap().success();
     assert!(ok && bin.is_file(), "unpacking {}", deb.display());
     bin
-}
-
-fn which(name: &str) -> Result<PathBuf, ()> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
 }
 
 /// Starts a server on `addr` (loopback) and waits until it listens.

@@ -43,10 +43,6 @@ fn sshd_program() -> PathBuf {
     sshd
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
-}
-
 /// Through the program, so that the test still compiles where the Unix permission API is absent.
 fn chmod(path: &Path, mode: u32) {
     let ok = Command::new("chmod").arg(format!("{mode:o}")).arg(path).status().unwrap();

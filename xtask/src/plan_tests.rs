@@ -362,3 +362,22 @@ fn platforms_in_a_set_must_be_ones_the_bake_file_builds_for() {
     assert_eq!(err.to_string(), "unknown platform `linux/s390x`: this project builds for linux/amd64 and linux/arm64");
     assert!(plan_of(Recipe::Local, &[], set("*.platform=linux/arm64"), None, current()).is_ok());
 }
+
+#[test]
+fn the_release_is_one_push_per_image_of_both_platforms_with_provenance_and_sbom() {
+    // What the release job runs: `multiplatform --push --sign --keyless` (signing follows the build).
+    let opts = Options { sign: true, keyless: true, ..push() };
+    let p = plan_of(Recipe::Multiplatform, &[], opts, Some(REGISTRY), current()).unwrap();
+    let line = p.bake().command_line();
+    assert!(line.ends_with(" multiplatform"), "one bake run of the group: {line}");
+    for t in ["backend-multiplatform", "frontend-multiplatform"] {
+        assert_eq!(line.matches(&format!("--set {t}.output=type=registry,")).count(), 1, "one push of {t}: {line}");
+        assert!(line.contains(&format!("--set {t}.attest=type=sbom,")), "{t} gets an SBOM: {line}");
+        let target = &p.definition.target[t];
+        assert_eq!(target.platforms, ["linux/amd64", "linux/arm64"], "{t}: one index of both platforms");
+        let provenance = target.attest.iter().any(|a| a.get("type").is_some_and(|v| v == "provenance"));
+        assert!(provenance, "{t} carries a provenance: {:?}", target.attest);
+    }
+    let tags = p.vars.iter().find(|(k, _)| k == "VERSION_TAGS").map(|(_, v)| v.as_str());
+    assert_eq!(tags, Some("1.2.3,1.2,1,latest"), "each image is tagged once with every release tag");
+}

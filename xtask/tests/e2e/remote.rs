@@ -39,7 +39,11 @@ fn sshd_program() -> PathBuf {
     if made_policy {
         std::fs::remove_file(policy).unwrap();
     }
-    assert!(out.status.success() && sshd.is_file(), "apt-get install openssh-server: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && sshd.is_file(),
+        "apt-get install openssh-server: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     sshd
 }
 
@@ -121,7 +125,8 @@ impl Sshd {
     fn client(&self, host_key: &str) {
         let d = self.dir.display();
         let key_type_and_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
-        std::fs::write(self.dir.join("known_hosts"), format!("[127.0.0.1]:{} {key_type_and_key}\n", self.port)).unwrap();
+        std::fs::write(self.dir.join("known_hosts"), format!("[127.0.0.1]:{} {key_type_and_key}\n", self.port))
+            .unwrap();
         let config = format!(
             "Host 127.0.0.1\n  IdentityFile {d}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n\
              \x20 GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
@@ -210,8 +215,14 @@ fn an_engine_over_ssh_and_through_a_docker_context_builds_pushes_reports_and_mea
     let host = sshd.host();
     let mut env = sshd.env();
     env.push(("DOCKER_HOST".into(), host.clone()));
-    let probe = Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).envs(env.clone()).output().unwrap();
-    assert!(probe.status.success(), "docker over {host}: {}\nsshd: {}", String::from_utf8_lossy(&probe.stderr), sshd.log());
+    let probe =
+        Command::new("docker").args(["version", "--format", "{{.Server.Version}}"]).envs(env.clone()).output().unwrap();
+    assert!(
+        probe.status.success(),
+        "docker over {host}: {}\nsshd: {}",
+        String::from_utf8_lossy(&probe.stderr),
+        sshd.log()
+    );
 
     builds_and_measures(&pairs(&env), &[], &host, true);
 

@@ -82,9 +82,12 @@ fn run_expressions(file: &str, text: &str) -> Vec<String> {
     problems
 }
 
+/// A job's permissions as `(scope, level)` pairs (`*` for `read-all` and the like).
+type Scopes = Vec<(String, String)>;
+
 /// Each job's `permissions:` (inline or as a block of `scope: level`), or None when it has none.
-fn job_permissions(text: &str) -> Vec<(String, Option<Vec<(String, String)>>)> {
-    let mut jobs: Vec<(String, Option<Vec<(String, String)>>)> = Vec::new();
+fn job_permissions(text: &str) -> Vec<(String, Option<Scopes>)> {
+    let mut jobs: Vec<(String, Option<Scopes>)> = Vec::new();
     let mut in_jobs = false;
     let mut block: Option<usize> = None;
     for line in text.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {

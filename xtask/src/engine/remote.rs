@@ -66,6 +66,20 @@ mod tests {
     }
 
     #[test]
+    fn an_engine_without_a_local_socket_is_asked_through_the_cli() {
+        let engine = |host: &str| super::super::Engine {
+            env: vec![("DOCKER_HOST".to_string(), host.to_string())],
+            ..Default::default()
+        };
+        match engine("ssh://root@big-box").api() {
+            dockerapi::Endpoint::Cli(env) => assert_eq!(env[0].1, "ssh://root@big-box"),
+            other => panic!("{other:?}"),
+        }
+        let local = engine("unix:///run/x/docker.sock").api();
+        assert_eq!(matches!(local, dockerapi::Endpoint::Socket(_)), cfg!(unix), "{local:?}");
+    }
+
+    #[test]
     fn start_and_stop_of_a_remote_engine_are_refused_in_one_line() {
         let line = refusal("down", "ssh://root@big-box", "DOCKER_HOST").unwrap();
         assert!(

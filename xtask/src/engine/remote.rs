@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Result};
 
-use crate::dockerapi;
-use crate::runner::{self, Cmd};
+use super::api as dockerapi;
+use crate::util::runner::{self, Cmd};
 
 /// Whether an engine address is on another machine: ssh always (even to this one, it is a login
 /// elsewhere as far as the engine's files go), tcp unless to loopback; unix sockets and Windows

@@ -227,10 +227,10 @@ fn an_engine_over_ssh_and_through_a_docker_context_builds_pushes_reports_and_mea
     builds_and_measures(&pairs(&env), &[], &host, true);
 
     // The API requests `clean` makes, carried over ssh: answers, not refusals.
-    let api = xtask::dockerapi::Endpoint::Cli(env.clone());
+    let api = xtask::engine::api::Endpoint::Cli(env.clone());
     let (code, _) = api.request("DELETE", "/images/xtask-e2e-no-such-image:none").expect("the engine answers over ssh");
     assert_eq!(code, 404);
-    let (code, body) = api.request("POST", &xtask::clean::prune_path("xtaske2enosuchrecord00000")).unwrap();
+    let (code, body) = api.request("POST", &xtask::cache::clean::prune_path("xtaske2enosuchrecord00000")).unwrap();
     assert_eq!(code, 200, "{body}");
 
     // The private engine's own start acts on this machine only: refused, in one line.

@@ -31,6 +31,7 @@ fn options(a: &Args) -> Options {
         sign: a.switch_if_declared("sign"),
         key: a.value_if_declared("key"),
         allow: a.values("allow"),
+        keyless: a.switch_if_declared("keyless"),
     }
 }
 

@@ -29,8 +29,7 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // Held until the build ends, so that `clean` removes nothing it uses.
     let lock = if opts.dry_run { None } else { Some(crate::cache::lock::shared()?) };
     // A signing request that cannot succeed is refused before anything is built.
-    let key =
-        if opts.sign { Some(crate::images::signing::key_for_build(opts.push, opts.key.as_deref())?) } else { None };
+    let key = signing_key(opts)?;
     let started = std::time::Instant::now();
     request::check_options(opts)?;
     let settings = {
@@ -76,7 +75,10 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     }
     let report = outcome.result()?;
     if let Some(key) = &key {
-        crate::images::signing::sign_built(key, &report)?;
+        let signed = crate::images::signing::sign_built(key, &report)?;
+        if *key == crate::images::signing::KeyRef::Keyless {
+            crate::images::keyless::write_summary(&signed)?;
+        }
     }
     // The clean-up takes the lock whole, or leaves the folders to a later build (see cache::gc).
     drop(lock);
@@ -86,6 +88,17 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
         Err(e) => eprintln!("xtask: local cache clean-up skipped: {e:#}"),
     }
     Ok(())
+}
+
+/// The key `--sign` signs with (or keyless), checked before anything is built; None without `--sign`.
+fn signing_key(opts: &Options) -> Result<Option<crate::images::signing::KeyRef>> {
+    if opts.keyless && !opts.sign {
+        anyhow::bail!("--keyless is a way to --sign: add --sign");
+    }
+    if !opts.sign {
+        return Ok(None);
+    }
+    crate::images::signing::key_for_build(opts.push, opts.key.as_deref(), opts.keyless).map(Some)
 }
 
 /// Keeps a finished run's report (files and a history line), shows it, and pushes its metrics:

@@ -81,6 +81,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let mut vars = inputs.vars.clone();
     let cache_export = inputs.cache_export;
     notes.extend(cache_export.map(|e| format!("mode=max cache export on ({})", e.reason())));
+    notes.extend(inputs.cache_note.map(str::to_string));
     let pull = bases(inputs, opts, &mut vars, &mut notes)?;
     let definition = &inputs.definition;
     // buildx lists what was asked for as the `default` group and resolves every target in it.

@@ -97,6 +97,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         dockerfiles: BTreeMap::new(),
         platforms: crate::build::inputs::platforms_of(&Definition::parse(all).unwrap()),
         cache_export: crate::cache::policy::decide(false, false, false),
+        cache_note: None,
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
         source_url: source_url_default(),
@@ -387,4 +388,23 @@ fn a_path_outside_that_the_xtask_does_not_name_is_refused_unless_granted_and_the
     let granted = plan(&request(&["fs.read=/etc/ssl/certs"]), &bare).unwrap().bake().command_line();
     assert!(granted.contains(" --allow=fs.read=/etc/ssl/certs --set"), "print shows the grant as given: {granted}");
     assert!(!granted.contains("ca-certificates.crt"), "{granted}");
+}
+
+#[test]
+fn the_release_is_one_push_per_image_of_both_platforms_with_provenance_and_sbom() {
+    // What the release job runs: `multiplatform --push --sign --keyless` (signing follows the build).
+    let opts = Options { sign: true, keyless: true, ..push() };
+    let p = plan_of(Recipe::Multiplatform, &[], opts, Some(REGISTRY), current()).unwrap();
+    let line = p.bake().command_line();
+    assert!(line.ends_with(" multiplatform"), "one bake run of the group: {line}");
+    for t in ["backend-multiplatform", "frontend-multiplatform"] {
+        assert_eq!(line.matches(&format!("--set {t}.output=type=registry,")).count(), 1, "one push of {t}: {line}");
+        assert!(line.contains(&format!("--set {t}.attest=type=sbom,")), "{t} gets an SBOM: {line}");
+        let target = &p.definition.target[t];
+        assert_eq!(target.platforms, ["linux/amd64", "linux/arm64"], "{t}: one index of both platforms");
+        let provenance = target.attest.iter().any(|a| a.get("type").is_some_and(|v| v == "provenance"));
+        assert!(provenance, "{t} carries a provenance: {:?}", target.attest);
+    }
+    let tags = p.vars.iter().find(|(k, _)| k == "VERSION_TAGS").map(|(_, v)| v.as_str());
+    assert_eq!(tags, Some("1.2.3,1.2,1,latest"), "each image is tagged once with every release tag");
 }

@@ -28,6 +28,8 @@ pub struct Options {
     pub key: Option<String>,
     /// `--allow fs.read=PATH` and the like: paths outside the checkout the person grants bake.
     pub allow: Vec<String>,
+    /// Sign without a key, by the CI workflow's OIDC identity (`--keyless`).
+    pub keyless: bool,
     /// With a dry run: print the bake command as JSON instead of the plan (`print --json`).
     pub json: bool,
 }

@@ -141,7 +141,7 @@ struct Done {
 fn apply(world: &World, plan: &Plan) -> Result<Done> {
     let mut done = Done { records: 0, images: 0, freed: 0, kept: Vec::new() };
     for id in &plan.records {
-        if let Some((200, body)) = api::request(&world.socket, "POST", &prune_path(id)) {
+        if let Some((200, body)) = world.api.request("POST", &prune_path(id)) {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             done.records += v["CachesDeleted"].as_array().map_or(0, Vec::len);
             done.freed += v["SpaceReclaimed"].as_u64().unwrap_or(0);
@@ -156,7 +156,7 @@ fn apply(world: &World, plan: &Plan) -> Result<Done> {
     for image in &plan.images {
         let mut all_gone = true;
         for r in &image.refs {
-            match api::request(&world.socket, "DELETE", &format!("/images/{}", api::escape(r))) {
+            match world.api.request("DELETE", &format!("/images/{}", api::escape(r))) {
                 Some((200, _)) | Some((404, _)) => {}
                 _ => {
                     all_gone = false;
@@ -278,7 +278,7 @@ mod tests {
         let image = |id: &str, tag: &str| Image { id: id.into(), tags: Some(vec![tag.into()]), labels: None, size: 7 };
         let world = World {
             engine: crate::engine::Engine::default(),
-            socket: PathBuf::new(),
+            api: crate::engine::api::Endpoint::Socket(PathBuf::new()),
             usage: DiskUsage {
                 records: Some(vec![
                     described("run", Some("base"), "mount / from exec /bin/sh -c make"),

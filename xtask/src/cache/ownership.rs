@@ -194,7 +194,8 @@ impl Owner {
 /// Everything `du` and `clean` read, read once.
 pub struct World {
     pub engine: Engine,
-    pub socket: PathBuf,
+    /// The engine's API: its unix socket, or the docker CLI's connection (ssh://, a context).
+    pub api: api::Endpoint,
     pub usage: DiskUsage,
     pub owner: Owner,
     /// The local cache folders the bake file exports to.
@@ -213,12 +214,12 @@ fn df_raced_a_removal(body: &str) -> bool {
 pub fn read_world() -> Result<World> {
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, false)?;
-    let Some(socket) = engine.socket() else {
-        bail!("du and clean ask the engine over its unix socket, and {} is reached another way: point DOCKER_HOST at a unix:// socket", engine.describe())
-    };
+    let endpoint = engine.api();
     let mut attempt = 0;
     let (code, body) = loop {
-        let (code, body) = api::get(&socket, "/system/df").context("asking the engine for its disk usage")?;
+        let (code, body) = endpoint
+            .get("/system/df")
+            .with_context(|| format!("asking the engine at {} for its disk usage", engine.describe()))?;
         attempt += 1;
         if code == 200 || attempt == 5 || !df_raced_a_removal(&body) {
             break (code, body);
@@ -246,7 +247,7 @@ pub fn read_world() -> Result<World> {
     let owner = Owner::new(&dockerfiles, namespaces, repos);
     let cache_dirs = crate::cache::gc::local_dirs(&def, &root);
     let target = crate::util::paths::normalize(&root.join("target"));
-    Ok(World { engine, socket, usage, owner, cache_dirs, target })
+    Ok(World { engine, api: endpoint, usage, owner, cache_dirs, target })
 }
 
 /// Bytes under a folder (files only, symbolic links not followed).

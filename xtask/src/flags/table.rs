@@ -20,7 +20,7 @@ pub const BUILD: &[Flag] = &[
     switch("no-cache", "Build every step again, ignoring the build cache."),
     switch(
         "cache-export",
-        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with CI=true or a configured registry.",
+        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with a configured registry; with CI=true only to a registry.",
     ),
     switch("pull", "Check the registry for newer base images."),
     valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),
@@ -49,6 +49,10 @@ const ENGINE: &[Flag] = &[
 const SIGN: &[Flag] = &[
     switch("sign", "Sign the pushed images by digest with cosign (needs --push and a key)."),
     valued("key", "FILE", "The cosign private key (default: COSIGN_KEY_FILE, else the key text in COSIGN_PRIVATE_KEY); password in COSIGN_PASSWORD."),
+    switch(
+        "keyless",
+        "With --sign: sign without a key, by the OIDC identity of the CI workflow (GitHub Actions with id-token: write, or SIGSTORE_ID_TOKEN).",
+    ),
 ];
 
 const NONE: &[&[Flag]] = &[];

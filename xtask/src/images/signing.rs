@@ -1,5 +1,5 @@
-//! Signatures: signing a pushed image by digest with cosign and the user's key, and checking a
-//! signature (and the attestations) of an image in the registry.
+//! Signatures: signing a pushed image by digest with cosign and the user's key (or keyless, see
+//! `keyless.rs`), and checking a signature (and the attestations) of an image in the registry.
 //!
 //! The key never passes through the repository, an image, a log or a report: it is named by a path
 //! (`--key` or `COSIGN_KEY_FILE`) or held in the `COSIGN_PRIVATE_KEY` environment variable, which
@@ -18,18 +18,21 @@ pub const KEY_VAR: &str = "COSIGN_PRIVATE_KEY";
 pub const KEY_FILE_SETTING: &str = "COSIGN_KEY_FILE";
 
 /// Where cosign finds the key: a reference it resolves itself, so the key's text never enters an
-/// argument vector or the xtask's memory.
+/// argument vector or the xtask's memory; or no key at all (`--keyless`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRef {
     File(String),
     Env,
+    Keyless,
 }
 
 impl KeyRef {
-    pub fn arg(&self) -> String {
+    /// The value of cosign's `--key`, None when signing keyless.
+    pub fn arg(&self) -> Option<String> {
         match self {
-            KeyRef::File(p) => p.clone(),
-            KeyRef::Env => format!("env://{KEY_VAR}"),
+            KeyRef::File(p) => Some(p.clone()),
+            KeyRef::Env => Some(format!("env://{KEY_VAR}")),
+            KeyRef::Keyless => None,
         }
     }
 }
@@ -52,8 +55,15 @@ pub fn signing_key(push: bool, flag: Option<&str>, setting: Option<&str>, env_ha
     bail!("--sign needs a key: pass --key FILE, set {KEY_FILE_SETTING} in .env, or put the key's text in {KEY_VAR} (password in COSIGN_PASSWORD)")
 }
 
-/// The same, read from the world: the flag, `.env` and the process environment.
-pub fn key_for_build(push: bool, flag: Option<&str>) -> Result<KeyRef> {
+/// The same, read from the world: the flags, `.env` and the process environment.
+pub fn key_for_build(push: bool, flag: Option<&str>, keyless: bool) -> Result<KeyRef> {
+    if keyless {
+        if !push {
+            bail!("--sign signs what is pushed: add --push (and a registry)");
+        }
+        crate::images::keyless::check(flag, crate::images::keyless::token_available(|k| std::env::var(k).ok()))?;
+        return Ok(KeyRef::Keyless);
+    }
     let settings = crate::settings::Settings::load()?;
     let setting = settings.get(KEY_FILE_SETTING).map(str::to_string).or_else(|| std::env::var(KEY_FILE_SETTING).ok());
     let env_has_key = std::env::var(KEY_VAR).is_ok_and(|v| !v.trim().is_empty());
@@ -78,12 +88,16 @@ fn cosign() -> Cmd {
     Cmd::new(private.map_or("cosign".to_string(), |p| p.display().to_string()))
 }
 
-/// `cosign sign` of an image by digest (`REPO@sha256:...`), with no transparency log: the key is
-/// the trust root, and no public log is reachable from a machine of this kind.
+/// `cosign sign` of an image by digest (`REPO@sha256:...`). With a key, no transparency log: the
+/// key is the trust root, and no public log is reachable from a machine of this kind. Keyless,
+/// cosign's defaults: a certificate for the OIDC token's identity and an entry in the public log,
+/// which is what lets a consumer trust a key that existed for one signing only.
 pub fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
     // The one command that gets the key's text and its password from the xtask's environment.
-    let mut cmd = cosign().pass_secrets().args(["sign", "--yes", "--key"]).arg(key.arg());
-    cmd = cmd.args(["--use-signing-config=false", "--tlog-upload=false"]);
+    let mut cmd = cosign().pass_secrets().args(["sign", "--yes"]);
+    if let Some(key) = key.arg() {
+        cmd = cmd.arg("--key").arg(key).args(["--use-signing-config=false", "--tlog-upload=false"]);
+    }
     if local(image_by_digest) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
     }
@@ -135,9 +149,12 @@ pub fn by_digest(image: &str, digest: &str) -> String {
     format!("{}@{digest}", crate::images::meta::repository(image))
 }
 
-/// Signs what this build pushed: each target's image by the digest its own report records.
-pub fn sign_built(key: &KeyRef, report: &crate::report::BuildReport) -> Result<()> {
-    sign_all(key, &pushed(report)?)
+/// Signs what this build pushed: each target's image by the digest its own report records; returns
+/// the images signed, by digest.
+pub fn sign_built(key: &KeyRef, report: &crate::report::BuildReport) -> Result<Vec<String>> {
+    let images = pushed(report)?;
+    sign_all(key, &images)?;
+    Ok(images)
 }
 
 /// The images a build's report says it pushed, each by digest: what `--sign` signs.
@@ -302,6 +319,17 @@ mod tests {
         let remote = sign_cmd(&KeyRef::File("/k/cosign.key".into()), "ghcr.io/x/y@sha256:abc").command_line();
         assert!(!remote.contains("insecure") && remote.contains("--key /k/cosign.key"), "{remote}");
         assert!(!cmd.command_line().contains("PASSWORD"));
+    }
+
+    #[test]
+    fn keyless_sign_argv_names_no_key_and_keeps_the_log() {
+        let cmd = sign_cmd(&KeyRef::Keyless, "ghcr.io/acme/contextcleanse-backend@sha256:abc");
+        assert_eq!(after_program(&cmd), "sign --yes -- ghcr.io/acme/contextcleanse-backend@sha256:abc");
+        let local = sign_cmd(&KeyRef::Keyless, "127.0.0.1:5000/contextcleanse-backend@sha256:abc");
+        assert_eq!(
+            after_program(&local),
+            "sign --yes --allow-insecure-registry --allow-http-registry -- 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
+        );
     }
 
     #[test]

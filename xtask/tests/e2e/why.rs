@@ -10,9 +10,7 @@ fn mark() -> u128 {
 }
 
 fn append(path: &Path, text: &str) {
-    let mut body = std::fs::read_to_string(path).unwrap();
-    body.push_str(text);
-    std::fs::write(path, body).unwrap();
+    xtask::commands::bench::scratch::append(path, text).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// The root cause of each step of `name` that ran, as (step, cause) from the report's JSON.

@@ -4,7 +4,7 @@
 //! `target/xtask/bench.md`.
 
 mod overhead;
-mod scratch;
+pub mod scratch;
 mod table;
 
 use std::path::{Path, PathBuf};

@@ -65,7 +65,8 @@ pub(super) fn cold_compile(scratch: &Path) -> Result<f64> {
     Ok(secs)
 }
 
-fn append(path: &Path, line: &str) -> Result<()> {
+/// Adds text at the end of a file (the end-to-end tests change files this way too).
+pub fn append(path: &Path, line: &str) -> Result<()> {
     let mut text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     text.push_str(line);
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))

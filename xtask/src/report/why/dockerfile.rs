@@ -36,7 +36,8 @@ pub fn parse(text: &str) -> Vec<Stage> {
     let lines: Vec<&str> = text.lines().collect();
     for (n, raw) in lines.iter().enumerate() {
         let trimmed = raw.trim_start();
-        if trimmed.starts_with('#') || (current.is_empty() && trimmed.is_empty()) {
+        // A blank line inside a continuation does not end it, for BuildKit either.
+        if trimmed.starts_with('#') || trimmed.is_empty() {
             continue;
         }
         if current.is_empty() {
@@ -173,7 +174,7 @@ mod tests {
 
     #[test]
     fn unnamed_stages_copies_and_variables() {
-        let s = parse("FROM x\nCOPY a.txt  b/ ./dest/\n\n# note\nFROM stage-0\nRUN --mount=type=bind echo \\\n  hi\n");
+        let s = parse("FROM x\nCOPY a.txt  b/ ./dest/\n\n# note\nFROM stage-0\nRUN --mount=type=bind echo \\\n\n  hi\n");
         assert_eq!((s[0].name.as_str(), s[1].name.as_str(), s[1].base.as_str()), ("stage-0", "stage-1", "stage-0"));
         assert_eq!(reads(&s[0].instructions[0]).context, ["a.txt", "b/"]);
         assert_eq!(

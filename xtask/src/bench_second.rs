@@ -134,6 +134,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     write_atomic(&out, table.as_bytes())?;
     print!("{table}");
     eprintln!("bench: table written to {}", out.display());
+    bench::publish("second-engine", "A second engine from the registry cache", first_report.engine.as_ref(), &table)?;
     for dir in [from_cache_dir, cold_dir] {
         std::fs::remove_dir_all(dir).ok();
     }

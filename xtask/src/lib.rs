@@ -8,6 +8,7 @@ pub mod audit;
 pub mod bake;
 pub mod bench;
 pub mod bench_second;
+pub(crate) mod bench_doc;
 pub mod build;
 pub mod cache;
 pub mod cachegc;

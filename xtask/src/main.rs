@@ -19,7 +19,7 @@ fn options(a: &Args) -> Options {
         builder: a.value("builder"),
         set: a.values("set"),
         registry: a.value("registry"),
-        version: a.value("version"),
+        version: a.value("release-version"),
         push: a.switch_if_declared("push"),
         oci: a.switch_if_declared("oci"),
         check: false,
@@ -52,7 +52,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 builder: a.value("builder"),
                 set: a.values("set"),
                 registry: a.value("registry"),
-                version: a.value("version"),
+                version: a.value("release-version"),
                 ..Options::default()
             };
             build::run(Recipe::Local, &names(), &opts)
@@ -90,14 +90,15 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::EngineDown => engine::down(&which_engine(a)?),
         Sub::EngineStatus => engine::status(&settings::Settings::load()?, &which_engine(a)?),
         Sub::EngineEnv => engine::env(&which_engine(a)?),
-        Sub::Up => stack::up(&names(), &Options { version: a.value("version"), ..Options::default() }),
+        Sub::Up => stack::up(&names(), &Options { version: a.value("release-version"), ..Options::default() }),
         Sub::Down => stack::down(),
         Sub::Logs => stack::pass_through(&stack::logs_args(a.switch("follow"), a.value("tail").as_deref(), &names())),
         Sub::Ps => stack::pass_through(&["ps".to_string()]),
         Sub::Du => usage::du(),
         Sub::Clean => {
             let asked = clean::Asked::from_flags(a.switch("cache"), a.switch("images"), a.switch("all"));
-            clean::run(&asked, a.switch("dry-run"))
+            let ask = clean::asks(a.switch("cache"), a.switch("images"), a.switch("all"), a.switch("yes"));
+            clean::run(&asked, a.switch("dry-run"), ask)
         }
         Sub::Report => report::command(&report::Request {
             compare: a.switch("compare"),
@@ -131,7 +132,12 @@ fn exit_stopped(stop: stop::Stop) -> ! {
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match flags::parse(&argv) {
-        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Run(args)) => {
+            for w in &args.warnings {
+                eprintln!("xtask: warning: {w}");
+            }
+            args
+        }
         Ok(Parsed::Help(text)) => {
             print!("{text}");
             return;

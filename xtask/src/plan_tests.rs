@@ -77,7 +77,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         metadata_file: "/src/cc/target/xtask/metadata-1.json".into(),
         metadata: Metadata {
             version: semver::Version::new(1, 2, 3),
-            version_source: "--version".to_string(),
+            version_source: "--release-version".to_string(),
             git_commit: "0123abc".to_string(),
             build_date: "2026-01-01T00:00:00Z".to_string(),
         },

@@ -127,7 +127,7 @@ pub fn up(names: &[String], opts: &Options) -> Result<()> {
     crate::request::check_options(opts)?;
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, true)?;
-    let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--version")).transpose()?;
+    let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--release-version")).transpose()?;
     let vars = meta::collect(version.as_ref())?.bake_vars();
     let compose = compose(&engine, &settings, &vars);
     let config = runner::read(&compose.clone().args(["config", "--format", "json"]))?;

@@ -186,7 +186,7 @@ pub fn run(image: &str, only: Option<&str>) -> Result<()> {
     );
     let exe = std::env::current_exe().context("finding the xtask's own binary")?;
     let rebuild = Cmd::new(exe.display().to_string())
-        .args(["multiplatform", "--oci", "--no-cache", "--version", &origin.version])
+        .args(["multiplatform", "--oci", "--no-cache", "--release-version", &origin.version])
         .args(["--set", &format!("{target}.platform={}", wanted.join(","))])
         .arg(&target)
         .env("XTASK_PROJECT_ROOT", scratch.join("src").display().to_string())

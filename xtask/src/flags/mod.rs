@@ -77,6 +77,8 @@ pub struct Command {
     pub positional: Option<Positional>,
     /// Groups of flags: shared groups are stated once and listed here by name.
     pub flags: &'static [&'static [Flag]],
+    /// One to three command lines that end its `--help`; a unit test parses each.
+    pub examples: &'static [&'static str],
 }
 
 mod table;
@@ -89,6 +91,8 @@ pub struct Args {
     pub command: &'static Command,
     given: Vec<(&'static str, String)>,
     pub positionals: Vec<String>,
+    /// Lines for stderr: an old spelling that was taken for its new name.
+    pub warnings: Vec<String>,
 }
 
 impl Args {
@@ -148,6 +152,9 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     if matches!(*first, "help" | "--help" | "-h") {
         return Ok(Parsed::Help(overview()));
     }
+    if matches!(*first, "--version" | "-V") {
+        return Ok(Parsed::Help(format!("xtask {}\n", env!("CARGO_PKG_VERSION"))));
+    }
     // The longest name that the words start with: `engine up` before `engine`.
     let command = COMMANDS
         .iter()
@@ -168,7 +175,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         return Ok(Parsed::Help(help(command)));
     }
     let flags: Vec<&'static Flag> = command.flags.iter().flat_map(|g| g.iter()).collect();
-    let mut args = Args { command, given: Vec::new(), positionals: Vec::new() };
+    let mut args = Args { command, given: Vec::new(), positionals: Vec::new(), warnings: Vec::new() };
     let mut i = 0;
     let usage = |what: String| format!("{what} (see `cargo xtask {} --help`)", command.name);
     while i < rest.len() {
@@ -192,10 +199,14 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             }
             continue;
         };
-        let (long, inline) = match body.split_once('=') {
+        let (mut long, inline) = match body.split_once('=') {
             Some((l, v)) => (l, Some(v)),
             None => (body, None),
         };
+        if let Some((old, new)) = RENAMED.iter().find(|(old, new)| *old == long && flags.iter().any(|f| f.long == *new)) {
+            args.warnings.push(format!("--{old} after a subcommand is now --{new}; the old spelling will go away"));
+            long = new;
+        }
         let Some(flag) = flags.iter().find(|f| f.long == long) else {
             let longs: Vec<&str> = flags.iter().map(|f| f.long).collect();
             return Err(usage(format!("`{}` has no flag --{long}{}", command.name, suggest(long, &longs, "--"))));
@@ -219,6 +230,10 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     }
     Ok(Parsed::Run(args))
 }
+
+/// Flags that have a new name, taken under the old one with a warning: `--version` after a
+/// building command named the product version to build, which read like the xtask's own.
+const RENAMED: &[(&str, &str)] = &[("version", "release-version")];
 
 /// ` (did you mean `x`?)` when a known name is one or two edits away.
 fn suggest(wrong: &str, known: &[&str], prefix: &str) -> String {
@@ -260,13 +275,36 @@ fn listing(commands: &[&Command]) -> String {
     let width = commands.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::from("Subcommands:\n");
     for c in commands {
+        // The first sentence only: a listing line fits `COLUMNS` (a unit test keeps it so).
         let first = c.about.split(". ").next().unwrap_or(c.about).trim_end_matches('.');
         let _ = writeln!(out, "  {:width$}  {first}", c.name);
     }
     out
 }
 
-/// One subcommand's help: usage, what it does, its arguments and flags.
+/// The widest a help line grows: text is wrapped to fit 100 columns.
+pub const COLUMNS: usize = 100;
+
+/// `text` broken at spaces into lines of at most `COLUMNS`, the first after `first` (already
+/// written), the rest indented by `indent` spaces. A word longer than a line stays whole.
+fn wrap(text: &str, first: usize, indent: usize) -> String {
+    let mut out = String::new();
+    let mut used = first;
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 && used + 1 + word.len() > COLUMNS {
+            let _ = write!(out, "\n{:indent$}", "");
+            used = indent;
+        } else if i > 0 {
+            out.push(' ');
+            used += 1;
+        }
+        out.push_str(word);
+        used += word.len();
+    }
+    out
+}
+
+/// One subcommand's help: usage, what it does, its arguments and flags, then examples.
 pub fn help(command: &Command) -> String {
     let mut usage = format!("cargo xtask {}", command.name);
     if !command.flags.is_empty() {
@@ -275,9 +313,10 @@ pub fn help(command: &Command) -> String {
     if let Some(p) = &command.positional {
         let _ = write!(usage, " [{}{}]", p.name, if p.repeated { "..." } else { "" });
     }
-    let mut out = format!("Usage: {usage}\n\n{}\n", command.about);
+    let mut out = format!("Usage: {usage}\n\n{}\n", wrap(command.about, 0, 0));
     if let Some(p) = &command.positional {
-        let _ = write!(out, "\nArguments:\n  {}  {}\n", p.name, p.help);
+        let lead = format!("  {}  ", p.name);
+        let _ = write!(out, "\nArguments:\n{lead}{}\n", wrap(p.help, lead.len(), lead.len()));
     }
     let flags: Vec<&Flag> = command.flags.iter().flat_map(|g| g.iter()).collect();
     if !flags.is_empty() {
@@ -291,11 +330,19 @@ pub fn help(command: &Command) -> String {
         let width = flags.iter().map(|f| shown(f).len()).max().unwrap_or(0);
         out.push_str("\nFlags:\n");
         for f in flags {
-            let _ = writeln!(out, "  {:width$}  {}", shown(f), f.help);
+            let lead = format!("  {:width$}  ", shown(f));
+            let _ = writeln!(out, "{lead}{}", wrap(f.help, lead.len(), lead.len()));
         }
+    }
+    out.push_str("\nExamples:\n");
+    for e in command.examples {
+        let _ = writeln!(out, "  {e}");
     }
     out
 }
+
+#[cfg(test)]
+mod help_tests;
 
 #[cfg(test)]
 mod tests {
@@ -316,11 +363,11 @@ mod tests {
             let longs = |g: &[Flag]| g.iter().map(|f| f.long).collect::<Vec<_>>();
             assert!(c.flags.iter().any(|g| longs(g) == longs(BUILD)), "{name}");
         }
-        let a = run("production --push --set a.b=1 --set=c.d=2 --version 1.2.3 --dry-run").unwrap();
+        let a = run("production --push --set a.b=1 --set=c.d=2 --release-version 1.2.3 --dry-run").unwrap();
         assert_eq!(a.command.sub, Sub::Production);
         assert!(a.switch("push") && a.switch("dry-run") && !a.switch("pull"));
         assert_eq!(a.values("set"), ["a.b=1", "c.d=2"]);
-        assert_eq!(a.value("version").as_deref(), Some("1.2.3"));
+        assert_eq!(a.value("release-version").as_deref(), Some("1.2.3"));
     }
 
     #[test]
@@ -351,9 +398,9 @@ mod tests {
             e.contains("no flag --no-cahce (did you mean `--no-cache`?)") && e.contains("cargo xtask build --help"),
             "{e}"
         );
-        assert!(run("build --version").unwrap_err().contains("--version needs a value"));
+        assert!(run("build --release-version").unwrap_err().contains("--release-version needs a value"));
         assert!(run("build --pull=yes").unwrap_err().contains("takes no value"));
-        assert!(run("build --version 1 --version 2").unwrap_err().contains("given twice"));
+        assert!(run("build --release-version 1 --release-version 2").unwrap_err().contains("given twice"));
         assert!(run("engine upp").unwrap_err().contains("unknown subcommand `engine upp` (did you mean `engine up`?)"));
         assert!(run("doctor now").unwrap_err().contains("takes no arguments"));
     }
@@ -368,7 +415,7 @@ mod tests {
         assert!(run("").unwrap_err().contains("Subcommands:"));
         for c in COMMANDS {
             let text = help(c);
-            assert!(text.lines().count() < 30, "{} has a help of {} lines", c.name, text.lines().count());
+            assert!(text.lines().count() < 40, "{} has a help of {} lines", c.name, text.lines().count());
         }
     }
 

@@ -155,7 +155,7 @@ fn e_compose_up_reaches_healthy_and_down_cleans_up() {
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn f_production_push_to_local_registry_and_pull_back_by_digest() {
     let registry = registry();
-    let out = must(&["production", "--push", "--registry", &registry, "--version", "1.2.3"], &[]);
+    let out = must(&["production", "--push", "--registry", &registry, "--release-version", "1.2.3"], &[]);
     let classic = classic_store();
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(said.contains("provenance attestation left out"), classic, "{said}");
@@ -194,7 +194,7 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
         assert_eq!(text.lines().filter(|l| l.contains("multiplatform needs a builder")).count(), 1, "{text}");
         return;
     }
-    must(&["multiplatform", "--version", "1.2.3"], &[]);
+    must(&["multiplatform", "--release-version", "1.2.3"], &[]);
     let arch = docker(&[
         "run",
         "--rm",
@@ -216,7 +216,7 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
         c.wait_healthy(Duration::from_secs(240));
         assert_eq!(health(port, path)["version"], "1.2.3");
     }
-    must(&["multiplatform", "--version", "1.2.3", "--oci"], &[]);
+    must(&["multiplatform", "--release-version", "1.2.3", "--oci"], &[]);
     let report = last_report(&root());
     for name in ["backend", "frontend"] {
         let sizes = &target(&report, &format!("{name}-multiplatform"))["platform_sizes"];

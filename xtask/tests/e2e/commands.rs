@@ -9,7 +9,7 @@ use super::*;
 fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     one_line_error(&xtask(&["build", "backnd"], &[]), "unknown service or group `backnd`; valid ones are:");
     one_line_error(&xtask(&["build", "--set", "backend.args.X"], &[]), "expected TARGET.KEY=VALUE");
-    one_line_error(&xtask(&["build", "--version", "1.2"], &[]), "`1.2` is not a semver version");
+    one_line_error(&xtask(&["build", "--release-version", "1.2"], &[]), "`1.2` is not a semver version");
     one_line_error(&xtask(&["build", "--set", "*.platform=linux/s390x"], &[]), "unknown platform `linux/s390x`");
     one_line_error(
         &xtask(&["production", "--push", "--registry", "127.0.0.1:5999"], &[]),
@@ -395,4 +395,20 @@ fn n_two_builds_at_once_count_the_steps_a_build_alone_counts() {
     for dir in copies {
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn clean_without_a_scope_flag_or_a_terminal_removes_nothing() {
+    must(&["build", "backend"], &[]);
+    // A safety net for the shared engine: with a build's share of the lock held, a clean that
+    // failed to ask would still stop at the lock, and the message below tells the two apart.
+    let _held = xtask::lock::shared().unwrap();
+    // The test's stdin is no terminal (`output()` gives the child none).
+    let out = xtask(&["clean"], &[]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("this would remove") && stdout.contains("image contextcleanse-backend:dev"), "{stdout}");
+    assert!(stderr.contains("no terminal to ask on: nothing removed") && stderr.contains("--yes"), "{stderr}");
+    assert!(docker_ok(&["image", "inspect", "contextcleanse-backend:dev"]), "the image stays");
 }

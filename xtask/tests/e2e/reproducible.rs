@@ -157,7 +157,7 @@ fn pushed_documents(registry: &str, repo: &str, tag: &str) -> Vec<(String, Strin
 fn c_a_pushed_production_image_names_no_path_or_host_of_the_builder() {
     let registry = registry();
     let version = format!("{}-e2e.{}", product_version(), std::process::id());
-    must(&["production", "--push", "--registry", &registry, "--version", &version], &[]);
+    must(&["production", "--push", "--registry", &registry, "--release-version", &version], &[]);
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
     let mut local =
         vec![root().display().to_string(), std::env::temp_dir().display().to_string(), "file://".to_string()];
@@ -220,7 +220,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
             "--no-cache",
             "--registry",
             &registry,
-            "--version",
+            "--release-version",
             &version,
             "--set",
             "backend-multiplatform.platform=linux/amd64",

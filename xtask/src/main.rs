@@ -64,14 +64,13 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::Doctor => doctor::run(),
         Sub::Verify => match a.positionals.first() {
             Some(image) => {
-                let key = a.value("key").or_else(|| std::env::var("COSIGN_PUBLIC_KEY").ok());
-                match &key {
-                    Some(key) => signing::command(image, Some(key))?,
-                    None => {
-                        println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)")
-                    }
+                let env = std::env::var("COSIGN_PUBLIC_KEY").ok();
+                let no_rebuild = a.switch("no-rebuild");
+                match verify::signature_key(a.value("key"), env, a.switch("accept-unchecked-signature"), no_rebuild)? {
+                    Some(key) => signing::command(image, Some(&key))?,
+                    None => println!("signature: not checked (--accept-unchecked-signature)"),
                 }
-                if a.switch("no-rebuild") {
+                if no_rebuild {
                     return Ok(());
                 }
                 verify::run(image, a.value("platform").as_deref())

@@ -11,6 +11,14 @@ fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     one_line_error(&xtask(&["build", "--set", "backend.args.X"], &[]), "expected TARGET.KEY=VALUE");
     one_line_error(&xtask(&["build", "--release-version", "1.2"], &[]), "`1.2` is not a semver version");
     one_line_error(&xtask(&["build", "--set", "*.platform=linux/s390x"], &[]), "unknown platform `linux/s390x`");
+    // verify checks what it says: no public key is a refusal, not "signature: not checked".
+    let image = "127.0.0.1:5999/contextcleanse-backend:0.0.1";
+    let no_key = [("COSIGN_PUBLIC_KEY", "")];
+    one_line_error(&xtask(&["verify", image], &no_key), "verify needs the public key to check the image's signature");
+    one_line_error(
+        &xtask(&["verify", "--no-rebuild", image, "--accept-unchecked-signature"], &no_key),
+        "verify --no-rebuild checks only the signature, and there is no public key",
+    );
     one_line_error(
         &xtask(&["production", "--push", "--registry", "127.0.0.1:5999"], &[]),
         "registry 127.0.0.1:5999 is unreachable",

@@ -188,7 +188,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
     // No revision label: an image this project did not build.
     let standin = docker(&["images", "localhost/standin-python", "--format", "{{.Repository}}:{{.Tag}}"]);
     let standin = standin.lines().next().expect("the stand-in python image is in the engine");
-    let out = xtask(&["verify", standin], &[]);
+    let out = xtask(&["verify", standin, "--accept-unchecked-signature"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.trim().lines().count() == 1, "one line:\n{err}");
     assert!(err.contains("has no org.opencontainers.image.revision label"), "{err}");
@@ -205,7 +205,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
         ],
         &[],
     );
-    let out = xtask(&["verify", foreign], &[]);
+    let out = xtask(&["verify", foreign, "--accept-unchecked-signature"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.trim().lines().count() == 1, "one line:\n{err}");
     assert!(err.contains(&format!("commit {commit}")) && err.contains("is not in this repository"), "{err}");
@@ -230,7 +230,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
     );
     let image = format!("{registry}/contextcleanse-backend:{version}");
     let started = Instant::now();
-    let out = must(&["verify", &image], &[]);
+    let out = must(&["verify", &image, "--accept-unchecked-signature"], &[]);
     eprintln!("verify: {:.0}s", started.elapsed().as_secs_f64());
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("linux/amd64: sha256:") && said.contains("matches"), "{said}");

@@ -74,7 +74,12 @@ pub fn run() -> Result<()> {
             Some(e)
         }
         Err(_) => {
-            if engine::check_host().is_ok() {
+            let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+            let socket = crate::dockerapi::socket(host.as_deref());
+            let denied = socket.as_deref().filter(|s| engine::access::probe(s) == engine::access::Access::Denied);
+            if let Some(socket) = denied {
+                r.line(Level::Fail, "engine", engine::access::denied_line(socket));
+            } else if engine::check_host().is_ok() {
                 r.line(
                     Level::Warn,
                     "engine",

@@ -237,7 +237,6 @@ fn settings_lines(r: &mut Report, settings: &Settings, engine: Option<&Engine>) 
     let private = engine.is_some_and(Engine::is_private);
     for (key, value, scope) in settings.iter() {
         match scope {
-            Scope::Client => r.line(Level::Ok, "buildkit env", format!("{key}={value}: set for every docker/buildx/compose command")),
             Scope::BuildArg if key == "BUILDKIT_INLINE_CACHE" => r.line(
                 Level::Ok,
                 "buildkit env",
@@ -250,7 +249,15 @@ fn settings_lines(r: &mut Report, settings: &Settings, engine: Option<&Engine>) 
                 "buildkit env",
                 format!("{key}={value}: a daemon-side setting this builder does not take from here; set it in the engine's environment"),
             ),
-            Scope::Project => {}
+            Scope::NoEffect => r.line(
+                Level::Warn,
+                "setting",
+                format!("{key}={value} acts on {}: remove it from .env", crate::settings::acts(key).unwrap_or("nothing")),
+            ),
+            Scope::Project => match crate::settings::acts(key) {
+                Some(place) if !value.is_empty() => r.line(Level::Ok, "setting", format!("{key}={value}: {place}")),
+                _ => {}
+            },
         }
     }
 }

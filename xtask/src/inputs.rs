@@ -34,8 +34,6 @@ pub struct Inputs {
     /// The CA bundle given to the build as a secret: `CA_BUNDLE`, else the host's if it has one.
     pub ca_bundle: Option<String>,
     pub build_args: Vec<(String, String)>,
-    /// Client-side BuildKit settings from `.env`.
-    pub client_env: Vec<(String, String)>,
     /// `BUILDKIT_PROGRESS` from `.env`.
     pub progress: Option<ProgressMode>,
     pub engine: Engine,
@@ -138,7 +136,6 @@ impl Inputs {
             npm_pin,
             ca_bundle,
             build_args,
-            client_env: settings.client_env(),
             progress: settings.get("BUILDKIT_PROGRESS").and_then(|p| p.parse().ok()),
             engine,
             facts: facts.map_err(|e| format!("{e:#}")),

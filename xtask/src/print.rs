@@ -20,8 +20,8 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
     if plan.output == crate::plan::Output::Load {
         println!("# note: {}", crate::reproducible::LOAD_NOTE);
     }
-    println!("# environment the xtask sets for buildx:");
-    for (k, v) in plan.engine.env.iter().chain(&plan.client_env).chain(&plan.vars) {
+    println!("# environment this command sets for buildx:");
+    for (k, v) in plan.engine.env.iter().chain(&plan.vars) {
         println!("export {k}={}", runner::quote(v));
     }
     println!(

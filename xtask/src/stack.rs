@@ -67,10 +67,10 @@ pub fn closure(services: &[Service], names: &[String]) -> Result<Vec<String>> {
     Ok(all.into_iter().collect())
 }
 
-/// `docker compose` in the project's folder, on the engine, with the settings and the build
-/// metadata the bake file gets (the compose file passes VERSION, GIT_COMMIT and BUILD_DATE).
-fn compose(engine: &Engine, settings: &Settings, vars: &[(String, String)]) -> Cmd {
-    engine.docker().envs(&settings.client_env()).envs(vars).dir(paths::project_root()).arg("compose")
+/// `docker compose` in the project's folder (where it reads `.env` itself), on the engine, with the
+/// build metadata the bake file gets (the compose file passes VERSION, GIT_COMMIT and BUILD_DATE).
+fn compose(engine: &Engine, vars: &[(String, String)]) -> Cmd {
+    engine.docker().envs(vars).dir(paths::project_root()).arg("compose")
 }
 
 /// The arguments of `docker compose up` for these services: detached, no build of its own (the
@@ -129,7 +129,7 @@ pub fn up(names: &[String], opts: &Options) -> Result<()> {
     let engine = engine::connect(&settings, true)?;
     let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--release-version")).transpose()?;
     let vars = meta::collect(version.as_ref())?.bake_vars();
-    let compose = compose(&engine, &settings, &vars);
+    let compose = compose(&engine, &vars);
     let config = runner::read(&compose.clone().args(["config", "--format", "json"]))?;
     let services = parse_config(&config)?;
     let started = closure(&services, names)?;
@@ -157,7 +157,7 @@ fn running_engine(settings: &Settings) -> Result<Engine> {
 pub fn down() -> Result<()> {
     let settings = Settings::load()?;
     let engine = running_engine(&settings)?;
-    runner::run(&compose(&engine, &settings, &[]).args(["down", "--remove-orphans"]))
+    runner::run(&compose(&engine, &[]).args(["down", "--remove-orphans"]))
 }
 
 /// `docker compose logs`'s arguments for `logs [--follow] [--tail N] [SERVICE...]`.
@@ -173,7 +173,7 @@ pub fn logs_args(follow: bool, tail: Option<&str>, services: &[String]) -> Vec<S
 pub fn pass_through(args: &[String]) -> Result<()> {
     let settings = Settings::load()?;
     let engine = running_engine(&settings)?;
-    runner::run(&compose(&engine, &settings, &[]).args(args.iter().cloned()))
+    runner::run(&compose(&engine, &[]).args(args.iter().cloned()))
 }
 
 #[cfg(test)]

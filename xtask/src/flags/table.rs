@@ -12,7 +12,7 @@ pub const BUILD: &[Flag] = &[
         "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with CI=true or a configured registry.",
     ),
     switch("pull", "Check the registry for newer base images."),
-    valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),
+    valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS in .env, auto)."),
     valued("builder", "NAME", "Use this buildx builder instead of the current one."),
     repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
     valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000)."),

@@ -104,6 +104,13 @@ fn j_status_doctor_print_and_report_work() {
         text.contains(&format!("export VERSION={version}")) && text.contains(&format!("NPM_VERSION={npm}")),
         "{text}"
     );
+    assert!(text.contains("export VERSION_TAGS="), "production is tagged from the release tags:\n{text}");
+    // A dev build's plan shows only what that build uses: no release tags, no setting without effect.
+    let dev = String::from_utf8_lossy(&must(&["print"], &[]).stdout).to_string();
+    for unused in ["VERSION_TAGS", "DOCKER_BUILDKIT", "COMPOSE_DOCKER_CLI_BUILD", "BUILDKIT_PROGRESS="] {
+        assert!(!dev.contains(unused), "`print` of a dev build shows {unused}:\n{dev}");
+    }
+    assert!(dev.contains(&format!("export VERSION={version}")), "{dev}");
     must(&["build", "--dry-run"], &[]);
     assert_eq!(images(), images_before, "print and --dry-run built nothing");
     for group in ["default", "development", "production", "multiplatform"] {

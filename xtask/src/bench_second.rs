@@ -98,7 +98,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     let layout = Layout::open(NAME)?;
     let second = layout.engine(false);
     // The bases come first, as a runner would pull them; they are not part of either build.
-    let platforms = crate::standin::platforms(!spec.classic);
+    let platforms = crate::standin_platforms::all(!spec.classic);
     for base in &BASES {
         if !standin_share::pull(&second, &registry, &base.standin(), &platforms)? && !second.has_image(&base.standin())
         {

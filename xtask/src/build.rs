@@ -39,7 +39,10 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     if plan.output == Output::Check {
         return check::run(&plan);
     }
+    // BuildKit's own lines can pause for a long step: the phase keeps a line coming meanwhile.
+    let phase = crate::progress::Phase::start(&format!("build: {}", plan.targets.join(", ")), None);
     run::build(&plan)?;
+    phase.done();
     if let Some(key) = &key {
         crate::signing::sign_last_build(key)?;
     }

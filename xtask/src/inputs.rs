@@ -115,6 +115,10 @@ impl Inputs {
             )
         });
         let definition = definition?;
+        let mut bases = bases;
+        let multi = facts.as_ref().is_ok_and(|f| f.capabilities().multi_platform);
+        let needed = crate::standin_platforms::needed(&platforms_of(&definition), &opts.set);
+        crate::standin_platforms::complete(&engine, &mut bases, &needed, multi);
         let dockerfiles = syntax::dockerfiles(&frontend, &definition, &root);
         let platforms = if opts.set.iter().any(|kv| names_platform(kv)) {
             platforms_of(&bake::graph(&engine.docker(), &vars)?)

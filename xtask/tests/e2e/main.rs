@@ -24,6 +24,7 @@ mod second_engine;
 mod secrets;
 mod signing;
 mod stack;
+mod way_in;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()

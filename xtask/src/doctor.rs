@@ -35,6 +35,37 @@ impl Report {
     }
 }
 
+/// The engine line: the engine that answers, or why none does and what to do.
+fn connected(r: &mut Report, settings: &Settings) -> Option<Engine> {
+    match engine::connect(settings, false) {
+        Ok(e) => {
+            r.line(Level::Ok, "engine", format!("{} answers", e.describe()));
+            Some(e)
+        }
+        Err(_) => {
+            let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+            let socket = crate::dockerapi::socket(host.as_deref());
+            let denied = socket.as_deref().filter(|s| engine::access::probe(s) == engine::access::Access::Denied);
+            if let Some(socket) = denied {
+                r.line(Level::Fail, "engine", engine::access::denied_line(socket));
+            } else if engine::check_host().is_ok() {
+                r.line(
+                    Level::Warn,
+                    "engine",
+                    "none answers; `cargo xtask build` will start the private one (or run `cargo xtask engine up`)",
+                );
+            } else {
+                r.line(
+                    Level::Fail,
+                    "engine",
+                    "none answers: start Docker Engine 26+ (or, as root on Debian/Ubuntu, `cargo xtask engine up`)",
+                );
+            }
+            None
+        }
+    }
+}
+
 fn version_of(program: &str, args: &[&str]) -> Option<String> {
     which::which(program).ok()?;
     runner::read(&Cmd::new(program).args(args.iter().copied())).ok().map(|s| s.lines().next().unwrap_or("").to_string())
@@ -68,33 +99,7 @@ pub fn run() -> Result<()> {
             Settings::default()
         }
     };
-    let engine = match engine::connect(&settings, false) {
-        Ok(e) => {
-            r.line(Level::Ok, "engine", format!("{} answers", e.describe()));
-            Some(e)
-        }
-        Err(_) => {
-            let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-            let socket = crate::dockerapi::socket(host.as_deref());
-            let denied = socket.as_deref().filter(|s| engine::access::probe(s) == engine::access::Access::Denied);
-            if let Some(socket) = denied {
-                r.line(Level::Fail, "engine", engine::access::denied_line(socket));
-            } else if engine::check_host().is_ok() {
-                r.line(
-                    Level::Warn,
-                    "engine",
-                    "none answers; `cargo xtask build` will start the private one (or run `cargo xtask engine up`)",
-                );
-            } else {
-                r.line(
-                    Level::Fail,
-                    "engine",
-                    "none answers: start Docker Engine 26+ (or, as root on Debian/Ubuntu, `cargo xtask engine up`)",
-                );
-            }
-            None
-        }
-    };
+    let engine = connected(&mut r, &settings);
     if let Some(engine) = &engine {
         engine_lines(&mut r, engine, &settings);
     }

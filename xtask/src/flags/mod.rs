@@ -199,14 +199,10 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             }
             continue;
         };
-        let (mut long, inline) = match body.split_once('=') {
-            Some((l, v)) => (l, Some(v)),
-            None => (body, None),
+        let (long, inline) = match body.split_once('=') {
+            Some((l, v)) => (renamed(l, &flags, &mut args.warnings), Some(v)),
+            None => (renamed(body, &flags, &mut args.warnings), None),
         };
-        if let Some((old, new)) = RENAMED.iter().find(|(old, new)| *old == long && flags.iter().any(|f| f.long == *new)) {
-            args.warnings.push(format!("--{old} after a subcommand is now --{new}; the old spelling will go away"));
-            long = new;
-        }
         let Some(flag) = flags.iter().find(|f| f.long == long) else {
             let longs: Vec<&str> = flags.iter().map(|f| f.long).collect();
             return Err(usage(format!("`{}` has no flag --{long}{}", command.name, suggest(long, &longs, "--"))));
@@ -234,6 +230,17 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
 /// Flags that have a new name, taken under the old one with a warning: `--version` after a
 /// building command named the product version to build, which read like the xtask's own.
 const RENAMED: &[(&str, &str)] = &[("version", "release-version")];
+
+/// The flag's current name, with a warning when `long` is an old spelling this command knows.
+fn renamed<'a>(long: &'a str, flags: &[&'static Flag], warnings: &mut Vec<String>) -> &'a str {
+    match RENAMED.iter().find(|(old, new)| *old == long && flags.iter().any(|f| f.long == *new)) {
+        Some((old, new)) => {
+            warnings.push(format!("--{old} after a subcommand is now --{new}; the old spelling will go away"));
+            new
+        }
+        None => long,
+    }
+}
 
 /// ` (did you mean `x`?)` when a known name is one or two edits away.
 fn suggest(wrong: &str, known: &[&str], prefix: &str) -> String {

@@ -14,13 +14,16 @@ pub fn all(multi_platform: bool) -> Vec<String> {
 }
 
 /// The platforms this command builds: those its targets name, and those a `--set
-/// *.platform=…` asks for; the engine's own when neither names any.
+/// *.platform=…` asks for; the engine's own when neither names any. Only platforms a stand-in can
+/// be made for count: the plan refuses any other with the valid ones, before anything is made.
 pub fn needed(target_platforms: &[String], sets: &[String]) -> Vec<String> {
     let mut out: Vec<String> = target_platforms.to_vec();
     for kv in sets.iter().filter(|kv| crate::inputs::names_platform(kv)) {
         let value = kv.split_once('=').map_or("", |(_, v)| v);
         out.extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from));
     }
+    let known = all(true);
+    out.retain(|p| known.contains(p));
     if out.is_empty() {
         out.push(format!("linux/{}", engine::host_arch()));
     }
@@ -111,6 +114,7 @@ mod tests {
         assert_eq!(needed(&[], &[]), [host.clone()]);
         assert_eq!(needed(&v(&["linux/arm64", "linux/amd64"]), &[]), v(&["linux/amd64", "linux/arm64"]));
         assert_eq!(needed(&[], &v(&["backend.platform=linux/arm64", "backend.args.X=1"])), v(&["linux/arm64"]));
+        assert_eq!(needed(&[], &v(&["*.platform=linux/s390x"])), [host.clone()], "the plan refuses it, nothing is made");
     }
 
     #[test]

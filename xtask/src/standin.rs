@@ -47,12 +47,12 @@ fn scratch() -> Option<String> {
 }
 
 /// Eight hex digits of a 64-bit FNV-1a hash of everything the stand-ins are made from here: the
-/// Dockerfile, the npm package specs and the build's options. FNV because its output is fixed by
+/// Dockerfile, debootstrap's packages, the npm package specs and the build's options. FNV because its output is fixed by
 /// its definition (std's `DefaultHasher` may change between Rust releases, which would re-make
 /// stand-ins for nothing).
 fn recipe_fingerprint() -> String {
     // A separator after each part, so moving text from one part to the next changes the hash.
-    let parts = [DOCKERFILE, NODE_SPEC, NPM_SPEC].into_iter().chain(BUILD_OPTIONS);
+    let parts = [DOCKERFILE, INCLUDE, NODE_SPEC, NPM_SPEC].into_iter().chain(BUILD_OPTIONS);
     let bytes = parts.flat_map(|part| part.bytes().chain([0]));
     format!("{:08x}", fnv1a(bytes) >> 32)
 }
@@ -173,7 +173,7 @@ fn find_existing(engine: &Engine, base: &Base, official: &str, mirror: Option<&s
 }
 
 /// Makes both stand-ins for `platforms`: a Debian minbase root file system per architecture,
-/// Python from Debian on top of it, and Node.js and npm from the npm registry. Independent steps
+/// Python from Debian in it, and Node.js and npm from the npm registry. Independent steps
 /// run side by side (each architecture's root file system, and the Node.js download; then the two
 /// images), and each shows its progress.
 pub fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()> {
@@ -257,22 +257,19 @@ pub fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()> {
 /// them anew.
 const DOCKERFILE: &str = r#"FROM scratch AS debian
 ARG TARGETARCH
-ADD rootfs-${TARGETARCH}.tar /
+ADD base-${TARGETARCH}.tar /
 ENV LANG=C.UTF-8
 
 FROM debian AS python
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
- && python3 -m venv /usr/local \
- && rm -f /usr/local/bin/activate /usr/local/bin/activate.csh /usr/local/bin/activate.fish /usr/local/bin/Activate.ps1 \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+RUN python3 -m venv /usr/local \
+ && rm -f /usr/local/bin/activate /usr/local/bin/activate.csh /usr/local/bin/activate.fish /usr/local/bin/Activate.ps1
 ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
 LABEL org.opencontainers.image.description="Stand-in for python:3.11-slim made by cargo xtask from Debian bookworm"
 CMD ["python3"]
 
 FROM --platform=$BUILDPLATFORM scratch AS build-debian
 ARG BUILDARCH
-ADD rootfs-${BUILDARCH}.tar /
+ADD base-${BUILDARCH}.tar /
 
 FROM build-debian AS node-userland
 ARG TARGETARCH
@@ -366,9 +363,14 @@ fn fetch_node(dir: &Path, arches: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// debootstrap's minbase for one architecture, packed as `rootfs-ARCH.tar` (kept for reuse).
+/// The packages debootstrap adds to minbase: the Python stand-in's, installed here rather than by
+/// apt in an image step, where arm64's would run under QEMU after a second `apt-get update`.
+const INCLUDE: &str = "--include=python3,python3-venv,ca-certificates";
+
+/// debootstrap's minbase with [`INCLUDE`] for one architecture, packed as `base-ARCH.tar` (kept
+/// for reuse).
 fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
-    let tar = dir.join(format!("rootfs-{arch}.tar"));
+    let tar = dir.join(format!("base-{arch}.tar"));
     if tar.exists() {
         return Ok(());
     }
@@ -378,7 +380,7 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     }
     let path = format!("{}:{}", layout.prefix.join("usr/sbin").display(), std::env::var("PATH").unwrap_or_default());
     let debootstrap = Cmd::new(layout.bin("debootstrap").display().to_string())
-        .args(["--variant=minbase", &format!("--arch={arch}"), "bookworm", &tree.display().to_string(), mirror])
+        .args(["--variant=minbase", INCLUDE, &format!("--arch={arch}"), "bookworm", &tree.display().to_string(), mirror])
         .env("DEBOOTSTRAP_DIR", layout.prefix.join("usr/share/debootstrap").display().to_string())
         .env("PATH", path);
     runner::run_quiet(&debootstrap).with_context(|| format!("making the Debian bookworm {arch} root file system"))?;
@@ -390,7 +392,7 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
             }
         }
     }
-    let partial = dir.join(format!(".rootfs-{arch}.tar.partial"));
+    let partial = dir.join(format!(".base-{arch}.tar.partial"));
     let pack = Cmd::new("tar")
         .args(["-C", &tree.display().to_string(), "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*"])
         .args(["-cf", &partial.display().to_string(), "."]);

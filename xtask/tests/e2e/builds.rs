@@ -273,9 +273,15 @@ fn q_standins_are_laid_out_like_the_official_images() {
     // everything is cached); `print` then names what this engine's builds use.
     must(&["build"], &[]);
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
-    // The stand-ins hold both platforms wherever the engine can (not on the classic store).
-    let platforms: &[Option<&str>] =
-        if classic_store() { &[None] } else { &[Some("linux/amd64"), Some("linux/arm64")] };
+    // `build` makes them for this machine's platform; a command that builds for both (here
+    // `check`, which builds no image) adds the other one wherever the engine can hold both (not
+    // on the classic store).
+    let platforms: &[Option<&str>] = if classic_store() {
+        &[None]
+    } else {
+        must(&["check", "backend-multiplatform", "frontend-multiplatform"], &[]);
+        &[Some("linux/amd64"), Some("linux/arm64")]
+    };
     for (var, image) in resolved_bases() {
         if !image.starts_with("localhost/standin-") {
             // The official image (or a mirror's copy) is used here: there is no stand-in to check.

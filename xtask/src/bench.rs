@@ -319,8 +319,19 @@ pub fn median(values: &mut [f64]) -> f64 {
 
 /// The bench's table as its section of `docs/benchmarks.md`, one section per bench and engine.
 pub(crate) fn publish(kind: &str, title: &str, engine: Option<&crate::engine::EngineRecord>, table: &str) -> Result<()> {
-    let (short, line) = engine.map_or(("unrecorded".to_string(), "engine not recorded".to_string()), |e| {
-        (e.short(), e.line())
+    // The engine without its endpoint: a socket path names this machine, not the engine.
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".to_string());
+    let (short, line) = engine.map_or(("unrecorded".to_string(), "not recorded".to_string()), |e| {
+        let line = format!(
+            "{}: Docker {}, BuildKit {}, buildx {}, {} image store, {} driver",
+            e.private.as_ref().map_or("an engine the user runs".to_string(), |p| format!("private {p} engine")),
+            e.docker,
+            or(&e.buildkit),
+            or(&e.buildx),
+            e.store,
+            e.driver
+        );
+        (e.short(), line)
     });
     crate::bench_doc::write(&format!("{kind} {short}"), &format!("{title}: {short}"), &format!("Engine: {line}.\n\n{table}"))
 }

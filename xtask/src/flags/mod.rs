@@ -274,7 +274,7 @@ pub fn overview() -> String {
          `cargo xtask build` builds both images; `cargo xtask test` runs every test suite.\n\n",
     );
     out.push_str(&listing(&COMMANDS.iter().collect::<Vec<_>>()));
-    out.push_str("\nEach subcommand takes --help.\n");
+    out.push_str("\nEach subcommand takes --help, which ends with examples; --version prints this version.\n");
     out
 }
 

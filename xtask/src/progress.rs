@@ -138,7 +138,7 @@ fn tick() {
         if terminal {
             let all: Vec<String> =
                 b.running.iter().map(|r| line(&r.label, r.step, now.duration_since(r.started), r.last)).collect();
-            let _ = write!(err, "\r\x1b[2Kxtask: {}", all.join(" | "));
+            let _ = write!(err, "\r\x1b[2K{}", fit(&format!("xtask: {}", all.join(" | ")), width()));
             for r in b.running.iter_mut() {
                 r.shown = Some(now);
             }
@@ -150,6 +150,20 @@ fn tick() {
             }
         }
         let _ = err.flush();
+    }
+}
+
+/// The terminal's width as the shell tells it (`COLUMNS`), else 100.
+fn width() -> usize {
+    std::env::var("COLUMNS").ok().and_then(|c| c.parse().ok()).filter(|&w| w > 20).unwrap_or(100)
+}
+
+/// `text` cut to `width` characters: a line longer than the terminal would wrap, and `\r` would
+/// then rewrite only its last row.
+fn fit(text: &str, width: usize) -> String {
+    match text.char_indices().nth(width.saturating_sub(1)) {
+        Some((at, _)) if text.chars().count() > width => format!("{}…", &text[..at]),
+        _ => text.to_string(),
     }
 }
 
@@ -200,6 +214,8 @@ mod tests {
         );
         assert_eq!(line("engine: starting dockerd", None, d(7), None), "engine: starting dockerd (0:07)");
         assert_eq!(clock(d(3725)), "1:02:05");
+        assert_eq!(fit("abcdef", 4), "abc…");
+        assert_eq!(fit("abcd", 4), "abcd");
     }
 
     #[test]

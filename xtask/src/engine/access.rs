@@ -29,7 +29,7 @@ pub fn classify(kind: ErrorKind) -> Access {
 
 /// Connects once to `socket` and says what happened.
 pub fn probe(socket: &Path) -> Access {
-    match crate::platform::connect_socket(socket) {
+    match crate::util::os::connect_socket(socket) {
         Ok(_) => Access::Open,
         Err(e) => classify(e.kind()),
     }

@@ -149,11 +149,10 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     let words: Vec<&str> = argv.iter().map(String::as_str).collect();
     let wants_help = |w: &&str| matches!(*w, "--help" | "-h");
     let Some(first) = words.first() else { return Ok(Parsed::Help(overview())) };
-    if matches!(*first, "help" | "--help" | "-h") {
-        return Ok(Parsed::Help(overview()));
-    }
-    if matches!(*first, "--version" | "-V") {
-        return Ok(Parsed::Help(format!("xtask {}\n", env!("CARGO_PKG_VERSION"))));
+    match *first {
+        "help" | "--help" | "-h" => return Ok(Parsed::Help(overview())),
+        "--version" | "-V" => return Ok(Parsed::Help(format!("xtask {}\n", env!("CARGO_PKG_VERSION")))),
+        _ => {}
     }
     // The longest name that the words start with: `engine up` before `engine`.
     let command = COMMANDS

@@ -3,29 +3,34 @@
 
 use super::{repeated, switch, valued, Command, Flag, Positional, Sub};
 
+const BUILDER: Flag = valued("builder", "NAME", "Use this buildx builder instead of the current one.");
+const SET: Flag = repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable).");
+const REGISTRY: Flag =
+    valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000).");
+const VERSION: Flag = valued(
+    "release-version",
+    "SEMVER",
+    "The product version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml).",
+);
+
 /// The flags every building command shares.
 pub const BUILD: &[Flag] = &[
     switch("dry-run", "Print the plan (commands, environment, bake definition) and run nothing."),
     switch("no-cache", "Build every step again, ignoring the build cache."),
     switch(
         "cache-export",
-        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with CI=true or a configured registry.",
+        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with a configured registry; with CI=true only to a registry.",
     ),
     switch("pull", "Check the registry for newer base images."),
     valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS in .env, auto)."),
-    valued("builder", "NAME", "Use this buildx builder instead of the current one."),
-    repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
-    valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000)."),
-    valued("release-version", "SEMVER", "The product version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
+    BUILDER,
+    SET,
+    REGISTRY,
+    VERSION,
 ];
 
 /// What `print` shares with the building commands: what the plan depends on.
-const PLAN: &[Flag] = &[
-    valued("builder", "NAME", "Use this buildx builder instead of the current one."),
-    repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
-    valued("registry", "HOST:PORT", "Registry to tag for (e.g. 127.0.0.1:5000)."),
-    valued("release-version", "SEMVER", "The product version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
-];
+const PLAN: &[Flag] = &[BUILDER, SET, REGISTRY, VERSION];
 
 /// Which private engine: the channel and the image store.
 const ENGINE: &[Flag] = &[
@@ -42,6 +47,10 @@ const ENGINE: &[Flag] = &[
 const SIGN: &[Flag] = &[
     switch("sign", "Sign the pushed images by digest with cosign (needs --push and a key)."),
     valued("key", "FILE", "The cosign private key (default: COSIGN_KEY_FILE, else the key text in COSIGN_PRIVATE_KEY); password in COSIGN_PASSWORD."),
+    switch(
+        "keyless",
+        "With --sign: sign without a key, by the OIDC identity of the CI workflow (GitHub Actions with id-token: write, or SIGSTORE_ID_TOKEN).",
+    ),
 ];
 
 const NONE: &[&[Flag]] = &[];
@@ -85,8 +94,8 @@ pub const COMMANDS: &[Command] = &[
         name: "print",
         about: "Print the resolved plan of a group or service without building. The commands, the environment this command uses, the build arguments and the bake definition.",
         positional: Some(Positional { name: "NAME", repeated: false, help: "A group or service (default: the `default` group)." }),
-        flags: &[PLAN],
-        examples: &["cargo xtask print", "cargo xtask print production"],
+        flags: &[PLAN, &[switch("json", "Print only the bake command, as JSON: program, arguments, environment, folder.")]],
+        examples: &["cargo xtask print", "cargo xtask print production", "cargo xtask print --json"],
     },
     Command {
         sub: Sub::Check,

@@ -272,7 +272,7 @@ fn q_standins_are_laid_out_like_the_official_images() {
     // A build makes the stand-ins when the official bases cannot be had (and takes seconds when
     // everything is cached); `print` then names what this engine's builds use.
     must(&["build"], &[]);
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let ci = xtask::settings::in_ci();
     // `build` makes them for this machine's platform; a command that builds for both (here
     // `check`, which builds no image) adds the other one wherever the engine can hold both (not
     // on the classic store).

@@ -17,6 +17,7 @@ mod builds;
 mod commands;
 mod home_page;
 mod metrics;
+mod remote;
 mod reports;
 mod reproducible;
 mod sbom;
@@ -31,10 +32,18 @@ fn root() -> PathBuf {
 }
 
 fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    xtask_without(args, envs, &[])
+}
+
+/// As [`xtask`], with variables of this process's environment left out (`DOCKER_HOST`, for a
+/// run that must reach the engine through a docker context).
+fn xtask_without(args: &[&str], envs: &[(&str, &str)], remove: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    // CI=true makes every build export its mode=max cache for the next CI run: the tests' builds
-    // are not that run's, and the export would cost seconds each. A test that wants the export
-    // says `--cache-export` (or CI) itself.
+    for name in remove {
+        cmd.env_remove(name);
+    }
+    // The tests' builds are not a CI run's own: each test says what it wants (`--cache-export`,
+    // CI), so the runner's CI=true does not change what they build or export.
     cmd.args(args).current_dir(root()).env_remove("CI");
     for (k, v) in envs {
         cmd.env(k, v);
@@ -66,6 +75,16 @@ fn docker_ok(args: &[&str]) -> bool {
     Command::new("docker").args(args).output().is_ok_and(|o| o.status.success())
 }
 
+/// A program on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}
+
+/// A loopback port nobody listens on now, for a server a test starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
 /// The registry of the engine under test (`cargo xtask test` passes it; each private engine has
 /// its own port).
 fn registry() -> String {
@@ -80,7 +99,7 @@ fn classic_store() -> bool {
 
 /// The version the product builds when none is asked for, found the way the xtask finds it.
 fn product_version() -> String {
-    xtask::meta::version(None).unwrap_or_else(|e| panic!("{e:#}")).0.to_string()
+    xtask::images::meta::version(None).unwrap_or_else(|e| panic!("{e:#}")).0.to_string()
 }
 
 /// The default group's images (`contextcleanse-*:dev`) built in the checkout, for a test that
@@ -143,7 +162,7 @@ impl Drop for Container {
 fn http_get(port: u16, path: &str) -> (u16, String) {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the container's published port");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let (code, body) = xtask::http::get(s, "127.0.0.1", path, &[]).unwrap_or_default();
+    let (code, body) = xtask::util::http::get(s, "127.0.0.1", path, &[]).unwrap_or_default();
     (code, String::from_utf8_lossy(&body).to_string())
 }
 
@@ -159,14 +178,14 @@ fn label(image: &str, key: &str) -> String {
 
 /// The newest report the xtask wrote under `dir`/target/xtask/reports.
 fn last_report(dir: &Path) -> Value {
-    let path = xtask::report::last_saved(&xtask::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    let path = xtask::report::last_saved(&xtask::util::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Every report of the last xtask run in `dir`: one, or two when the run retried a known
 /// transient engine error (the retry then finds cached what the first attempt built).
 fn last_run_reports(dir: &Path) -> Vec<Value> {
-    let last = xtask::report::last_saved(&xtask::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    let last = xtask::report::last_saved(&xtask::util::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
     let name = last.file_name().unwrap().to_string_lossy().to_string();
     let pid = name.rsplit_once('-').map(|(_, p)| p.to_string()).unwrap();
     let mut runs: Vec<PathBuf> = std::fs::read_dir(last.parent().unwrap())
@@ -208,13 +227,13 @@ fn executed(report: &Value, name: &str, part: &str) -> Vec<String> {
 /// folder, so tests can change files without touching the real ones.
 fn scratch_copy(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("xtask-e2e-{name}"));
-    xtask::paths::copy_sources(&root(), &dir).unwrap_or_else(|e| panic!("{e:#}"));
+    xtask::util::paths::copy_sources(&root(), &dir).unwrap_or_else(|e| panic!("{e:#}"));
     dir
 }
 
 /// Walks a tar stream (as `docker export` writes it): names and contents of regular files.
 fn tar_entries(data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
-    xtask::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body)).unwrap_or_else(|e| panic!("{e:#}"));
+    xtask::util::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body)).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Every file of every layer of an image, as `docker image save` writes it (an OCI layout whose
@@ -450,7 +469,7 @@ fn registry_get(addr: &str, path: &str) -> Vec<u8> {
     let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
                   application/vnd.docker.distribution.manifest.list.v2+json, \
                   application/vnd.docker.distribution.manifest.v2+json";
-    let (code, body) = xtask::http::get(s, addr, path, &[("Accept", accept)]).expect("an HTTP response");
+    let (code, body) = xtask::util::http::get(s, addr, path, &[("Accept", accept)]).expect("an HTTP response");
     assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
     body
 }

@@ -10,7 +10,7 @@ fn clean_without_a_scope_flag_or_a_terminal_removes_nothing() {
     must(&["build", "backend"], &[]);
     // A safety net for the shared engine: with a build's share of the lock held, a clean that
     // failed to ask would still stop at the lock, and the message below tells the two apart.
-    let _held = xtask::lock::shared().unwrap();
+    let _held = xtask::cache::lock::shared().unwrap();
     // The test's stdin is no terminal (`output()` gives the child none).
     let out = xtask(&["clean"], &[]);
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));

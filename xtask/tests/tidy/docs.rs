@@ -40,7 +40,7 @@ fn calls(line: &str) -> Vec<Vec<String>> {
             .split_whitespace()
             .take_while(|w| !["|", "||", "&&", ";", ">", ">>", "2>&1"].contains(w) && !w.starts_with('#'))
             .map(|w| w.trim_matches(|c| "[]()\"',.:".contains(c)).to_string())
-            .filter(|w| !w.is_empty() && w != "\\|")
+            .filter(|w| !w.is_empty() && !["\\|", "…", "..."].contains(&w.as_str()))
             .collect();
         out.push(words);
     }

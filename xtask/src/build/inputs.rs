@@ -98,6 +98,7 @@ impl Inputs {
             .map(str::to_string);
         let root = paths::project_root();
         let bake_defaults = bake::Defaults::read(&root)?;
+        bake_defaults.check_names(&request.names)?;
         let officials = bake_defaults.base_images()?;
         let sbom_generator = crate::images::sbom::generator::named_in(&bake_defaults);
         let source_url = match settings.iter().find(|(k, _, _)| *k == "SOURCE_URL") {
@@ -124,8 +125,7 @@ impl Inputs {
             )
         });
         let definition = definition?;
-        let mut bases = bases;
-        standin_platforms(&engine, &mut bases, &definition, &opts.set, facts.as_ref().ok());
+        let bases = standin_platforms(&engine, bases, &definition, &opts.set, facts.as_ref().ok());
         let dockerfiles = syntax::dockerfiles(&frontend, &definition, &root);
         let platforms = if opts.set.iter().any(|kv| names_platform(kv)) {
             platforms_of(&bake::graph(&engine.docker(), &vars)?)
@@ -187,13 +187,14 @@ pub fn bake_vars(
 
 /// Which platforms the stand-ins must hold for this command (see `images::standin_platforms`):
 /// those its targets and its `--set *.platform=…` name.
-fn standin_platforms(engine: &Engine, bases: &mut Choice, def: &Definition, sets: &[String], facts: Option<&Facts>) {
+fn standin_platforms(engine: &Engine, mut bases: Choice, def: &Definition, sets: &[String], facts: Option<&Facts>) -> Choice {
     let multi = facts.is_some_and(|f| f.capabilities().multi_platform);
     let set_platforms: Vec<String> = (sets.iter().filter(|kv| names_platform(kv)))
         .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))
         .collect();
     let needed = crate::images::standin_platforms::needed(&platforms_of(def), &set_platforms);
-    crate::images::standin_platforms::complete(engine, bases, &needed, multi);
+    crate::images::standin_platforms::complete(engine, &mut bases, &needed, multi);
+    bases
 }
 
 /// True for a `--set` of a target's platforms (`*.platform=…`).

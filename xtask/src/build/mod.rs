@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 pub mod check;
+pub mod entitlements;
 pub mod fit;
 pub mod inputs;
 pub mod plan;
@@ -26,7 +27,7 @@ use crate::util::trace;
 /// Plans and runs one recipe.
 pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // Held until the build ends, so that `clean` removes nothing it uses.
-    let _lock = if opts.dry_run { None } else { Some(crate::cache::lock::shared()?) };
+    let lock = if opts.dry_run { None } else { Some(crate::cache::lock::shared()?) };
     // A signing request that cannot succeed is refused before anything is built.
     let key = signing_key(opts)?;
     let started = std::time::Instant::now();
@@ -83,8 +84,12 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
             crate::images::keyless::write_summary(&signed)?;
         }
     }
-    if let Some(line) = gc::after_build(&plan.local_caches) {
-        eprintln!("xtask: {line}");
+    // The clean-up takes the lock whole, or leaves the folders to a later build (see cache::gc).
+    drop(lock);
+    match gc::after_build(&plan.local_caches) {
+        Ok(Some(line)) => eprintln!("xtask: {line}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("xtask: local cache clean-up skipped: {e:#}"),
     }
     Ok(())
 }

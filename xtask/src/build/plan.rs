@@ -117,6 +117,9 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         oci_dir: opts.oci.then_some(oci_dir.as_path()),
         builder: &f.builder_line(),
         sbom: inputs.sbom_generator.as_deref().filter(|_| output != Output::Check),
+        ca_bundle: inputs.ca_bundle.as_deref().map(std::path::Path::new),
+        own: &[inputs.root.join("target"), crate::util::paths::checkout_target()],
+        allow: &opts.allow,
     };
     let fit = fit::fit(definition, &caps, &asked)?;
     let platforms = inputs::platforms_of(definition);
@@ -295,7 +298,7 @@ impl Plan {
         for s in &self.sets {
             bake = bake.args(["--set", s]);
         }
-        bake.args(self.names.iter().cloned())
+        bake.names(&self.names)
     }
 }
 

@@ -129,6 +129,7 @@ pub const PRIVATE_ONLY: &[&str] = &[
     "signing::",
     // It installs Debian's openssh-server as root and logs in as root to reach the engine.
     "remote::",
+    "host::",
     // It makes stand-ins from the private engine's debootstrap; an engine the user runs pulls
     // the official images instead.
     "stand_ins_are_made",

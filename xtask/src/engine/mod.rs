@@ -13,10 +13,12 @@ mod channel;
 mod debian;
 pub mod dialstdio;
 mod facts;
+mod integrity;
 mod layout;
 mod named;
 mod network;
 mod private;
+mod registry;
 mod remote;
 
 use std::path::PathBuf;
@@ -101,8 +103,9 @@ impl Engine {
     /// True when the image is in the engine's store.
     pub fn has_image(&self, image: &str) -> bool {
         match self.socket() {
-            Some(sock) => api::get(&sock, &format!("/images/{}/json", api::escape(image)))
-                .is_some_and(|(c, _)| c == 200),
+            Some(sock) => {
+                api::get(&sock, &format!("/images/{}/json", api::escape(image))).is_some_and(|(c, _)| c == 200)
+            }
             None => runner::succeeds(&self.docker().args(["image", "inspect", "--format", "{{.Id}}", image])),
         }
     }
@@ -408,7 +411,8 @@ pub fn status(settings: &Settings, which: &Which) -> Result<()> {
 /// The digest of an image's top manifest (its index, for a multi-platform image) in the registry
 /// that holds it, as buildx reads it with the registry's auth.
 pub fn manifest_digest(docker: &Cmd, image: &str) -> Result<String> {
-    let cmd = docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
+    let cmd =
+        docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}"]).names(&[image]);
     let manifest: serde_json::Value = serde_json::from_str(&runner::read_with_timeout(&cmd, Duration::from_secs(15))?)
         .with_context(|| format!("reading the manifest of {image}"))?;
     manifest["digest"].as_str().map(str::to_string).with_context(|| format!("{image} has no digest"))

@@ -81,7 +81,12 @@ pub struct Command {
     pub examples: &'static [&'static str],
 }
 
+mod help;
 mod table;
+
+pub use help::{help, COLUMNS};
+#[cfg(test)]
+use help::wrap;
 
 pub use table::{BUILD, COMMANDS};
 
@@ -189,13 +194,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             None => word.strip_prefix("--"),
         };
         let Some(body) = body else {
-            match &command.positional {
-                Some(p) if p.repeated || args.positionals.is_empty() => args.positionals.push(word.to_string()),
-                Some(p) => {
-                    return Err(usage(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name)))
-                }
-                None => return Err(usage(format!("`{}` takes no arguments, got `{word}`", command.name))),
-            }
+            positional(command, &mut args.positionals, word).map_err(usage)?;
             continue;
         };
         let (long, inline) = match body.split_once('=') {
@@ -239,6 +238,22 @@ fn renamed<'a>(long: &'a str, flags: &[&'static Flag], warnings: &mut Vec<String
         }
         None => long,
     }
+}
+
+/// Takes a word that is not a flag as the command's next argument. A name never starts with `-`:
+/// such a word is a flag this command lacks, and passed on as a name it would become a flag of the
+/// tool that receives it (`-f../x.hcl`).
+fn positional(command: &Command, positionals: &mut Vec<String>, word: &str) -> Result<(), String> {
+    if word.starts_with('-') {
+        let why = if command.positional.is_some() { " (a name never starts with `-`)" } else { "" };
+        return Err(format!("`{}` has no flag `{word}`{why}", command.name));
+    }
+    match &command.positional {
+        Some(p) if p.repeated || positionals.is_empty() => positionals.push(word.to_string()),
+        Some(p) => return Err(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name)),
+        None => return Err(format!("`{}` takes no arguments, got `{word}`", command.name)),
+    }
+    Ok(())
 }
 
 /// ` (did you mean `x`?)` when a known name is one or two edits away.
@@ -288,65 +303,6 @@ fn listing(commands: &[&Command]) -> String {
     out
 }
 
-/// The widest a help line grows: text is wrapped to fit 100 columns.
-pub const COLUMNS: usize = 100;
-
-/// `text` broken at spaces into lines of at most `COLUMNS`, the first after `first` (already
-/// written), the rest indented by `indent` spaces. A word longer than a line stays whole.
-fn wrap(text: &str, first: usize, indent: usize) -> String {
-    let mut out = String::new();
-    let mut used = first;
-    for (i, word) in text.split(' ').enumerate() {
-        if i > 0 && used + 1 + word.len() > COLUMNS {
-            let _ = write!(out, "\n{:indent$}", "");
-            used = indent;
-        } else if i > 0 {
-            out.push(' ');
-            used += 1;
-        }
-        out.push_str(word);
-        used += word.len();
-    }
-    out
-}
-
-/// One subcommand's help: usage, what it does, its arguments and flags, then examples.
-pub fn help(command: &Command) -> String {
-    let mut usage = format!("cargo xtask {}", command.name);
-    if !command.flags.is_empty() {
-        usage.push_str(" [FLAGS]");
-    }
-    if let Some(p) = &command.positional {
-        let _ = write!(usage, " [{}{}]", p.name, if p.repeated { "..." } else { "" });
-    }
-    let mut out = format!("Usage: {usage}\n\n{}\n", wrap(command.about, 0, 0));
-    if let Some(p) = &command.positional {
-        let lead = format!("  {}  ", p.name);
-        let _ = write!(out, "\nArguments:\n{lead}{}\n", wrap(p.help, lead.len(), lead.len()));
-    }
-    let flags: Vec<&Flag> = command.flags.iter().flat_map(|g| g.iter()).collect();
-    if !flags.is_empty() {
-        let shown = |f: &Flag| {
-            let short = f.short.map(|c| format!("-{c}, ")).unwrap_or_default();
-            match f.value {
-                Some(v) => format!("{short}--{} {v}", f.long),
-                None => format!("{short}--{}", f.long),
-            }
-        };
-        let width = flags.iter().map(|f| shown(f).len()).max().unwrap_or(0);
-        out.push_str("\nFlags:\n");
-        for f in flags {
-            let lead = format!("  {:width$}  ", shown(f));
-            let _ = writeln!(out, "{lead}{}", wrap(f.help, lead.len(), lead.len()));
-        }
-    }
-    out.push_str("\nExamples:\n");
-    for e in command.examples {
-        let _ = writeln!(out, "  {e}");
-    }
-    out
-}
-
 #[cfg(test)]
 mod help_tests;
 
@@ -386,10 +342,7 @@ mod tests {
         assert!(run("print a b").unwrap_err().contains("takes one NAME"));
         let a = run("logs -f --tail 5 backend").unwrap();
         assert!(a.switch("follow") && a.positionals == ["backend"]);
-        assert!(
-            run("ps -x").unwrap_err().contains("takes no arguments"),
-            "a dash word that is no short flag is an argument"
-        );
+        assert!(run("ps -x").unwrap_err().contains("`ps` has no flag `-x`"), "{}", run("ps -x").unwrap_err());
         // `up` and `engine up` are two commands; the longer name wins.
         assert_eq!(run("up").unwrap().command.sub, Sub::Up);
         assert_eq!(run("engine up").unwrap().command.sub, Sub::EngineUp);
@@ -409,6 +362,25 @@ mod tests {
         assert!(run("build --release-version 1 --release-version 2").unwrap_err().contains("given twice"));
         assert!(run("engine upp").unwrap_err().contains("unknown subcommand `engine upp` (did you mean `engine up`?)"));
         assert!(run("doctor now").unwrap_err().contains("takes no arguments"));
+    }
+
+    #[test]
+    fn a_word_starting_with_a_dash_is_never_a_name() {
+        for (line, word) in [
+            ("build -f../elsewhere.hcl", "-f../elsewhere.hcl"),
+            ("build -n", "-n"),
+            ("build backend -x", "-x"),
+            ("verify -oops", "-oops"),
+            ("sbom -f", "-f"),
+            ("logs backend -ff", "-ff"),
+            ("report --compare -1 last", "-1"),
+        ] {
+            let e = run(line).unwrap_err();
+            let cmd = line.split(' ').next().unwrap();
+            let expected = format!("`{cmd}` has no flag `{word}` (a name never starts with `-`)");
+            assert!(e.starts_with(&expected) && !e.contains('\n'), "{line}: {e}");
+        }
+        assert_eq!(run("logs -f backend").unwrap().positionals, ["backend"], "a short flag is still a flag");
     }
 
     #[test]

@@ -5,6 +5,11 @@ use super::{repeated, switch, valued, Command, Flag, Positional, Sub};
 
 const BUILDER: Flag = valued("builder", "NAME", "Use this buildx builder instead of the current one.");
 const SET: Flag = repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable).");
+const ALLOW: Flag = repeated(
+    "allow",
+    "fs.read=PATH",
+    "Grant bake a path outside the checkout (fs.read=PATH or fs.write=PATH, repeatable).",
+);
 const REGISTRY: Flag =
     valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000).");
 const VERSION: Flag = valued(
@@ -25,12 +30,13 @@ pub const BUILD: &[Flag] = &[
     valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS in .env, auto)."),
     BUILDER,
     SET,
+    ALLOW,
     REGISTRY,
     VERSION,
 ];
 
 /// What `print` shares with the building commands: what the plan depends on.
-const PLAN: &[Flag] = &[BUILDER, SET, REGISTRY, VERSION];
+const PLAN: &[Flag] = &[BUILDER, SET, ALLOW, REGISTRY, VERSION];
 
 /// Which private engine: the channel and the image store.
 const ENGINE: &[Flag] = &[

@@ -79,8 +79,12 @@ fn local(reference: &str) -> bool {
 /// The program: the private engine's own (`engine up` unpacks the pinned package into its prefix),
 /// else one on PATH.
 fn cosign() -> Cmd {
-    let private =
-        crate::engine::Spec::ALL.iter().map(|s| crate::engine::Layout::new(*s).bin("cosign")).find(|p| p.is_file());
+    // A prefix someone besides root could have changed is passed over (see engine/integrity.rs).
+    let private = crate::engine::Spec::ALL
+        .iter()
+        .map(|s| crate::engine::Layout::new(*s))
+        .find(|l| l.bin("cosign").is_file() && l.root_only())
+        .map(|l| l.bin("cosign"));
     Cmd::new(private.map_or("cosign".to_string(), |p| p.display().to_string()))
 }
 
@@ -89,14 +93,15 @@ fn cosign() -> Cmd {
 /// cosign's defaults: a certificate for the OIDC token's identity and an entry in the public log,
 /// which is what lets a consumer trust a key that existed for one signing only.
 pub fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
-    let mut cmd = cosign().args(["sign", "--yes"]);
+    // The one command that gets the key's text and its password from the xtask's environment.
+    let mut cmd = cosign().pass_secrets().args(["sign", "--yes"]);
     if let Some(key) = key.arg() {
         cmd = cmd.arg("--key").arg(key).args(["--use-signing-config=false", "--tlog-upload=false"]);
     }
     if local(image_by_digest) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
     }
-    cmd.arg(image_by_digest)
+    cmd.names(&[image_by_digest])
 }
 
 /// `cosign verify` against a public key, trusting no log (the signature was made without one).
@@ -105,12 +110,13 @@ pub fn verify_cmd(public_key: &str, image: &str) -> Cmd {
     if local(image) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
     }
-    cmd.args(["--output", "json", image])
+    cmd.args(["--output", "json"]).names(&[image])
 }
 
 /// One kind of attestation BuildKit attached to an image (`Provenance` or `SBOM`), as JSON.
 pub fn attestation_cmd(image: &str, kind: &str) -> Cmd {
-    Cmd::new("docker").args(["buildx", "imagetools", "inspect", image, "--format"]).arg(format!("{{{{json .{kind}}}}}"))
+    let format = format!("{{{{json .{kind}}}}}");
+    Cmd::new("docker").args(["buildx", "imagetools", "inspect", "--format", &format]).names(&[image])
 }
 
 /// Whether `imagetools inspect`'s JSON for one kind holds anything.
@@ -308,7 +314,7 @@ mod tests {
         assert_eq!(
             after_program(&cmd),
             "sign --yes --key env://COSIGN_PRIVATE_KEY --use-signing-config=false --tlog-upload=false \
-             --allow-insecure-registry --allow-http-registry 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
+             --allow-insecure-registry --allow-http-registry -- 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
         );
         let remote = sign_cmd(&KeyRef::File("/k/cosign.key".into()), "ghcr.io/x/y@sha256:abc").command_line();
         assert!(!remote.contains("insecure") && remote.contains("--key /k/cosign.key"), "{remote}");
@@ -318,11 +324,11 @@ mod tests {
     #[test]
     fn keyless_sign_argv_names_no_key_and_keeps_the_log() {
         let cmd = sign_cmd(&KeyRef::Keyless, "ghcr.io/acme/contextcleanse-backend@sha256:abc");
-        assert_eq!(after_program(&cmd), "sign --yes ghcr.io/acme/contextcleanse-backend@sha256:abc");
+        assert_eq!(after_program(&cmd), "sign --yes -- ghcr.io/acme/contextcleanse-backend@sha256:abc");
         let local = sign_cmd(&KeyRef::Keyless, "127.0.0.1:5000/contextcleanse-backend@sha256:abc");
         assert_eq!(
             after_program(&local),
-            "sign --yes --allow-insecure-registry --allow-http-registry 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
+            "sign --yes --allow-insecure-registry --allow-http-registry -- 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
         );
     }
 
@@ -332,7 +338,7 @@ mod tests {
         assert_eq!(
             after_program(&cmd),
             "verify --key /k/cosign.pub --insecure-ignore-tlog=true --allow-insecure-registry \
-             --allow-http-registry --output json 127.0.0.1:5000/x:1.0.0"
+             --allow-http-registry --output json -- 127.0.0.1:5000/x:1.0.0"
         );
     }
 
@@ -346,7 +352,7 @@ mod tests {
     fn attestations_are_present_only_when_the_json_holds_something() {
         assert_eq!(
             attestation_cmd("r/i:1", "SBOM").command_line(),
-            "docker buildx imagetools inspect r/i:1 --format '{{json .SBOM}}'"
+            "docker buildx imagetools inspect --format '{{json .SBOM}}' -- r/i:1"
         );
         assert!(present("{\"linux/amd64\": {\"SLSA\": {}}}"));
         assert!(!present("null") && !present("{}") && !present(""));

@@ -16,6 +16,7 @@ mod audit;
 mod builds;
 mod commands;
 mod home_page;
+mod host;
 mod metrics;
 mod remote;
 mod reports;
@@ -233,7 +234,8 @@ fn scratch_copy(name: &str) -> PathBuf {
 
 /// Walks a tar stream (as `docker export` writes it): names and contents of regular files.
 fn tar_entries(data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
-    xtask::util::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body)).unwrap_or_else(|e| panic!("{e:#}"));
+    xtask::util::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body))
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Every file of every layer of an image, as `docker image save` writes it (an OCI layout whose

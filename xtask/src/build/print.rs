@@ -61,10 +61,13 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
         );
     }
     println!("# the bake definition as buildx resolves it:");
-    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &plan.names);
+    // The sets go before the names: after the `--` that precedes them, bake reads every word as a
+    // target.
+    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &[]);
     for s in &plan.sets {
         print = print.args(["--set", s]);
     }
+    let print = print.names(&plan.names);
     let json = runner::read(&print).context("resolving the bake definition")?;
     println!("{json}");
     Ok(())

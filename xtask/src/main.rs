@@ -22,7 +22,7 @@ fn options(a: &Args) -> Options {
         builder: a.value("builder"),
         set: a.values("set"),
         registry: a.value("registry"),
-        version: a.value("version"),
+        version: a.value("release-version"),
         push: a.switch_if_declared("push"),
         oci: a.switch_if_declared("oci"),
         check: false,
@@ -58,7 +58,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 builder: a.value("builder"),
                 set: a.values("set"),
                 registry: a.value("registry"),
-                version: a.value("version"),
+                version: a.value("release-version"),
                 allow: a.values("allow"),
                 json: a.switch("json"),
                 ..Options::default()
@@ -81,14 +81,15 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::EngineDown => engine::down(&which_engine(a)?),
         Sub::EngineStatus => engine::status(&settings::Settings::load()?, &which_engine(a)?),
         Sub::EngineEnv => engine::env(&which_engine(a)?),
-        Sub::Up => stack::up(&names(), &Options { version: a.value("version"), ..Options::default() }),
+        Sub::Up => stack::up(&names(), &Options { version: a.value("release-version"), ..Options::default() }),
         Sub::Down => stack::down(),
         Sub::Logs => stack::logs(a.switch("follow"), a.value("tail").as_deref(), &names()),
         Sub::Ps => stack::ps(),
         Sub::Du => ownership::du(),
         Sub::Clean => {
             let asked = clean::Asked::from_flags(a.switch("cache"), a.switch("images"), a.switch("all"));
-            clean::run(&asked, a.switch("dry-run"))
+            let ask = clean::asks(a.switch("cache"), a.switch("images"), a.switch("all"), a.switch("yes"));
+            clean::run(&asked, a.switch("dry-run"), ask)
         }
         Sub::Report => report::command(
             &report::Request {
@@ -122,12 +123,13 @@ fn verify_image(a: &Args) -> anyhow::Result<()> {
     let Some(image) = a.positionals.first() else {
         anyhow::bail!("`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`")
     };
-    let key = a.value("key").or_else(|| std::env::var("COSIGN_PUBLIC_KEY").ok());
-    match &key {
-        Some(key) => signing::command(image, Some(key))?,
-        None => println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)"),
+    let env = std::env::var("COSIGN_PUBLIC_KEY").ok();
+    let no_rebuild = a.switch("no-rebuild");
+    match verify::signature_key(a.value("key"), env, a.switch("accept-unchecked-signature"), no_rebuild)? {
+        Some(key) => signing::command(image, Some(&key))?,
+        None => println!("signature: not checked (--accept-unchecked-signature)"),
     }
-    if a.switch("no-rebuild") {
+    if no_rebuild {
         return Ok(());
     }
     verify::run(image, a.value("platform").as_deref())
@@ -144,7 +146,12 @@ fn exit_stopped(stop: stop::Stop) -> ! {
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let args = match flags::parse(&argv) {
-        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Run(args)) => {
+            for w in &args.warnings {
+                eprintln!("xtask: warning: {w}");
+            }
+            args
+        }
         Ok(Parsed::Help(text)) => {
             print!("{text}");
             return;

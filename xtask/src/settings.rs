@@ -1,5 +1,5 @@
 //! The project's settings: `.env` read with a maintained parser, the process environment on top,
-//! and each BuildKit setting sent to the place where it takes effect.
+//! each setting sent to the place where it takes effect, and what that place is, in words.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,26 +8,50 @@ use anyhow::{bail, Context, Result};
 
 use crate::util::paths;
 
-/// Where a BuildKit setting from `.env` takes effect.
+/// Where a setting from `.env` takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
-    /// Read by the docker CLI, buildx or compose: set in the environment of the commands we run.
-    Client,
     /// Read by the Dockerfile frontend: passed as a build argument.
     BuildArg,
     /// Read by the BuildKit daemon: only the daemon's own environment changes it.
     Daemon,
-    /// Everything else: the project's own settings (registry, mirrors, paths).
+    /// Everything else: the project's own settings (registry, mirrors, paths), read by the xtask,
+    /// the bake file or compose.
     Project,
+    /// Settings other tools know that change nothing in this project's commands: buildx bake
+    /// always builds with BuildKit (DOCKER_BUILDKIT), and compose v2 always builds through buildx
+    /// (COMPOSE_DOCKER_CLI_BUILD was compose v1's switch).
+    NoEffect,
 }
 
 pub fn classify(key: &str) -> Scope {
     match key {
-        "DOCKER_BUILDKIT" | "COMPOSE_DOCKER_CLI_BUILD" | "BUILDKIT_PROGRESS" => Scope::Client,
+        "DOCKER_BUILDKIT" | "COMPOSE_DOCKER_CLI_BUILD" => Scope::NoEffect,
         "BUILDKIT_INLINE_CACHE" | "BUILDKIT_CACHE_MOUNT_NS" => Scope::BuildArg,
         "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => Scope::Daemon,
         _ => Scope::Project,
     }
+}
+
+/// Where a known setting acts, in a few words (doctor's lines; `.env` says the same); None for a
+/// setting the xtask does not know.
+pub fn acts(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "BUILDKIT_CACHE_MOUNT_NS" => "build argument: the namespace of the cache mounts",
+        "BUILDKIT_INLINE_CACHE" => "build argument: 1 writes inline cache, dated, into the image config",
+        "BUILDKIT_STEP_LOG_MAX_SIZE" | "BUILDKIT_STEP_LOG_MAX_SPEED" => "the private engine's dockerd environment",
+        "BUILDKIT_PROGRESS" => "the xtask's display: the default of --progress (buildx always streams rawjson to it)",
+        "COMPOSE_PROJECT_NAME" => "docker compose: the stack's project name (up, down, logs, ps)",
+        "REGISTRY" => "the xtask and the bake file: where --push goes and the build cache is shared",
+        "SOURCE_URL" => "the bake file: the images' source label and their provenance",
+        "BASE_MIRROR" => "the xtask: the registry mirror base images come from",
+        "CA_BUNDLE" => "the bake file: a build secret for the steps that download",
+        "PUSHGATEWAY" => "the xtask: where each build's metrics are pushed",
+        "COSIGN_KEY_FILE" => "the xtask: the private key --sign uses",
+        "DOCKER_BUILDKIT" => "nothing: buildx bake always builds with BuildKit",
+        "COMPOSE_DOCKER_CLI_BUILD" => "nothing: compose v2 always builds through buildx",
+        _ => return None,
+    })
 }
 
 /// The progress displays the xtask offers (`--progress` and `BUILDKIT_PROGRESS`).
@@ -212,11 +236,6 @@ impl Settings {
         self.iter().filter(|(_, _, s)| *s == scope).map(|(k, v, _)| (k.to_string(), v.to_string())).collect()
     }
 
-    /// Variables for the environment of docker, buildx and compose commands.
-    pub fn client_env(&self) -> Vec<(String, String)> {
-        self.scoped(Scope::Client)
-    }
-
     /// Build arguments that BuildKit's Dockerfile frontend reads.
     pub fn build_args(&self) -> Vec<(String, String)> {
         self.scoped(Scope::BuildArg)
@@ -293,7 +312,8 @@ mod tests {
         )
         .unwrap();
         let keys = |v: Vec<(String, String)>| v.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
-        assert_eq!(keys(s.client_env()), ["BUILDKIT_PROGRESS", "DOCKER_BUILDKIT"]);
+        assert_eq!(classify("DOCKER_BUILDKIT"), Scope::NoEffect);
+        assert_eq!(classify("BUILDKIT_PROGRESS"), Scope::Project, "the xtask's own display reads it");
         assert_eq!(keys(s.build_args()), ["BUILDKIT_CACHE_MOUNT_NS", "BUILDKIT_INLINE_CACHE"]);
         assert_eq!(keys(s.daemon_env()), ["BUILDKIT_STEP_LOG_MAX_SIZE"]);
         assert_eq!(s.get("REGISTRY"), None, "an empty value counts as unset");
@@ -363,12 +383,24 @@ mod tests {
     }
 
     #[test]
-    fn the_project_env_file_parses_and_holds_the_design_settings() {
+    fn the_project_env_file_holds_only_settings_that_act_and_says_where() {
+        let text = std::fs::read_to_string(paths::dotenv_file()).unwrap();
         let s = Settings::parse_file(&paths::dotenv_file()).unwrap();
+        for (key, _, scope) in s.iter() {
+            let place = acts(key).unwrap_or_else(|| panic!(".env sets {key}, which no part of the build reads"));
+            assert_ne!(scope, Scope::NoEffect, ".env sets {key}, which acts on {place}: remove it");
+        }
+        // Every setting, set or commented out, has a comment in its paragraph saying where it acts.
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let key = line.trim_start_matches("# ").split('=').next().unwrap_or_default();
+            if acts(key).is_some() && line.contains('=') {
+                let paragraph = lines[..i].iter().rev().take_while(|l| !l.trim().is_empty());
+                let said = paragraph.filter(|l| l.starts_with('#') && !l.contains('=')).count();
+                assert!(said > 0, ".env line {}: say in a comment above {key} where it acts", i + 1);
+            }
+        }
         for key in [
-            "DOCKER_BUILDKIT",
-            "COMPOSE_DOCKER_CLI_BUILD",
-            "BUILDKIT_PROGRESS",
             "BUILDKIT_CACHE_MOUNT_NS",
             "BUILDKIT_INLINE_CACHE",
             "BUILDKIT_STEP_LOG_MAX_SIZE",

@@ -36,8 +36,6 @@ pub struct Inputs {
     /// The CA bundle given to the build as a secret: `CA_BUNDLE`, else the host's if it has one.
     pub ca_bundle: Option<String>,
     pub build_args: Vec<(String, String)>,
-    /// Client-side BuildKit settings from `.env`.
-    pub client_env: Vec<(String, String)>,
     /// `BUILDKIT_PROGRESS` from `.env`.
     pub progress: Option<ProgressMode>,
     pub engine: Engine,
@@ -127,6 +125,7 @@ impl Inputs {
             )
         });
         let definition = definition?;
+        let bases = standin_platforms(&engine, bases, &definition, &opts.set, facts.as_ref().ok());
         let dockerfiles = syntax::dockerfiles(&frontend, &definition, &root);
         let platforms = if opts.set.iter().any(|kv| names_platform(kv)) {
             platforms_of(&bake::graph(&engine.docker(), &vars)?)
@@ -148,7 +147,6 @@ impl Inputs {
             npm_pin,
             ca_bundle,
             build_args,
-            client_env: settings.client_env(),
             progress: settings.get("BUILDKIT_PROGRESS").and_then(|p| p.parse().ok()),
             engine,
             facts: facts.map_err(|e| format!("{e:#}")),
@@ -185,6 +183,18 @@ pub fn bake_vars(
         vars.push(("CA_BUNDLE".to_string(), ca.to_string()));
     }
     vars
+}
+
+/// Which platforms the stand-ins must hold for this command (see `images::standin_platforms`):
+/// those its targets and its `--set *.platform=…` name.
+fn standin_platforms(engine: &Engine, mut bases: Choice, def: &Definition, sets: &[String], facts: Option<&Facts>) -> Choice {
+    let multi = facts.is_some_and(|f| f.capabilities().multi_platform);
+    let set_platforms: Vec<String> = (sets.iter().filter(|kv| names_platform(kv)))
+        .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))
+        .collect();
+    let needed = crate::images::standin_platforms::needed(&platforms_of(def), &set_platforms);
+    crate::images::standin_platforms::complete(engine, &mut bases, &needed, multi);
+    bases
 }
 
 /// True for a `--set` of a target's platforms (`*.platform=…`).

@@ -70,7 +70,11 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     };
     let mut outcome = {
         let _t = trace::phase("buildx");
-        run::build(&plan)?
+        // BuildKit's own lines can pause for a long step: the phase keeps a line coming meanwhile.
+        let progress = crate::util::progress::Phase::start(&format!("build: {}", plan.targets.join(", ")), None);
+        let outcome = run::build(&plan)?;
+        progress.done();
+        outcome
     };
     explain(&mut outcome.report, &read);
     record(&outcome.report, &settings);

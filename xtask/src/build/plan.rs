@@ -38,8 +38,6 @@ pub struct Plan {
     pub metadata: Metadata,
     /// Bake variables, set in the bake command's environment.
     pub vars: Vec<(String, String)>,
-    /// Client-side BuildKit settings from `.env`, also set in its environment.
-    pub client_env: Vec<(String, String)>,
     pub build_args: Vec<(String, String)>,
     pub output: Output,
     pub definition: Definition,
@@ -72,6 +70,14 @@ pub struct Plan {
     pub planned_in: f64,
 }
 
+/// Whether some target is tagged from VERSION_TAGS (the release targets: X.Y.Z, X.Y, X, latest).
+/// The variable goes to bake only then, so that a dev build's plan, and `print`, name no tags the
+/// build never applies.
+pub(crate) fn uses_release_tags(def: &Definition, version: &semver::Version) -> bool {
+    let release = crate::images::meta::release_tags(version);
+    def.target.values().flat_map(|t| &t.tags).any(|tag| release.iter().any(|r| tag.ends_with(&format!(":{r}"))))
+}
+
 /// Makes the plan. What a dry run could not learn (no engine, stand-ins not made yet) becomes a
 /// note instead of an error.
 pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
@@ -84,6 +90,9 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     notes.extend(inputs.cache_note.map(str::to_string));
     let pull = bases(inputs, opts, &mut vars, &mut notes)?;
     let definition = &inputs.definition;
+    if !uses_release_tags(definition, &inputs.metadata.version) {
+        vars.retain(|(k, _)| k != "VERSION_TAGS");
+    }
     // buildx lists what was asked for as the `default` group and resolves every target in it.
     let targets: Vec<String> = definition.target.keys().cloned().collect();
     check_set_targets(&opts.set, &targets)?;
@@ -128,7 +137,6 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         targets,
         metadata: inputs.metadata.clone(),
         vars,
-        client_env: inputs.client_env.clone(),
         build_args: inputs.build_args.clone(),
         output,
         definition: definition.clone(),
@@ -260,7 +268,6 @@ impl Plan {
         let mut bake = self
             .engine
             .docker()
-            .envs(&self.client_env)
             .envs(&self.vars)
             // The xtask reads SOURCE_DATE_EPOCH as the build date and passes it on itself (the build
             // argument and the exporter's option, see `reproducible`): buildx must not forward the

@@ -77,14 +77,13 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         metadata_file: "/src/cc/target/xtask/metadata-1.json".into(),
         metadata: Metadata {
             version: semver::Version::new(1, 2, 3),
-            version_source: "--version".to_string(),
+            version_source: "--release-version".to_string(),
             git_commit: "0123abc".to_string(),
             build_date: "2026-01-01T00:00:00Z".to_string(),
         },
         npm_pin: "11.5.2".to_string(),
         ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".to_string()),
         build_args: vec![("BUILDKIT_INLINE_CACHE".to_string(), "0".to_string())],
-        client_env: vec![],
         progress: None,
         engine: Engine::default(),
         facts: Ok(facts),
@@ -306,6 +305,16 @@ fn environment_carries_metadata_pins_registry_and_bases() {
         ]
     );
     assert_eq!(p.bake().unset, ["SOURCE_DATE_EPOCH"]);
+}
+
+#[test]
+fn release_tags_reach_bake_only_where_a_target_is_tagged_from_them() {
+    let has_tags = |p: &Plan| p.vars.iter().any(|(k, _)| k == "VERSION_TAGS");
+    let dev = plan_of(Recipe::Local, &[], Options::default(), None, current()).unwrap();
+    assert!(!has_tags(&dev), "a dev build tags :dev only: {:?}", dev.vars);
+    assert!(has_tags(&plan_of(Recipe::Production, &[], Options::default(), None, current()).unwrap()));
+    // The production group built by `build production` is tagged from them too.
+    assert!(has_tags(&plan_of(Recipe::Local, &["production"], Options::default(), None, current()).unwrap()));
 }
 
 #[test]

@@ -27,8 +27,8 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
     if plan.output == crate::build::plan::Output::Load {
         println!("# note: {}", crate::build::reproducible::LOAD_NOTE);
     }
-    println!("# environment the xtask sets for buildx:");
-    for (k, v) in plan.engine.env.iter().chain(&plan.client_env).chain(&plan.vars) {
+    println!("# environment this command sets for buildx:");
+    for (k, v) in plan.engine.env.iter().chain(&plan.vars) {
         println!("export {k}={}", runner::quote(v));
     }
     println!(
@@ -61,10 +61,13 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
         );
     }
     println!("# the bake definition as buildx resolves it:");
-    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &plan.names);
+    // The sets go before the names: after the `--` that precedes them, bake reads every word as a
+    // target.
+    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &[]);
     for s in &plan.sets {
         print = print.args(["--set", s]);
     }
+    let print = print.names(&plan.names);
     let json = runner::read(&print).context("resolving the bake definition")?;
     println!("{json}");
     Ok(())

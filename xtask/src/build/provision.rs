@@ -21,13 +21,13 @@ pub fn engine(settings: &Settings) -> Result<Engine> {
 
 /// Gets the stand-ins the inputs found missing: pulled from the cache registry when another
 /// engine shared them there, else made (a few minutes, once per engine and recipe). With a cache
-/// registry that answers, the stand-ins this engine holds are shared through it in turn.
+/// registry that answers, the stand-ins this engine holds are shared through it in turn. Only the
+/// platforms this command builds are made (see `standin_platforms`).
 pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
     let shared = registry.filter(|r| !inputs.bases.standin_images.is_empty() && standin_share::answers(r));
     let bases = &mut inputs.bases;
     if let Some(r) = shared {
-        let multi = inputs.facts.as_ref().is_ok_and(|f| f.capabilities().multi_platform);
-        let platforms = crate::images::standin::platforms(multi);
+        let platforms = bases.platforms.clone();
         let mut pulled = Vec::new();
         for (official, standin) in &bases.standin_images {
             if !bases.missing.contains(official) {
@@ -46,7 +46,7 @@ pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
     }
     if !bases.missing.is_empty() {
         eprintln!("xtask: {}", bases.making_line());
-        standin::make_standins(&inputs.engine)?;
+        standin::make_standins(&inputs.engine, &bases.platforms)?;
         bases.missing.clear();
     }
     if let Some(r) = shared {
@@ -63,9 +63,11 @@ pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
 
 /// Builds the SBOM generator the plan attests with, when the engine lacks it.
 pub fn sbom_generator(plan: &Plan) -> Result<()> {
+    let phase = crate::util::progress::Phase::start("SBOM generator: checking or building it", None);
     if let Some(line) = build_sbom_generator(plan)? {
         eprintln!("xtask: {line}");
     }
+    phase.done();
     Ok(())
 }
 

@@ -50,14 +50,14 @@ pub struct Request {
     pub names: Vec<String>,
     pub opts: Options,
     pub registry: Option<String>,
-    /// `--version`, parsed (the one place it is).
+    /// `--release-version`, parsed (the one place it is).
     pub version: Option<semver::Version>,
 }
 
 impl Request {
     /// Checks the flags against each other and the settings.
     pub fn new(recipe: Recipe, names: &[String], opts: &Options, settings: &Settings) -> Result<Request> {
-        let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--version")).transpose()?;
+        let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--release-version")).transpose()?;
         let registry = opts.registry.clone().or_else(|| settings.get("REGISTRY").map(str::to_string));
         if opts.push && registry.is_none() {
             bail!("--push needs a registry: pass --registry HOST:PORT or set REGISTRY in .env")
@@ -76,7 +76,7 @@ pub fn default_group(recipe: Recipe) -> &'static str {
     }
 }
 
-/// Checks the flags that need no engine: `--set`, `--progress`, `--version`.
+/// Checks the flags that need no engine: `--set`, `--progress`, `--release-version`.
 pub fn check_options(opts: &Options) -> Result<()> {
     for kv in &opts.set {
         let Some((key, _)) = kv.split_once('=') else {

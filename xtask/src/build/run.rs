@@ -286,6 +286,10 @@ impl Display {
             return;
         }
         let mut err = std::io::stderr().lock();
+        if self.mode == ProgressMode::Tty {
+            // A phase's updating line (see `progress`) may stand there: start on a clean line.
+            let _ = write!(err, "\r\x1b[2K");
+        }
         match ev {
             Event::Started(d) if self.mode == ProgressMode::Plain => {
                 let _ = writeln!(err, "#{} {}", p.index(d), p.vertexes[d].name);

@@ -1,6 +1,7 @@
-//! `cargo xtask clean [--cache] [--images] [--all] [--dry-run]`: removes this project's build
-//! cache records, local cache folders and images (see `usage` for how they are told from other
-//! projects'), never interactive, and says what it freed. The stand-in base images stay (making
+//! `cargo xtask clean [--cache] [--images] [--all] [--dry-run] [--yes]`: removes this project's
+//! build cache records, local cache folders and images (see `usage` for how they are told from
+//! other projects'), and says what it freed. With no scope flag it lists what would go and asks
+//! first (on a terminal; elsewhere `--yes` is the answer). The stand-in base images stay (making
 //! them again takes minutes), as does the registry's storage.
 
 use std::collections::BTreeSet;
@@ -172,7 +173,65 @@ fn apply(world: &World, plan: &Plan) -> Result<Done> {
     Ok(done)
 }
 
-pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
+/// Whether a clean asks before it removes: only when no scope flag chose what goes (then it would
+/// remove everything) and `--yes` did not answer already.
+pub fn asks(cache: bool, images: bool, all: bool, yes: bool) -> bool {
+    !(cache || images || all || yes)
+}
+
+/// Only "y" or "yes" (any case) is a yes; anything else, an empty line included, removes nothing.
+pub fn is_yes(answer: &str) -> bool {
+    matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+}
+
+/// What the plan would remove, as the dry run and the question show it.
+fn list(plan: &Plan, verb: &str) {
+    let dirs_bytes: u64 = plan.dirs.iter().map(|(_, b)| b).sum();
+    let image_bytes: u64 = plan.images.iter().map(|i| i.size).sum();
+    println!(
+        "{verb} {} build cache record(s) ({}), the local cache folders ({}) and {} image(s) ({})",
+        plan.records.len(),
+        human(plan.record_bytes),
+        human(dirs_bytes),
+        plan.images.len(),
+        human(image_bytes)
+    );
+    for i in &plan.images {
+        println!("  image {}", i.refs.join(", "));
+    }
+}
+
+/// Lists what a clean without a scope flag would remove and asks; true on a yes. Without a
+/// terminal to ask on it refuses, so a script never removes everything by leaving a flag out.
+/// The build lock is not held meanwhile: a build must not wait on a person's answer.
+fn confirm(asked: &Asked) -> Result<bool> {
+    use std::io::IsTerminal;
+    let world = ownership::read_world()?;
+    let dir_sizes: Vec<(PathBuf, u64)> = world.cache_dirs.iter().map(|d| (d.clone(), ownership::dir_size(d))).collect();
+    let plan = plan(&world, *asked, &dir_sizes);
+    if plan.is_empty() {
+        return Ok(true); // nothing to ask about: the run below says so
+    }
+    list(&plan, "this would remove");
+    if !std::io::stdin().is_terminal() {
+        bail!(
+            "clean without --cache, --images or --all removes all of the above and asks first, but there is no \
+             terminal to ask on: nothing removed; run `cargo xtask clean --yes` to remove it all, or name what goes"
+        );
+    }
+    eprint!("remove all of it? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).context("reading the answer")?;
+    if !is_yes(&answer) {
+        println!("nothing removed");
+    }
+    Ok(is_yes(&answer))
+}
+
+pub fn run(asked: &Asked, dry_run: bool, ask: bool) -> Result<()> {
+    if ask && !dry_run && !confirm(asked)? {
+        return Ok(());
+    }
     let Some(_lock) = lock::exclusive_now()? else {
         bail!(
             "a build is running (it holds {}): nothing removed; run `cargo xtask clean` again when it has ended",
@@ -198,20 +257,9 @@ pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
         held_line();
         return Ok(());
     }
-    let dirs_bytes: u64 = plan.dirs.iter().map(|(_, b)| b).sum();
-    let image_bytes: u64 = plan.images.iter().map(|i| i.size).sum();
     if dry_run {
-        println!(
-            "would remove {} build cache record(s) ({}), the local cache folders ({}) and {} image(s) ({}); nothing removed",
-            plan.records.len(),
-            human(plan.record_bytes),
-            human(dirs_bytes),
-            plan.images.len(),
-            human(image_bytes)
-        );
-        for i in &plan.images {
-            println!("  image {}", i.refs.join(", "));
-        }
+        list(&plan, "would remove");
+        println!("nothing removed");
         return Ok(());
     }
     let done = apply(&world, &plan)?;
@@ -235,6 +283,18 @@ mod tests {
 
     fn record(id: &str, parent: Option<&str>) -> Record {
         Record { id: id.into(), parents: parent.map(|p| vec![p.to_string()]), ..Record::default() }
+    }
+
+    #[test]
+    fn only_a_clean_without_scope_or_yes_asks_and_only_yes_is_yes() {
+        assert!(asks(false, false, false, false));
+        assert!(!asks(false, false, false, true) && !asks(true, false, false, false) && !asks(false, false, true, false));
+        for yes in ["y", "Y", "yes", " YES\n"] {
+            assert!(is_yes(yes), "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "yes please", "ja", "y e s"] {
+            assert!(!is_yes(no), "{no:?}");
+        }
     }
 
     #[test]

@@ -110,6 +110,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     write_atomic(&out, table.as_bytes())?;
     print!("{table}");
     eprintln!("bench: table written to {}", out.display());
+    bench::publish("second-engine", "A second engine from the registry cache", first_report.engine.as_ref(), &table)?;
     for dir in [from_cache_dir, cold_dir] {
         std::fs::remove_dir_all(dir).ok();
     }
@@ -135,7 +136,7 @@ fn start_second(spec: Spec, registry: &str) -> Result<(Stop, Layout, Engine)> {
     let layout = Layout::open(NAME)?;
     let second = layout.engine(false);
     // The bases come first, as a runner would pull them; they are not part of either build.
-    let platforms = crate::images::standin::platforms(!spec.classic);
+    let platforms = crate::images::standin_platforms::all(!spec.classic);
     for base in &BASES {
         if !standin_share::pull(&second, &registry, &base.standin(), &platforms)? && !second.has_image(&base.standin())
         {

@@ -35,6 +35,37 @@ impl Report {
     }
 }
 
+/// The engine line: the engine that answers, or why none does and what to do.
+fn connected(r: &mut Report, settings: &Settings) -> Option<Engine> {
+    match engine::connect(settings, false) {
+        Ok(e) => {
+            r.line(Level::Ok, "engine", format!("{} answers", e.describe()));
+            Some(e)
+        }
+        Err(_) => {
+            let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
+            let socket = crate::engine::api::socket(host.as_deref());
+            let denied = socket.as_deref().filter(|s| engine::access::probe(s) == engine::access::Access::Denied);
+            if let Some(socket) = denied {
+                r.line(Level::Fail, "engine", engine::access::denied_line(socket));
+            } else if engine::check_host().is_ok() {
+                r.line(
+                    Level::Warn,
+                    "engine",
+                    "none answers; `cargo xtask build` will start the private one (or run `cargo xtask engine up`)",
+                );
+            } else {
+                r.line(
+                    Level::Fail,
+                    "engine",
+                    "none answers: start Docker Engine 26+ (or, as root on Debian/Ubuntu, `cargo xtask engine up`)",
+                );
+            }
+            None
+        }
+    }
+}
+
 fn version_of(program: &str, args: &[&str]) -> Option<String> {
     which::which(program).ok()?;
     runner::read(&Cmd::new(program).args(args.iter().copied())).ok().map(|s| s.lines().next().unwrap_or("").to_string())
@@ -53,28 +84,7 @@ pub fn run() -> Result<()> {
             Settings::default()
         }
     };
-    let engine = match engine::connect(&settings, false) {
-        Ok(e) => {
-            r.line(Level::Ok, "engine", format!("{} answers", e.describe()));
-            Some(e)
-        }
-        Err(_) => {
-            if engine::check_host().is_ok() {
-                r.line(
-                    Level::Warn,
-                    "engine",
-                    "none answers; `cargo xtask build` will start the private one (or run `cargo xtask engine up`)",
-                );
-            } else {
-                r.line(
-                    Level::Fail,
-                    "engine",
-                    "none answers: start Docker Engine 26+ (or, as root on Debian/Ubuntu, `cargo xtask engine up`)",
-                );
-            }
-            None
-        }
-    };
+    let engine = connected(&mut r, &settings);
     if let Some(engine) = &engine {
         engine_lines(&mut r, engine, &settings);
     }
@@ -242,7 +252,6 @@ fn settings_lines(r: &mut Report, settings: &Settings, engine: Option<&Engine>) 
     let private = engine.is_some_and(Engine::is_private);
     for (key, value, scope) in settings.iter() {
         match scope {
-            Scope::Client => r.line(Level::Ok, "buildkit env", format!("{key}={value}: set for every docker/buildx/compose command")),
             Scope::BuildArg if key == "BUILDKIT_INLINE_CACHE" => r.line(
                 Level::Ok,
                 "buildkit env",
@@ -255,7 +264,15 @@ fn settings_lines(r: &mut Report, settings: &Settings, engine: Option<&Engine>) 
                 "buildkit env",
                 format!("{key}={value}: a daemon-side setting this builder does not take from here; set it in the engine's environment"),
             ),
-            Scope::Project => {}
+            Scope::NoEffect => r.line(
+                Level::Warn,
+                "setting",
+                format!("{key}={value} acts on {}: remove it from .env", crate::settings::acts(key).unwrap_or("nothing")),
+            ),
+            Scope::Project => match crate::settings::acts(key) {
+                Some(place) if !value.is_empty() => r.line(Level::Ok, "setting", format!("{key}={value}: {place}")),
+                _ => {}
+            },
         }
     }
 }

@@ -75,10 +75,10 @@ pub fn check_services(known: &[&str], names: &[String]) -> Result<()> {
     }
 }
 
-/// `docker compose` in the project's folder, on the engine, with the settings and the build
-/// metadata the bake file gets (the compose file passes VERSION, GIT_COMMIT and BUILD_DATE).
-fn compose(engine: &Engine, settings: &Settings, vars: &[(String, String)]) -> Cmd {
-    engine.docker().envs(&settings.client_env()).envs(vars).dir(paths::project_root()).arg("compose")
+/// `docker compose` in the project's folder (where it reads `.env` itself), on the engine, with the
+/// build metadata the bake file gets (the compose file passes VERSION, GIT_COMMIT and BUILD_DATE).
+fn compose(engine: &Engine, vars: &[(String, String)]) -> Cmd {
+    engine.docker().envs(vars).dir(paths::project_root()).arg("compose")
 }
 
 /// The arguments of `docker compose up` for these services: detached, no build of its own (the
@@ -141,9 +141,9 @@ pub fn up(names: &[String], opts: &Options) -> Result<()> {
     crate::build::request::check_options(opts)?;
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, true)?;
-    let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--version")).transpose()?;
+    let version = opts.version.as_deref().map(|v| meta::parse_version(v, "--release-version")).transpose()?;
     let vars = meta::collect(version.as_ref())?.bake_vars();
-    let compose = compose(&engine, &settings, &vars);
+    let compose = compose(&engine, &vars);
     let config = runner::read(&compose.clone().args(["config", "--format", "json"]))?;
     let services = parse_config(&config)?;
     let started = closure(&services, names)?;
@@ -171,7 +171,7 @@ fn running_engine(settings: &Settings) -> Result<Engine> {
 pub fn down() -> Result<()> {
     let settings = Settings::load()?;
     let engine = running_engine(&settings)?;
-    runner::run(&compose(&engine, &settings, &[]).args(["down", "--remove-orphans"]))
+    runner::run(&compose(&engine, &[]).args(["down", "--remove-orphans"]))
 }
 
 /// `docker compose logs`'s arguments for `logs [--follow] [--tail N] [SERVICE...]`.
@@ -187,7 +187,7 @@ pub fn logs_args(follow: bool, tail: Option<&str>, services: &[String]) -> Vec<S
 pub fn logs(follow: bool, tail: Option<&str>, services: &[String]) -> Result<()> {
     let settings = Settings::load()?;
     let engine = running_engine(&settings)?;
-    let compose = compose(&engine, &settings, &[]);
+    let compose = compose(&engine, &[]);
     if !services.is_empty() {
         let known = runner::read(&compose.clone().args(["config", "--services"]))?;
         check_services(&known.lines().map(str::trim).collect::<Vec<_>>(), services)?;
@@ -199,7 +199,7 @@ pub fn logs(follow: bool, tail: Option<&str>, services: &[String]) -> Result<()>
 pub fn ps() -> Result<()> {
     let settings = Settings::load()?;
     let engine = running_engine(&settings)?;
-    runner::run(&compose(&engine, &settings, &[]).arg("ps"))
+    runner::run(&compose(&engine, &[]).arg("ps"))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! Docker, the default) or the `floor` (Debian stable's), each with the containerd image store or,
 //! as `<channel>-classic`, the classic one. Nothing is installed system-wide.
 
+pub mod access;
 pub mod api;
 mod channel;
 mod debian;

@@ -60,14 +60,21 @@ pub fn start(layout: &Layout, settings: &Settings) -> Result<bool> {
     }
     let net = Network::choose(layout)?;
     super::named::refuse_collisions(layout, net.n)?;
+    let phase = |k: usize, what: &str| crate::util::progress::Phase::start(&format!("engine {}: {what}", layout.name), Some((k, 3)));
+    let p = phase(1, "installing its packages");
     debian::install_prefix(layout)?;
     super::integrity::check(layout)?;
+    p.done();
     std::fs::create_dir_all(&layout.run)?;
     register_binfmt(layout)?;
     // A start that fails halfway leaves nothing behind: what did start is stopped, and the bridge,
     // its rules and the binfmt entry go, as with `down`.
-    let started =
-        net.create(layout).and_then(|()| start_dockerd(layout, settings, &net)).and_then(|()| start_registry(layout));
+    let p = phase(2, "starting dockerd");
+    let started = net.create(layout).and_then(|()| start_dockerd(layout, settings, &net)).map(|()| p.done());
+    let started = started.and_then(|()| {
+        let p = phase(3, "starting its registry");
+        start_registry(layout).map(|()| p.done())
+    });
     if let Err(e) = started {
         let _ = stop_engine(layout);
         return Err(e);

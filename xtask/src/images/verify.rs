@@ -14,6 +14,28 @@ use crate::util::paths;
 use crate::util::runner::{self, Cmd};
 use crate::settings::Settings;
 
+/// The public key the signature is checked with: `--key`, else COSIGN_PUBLIC_KEY (empty counts as
+/// unset). None only when the user said they accept an unchecked signature, and never with
+/// `--no-rebuild`, which would then check nothing that could fail.
+pub fn signature_key(
+    flag: Option<String>,
+    env: Option<String>,
+    accept_unchecked: bool,
+    no_rebuild: bool,
+) -> Result<Option<String>> {
+    let key = flag.or(env).filter(|k| !k.is_empty());
+    match (key, accept_unchecked, no_rebuild) {
+        (Some(key), _, _) => Ok(Some(key)),
+        (None, _, true) => bail!(
+            "verify --no-rebuild checks only the signature, and there is no public key to check it with: pass --key FILE.pub or set COSIGN_PUBLIC_KEY"
+        ),
+        (None, false, false) => bail!(
+            "verify needs the public key to check the image's signature: pass --key FILE.pub or set COSIGN_PUBLIC_KEY (or --accept-unchecked-signature to rebuild and compare without checking it)"
+        ),
+        (None, true, false) => Ok(None),
+    }
+}
+
 /// One platform's image: its manifest's digest, the manifest and the config.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Platform {
@@ -177,7 +199,7 @@ pub fn run(image: &str, only: Option<&str>) -> Result<()> {
     );
     let exe = std::env::current_exe().context("finding the xtask's own binary")?;
     let rebuild = Cmd::new(exe.display().to_string())
-        .args(["multiplatform", "--oci", "--no-cache", "--version", &origin.version])
+        .args(["multiplatform", "--oci", "--no-cache", "--release-version", &origin.version])
         .args(["--set", &format!("{target}.platform={}", wanted.join(","))])
         .arg(&target)
         .env("XTASK_PROJECT_ROOT", scratch.join("src").display().to_string())
@@ -289,6 +311,21 @@ fn read_archive(path: &PathBuf) -> Result<BTreeMap<String, Platform>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_a_key_verify_refuses_unless_the_unchecked_signature_is_accepted() {
+        let key = |flag: Option<&str>, env: Option<&str>, accept, no_rebuild| {
+            signature_key(flag.map(String::from), env.map(String::from), accept, no_rebuild).map_err(|e| e.to_string())
+        };
+        assert_eq!(key(Some("k.pub"), Some("e.pub"), false, false).unwrap().as_deref(), Some("k.pub"));
+        assert_eq!(key(None, Some("e.pub"), false, true).unwrap().as_deref(), Some("e.pub"));
+        assert!(key(None, None, false, false).unwrap_err().contains("--accept-unchecked-signature"));
+        assert!(key(None, Some(""), false, false).is_err(), "an empty COSIGN_PUBLIC_KEY is no key");
+        assert_eq!(key(None, None, true, false).unwrap(), None);
+        for accept in [false, true] {
+            assert!(key(None, None, accept, true).unwrap_err().contains("--no-rebuild checks only the signature"));
+        }
+    }
     use serde_json::json;
 
     fn config(labels: Value) -> Value {

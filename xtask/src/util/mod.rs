@@ -8,6 +8,7 @@ pub mod net;
 pub mod os;
 pub mod paths;
 pub mod pathmatch;
+pub mod progress;
 pub mod runner;
 pub mod stop;
 pub mod tar;

@@ -155,7 +155,7 @@ fn e_compose_up_reaches_healthy_and_down_cleans_up() {
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn f_production_push_to_local_registry_and_pull_back_by_digest() {
     let registry = registry();
-    let out = must(&["production", "--push", "--registry", &registry, "--version", "1.2.3"], &[]);
+    let out = must(&["production", "--push", "--registry", &registry, "--release-version", "1.2.3"], &[]);
     let classic = classic_store();
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(said.contains("provenance attestation left out"), classic, "{said}");
@@ -194,7 +194,7 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
         assert_eq!(text.lines().filter(|l| l.contains("multiplatform needs a builder")).count(), 1, "{text}");
         return;
     }
-    must(&["multiplatform", "--version", "1.2.3"], &[]);
+    must(&["multiplatform", "--release-version", "1.2.3"], &[]);
     let arch = docker(&[
         "run",
         "--rm",
@@ -216,7 +216,7 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
         c.wait_healthy(Duration::from_secs(240));
         assert_eq!(health(port, path)["version"], "1.2.3");
     }
-    must(&["multiplatform", "--version", "1.2.3", "--oci"], &[]);
+    must(&["multiplatform", "--release-version", "1.2.3", "--oci"], &[]);
     let report = last_report(&root());
     for name in ["backend", "frontend"] {
         let sizes = &target(&report, &format!("{name}-multiplatform"))["platform_sizes"];
@@ -273,9 +273,15 @@ fn q_standins_are_laid_out_like_the_official_images() {
     // everything is cached); `print` then names what this engine's builds use.
     must(&["build"], &[]);
     let ci = xtask::settings::in_ci();
-    // The stand-ins hold both platforms wherever the engine can (not on the classic store).
-    let platforms: &[Option<&str>] =
-        if classic_store() { &[None] } else { &[Some("linux/amd64"), Some("linux/arm64")] };
+    // `build` makes them for this machine's platform; a command that builds for both (here
+    // `check`, which builds no image) adds the other one wherever the engine can hold both (not
+    // on the classic store).
+    let platforms: &[Option<&str>] = if classic_store() {
+        &[None]
+    } else {
+        must(&["check", "backend-multiplatform", "frontend-multiplatform"], &[]);
+        &[Some("linux/amd64"), Some("linux/arm64")]
+    };
     for (var, image) in resolved_bases() {
         if !image.starts_with("localhost/standin-") {
             // The official image (or a mirror's copy) is used here: there is no stand-in to check.

@@ -10,8 +10,16 @@ fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     one_line_error(&xtask(&["build", "backnd"], &[]), "unknown service or group `backnd`; valid ones are:");
     one_line_error(&xtask(&["build", "-f../elsewhere.hcl"], &[]), "`build` has no flag `-f../elsewhere.hcl`");
     one_line_error(&xtask(&["build", "--set", "backend.args.X"], &[]), "expected TARGET.KEY=VALUE");
-    one_line_error(&xtask(&["build", "--version", "1.2"], &[]), "`1.2` is not a semver version");
+    one_line_error(&xtask(&["build", "--release-version", "1.2"], &[]), "`1.2` is not a semver version");
     one_line_error(&xtask(&["build", "--set", "*.platform=linux/s390x"], &[]), "unknown platform `linux/s390x`");
+    // verify checks what it says: no public key is a refusal, not "signature: not checked".
+    let image = "127.0.0.1:5999/contextcleanse-backend:0.0.1";
+    let no_key = [("COSIGN_PUBLIC_KEY", "")];
+    one_line_error(&xtask(&["verify", image], &no_key), "verify needs the public key to check the image's signature");
+    one_line_error(
+        &xtask(&["verify", "--no-rebuild", image, "--accept-unchecked-signature"], &no_key),
+        "verify --no-rebuild checks only the signature, and there is no public key",
+    );
     one_line_error(
         &xtask(&["production", "--push", "--registry", "127.0.0.1:5999"], &[]),
         "registry 127.0.0.1:5999 is unreachable",
@@ -97,6 +105,13 @@ fn j_status_doctor_print_and_report_work() {
         text.contains(&format!("export VERSION={version}")) && text.contains(&format!("NPM_VERSION={npm}")),
         "{text}"
     );
+    assert!(text.contains("export VERSION_TAGS="), "production is tagged from the release tags:\n{text}");
+    // A dev build's plan shows only what that build uses: no release tags, no setting without effect.
+    let dev = String::from_utf8_lossy(&must(&["print"], &[]).stdout).to_string();
+    for unused in ["VERSION_TAGS", "DOCKER_BUILDKIT", "COMPOSE_DOCKER_CLI_BUILD", "BUILDKIT_PROGRESS="] {
+        assert!(!dev.contains(unused), "`print` of a dev build shows {unused}:\n{dev}");
+    }
+    assert!(dev.contains(&format!("export VERSION={version}")), "{dev}");
     must(&["build", "--dry-run"], &[]);
     assert_eq!(images(), images_before, "print and --dry-run built nothing");
     for group in ["default", "development", "production", "multiplatform"] {

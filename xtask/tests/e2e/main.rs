@@ -26,6 +26,7 @@ mod second_engine;
 mod secrets;
 mod signing;
 mod stack;
+mod way_in;
 mod why;
 
 fn root() -> PathBuf {

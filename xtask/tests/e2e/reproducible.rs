@@ -157,7 +157,7 @@ fn pushed_documents(registry: &str, repo: &str, tag: &str) -> Vec<(String, Strin
 fn c_a_pushed_production_image_names_no_path_or_host_of_the_builder() {
     let registry = registry();
     let version = format!("{}-e2e.{}", product_version(), std::process::id());
-    must(&["production", "--push", "--registry", &registry, "--version", &version], &[]);
+    must(&["production", "--push", "--registry", &registry, "--release-version", &version], &[]);
     let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default().trim().to_string();
     let mut local =
         vec![root().display().to_string(), std::env::temp_dir().display().to_string(), "file://".to_string()];
@@ -188,7 +188,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
     // No revision label: an image this project did not build.
     let standin = docker(&["images", "localhost/standin-python", "--format", "{{.Repository}}:{{.Tag}}"]);
     let standin = standin.lines().next().expect("the stand-in python image is in the engine");
-    let out = xtask(&["verify", standin], &[]);
+    let out = xtask(&["verify", standin, "--accept-unchecked-signature"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.trim().lines().count() == 1, "one line:\n{err}");
     assert!(err.contains("has no org.opencontainers.image.revision label"), "{err}");
@@ -205,7 +205,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
         ],
         &[],
     );
-    let out = xtask(&["verify", foreign], &[]);
+    let out = xtask(&["verify", foreign, "--accept-unchecked-signature"], &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.trim().lines().count() == 1, "one line:\n{err}");
     assert!(err.contains(&format!("commit {commit}")) && err.contains("is not in this repository"), "{err}");
@@ -220,7 +220,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
             "--no-cache",
             "--registry",
             &registry,
-            "--version",
+            "--release-version",
             &version,
             "--set",
             "backend-multiplatform.platform=linux/amd64",
@@ -230,7 +230,7 @@ fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
     );
     let image = format!("{registry}/contextcleanse-backend:{version}");
     let started = Instant::now();
-    let out = must(&["verify", &image], &[]);
+    let out = must(&["verify", &image, "--accept-unchecked-signature"], &[]);
     eprintln!("verify: {:.0}s", started.elapsed().as_secs_f64());
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(said.contains("linux/amd64: sha256:") && said.contains("matches"), "{said}");

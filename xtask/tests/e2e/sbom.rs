@@ -61,7 +61,7 @@ fn a_pushed_production_image_carries_an_sbom_per_platform() {
     let t0 = Instant::now();
     let registry = registry();
     let version = format!("0.4.0-e2e-sbom.{}", std::process::id());
-    let push = |recipe: &str| must(&[recipe, "--push", "--registry", &registry, "--version", &version], &[]);
+    let push = |recipe: &str| must(&[recipe, "--push", "--registry", &registry, "--release-version", &version], &[]);
     let backend = format!("{registry}/contextcleanse-backend:{version}");
     if classic_store() {
         // No attestation can be attached: the SBOM is left out with the provenance, in one note,

@@ -69,7 +69,7 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
 
     let version = format!("{}-e2e-sign.{}", product_version(), std::process::id());
     let out = must(
-        &["production", "--push", "--sign", "--key", &key_s, "--registry", &registry, "--version", &version],
+        &["production", "--push", "--sign", "--key", &key_s, "--registry", &registry, "--release-version", &version],
         &[("COSIGN_PASSWORD", &password)],
     );
     let said = String::from_utf8_lossy(&out.stderr);
@@ -101,7 +101,7 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
     // A wrong password: one line naming it, non-zero exit, the images pushed but unsigned.
     let wrong = format!("{}-e2e-sign-wrong.{}", product_version(), std::process::id());
     let out = xtask(
-        &["production", "--push", "--sign", "--key", &key_s, "--registry", &registry, "--version", &wrong],
+        &["production", "--push", "--sign", "--key", &key_s, "--registry", &registry, "--release-version", &wrong],
         &[("COSIGN_PASSWORD", "not-the-password")],
     );
     assert!(!out.status.success());
@@ -118,7 +118,7 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
     let from_env = format!("{}-e2e-sign-env.{}", product_version(), std::process::id());
     let key_text = std::fs::read_to_string(&key).unwrap();
     must(
-        &["multiplatform", "--push", "--sign", "--registry", &registry, "--version", &from_env],
+        &["multiplatform", "--push", "--sign", "--registry", &registry, "--release-version", &from_env],
         &[("COSIGN_PASSWORD", &password), ("COSIGN_PRIVATE_KEY", &key_text), ("COSIGN_KEY_FILE", "")],
     );
     let image = format!("{registry}/contextcleanse-frontend:{from_env}");

@@ -1,8 +1,9 @@
 //! `cargo xtask bench`: the build scenarios that matter, measured in a scratch copy of the
 //! sources (`scratch`), each run through the xtask itself; the xtask's own overhead measured
 //! against the raw bake command it runs (`overhead`); the table of it all (`table`), written to
-//! `target/xtask/bench.md`.
+//! `target/xtask/bench.md` and as its engine's section of `docs/benchmarks.md` (`doc`).
 
+mod doc;
 mod overhead;
 pub mod scratch;
 mod table;
@@ -35,7 +36,7 @@ const SCENARIOS: [(Scenario, &str); 9] = [
     (Scenario::Cold, "cold (no layer cache, empty cache mounts)"),
     (Scenario::ColdExport, "cold with the mode=max cache export (`--cache-export`)"),
     (Scenario::ColdFormer, "cold as configured before (mode=max gzip export on every build)"),
-    (Scenario::ColdIssue, "cold at the issue's commit (its Dockerfiles and bake file, which export on every build)"),
+    (Scenario::ColdIssue, "cold on the first recipe (its Dockerfiles and bake file, which export on every build)"),
     (Scenario::Warm, "warm, no change"),
     (Scenario::Repeat, "repeat build (same image ids?)"),
     (Scenario::Source, "source-only change"),
@@ -77,12 +78,18 @@ struct Bench {
     /// are dated as the checkout's would be (and a repeat build can keep their ids).
     identity: Vec<(String, String)>,
     docker: Cmd,
+    /// The engine the builds ran on, as their reports record it (for `docs/benchmarks.md`).
+    engine: std::sync::OnceLock<crate::engine::EngineRecord>,
 }
 
 impl Bench {
     fn build(&self, dir: &Path, extra: &[String], env: &[(String, String)]) -> Result<BuildReport> {
         let env: Vec<(String, String)> = self.identity.iter().chain(env).cloned().collect();
-        build(dir, &self.names, extra, &env)
+        let report = build(dir, &self.names, extra, &env)?;
+        if let Some(e) = &report.engine {
+            let _ = self.engine.set(e.clone());
+        }
+        Ok(report)
     }
 
     fn ids(&self) -> Vec<String> {
@@ -180,6 +187,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         scratch,
         identity,
         docker,
+        engine: std::sync::OnceLock::new(),
     };
     // Warm the scratch copy's caches once, so the first `warm` run measures what it says.
     bench.build(&bench.scratch, &[], &[])?;
@@ -200,11 +208,31 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
     write_atomic(&out, table.as_bytes())?;
     print!("{table}");
     eprintln!("bench: table written to {}", out.display());
+    publish("builds", "Builds", bench.engine.get(), &table)?;
     std::fs::remove_dir_all(&bench.scratch).ok();
     if let Some(tree) = bench.issue {
         std::fs::remove_dir_all(tree).ok();
     }
     Ok(())
+}
+
+/// The bench's table as its section of `docs/benchmarks.md`, one section per bench and engine.
+pub(crate) fn publish(kind: &str, title: &str, engine: Option<&crate::engine::EngineRecord>, table: &str) -> Result<()> {
+    // The engine without its endpoint: a socket path names this machine, not the engine.
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".to_string());
+    let (short, line) = engine.map_or(("unrecorded".to_string(), "not recorded".to_string()), |e| {
+        let line = format!(
+            "{}: Docker {}, BuildKit {}, buildx {}, {} image store, {} driver",
+            e.private.as_ref().map_or("an engine the user runs".to_string(), |p| format!("private {p} engine")),
+            e.docker,
+            or(&e.buildkit),
+            or(&e.buildx),
+            e.store,
+            e.driver
+        );
+        (e.short(), line)
+    });
+    doc::write(&format!("{kind} {short}"), &format!("{title}: {short}"), &format!("Engine: {line}.\n\n{table}"))
 }
 
 /// The Dockerfile stages that install dependencies (backend `deps`, frontend `base` and `deps`):

@@ -47,6 +47,7 @@ pub fn inputs(plan: &Plan) -> BTreeMap<String, TargetInputs> {
         let dockerfile = context.join(def.dockerfile.as_deref().unwrap_or("Dockerfile"));
         let mut args = def.args.clone();
         args.extend(plan.build_args.iter().cloned());
+        args.extend(set_args(&plan.sets, t));
         let ignore = dockerignore(&context, &dockerfile);
         out.insert(
             t.clone(),
@@ -66,6 +67,18 @@ pub fn inputs(plan: &Plan) -> BTreeMap<String, TargetInputs> {
         }
     }
     out
+}
+
+/// The build arguments bake's `--set` lines give the target (`*.args.K=V` or `TARGET.args.K=V`),
+/// such as the commit's `SOURCE_DATE_EPOCH`.
+fn set_args(sets: &[String], target: &str) -> Vec<(String, String)> {
+    sets.iter()
+        .filter_map(|s| {
+            let (key, value) = s.split_once('=')?;
+            let (who, name) = key.split_once(".args.")?;
+            (who == "*" || who == target).then(|| (name.to_string(), value.to_string()))
+        })
+        .collect()
 }
 
 /// The `.dockerignore` BuildKit uses: the Dockerfile's own (`Dockerfile.dockerignore`) first,
@@ -183,6 +196,16 @@ mod tests {
         assert_eq!(m["app/main.py"], format!("{:016x}", fnv1a(*b"x")));
         assert!(manifest(&dir.join("missing"), &ignore, &StatCache::new(), &mut StatCache::new()).is_none());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn set_lines_give_their_targets_arguments() {
+        let sets =
+            ["*.args.SOURCE_DATE_EPOCH=5", "backend.args.X=1", "frontend.args.Y=2", "backend.tags=t"].map(String::from);
+        assert_eq!(
+            set_args(&sets, "backend"),
+            [("SOURCE_DATE_EPOCH".to_string(), "5".to_string()), ("X".to_string(), "1".to_string())]
+        );
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub fn explain(previous: Previous, current: &TargetInputs, steps: &[Step]) -> Ve
     .collect()
 }
 
+/// The build argument BuildKit reads for the times it gives what a build creates.
+const EPOCH: &str = "SOURCE_DATE_EPOCH";
+
 /// A step's place: its stage and its instruction in that stage.
 type At = (usize, usize);
 
@@ -117,7 +120,7 @@ impl<'a> Context<'a> {
         let own = self
             .instruction_changed(at)
             .or_else(|| self.files_changed(at, &mut unknown))
-            .or_else(|| self.arg_changed(at))
+            .or_else(|| self.arg_changed(at, &mut unknown))
             .or_else(|| self.base_changed(at, &mut unknown));
         if let Some(c) = own {
             return (c, here);
@@ -184,15 +187,20 @@ impl<'a> Context<'a> {
     }
 
     /// A changed argument the stage declares before the step, which a RUN sees in its
-    /// environment and any other instruction only where it names it.
-    fn arg_changed(&self, (s, i): At) -> Option<Cause> {
+    /// environment and any other instruction only where it names it; and `SOURCE_DATE_EPOCH`,
+    /// which BuildKit dates the folder a WORKDIR makes with, declared or not.
+    fn arg_changed(&self, (s, i): At, unknown: &mut Option<String>) -> Option<Cause> {
         let stage = &self.stages[s];
         let ins = &stage.instructions[i];
         let declared = dockerfile::declared_args(stage, i);
-        let name = self
-            .changed_args
-            .iter()
-            .find(|a| declared.contains(a) && (ins.keyword == "RUN" || dockerfile::mentions(&ins.text, a)))?;
+        let epoch_changed = self.changed_args.iter().any(|a| a == EPOCH);
+        if epoch_changed && matches!(ins.keyword.as_str(), "COPY" | "ADD") {
+            *unknown = Some(format!("{EPOCH} changed, which BuildKit may date what this step creates with"));
+        }
+        let name = self.changed_args.iter().find(|a| {
+            (declared.contains(a) && (ins.keyword == "RUN" || dockerfile::mentions(&ins.text, a)))
+                || (a.as_str() == EPOCH && ins.keyword == "WORKDIR")
+        })?;
         Some(Cause::Arg {
             name: name.clone(),
             old: self.prev.args.get(name).cloned(),

@@ -258,3 +258,22 @@ fn a_base_named_by_arguments_is_resolved_longest_name_first() {
     let causes = explain(Previous::Found(&old), &new, &[step("[t deps 2/2] COPY requirements.txt .", false)]);
     assert_eq!(causes[0].cause, Cause::Base { old: "py:3@sha256:aa".into(), new: "py:3@sha256:bb".into() });
 }
+
+#[test]
+fn a_new_commit_time_reruns_a_workdir_and_leaves_a_copy_unknown() {
+    let text = "FROM scratch AS a\nCOPY x /x\nWORKDIR /app\n";
+    let mut old = TargetInputs { dockerfile: text.into(), files: Some(BTreeMap::new()), ..Default::default() };
+    old.args.insert("SOURCE_DATE_EPOCH".into(), "1".into());
+    let mut new = old.clone();
+    new.args.insert("SOURCE_DATE_EPOCH".into(), "2".into());
+    let ran = [step("[t a 1/2] COPY x /x", false), step("[t a 2/2] WORKDIR /app", false)];
+    let causes = explain(Previous::Found(&old), &new, &ran);
+    assert!(causes[0].text.starts_with("cause unknown (SOURCE_DATE_EPOCH changed"), "{}", causes[0].text);
+    assert_eq!(
+        causes[1].cause,
+        Cause::Arg { name: "SOURCE_DATE_EPOCH".into(), old: Some("1".into()), new: Some("2".into()) }
+    );
+    // The same WORKDIR alone, nothing changed: the engine dropped it.
+    let causes = explain(Previous::Found(&old), &old, &ran[1..]);
+    assert_eq!(causes[0].cause, Cause::CacheDropped);
+}

@@ -20,7 +20,7 @@ use anyhow::Result;
 pub use buildx_history::references;
 pub use command::{command, Request};
 pub use html::html;
-pub use judge::{cache_trouble, cache_warning_line, failure_summary, is_failure, judge, Source};
+pub use judge::{cache_warning_line, failure_summary, is_failure, judge, Source};
 pub use model::{is_instruction, summarize, BuildReport, HistoryLine, Outcome, Status, TargetReport};
 pub use store::{comparable, history, last_saved, pick, read_history, read_report};
 pub use table::{print_table, table};

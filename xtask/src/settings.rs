@@ -146,26 +146,32 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Reads `.env`. Every error names the file, the line and the key: dotenvy reports a value it
+    /// cannot parse (`REGISTRY=not a host`) with the value alone, so each item is placed on its
+    /// line by walking the file's lines alongside the parser.
     pub fn parse_file(path: &Path) -> Result<Settings> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {} (copy it from git: `git checkout -- .env`)", path.display()))?;
+        let lines: Vec<&str> = text.lines().collect();
+        let mut cursor = 0;
         let mut vars = BTreeMap::new();
         for item in dotenvy::from_read_iter(text.as_bytes()) {
             match item {
                 Ok((k, v)) => {
+                    cursor = locate(&lines, cursor, |l| key_of(l) == Some(k.as_str()));
                     if let Err(rule) = check_value(&k, &v) {
-                        let prefix = format!("{k}=");
-                        let number =
-                            text.lines().position(|l| l.trim_start().starts_with(&prefix)).map_or(0, |i| i + 1);
-                        bail!("{}:{number}: {k}=`{v}`: {rule}", path.display());
+                        bail!("{}:{}: {k}=`{v}`: {rule}", path.display(), cursor);
                     }
                     vars.insert(k, v);
                 }
-                Err(dotenvy::Error::LineParse(line, _)) => {
-                    let first = line.lines().next().unwrap_or_default();
-                    let number = text.lines().position(|l| l == first).map_or(0, |i| i + 1);
+                Err(dotenvy::Error::LineParse(part, _)) => {
+                    let first = part.lines().next().unwrap_or_default();
+                    let number = locate(&lines, cursor, |l| l.contains(first));
+                    let line = lines.get(number.wrapping_sub(1)).copied().unwrap_or(first).trim();
+                    let key = key_of(line).filter(|k| !k.is_empty());
+                    let named = key.map_or("no KEY= before the value".to_string(), |k| format!("the value of {k}"));
                     bail!(
-                        "{}:{number}: cannot parse `{first}`: write it as KEY=value (quote values with spaces)",
+                        "{}:{number}: {named}: cannot parse `{line}`: write it as KEY=value (quote values with spaces: KEY=\"a b\")",
                         path.display()
                     )
                 }
@@ -201,6 +207,19 @@ impl Settings {
     pub fn daemon_env(&self) -> Vec<(String, String)> {
         self.scoped(Scope::Daemon)
     }
+}
+
+/// The 1-based number of the first line from `from` (0-based) on that `matches`, else of the line
+/// after the last one matched: the parser yields items in the file's order.
+fn locate(lines: &[&str], from: usize, matches: impl Fn(&str) -> bool) -> usize {
+    lines.iter().skip(from).position(|l| matches(l)).map_or(from + 1, |i| from + i + 1)
+}
+
+/// The key a `.env` line sets (`KEY=value`, `export KEY=value`), if it has an `=`.
+fn key_of(line: &str) -> Option<&str> {
+    let line = line.trim_start();
+    let line = line.strip_prefix("export ").unwrap_or(line);
+    line.split_once('=').map(|(k, _)| k.trim())
 }
 
 /// Where a Prometheus Pushgateway (`PUSHGATEWAY`) lives: `http://host:port` with an optional path prefix.
@@ -254,7 +273,24 @@ mod tests {
     #[test]
     fn malformed_line_is_reported_with_its_number() {
         let err = parse("# comment\nA=1\nthis is not a setting\n").unwrap_err().to_string();
-        assert!(err.contains(":3: cannot parse `this is not a setting`"), "{err}");
+        assert!(err.contains(":3: no KEY= before the value: cannot parse `this is not a setting`"), "{err}");
+    }
+
+    #[test]
+    fn a_value_the_parser_refuses_is_named_with_its_line_and_key() {
+        let err = parse("# registry\nA=1\n\nREGISTRY=not a host\n").unwrap_err().to_string();
+        assert!(err.contains(".env-") || err.contains("xtask-env-"), "{err}");
+        assert!(err.contains(":4: the value of REGISTRY: cannot parse `REGISTRY=not a host`"), "{err}");
+        // The same value under a key that also appears earlier, well formed, is found on its own line.
+        let err = parse("A=x\nB=1\nexport A=x y\n").unwrap_err().to_string();
+        assert!(err.contains(":3: the value of A: cannot parse `export A=x y`"), "{err}");
+        let err = parse("A='unterminated\nB=1\n").unwrap_err().to_string();
+        assert!(err.contains(":1: the value of A: cannot parse"), "{err}");
+        let err = parse("A=1\nB=\"x\\q\"\n").unwrap_err().to_string();
+        assert!(err.contains(":2: the value of B: cannot parse"), "{err}");
+        // A value that parses but breaks its rule is named on its own line, not an earlier one.
+        let err = parse("BUILDKIT_PROGRESS=plain\n# again\nBUILDKIT_PROGRESS=fancy\n").unwrap_err().to_string();
+        assert!(err.contains(":3: BUILDKIT_PROGRESS=`fancy`"), "{err}");
     }
 
     #[test]

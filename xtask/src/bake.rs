@@ -153,6 +153,15 @@ impl Defaults {
         self.get(var).with_context(|| format!("{} has no default for variable {var}", self.path.display()))
     }
 
+    /// The names of the file's `target "NAME"` blocks (its text, read without buildx: the names a
+    /// request may use are known before any engine answers).
+    pub fn targets(&self) -> Vec<String> {
+        self.hcl
+            .lines()
+            .filter_map(|l| l.trim_start().strip_prefix("target \"")?.split_once('"').map(|(n, _)| n.to_string()))
+            .collect()
+    }
+
     /// The official base images, in the order of `standin::BASES`.
     pub fn base_images(&self) -> Result<Vec<String>> {
         crate::standin::BASES.iter().map(|b| self.require(b.var)).collect()

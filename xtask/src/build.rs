@@ -19,7 +19,8 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     let started = std::time::Instant::now();
     request::check_options(opts)?;
     let settings = Settings::load()?;
-    let request = Request::new(recipe, names, opts, &settings)?;
+    let targets = crate::bake::Defaults::read(&crate::paths::project_root())?.targets();
+    let request = Request::new(recipe, &request::recipe_names(recipe, names, &targets), opts, &settings)?;
     if opts.dry_run {
         // Read and plan only: no engine is started, no stand-in made, no file written.
         let inputs = Inputs::gather(&request, &settings, inputs::engine_if_any(&settings))?;

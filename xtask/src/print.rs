@@ -55,10 +55,30 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
     }
     println!("# the bake definition as buildx resolves it:");
     let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &plan.names);
-    for s in &plan.sets {
+    let kept = resolvable_sets(plan);
+    if kept.len() < plan.sets.len() {
+        println!("# (without the OCI outputs: buildx opens their folder, which the build itself makes)");
+    }
+    for s in kept {
         print = print.args(["--set", s]);
     }
     let json = runner::read(&print).context("resolving the bake definition")?;
     println!("{json}");
     Ok(())
+}
+
+/// The plan's `--set`s that `bake --print` can resolve now. buildx opens an OCI output's folder
+/// while resolving, and on a fresh checkout `target/xtask/oci/` does not exist until the build
+/// makes it (a dry run writes nothing): those sets are left out of the print, not the plan.
+fn resolvable_sets(plan: &Plan) -> Vec<&String> {
+    let missing = match &plan.output {
+        crate::plan::Output::Oci(dir) if !dir.is_dir() => Some(dir.display().to_string()),
+        _ => None,
+    };
+    plan.sets
+        .iter()
+        .filter(|s| {
+            missing.as_ref().is_none_or(|dir| !(s.contains(".output=type=oci,") && s.contains(&format!("dest={dir}/"))))
+        })
+        .collect()
 }

@@ -93,7 +93,7 @@ group "default" {
 }
 
 group "development" {
-  targets = ["backend", "frontend-development"]
+  targets = ["backend-development", "frontend-development"]
 }
 
 group "production" {
@@ -144,6 +144,13 @@ target "frontend" {
   tags       = [image("frontend", "dev")]
   cache-from = cache_from("frontend")
   cache-to   = cache_to("frontend")
+}
+
+# The backend with its interactive API docs on; `backend` (and production) serve none.
+target "backend-development" {
+  inherits = ["backend"]
+  target   = "development"
+  tags     = [image("backend", "development")]
 }
 
 target "frontend-development" {

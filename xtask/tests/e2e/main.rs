@@ -15,6 +15,7 @@ use serde_json::Value;
 mod audit;
 mod builds;
 mod commands;
+mod hardening;
 mod home_page;
 mod metrics;
 mod reports;

@@ -49,8 +49,8 @@ variable "CACHE_EXPORT" {
 }
 
 variable "SOURCE_URL" {
-  # The repository's public URL, recorded in the source label and the build arguments of the
-  # provenance (empty: no source recorded).
+  # The repository's public URL, recorded in the source label (empty: no source recorded). The
+  # mode=min provenance keeps no build arguments: its source and revision are buildx's git info.
   default = "https://github.com/contextcleanse/contextcleanse"
 }
 

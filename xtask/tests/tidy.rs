@@ -305,3 +305,17 @@ fn the_tests_left_out_on_a_users_engine_exist() {
         );
     }
 }
+
+#[test]
+fn no_text_says_a_mode_min_provenance_holds_build_arguments() {
+    // BuildKit's mode=min provenance keeps no build argument: SOURCE_URL reaches the label only.
+    if !read("docker-bake.hcl").contains("type=provenance,mode=min") {
+        return;
+    }
+    for path in ["README.md", "docker-bake.hcl", ".env"] {
+        let text = read(path).split_whitespace().collect::<Vec<_>>().join(" ").replace(" # ", " ");
+        for claim in ["as a build argument, in the provenance", "build arguments of the provenance", "and in their provenance"] {
+            assert!(!text.contains(claim), "{path} says `{claim}`: a mode=min provenance holds no build argument");
+        }
+    }
+}

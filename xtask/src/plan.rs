@@ -108,6 +108,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         oci_dir: opts.oci.then_some(oci_dir.as_path()),
         builder: &f.builder_line(),
         sbom: inputs.sbom_generator.as_deref().filter(|_| output != Output::Check),
+        build_date: &inputs.metadata.build_date,
     };
     let fit = adapt::fit(definition, &caps, &asked)?;
     let platforms = inputs::platforms_of(definition);

@@ -13,6 +13,7 @@ mod facts;
 mod named;
 mod network;
 mod private;
+mod rundir;
 
 use std::path::PathBuf;
 use std::time::Duration;

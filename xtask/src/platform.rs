@@ -69,6 +69,12 @@ mod imp {
     pub fn connect_socket(socket: &Path) -> io::Result<std::os::unix::net::UnixStream> {
         std::os::unix::net::UnixStream::connect(socket)
     }
+
+    /// Whether a directory entry is a Unix socket.
+    pub fn is_socket(kind: &std::fs::FileType) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        kind.is_socket()
+    }
 }
 
 #[cfg(not(unix))]
@@ -88,6 +94,11 @@ mod imp {
     }
 
     pub fn kill_group(_group: u32) {}
+
+    /// No Unix sockets in a directory here.
+    pub fn is_socket(_kind: &std::fs::FileType) -> bool {
+        false
+    }
 
     pub fn exit_signal(_status: ExitStatus) -> Option<i32> {
         None

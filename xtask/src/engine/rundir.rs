@@ -2,7 +2,6 @@
 //! `engine down` may remove, and removing it.
 
 use std::io::ErrorKind;
-use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 /// Removes what a stopped engine left under `dir`: sockets nobody listens on any more and folders
@@ -17,7 +16,7 @@ pub(crate) fn clear(dir: &Path) -> std::io::Result<bool> {
         let kind = entry.file_type()?;
         if kind.is_dir() {
             clear(&entry.path())?;
-        } else if kind.is_socket() {
+        } else if crate::platform::is_socket(&kind) {
             remove(std::fs::remove_file(entry.path()))?;
         }
     }
@@ -38,7 +37,8 @@ fn remove(result: std::io::Result<()>) -> std::io::Result<()> {
     }
 }
 
-#[cfg(test)]
+// Sockets are made with Unix-only calls.
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

@@ -1,10 +1,13 @@
 //! `cargo xtask`: ContextCleanse's build recipes, driving Docker BuildKit through
 //! `docker buildx bake`. This file parses the flags and hands each subcommand to its module.
 
-use xtask::{
-    audit, bench, bench_second, build, check, clean, doctor, engine, flags, metrics, report, settings, signing, stack,
-    stop, test, usage, verify,
-};
+use xtask::build::{self, check};
+use xtask::cache::{clean, ownership};
+use xtask::commands::{audit, bench, bench_second, doctor, stack, test};
+use xtask::images::{signing, verify};
+use xtask::report::{self, metrics};
+use xtask::util::stop;
+use xtask::{engine, flags, settings};
 
 use build::{Options, Recipe};
 use flags::{Args, Parsed, Sub};
@@ -23,6 +26,7 @@ fn options(a: &Args) -> Options {
         push: a.switch_if_declared("push"),
         oci: a.switch_if_declared("oci"),
         check: false,
+        json: false,
         cache_export: a.switch("cache-export"),
         sign: a.switch_if_declared("sign"),
         key: a.value_if_declared("key"),
@@ -53,6 +57,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 set: a.values("set"),
                 registry: a.value("registry"),
                 version: a.value("version"),
+                json: a.switch("json"),
                 ..Options::default()
             };
             build::run(Recipe::Local, &names(), &opts)
@@ -62,26 +67,9 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             build::run(Recipe::Local, &names, &Options { check: true, ..Options::default() })
         }
         Sub::Doctor => doctor::run(),
-        Sub::Verify => match a.positionals.first() {
-            Some(image) => {
-                let key = a.value("key").or_else(|| std::env::var("COSIGN_PUBLIC_KEY").ok());
-                match &key {
-                    Some(key) => signing::command(image, Some(key))?,
-                    None => {
-                        println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)")
-                    }
-                }
-                if a.switch("no-rebuild") {
-                    return Ok(());
-                }
-                verify::run(image, a.value("platform").as_deref())
-            }
-            None => anyhow::bail!(
-                "`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`"
-            ),
-        },
+        Sub::Verify => verify_image(a),
         Sub::Sbom => match a.positionals.first() {
-            Some(image) => xtask::sbom::run(image, a.value("platform").as_deref(), a.switch("json")),
+            Some(image) => xtask::images::sbom::run(image, a.value("platform").as_deref(), a.switch("json")),
             None => anyhow::bail!(
                 "`sbom` needs an image, e.g. `cargo xtask sbom 127.0.0.1:5000/contextcleanse-backend:0.4.0`"
             ),
@@ -94,7 +82,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::Down => stack::down(),
         Sub::Logs => stack::pass_through(&stack::logs_args(a.switch("follow"), a.value("tail").as_deref(), &names())),
         Sub::Ps => stack::pass_through(&["ps".to_string()]),
-        Sub::Du => usage::du(),
+        Sub::Du => ownership::du(),
         Sub::Clean => {
             let asked = clean::Asked::from_flags(a.switch("cache"), a.switch("images"), a.switch("all"));
             clean::run(&asked, a.switch("dry-run"))
@@ -105,7 +93,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
             json: a.switch("json"),
             markdown: a.switch("markdown"),
             ids: names(),
-        }),
+        }, &|| engine::connect(&settings::Settings::load()?, false)),
         Sub::Bench => {
             let runs = a.value("runs").map(|n| n.parse::<usize>()).transpose();
             let runs = runs.map_err(|e| anyhow::anyhow!("--runs wants a whole number: {e}"))?;
@@ -118,6 +106,22 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::Audit => audit::run(a.switch("json")),
         Sub::Test => test::run(a.switch("no-e2e"), a.value("e2e-filter").as_deref()),
     }
+}
+
+/// `verify IMAGE`: the signature when a public key is given, then the rebuild's comparison.
+fn verify_image(a: &Args) -> anyhow::Result<()> {
+    let Some(image) = a.positionals.first() else {
+        anyhow::bail!("`verify` needs an image, e.g. `cargo xtask verify 127.0.0.1:5000/contextcleanse-backend:0.4.0`")
+    };
+    let key = a.value("key").or_else(|| std::env::var("COSIGN_PUBLIC_KEY").ok());
+    match &key {
+        Some(key) => signing::command(image, Some(key))?,
+        None => println!("signature: not checked (no public key: pass --key FILE.pub or set COSIGN_PUBLIC_KEY)"),
+    }
+    if a.switch("no-rebuild") {
+        return Ok(());
+    }
+    verify::run(image, a.value("platform").as_deref())
 }
 
 /// How the xtask ends when a stop signal ends it: as the shell expects of a program that signal

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::paths;
+use crate::util::paths;
 
 /// Where a BuildKit setting from `.env` takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,6 +242,12 @@ pub fn parse_gateway(url: &str) -> Result<Gateway> {
         bail!("PUSHGATEWAY `{url}`: no host, e.g. http://127.0.0.1:9091");
     }
     Ok(Gateway { host: host.to_string(), port, prefix: path.trim_end_matches('/').to_string() })
+}
+
+/// Whether this runs in CI (`CI=true` or `CI=1`, as CI services set it): there a test that needs
+/// the engine fails rather than skips, and builds export their cache.
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+#[path = "tidy/architecture.rs"]
+mod architecture;
 #[path = "tidy/unix_api.rs"]
 mod unix_api;
 
@@ -15,12 +17,12 @@ fn read(path: &str) -> String {
 
 /// The pin as the xtask reads it (package.json's packageManager).
 fn npm_pin() -> String {
-    xtask::meta::npm_pin().unwrap_or_else(|e| panic!("{e:#}"))
+    xtask::images::meta::npm_pin().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The default of `variable "NAME"` in the bake file, read as the xtask reads it.
 fn bake_default(name: &str) -> String {
-    xtask::bake::variable_default(&read("docker-bake.hcl"), name)
+    xtask::images::bake::variable_default(&read("docker-bake.hcl"), name)
         .unwrap_or_else(|| panic!("docker-bake.hcl has no default for variable {name}"))
 }
 
@@ -60,7 +62,7 @@ fn base_images_agree_with_the_bake_file() {
 #[test]
 fn the_bench_s_dependency_stages_are_stages_of_the_dockerfiles() {
     let dockerfiles = read("backend/Dockerfile") + &read("frontend/Dockerfile");
-    for stage in xtask::bench::DEPENDENCY_STAGES {
+    for stage in xtask::commands::bench::DEPENDENCY_STAGES {
         assert!(
             dockerfiles.lines().any(|l| l.starts_with("FROM ") && l.ends_with(&format!(" AS {stage}"))),
             "no Dockerfile has a stage `{stage}`: change bench::DEPENDENCY_STAGES to the stages that install dependencies"
@@ -221,7 +223,7 @@ fn unix_only_apis_stay_behind_cfg_unix() {
     assert!(
         found.is_empty(),
         "Unix-only APIs outside #[cfg(unix)] code: the xtask would not compile on Windows. Call a function of \
-         xtask/src/platform.rs instead (add one there, with a #[cfg(unix)] body and one for elsewhere), or put the \
+         xtask/src/util/os.rs instead (add one there, with a #[cfg(unix)] body and one for elsewhere), or put the \
          item under #[cfg(unix)]:\n{}",
         found.join("\n")
     );
@@ -289,19 +291,29 @@ fn every_xtask_command_the_workflows_run_exists() {
 fn the_tests_left_out_on_a_users_engine_exist() {
     // A renamed test would otherwise run (and fail) on a CI runner's engine, or a typo skip nothing.
     let dir = root().join("xtask/tests/e2e");
+    // The floor and classic runs name theirs by module and name: each must be exactly one test.
+    for name in xtask::commands::test::SUBSET {
+        let (module, start) = name.split_once("::").expect("module::name");
+        let text = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap_or_default();
+        let matching = text.matches(&format!("fn {start}")).count();
+        assert_eq!(
+            matching, 1,
+            "xtask/src/commands/test.rs SUBSET names `{name}`, which is {matching} end-to-end tests, not one: fix the name there"
+        );
+    }
     let sources: String = std::fs::read_dir(&dir)
         .unwrap()
         .flatten()
         .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
-    for name in xtask::test::PRIVATE_ONLY {
+    for name in xtask::commands::test::PRIVATE_ONLY {
         let found = match name.strip_suffix("::") {
             Some(module) => dir.join(format!("{module}.rs")).is_file(),
             None => sources.contains(&format!("fn {name}")),
         };
         assert!(
             found,
-            "xtask/src/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
+            "xtask/src/commands/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
         );
     }
 }
@@ -317,5 +329,68 @@ fn no_text_says_a_mode_min_provenance_holds_build_arguments() {
         for claim in ["as a build argument, in the provenance", "build arguments of the provenance", "and in their provenance"] {
             assert!(!text.contains(claim), "{path} says `{claim}`: a mode=min provenance holds no build argument");
         }
+    }
+}
+
+#[test]
+fn folders_use_only_those_below_them_and_no_module_cycle() {
+    let mods = architecture::modules(&root().join("xtask/src"));
+    let edges = architecture::edges(&mods);
+    let up = architecture::upward(&edges);
+    assert!(
+        up.is_empty(),
+        "imports up the stack (floors from the top: {:?}); move the shared item down to the lower folder: {up:#?}",
+        architecture::FLOORS
+    );
+    let cycles = architecture::cycles(&edges);
+    assert!(cycles.is_empty(), "modules that import each other; move what both need into one of them or below: {cycles:#?}");
+    let lib = read("xtask/src/lib.rs");
+    let declared: Vec<&str> = lib.lines().filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';')).collect();
+    assert_eq!(declared, architecture::FLOORS, "xtask/src/lib.rs declares exactly the floors, top down");
+}
+
+#[test]
+fn files_and_functions_stay_small() {
+    let mut too_big = Vec::new();
+    let mut stack = vec![root().join("xtask/src")];
+    while let Some(dir) = stack.pop() {
+        for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let rel = path.strip_prefix(root()).unwrap().display().to_string();
+            let lines = text.lines().count();
+            if lines > architecture::MAX_FILE_LINES {
+                too_big.push(format!("{rel}: {lines} lines (at most {})", architecture::MAX_FILE_LINES));
+            }
+            for f in architecture::long_functions(&text) {
+                too_big.push(format!("{rel}: fn {f} (at most {})", architecture::MAX_FN_LINES));
+            }
+        }
+    }
+    too_big.sort();
+    assert!(too_big.is_empty(), "split these by job: {too_big:#?}");
+}
+
+#[test]
+fn only_the_orchestrator_acts_on_a_finished_build() {
+    // Signing, the metrics push and the cache clean-up work from the outcome `build::run` holds.
+    for call in ["sign_built(", "metrics::push(", "gc::after_build("] {
+        let mut callers = Vec::new();
+        let mut stack = vec![root().join("xtask/src")];
+        while let Some(dir) = stack.pop() {
+            for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
+                if path.is_dir() {
+                    stack.push(path);
+                } else if std::fs::read_to_string(&path).unwrap().split("#[cfg(test)]").next().unwrap().lines().any(|l| {
+                    l.contains(call) && !l.contains("fn ")
+                }) {
+                    callers.push(path.strip_prefix(root()).unwrap().display().to_string());
+                }
+            }
+        }
+        assert_eq!(callers, ["xtask/src/build/mod.rs"], "`{call}` belongs to build::run alone: pass the outcome there");
     }
 }

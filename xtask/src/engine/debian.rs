@@ -6,29 +6,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::channel::{check_pin, PinCheck};
-use super::private::Layout;
-use crate::paths::write_atomic;
-use crate::runner::{self, Cmd};
+use super::layout::{host_arch, Layout};
+use crate::util::paths::write_atomic;
+use crate::util::runner::{self, Cmd};
 
 /// The suites any channel takes packages from.
 const SUITES: [&str; 3] = ["testing", "trixie", "bookworm"];
-
-/// The host's Debian architecture name.
-pub fn host_arch() -> &'static str {
-    if std::env::consts::ARCH == "aarch64" {
-        "arm64"
-    } else {
-        "amd64"
-    }
-}
-
-pub fn multiarch(arch: &str) -> &'static str {
-    if arch == "arm64" {
-        "aarch64-linux-gnu"
-    } else {
-        "x86_64-linux-gnu"
-    }
-}
 
 /// The Debian archive this machine already uses (from its apt sources), so the xtask never names
 /// a host of its own; `DEBIAN_MIRROR` overrides it.
@@ -114,7 +97,7 @@ pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     for link in ["iptables", "ip6tables"] {
         let path = partial.join("usr/sbin").join(link);
         let _ = std::fs::remove_file(&path);
-        crate::platform::symlink("xtables-legacy-multi", &path)?;
+        crate::util::os::symlink("xtables-legacy-multi", &path)?;
     }
     let versions: Vec<(String, String)> = chosen.into_iter().map(|(n, v, _)| (n, v)).collect();
     std::fs::write(partial.join("versions.json"), serde_json::to_vec_pretty(&versions)?)?;
@@ -129,7 +112,7 @@ pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     for name in ["docker-buildx", "docker-compose"] {
         let link = plugins.join(name);
         let _ = std::fs::remove_file(&link);
-        crate::platform::symlink(layout.prefix.join("usr/libexec/docker/cli-plugins").join(name), &link)?;
+        crate::util::os::symlink(layout.prefix.join("usr/libexec/docker/cli-plugins").join(name), &link)?;
     }
     Ok(versions)
 }

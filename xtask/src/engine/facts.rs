@@ -7,9 +7,9 @@ use anyhow::{Context, Result};
 use semver::Version;
 
 use super::Engine;
-use crate::cache::Cache;
-use crate::dockerapi;
-use crate::runner;
+use crate::util::memo::Cache;
+use crate::engine::api;
+use crate::util::runner;
 
 /// What the engine, buildx and the builder say about themselves.
 #[derive(Clone, Debug, Default)]
@@ -141,7 +141,7 @@ impl Facts {
 
 pub fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
     let mut f = Facts { endpoint: engine.describe(), ..Facts::default() };
-    let info = match engine.socket().and_then(|sock| dockerapi::get_json(&sock, "/info")) {
+    let info = match engine.socket().and_then(|sock| api::get_json(&sock, "/info")) {
         Some(info) => info,
         None => {
             let text = runner::read(&engine.docker().args(["info", "--format", "{{json .}}"]))?;
@@ -221,7 +221,7 @@ fn buildx_identity(engine: &Engine) -> String {
         .find(|(k, _)| k == "DOCKER_CONFIG")
         .map(|(_, v)| PathBuf::from(v))
         .or_else(|| std::env::var_os("DOCKER_CONFIG").map(PathBuf::from))
-        .or_else(|| crate::platform::home_dir().map(|h| h.join(".docker")));
+        .or_else(|| crate::util::os::home_dir().map(|h| h.join(".docker")));
     let candidates = config.into_iter().map(|c| c.join("cli-plugins")).chain(
         [
             "/usr/local/lib/docker/cli-plugins",

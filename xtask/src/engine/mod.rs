@@ -7,9 +7,11 @@
 //! Docker, the default) or the `floor` (Debian stable's), each with the containerd image store or,
 //! as `<channel>-classic`, the classic one. Nothing is installed system-wide.
 
+pub mod api;
 mod channel;
 mod debian;
 mod facts;
+mod layout;
 mod named;
 mod network;
 mod private;
@@ -18,17 +20,17 @@ mod rundir;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use semver::Version;
 
 pub use channel::{Channel, Spec};
-pub use debian::{debian_mirror, host_arch};
+pub use debian::debian_mirror;
+pub use layout::host_arch;
 pub use facts::{binfmt_status, facts, Capabilities, EngineRecord, Facts};
-pub use private::Layout;
+pub use layout::Layout;
 
-use crate::cache::Cache;
-use crate::dockerapi;
-use crate::runner::{self, Cmd};
+use crate::util::memo::Cache;
+use crate::util::runner::{self, Cmd};
 use crate::settings::Settings;
 
 /// The floors below which the xtask refuses to build: bake with `--metadata-file` and rawjson
@@ -63,13 +65,13 @@ impl Engine {
 
     /// The engine's unix socket, when the API can be asked directly.
     pub fn socket(&self) -> Option<PathBuf> {
-        dockerapi::socket(self.docker_host().as_deref())
+        api::socket(self.docker_host().as_deref())
     }
 
     /// True when the engine answers: a ping over its socket, or `docker version` otherwise.
     pub fn answers(&self) -> bool {
         match self.socket() {
-            Some(sock) => dockerapi::get(&sock, "/_ping").is_some_and(|(code, _)| code == 200),
+            Some(sock) => api::get(&sock, "/_ping").is_some_and(|(code, _)| code == 200),
             None => {
                 let probe = self.docker().args(["version", "--format", "{{.Server.Version}}"]);
                 runner::read_with_timeout(&probe, Duration::from_secs(10)).is_ok()
@@ -84,7 +86,7 @@ impl Engine {
     /// True when the image is in the engine's store.
     pub fn has_image(&self, image: &str) -> bool {
         match self.socket() {
-            Some(sock) => dockerapi::get(&sock, &format!("/images/{}/json", dockerapi::escape(image)))
+            Some(sock) => api::get(&sock, &format!("/images/{}/json", api::escape(image)))
                 .is_some_and(|(c, _)| c == 200),
             None => runner::succeeds(&self.docker().args(["image", "inspect", "--format", "{{.Id}}", image])),
         }
@@ -95,7 +97,7 @@ impl Engine {
     /// of Docker 26 it counts the compressed blobs, and older engines counted unpacked layers.)
     pub fn image_size(&self, image: &str) -> Option<u64> {
         if let Some(sock) = self.socket() {
-            let history = dockerapi::get_json(&sock, &format!("/images/{}/history", dockerapi::escape(image)))?;
+            let history = api::get_json(&sock, &format!("/images/{}/history", api::escape(image)))?;
             return history.as_array()?.iter().map(|layer| layer["Size"].as_u64()).sum();
         }
         let history = self.docker().args(["history", "--human=false", "--format", "{{.Size}}", image]);
@@ -118,10 +120,7 @@ impl Engine {
     /// The digest of what `image` names in its registry (an index or a manifest); `None` when the
     /// registry does not name one within 15 s.
     pub fn registry_digest(&self, image: &str) -> Option<String> {
-        let cmd = self.docker().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
-        let manifest: serde_json::Value =
-            serde_json::from_str(&runner::read_with_timeout(&cmd, Duration::from_secs(15)).ok()?).ok()?;
-        manifest["digest"].as_str().map(str::to_string)
+        manifest_digest(&self.docker(), image).ok()
     }
 }
 
@@ -379,14 +378,23 @@ pub fn status(settings: &Settings, which: &Which) -> Result<()> {
     println!("builder    driver {}", f.driver);
     println!("platforms  {}", f.platforms.join(", "));
     let addr = engine.registry_addr();
-    let registry = match std::net::TcpStream::connect_timeout(&addr.parse()?, Duration::from_secs(1)) {
-        Ok(_) => format!("{addr} answers"),
-        Err(_) => format!("{addr} does not answer"),
+    let registry = match crate::util::net::answers(&addr, Duration::from_secs(1)) {
+        true => format!("{addr} answers"),
+        false => format!("{addr} does not answer"),
     };
     let pid = layout.as_ref().and_then(Layout::registry);
     println!("registry   {registry}{}", pid.map_or(String::new(), |p| format!(" (private, pid {p})")));
     println!("binfmt     {}", binfmt_status());
     Ok(())
+}
+
+/// The digest of an image's top manifest (its index, for a multi-platform image) in the registry
+/// that holds it, as buildx reads it with the registry's auth.
+pub fn manifest_digest(docker: &Cmd, image: &str) -> Result<String> {
+    let cmd = docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
+    let manifest: serde_json::Value = serde_json::from_str(&runner::read_with_timeout(&cmd, Duration::from_secs(15))?)
+        .with_context(|| format!("reading the manifest of {image}"))?;
+    manifest["digest"].as_str().map(str::to_string).with_context(|| format!("{image} has no digest"))
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::channel::{Channel, Spec};
-use super::private::Layout;
-use crate::paths::{self, write_atomic};
+use super::layout::Layout;
+use crate::util::paths::{self, write_atomic};
 
 /// Folder names under the engines' folder that are not engines (shared downloads, and the files
 /// of the single engine of older versions).
@@ -89,7 +89,7 @@ impl Layout {
             .find(|p| {
                 !recorded.contains(p)
                     && !running.iter().any(|c| c.port == Some(*p))
-                    && std::net::TcpStream::connect(("127.0.0.1", *p)).is_err()
+                    && !crate::util::net::answers(&format!("127.0.0.1:{p}"), std::time::Duration::from_secs(1))
             })
             .context("no free registry port in 5004–5099 for a named engine")?;
         let layout = Layout::at(spec, name, port);

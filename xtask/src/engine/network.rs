@@ -4,9 +4,9 @@
 
 use anyhow::{Context, Result};
 
-use super::private::{prefix_env, short_hash, Layout};
-use crate::paths::write_atomic;
-use crate::runner::{self, Cmd};
+use super::layout::{prefix_env, short_hash, Layout};
+use crate::util::paths::write_atomic;
+use crate::util::runner::{self, Cmd};
 
 /// This engine's own bridge and address ranges: the bridge's /24 in 10.213.N.0, and a /24 in
 /// 10.214.N.0 for the networks compose creates. N is kept in the engine's folder.
@@ -46,7 +46,7 @@ impl Network {
 
     /// The bridge's own hardware address (one per N). A Linux bridge without one takes its ports'
     /// lowest, which changes as build steps' veths come and go, cutting off a container that learnt
-    /// the old one until its ARP entry expires (downloads stalled 10–216 s). dockerd sets none here.
+    /// the old one until its ARP entry expires. dockerd sets an address only on a bridge it made.
     fn bridge_mac(&self) -> String {
         format!("02:78:74:d5:{:02x}:01", self.n)
     }

@@ -8,116 +8,18 @@
 //! of its subnets, forwarding in and out) are added by `up` and removed by `down`.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::channel::Spec;
-use super::debian::{self, host_arch, multiarch};
+use super::debian;
+use super::layout::{host_arch, prefix_env, read_pid, Layout};
 use super::network::Network;
-use super::Engine;
-use crate::paths::{self, write_atomic};
-use crate::runner::{self, Cmd};
+use crate::util::net;
+use crate::util::paths::write_atomic;
+use crate::util::runner::{self, Cmd};
 use crate::settings::Settings;
-
-/// One private engine's files. Sockets and exec state go under /run (short paths: a unix socket
-/// path is limited to 108 bytes), named after the engine's folder so two never share one.
-pub struct Layout {
-    pub spec: Spec,
-    /// The folder's name: the spec's (`current`, ...) or one given with `engine up --name`.
-    pub name: String,
-    port: u16,
-    /// The folder every private engine of this checkout lives in (downloads are shared there).
-    pub base: PathBuf,
-    pub root: PathBuf,
-    pub prefix: PathBuf,
-    pub run: PathBuf,
-}
-
-impl Layout {
-    pub fn new(spec: Spec) -> Layout {
-        Layout::at(spec, &spec.name(), spec.registry_port())
-    }
-    pub(super) fn at(spec: Spec, name: &str, port: u16) -> Layout {
-        let base = paths::engine_dir();
-        let root = base.join(name);
-        let run = PathBuf::from(format!("/run/xtask-engine-{:08x}", short_hash(&root.display().to_string())));
-        Layout { spec, name: name.to_string(), port, prefix: root.join("prefix"), root, run, base }
-    }
-    pub fn socket(&self) -> PathBuf {
-        self.run.join("docker.sock")
-    }
-    pub fn dockerd_pid(&self) -> PathBuf {
-        self.run.join("dockerd.pid")
-    }
-    fn registry_pid(&self) -> PathBuf {
-        self.run.join("registry.pid")
-    }
-    fn binfmt_marker(&self) -> PathBuf {
-        self.run.join("binfmt-registered")
-    }
-    pub fn docker_config(&self) -> PathBuf {
-        self.root.join("docker-config")
-    }
-    pub fn registry_addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-    pub fn registry_port(&self) -> u16 {
-        self.port
-    }
-    /// A bridge name of at most 15 bytes, unique to this engine's folder.
-    pub(super) fn bridge(&self) -> String {
-        format!("xtask{:08x}", short_hash(&self.root.display().to_string()))
-    }
-    pub fn bin(&self, name: &str) -> PathBuf {
-        ["usr/bin", "usr/sbin"]
-            .iter()
-            .map(|d| self.prefix.join(d).join(name))
-            .find(|p| p.exists())
-            .unwrap_or_else(|| self.prefix.join("usr/bin").join(name))
-    }
-    /// The variables that point the docker CLI at this engine and its plug-ins.
-    pub fn client_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("DOCKER_HOST".to_string(), format!("unix://{}", self.socket().display())),
-            ("DOCKER_CONFIG".to_string(), self.docker_config().display().to_string()),
-        ]
-    }
-    pub fn engine(&self, started_now: bool) -> Engine {
-        Engine { env: self.client_env(), spec: Some(self.spec), name: Some(self.name.clone()), started_now }
-    }
-    /// The exact package versions unpacked into the prefix.
-    pub fn installed_versions(&self) -> Vec<(String, String)> {
-        std::fs::read(self.prefix.join("versions.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
-    }
-    pub fn running(&self) -> bool {
-        read_pid(&self.dockerd_pid()).is_some_and(|pid| self.owns(pid))
-    }
-    /// A pid counts as ours only while it runs a program from our prefix: a stale pid file whose
-    /// number was reused by something else is never signalled.
-    pub fn owns(&self, pid: u32) -> bool {
-        std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.starts_with(&self.prefix))
-    }
-    pub fn dockerd(&self) -> Option<u32> {
-        read_pid(&self.dockerd_pid()).filter(|p| self.owns(*p))
-    }
-    pub fn registry(&self) -> Option<u32> {
-        read_pid(&self.registry_pid()).filter(|p| self.owns(*p))
-    }
-}
-
-pub(super) fn short_hash(s: &str) -> u32 {
-    // FNV-1a: stable across Rust versions, unlike std's hasher.
-    s.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193))
-}
-
-fn read_pid(file: &Path) -> Option<u32> {
-    std::fs::read_to_string(file).ok()?.trim().parse().ok()
-}
 
 pub fn check_host() -> Result<()> {
     let steps = "install Docker Engine 26+ with the buildx and compose plug-ins, start it, and check \
@@ -201,21 +103,6 @@ pub fn binfmt_entry(host: &str) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-pub(super) fn prefix_env(layout: &Layout) -> Vec<(String, String)> {
-    let libs = layout.prefix.join("usr/lib").join(multiarch(host_arch()));
-    let path = format!(
-        "{}:{}:{}",
-        layout.prefix.join("usr/sbin").display(),
-        layout.prefix.join("usr/bin").display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    vec![
-        ("PATH".to_string(), path),
-        ("LD_LIBRARY_PATH".to_string(), libs.display().to_string()),
-        ("XTABLES_LIBDIR".to_string(), libs.join("xtables").display().to_string()),
-    ]
-}
-
 /// dockerd's configuration: the image store, the engine's own bridge and address pool, and no
 /// iptables management (see the module's comment).
 fn daemon_json(layout: &Layout, net: &Network) -> String {
@@ -263,7 +150,7 @@ fn start_dockerd(layout: &Layout, settings: &Settings, net: &Network) -> Result<
 
 fn start_registry(layout: &Layout) -> Result<()> {
     let addr = layout.registry_addr();
-    if std::net::TcpStream::connect(&addr).is_ok() {
+    if net::answers(&addr, Duration::from_secs(1)) {
         eprintln!("xtask: {addr} is already taken; using whatever registry listens there");
         return Ok(());
     }
@@ -279,7 +166,7 @@ fn start_registry(layout: &Layout) -> Result<()> {
         Cmd::new(layout.bin("docker-registry").display().to_string()).args(["serve", &config.display().to_string()]);
     let pid = runner::spawn_daemon(&cmd, &layout.root.join("registry.log"))?;
     write_atomic(&layout.registry_pid(), format!("{pid}\n").as_bytes())?;
-    if !runner::wait_until(Duration::from_secs(15), || std::net::TcpStream::connect(&addr).is_ok()) {
+    if !runner::wait_until(Duration::from_secs(15), || net::answers(&addr, Duration::from_secs(1))) {
         bail!("the registry did not listen on {addr} within 15s; see {}", layout.root.join("registry.log").display());
     }
     Ok(())
@@ -357,28 +244,13 @@ fn alive(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::channel::Channel;
+    use crate::engine::channel::{Channel, Spec};
 
     #[test]
     fn each_host_registers_the_other_architecture() {
         assert_eq!(binfmt_entry("amd64").0, "qemu-aarch64");
         assert_eq!(binfmt_entry("arm64").0, "qemu-x86_64");
         assert!(binfmt_entry("amd64").1.ends_with(r"\xb7\x00"), "EM_AARCH64 is 0xb7");
-    }
-
-    #[test]
-    fn engines_side_by_side_share_no_socket_bridge_or_port() {
-        let layouts: Vec<Layout> = Spec::ALL.iter().map(|s| Layout::new(*s)).collect();
-        for (i, a) in layouts.iter().enumerate() {
-            assert!(a.bridge().len() <= 15, "{} is too long for an interface name", a.bridge());
-            assert!(a.socket().display().to_string().len() < 108);
-            for b in &layouts[i + 1..] {
-                assert_ne!(a.socket(), b.socket());
-                assert_ne!(a.bridge(), b.bridge());
-                assert_ne!(a.registry_addr(), b.registry_addr());
-                assert_ne!(a.root, b.root);
-            }
-        }
     }
 
     #[test]

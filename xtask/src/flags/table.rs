@@ -3,6 +3,12 @@
 
 use super::{repeated, switch, valued, Command, Flag, Positional, Sub};
 
+const BUILDER: Flag = valued("builder", "NAME", "Use this buildx builder instead of the current one.");
+const SET: Flag = repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable).");
+const REGISTRY: Flag =
+    valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000).");
+const VERSION: Flag = valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml).");
+
 /// The flags every building command shares.
 pub const BUILD: &[Flag] = &[
     switch("dry-run", "Print the plan (commands, environment, bake definition) and run nothing."),
@@ -13,19 +19,14 @@ pub const BUILD: &[Flag] = &[
     ),
     switch("pull", "Check the registry for newer base images."),
     valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),
-    valued("builder", "NAME", "Use this buildx builder instead of the current one."),
-    repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
-    valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000)."),
-    valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
+    BUILDER,
+    SET,
+    REGISTRY,
+    VERSION,
 ];
 
 /// What `print` shares with the building commands: what the plan depends on.
-const PLAN: &[Flag] = &[
-    valued("builder", "NAME", "Use this buildx builder instead of the current one."),
-    repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable)."),
-    valued("registry", "HOST:PORT", "Registry to tag for (e.g. 127.0.0.1:5000)."),
-    valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml)."),
-];
+const PLAN: &[Flag] = &[BUILDER, SET, REGISTRY, VERSION];
 
 /// Which private engine: the channel and the image store.
 const ENGINE: &[Flag] = &[
@@ -82,7 +83,7 @@ pub const COMMANDS: &[Command] = &[
         name: "print",
         about: "Print the resolved plan of a group or service without building: the commands, the environment the xtask sets, the build arguments and the bake definition.",
         positional: Some(Positional { name: "NAME", repeated: false, help: "A group or service (default: the `default` group)." }),
-        flags: &[PLAN],
+        flags: &[PLAN, &[switch("json", "Print only the bake command, as JSON: program, arguments, environment, folder.")]],
     },
     Command {
         sub: Sub::Check,

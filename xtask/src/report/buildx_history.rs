@@ -7,12 +7,11 @@
 //! target, time no build should wait for.
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::model::{BuildReport, Status, TargetReport};
-use crate::engine::{self, Engine};
-use crate::runner;
-use crate::settings::Settings;
+use super::model::{BuildReport, HistoryCheck, Status, TargetReport};
+use crate::engine::Engine;
+use crate::util::runner;
 
 /// Seconds the record's duration may differ from the report's before the two are said to
 /// disagree: a fixed part plus a share of the duration. The record spans the solve request, from
@@ -26,19 +25,6 @@ pub const TOLERANCE_SHARE: f64 = 0.05;
 
 /// What a report says when buildx keeps no records.
 pub const NOT_AVAILABLE: &str = "history not available (buildx < 0.20)";
-
-/// A target's build record next to the report's numbers for it.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct HistoryCheck {
-    pub record_secs: f64,
-    pub report_secs: f64,
-    pub record_steps: usize,
-    pub report_steps: usize,
-    pub record_cached: usize,
-    pub report_cached: usize,
-    /// Same step count, and durations within the tolerance.
-    pub agrees: bool,
-}
 
 /// The part of `docker buildx history inspect --format json` the cross-check reads.
 #[derive(Debug, Deserialize)]
@@ -96,9 +82,10 @@ fn inspect(engine: &Engine, reference: &str) -> Result<Record> {
 
 /// The cross-check of a report about to be shown, made once: returns whether the report changed
 /// for good (to be saved), and the warning line when a record and the report disagree. The
-/// records are asked of the engine the build ran on, and only when this shell reaches it; else
-/// the report says why and stays as it was, to be cross-checked another time.
-pub fn check_when_shown(report: &mut BuildReport) -> (bool, Option<String>) {
+/// records are asked of the engine the build ran on, and only when this shell reaches it (`reach`
+/// connects, and is called only when the records can be read); else the report says why and
+/// stays as it was, to be cross-checked another time.
+pub fn check_when_shown(report: &mut BuildReport, reach: &dyn Fn() -> Result<Engine>) -> (bool, Option<String>) {
     if !report.history.is_empty() {
         return (false, None);
     }
@@ -111,7 +98,7 @@ pub fn check_when_shown(report: &mut BuildReport) -> (bool, Option<String>) {
     if !available || report.status != Status::Ok {
         return (true, cross_check(&Engine::default(), report, available));
     }
-    let engine = match Settings::load().and_then(|s| engine::connect(&s, false)) {
+    let engine = match reach() {
         Ok(e) if e.describe() == record.endpoint => e,
         Ok(e) => {
             report.history = format!(

@@ -8,7 +8,7 @@ use serde_json::json;
 use super::model::{BuildReport, HistoryLine};
 use super::store::{comparable, pick, read_history_checked, read_report, Unreadable};
 use super::{buildx_history, markdown, schema, table, write_files};
-use crate::paths;
+use crate::util::paths;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Format {
@@ -29,7 +29,8 @@ pub struct Request {
     pub ids: Vec<String>,
 }
 
-pub fn command(f: &Request) -> Result<()> {
+/// `cargo xtask report`; `reach` connects to the engine when a report's cross-check needs it.
+pub fn command(f: &Request, reach: &dyn Fn() -> Result<crate::engine::Engine>) -> Result<()> {
     let format = match (f.json, f.markdown) {
         (true, true) => bail!("--json and --markdown each choose the output: give one of them"),
         (true, false) => Format::Json,
@@ -55,7 +56,7 @@ pub fn command(f: &Request) -> Result<()> {
         bail!("`report` shows one build: give one id (or --compare A B)");
     }
     let id = f.ids.first().map_or("last", String::as_str);
-    show(pick(&history, id)?, &history, format)
+    show(pick(&history, id)?, &history, format, reach)
 }
 
 /// One warning line per unreadable file, up to [`NAMED`].
@@ -119,11 +120,11 @@ fn compare(a: &HistoryLine, b: &HistoryLine, format: Format) -> Result<()> {
 }
 
 /// One build's report, cross-checked with BuildKit's records the first time it is shown.
-fn show(h: &HistoryLine, history: &[HistoryLine], format: Format) -> Result<()> {
+fn show(h: &HistoryLine, history: &[HistoryLine], format: Format, reach: &dyn Fn() -> Result<crate::engine::Engine>) -> Result<()> {
     let path = paths::reports_dir().join(format!("{}.json", h.id));
     let mut report = read_report(&path)
         .map_err(|u| anyhow::anyhow!("{u}; `cargo xtask report --list` shows the builds whose reports can be read"))?;
-    let (changed, warning) = buildx_history::check_when_shown(&mut report);
+    let (changed, warning) = buildx_history::check_when_shown(&mut report, reach);
     // Keeping the result saves asking again; a report that cannot be written is still shown.
     if changed {
         if let Err(e) = write_files(&report) {

@@ -2,20 +2,7 @@
 //! first, the Dockerfile and line behind an error, and the cache imports and exports that failed.
 
 use super::model::{owner, BuildReport, Outcome, TargetReport};
-use crate::rawjson::{self, Progress};
-
-/// A step that failed on its own account: not one cancelled because something else failed, and
-/// not a cache import or export, which BuildKit gets past without.
-pub fn is_failure(v: &rawjson::Vertex) -> bool {
-    !v.error.is_empty() && !rawjson::is_cancel(&v.error) && !is_cache_step(&v.name)
-}
-
-/// BuildKit's cache import and export steps: `importing cache manifest from REF`,
-/// `exporting cache to registry`, `exporting cache to client directory`, with or without a
-/// `[target]` prefix.
-pub fn is_cache_step(name: &str) -> bool {
-    name.contains("importing cache manifest") || name.contains("exporting cache")
-}
+use super::rawjson::{self, is_cache_step, is_failure, Progress};
 
 /// The step that hands a target's result over (`exporting to image`, `exporting to oci image
 /// format`, `exporting to docker image format`, with a `[target]` prefix in a multi-target bake).

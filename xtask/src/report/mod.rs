@@ -10,7 +10,9 @@ mod command;
 mod html;
 mod judge;
 mod markdown;
+pub mod metrics;
 mod model;
+pub mod rawjson;
 mod schema;
 mod store;
 mod table;
@@ -20,13 +22,20 @@ use anyhow::Result;
 pub use buildx_history::references;
 pub use command::{command, Request};
 pub use html::html;
-pub use judge::{cache_warning_line, failure_summary, is_failure, judge, Source};
+pub use judge::{cache_warning_line, failure_summary, judge, Source};
+pub use rawjson::is_failure;
 pub use model::{is_instruction, summarize, BuildReport, HistoryLine, Outcome, Status, TargetReport};
 pub use store::{comparable, history, last_saved, pick, read_history, read_report};
 pub use table::{print_table, table};
 
-use crate::paths::{self, write_atomic};
+use crate::util::paths::{self, write_atomic};
 use store::{append_history, history_line};
+
+/// The last build of the same targets on the same engine that passed: what a report's table
+/// compares against.
+pub fn last_comparable(report: &BuildReport) -> Option<HistoryLine> {
+    history().into_iter().rev().find(|h| comparable(h, &report.names, &report.engine))
+}
 
 /// Writes the JSON and HTML reports (each atomically), then adds the build's line to the history.
 pub fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
@@ -46,7 +55,7 @@ fn write_files(report: &BuildReport) -> Result<()> {
 /// Captured streams and small builders the renderers' and judges' tests share.
 #[cfg(test)]
 pub mod testing {
-    use crate::rawjson::{Progress, Splitter};
+    use crate::report::rawjson::{Progress, Splitter};
     use crate::report::model::{HistoryLine, HistoryTarget};
 
     /// A rawjson stream of `bake default` captured from buildx 0.13.1 on Docker 26.1.5 (private

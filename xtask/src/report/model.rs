@@ -6,10 +6,8 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use super::buildx_history::HistoryCheck;
-use super::judge::is_failure;
+use super::rawjson::{self, is_failure, Progress};
 use crate::engine::EngineRecord;
-use crate::rawjson::{self, Progress};
 
 /// How a build ended, as the report and the history record it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,7 +274,7 @@ pub fn new_id() -> String {
 }
 
 pub fn mb(bytes: Option<u64>) -> String {
-    bytes.map_or("-".to_string(), |b| format!("{:.1} MB", b as f64 / 1e6))
+    bytes.map_or("-".to_string(), crate::util::units::human)
 }
 
 pub fn pct(old: f64, new: f64) -> String {
@@ -284,6 +282,19 @@ pub fn pct(old: f64, new: f64) -> String {
         return "-".to_string();
     }
     format!("{:+.0}%", (new - old) / old * 100.0)
+}
+
+/// A target's build record next to the report's numbers for it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryCheck {
+    pub record_secs: f64,
+    pub report_secs: f64,
+    pub record_steps: usize,
+    pub report_steps: usize,
+    pub record_cached: usize,
+    pub report_cached: usize,
+    /// Same step count, and durations within the tolerance.
+    pub agrees: bool,
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::model::{BuildReport, HistoryLine, HistoryTarget, Status};
 use super::schema;
 use crate::engine::EngineRecord;
-use crate::paths::{self, write_atomic};
+use crate::util::paths::{self, write_atomic};
 
 /// A report file or history line that does not match the schema (older, or edited by hand).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

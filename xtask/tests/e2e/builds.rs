@@ -288,7 +288,7 @@ fn q_standins_are_laid_out_like_the_official_images() {
     // A build makes the stand-ins when the official bases cannot be had (and takes seconds when
     // everything is cached); `print` then names what this engine's builds use.
     must(&["build"], &[]);
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let ci = xtask::settings::in_ci();
     // The stand-ins hold both platforms wherever the engine can (not on the classic store).
     let platforms: &[Option<&str>] =
         if classic_store() { &[None] } else { &[Some("linux/amd64"), Some("linux/arm64")] };

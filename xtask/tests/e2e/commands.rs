@@ -91,7 +91,7 @@ fn j_status_doctor_print_and_report_work() {
     let print = must(&["print", "production"], &[]);
     let text = String::from_utf8_lossy(&print.stdout);
     assert!(text.contains("docker buildx bake") && text.contains("\"backend-production\""), "{text}");
-    let (version, npm) = (product_version(), xtask::meta::npm_pin().unwrap());
+    let (version, npm) = (product_version(), xtask::images::meta::npm_pin().unwrap());
     assert!(
         text.contains(&format!("export VERSION={version}")) && text.contains(&format!("NPM_VERSION={npm}")),
         "{text}"

@@ -80,7 +80,7 @@ fn classic_store() -> bool {
 
 /// The version the product builds when none is asked for, found the way the xtask finds it.
 fn product_version() -> String {
-    xtask::meta::version(None).unwrap_or_else(|e| panic!("{e:#}")).0.to_string()
+    xtask::images::meta::version(None).unwrap_or_else(|e| panic!("{e:#}")).0.to_string()
 }
 
 /// The default group's images (`contextcleanse-*:dev`) built in the checkout, for a test that
@@ -143,7 +143,7 @@ impl Drop for Container {
 fn http_get(port: u16, path: &str) -> (u16, String) {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the container's published port");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let (code, body) = xtask::http::get(s, "127.0.0.1", path, &[]).unwrap_or_default();
+    let (code, body) = xtask::util::http::get(s, "127.0.0.1", path, &[]).unwrap_or_default();
     (code, String::from_utf8_lossy(&body).to_string())
 }
 
@@ -159,14 +159,14 @@ fn label(image: &str, key: &str) -> String {
 
 /// The newest report the xtask wrote under `dir`/target/xtask/reports.
 fn last_report(dir: &Path) -> Value {
-    let path = xtask::report::last_saved(&xtask::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    let path = xtask::report::last_saved(&xtask::util::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// Every report of the last xtask run in `dir`: one, or two when the run retried a known
 /// transient engine error (the retry then finds cached what the first attempt built).
 fn last_run_reports(dir: &Path) -> Vec<Value> {
-    let last = xtask::report::last_saved(&xtask::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
+    let last = xtask::report::last_saved(&xtask::util::paths::reports_dir_in(dir)).unwrap_or_else(|e| panic!("{e:#}"));
     let name = last.file_name().unwrap().to_string_lossy().to_string();
     let pid = name.rsplit_once('-').map(|(_, p)| p.to_string()).unwrap();
     let mut runs: Vec<PathBuf> = std::fs::read_dir(last.parent().unwrap())
@@ -208,13 +208,13 @@ fn executed(report: &Value, name: &str, part: &str) -> Vec<String> {
 /// folder, so tests can change files without touching the real ones.
 fn scratch_copy(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("xtask-e2e-{name}"));
-    xtask::paths::copy_sources(&root(), &dir).unwrap_or_else(|e| panic!("{e:#}"));
+    xtask::util::paths::copy_sources(&root(), &dir).unwrap_or_else(|e| panic!("{e:#}"));
     dir
 }
 
 /// Walks a tar stream (as `docker export` writes it): names and contents of regular files.
 fn tar_entries(data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
-    xtask::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body)).unwrap_or_else(|e| panic!("{e:#}"));
+    xtask::util::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body)).unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Every file of every layer of an image, as `docker image save` writes it (an OCI layout whose
@@ -452,7 +452,7 @@ fn registry_get(addr: &str, path: &str) -> Vec<u8> {
     let accept = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, \
                   application/vnd.docker.distribution.manifest.list.v2+json, \
                   application/vnd.docker.distribution.manifest.v2+json";
-    let (code, body) = xtask::http::get(s, addr, path, &[("Accept", accept)]).expect("an HTTP response");
+    let (code, body) = xtask::util::http::get(s, addr, path, &[("Accept", accept)]).expect("an HTTP response");
     assert_eq!(code, 200, "GET {path}: {}", String::from_utf8_lossy(&body));
     body
 }

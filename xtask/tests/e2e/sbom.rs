@@ -131,7 +131,7 @@ fn a_pushed_production_image_carries_an_sbom_per_platform() {
     // Bad input, one line each.
     one_line_error(&xtask(&["sbom", &backend, "--platform", "linux/s390x"], &[]), "has no such platform");
     one_line_error(&xtask(&["sbom", &format!("{registry}/contextcleanse-none:{version}")], &[]), "in no registry");
-    let stand_in = xtask::standin::BASES[0].standin().replacen("localhost", &registry, 1);
+    let stand_in = xtask::images::standin::BASES[0].standin().replacen("localhost", &registry, 1);
     if docker_ok(&["buildx", "imagetools", "inspect", "--raw", &stand_in]) {
         one_line_error(&xtask(&["sbom", &stand_in], &[]), "has no SBOM for");
     }

@@ -1,0 +1,101 @@
+//! The building recipes (`build`, `backend`, `frontend`, `production`, `multiplatform`, and
+//! `print`, `check` and `--dry-run` on the same path): flags → request → inputs (read) →
+//! provision (changes, skipped by a dry run) → plan (pure) → run → report.
+
+use anyhow::Result;
+
+pub mod check;
+pub mod fit;
+pub mod inputs;
+pub mod plan;
+pub mod print;
+pub mod provision;
+pub mod reproducible;
+pub mod request;
+pub mod run;
+pub mod syntax;
+
+use inputs::Inputs;
+use plan::Output;
+pub use request::{Options, Recipe, Request};
+
+use crate::cache::gc;
+use crate::settings::Settings;
+use crate::util::trace;
+
+/// Plans and runs one recipe.
+pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
+    // Held until the build ends, so that `clean` removes nothing it uses.
+    let _lock = if opts.dry_run { None } else { Some(crate::cache::lock::shared()?) };
+    // A signing request that cannot succeed is refused before anything is built.
+    let key = if opts.sign { Some(crate::images::signing::key_for_build(opts.push, opts.key.as_deref())?) } else { None };
+    let started = std::time::Instant::now();
+    request::check_options(opts)?;
+    let settings = {
+        let _t = trace::phase("settings and request");
+        Settings::load()?
+    };
+    let targets = crate::images::bake::Defaults::read(&crate::util::paths::project_root())?.targets();
+    let request = Request::new(recipe, &request::recipe_names(recipe, names, &targets), opts, &settings)?;
+    if opts.dry_run {
+        // Read and plan only: no engine is started, no stand-in made, no file written.
+        let inputs = Inputs::gather(&request, &settings, inputs::engine_if_any(&settings))?;
+        let plan = plan::plan(&request, &inputs)?;
+        return if opts.json { print::print_json(&plan) } else { print::print_plan(&plan) };
+    }
+    let mut inputs = {
+        let _t = trace::phase("engine and inputs");
+        Inputs::gather(&request, &settings, provision::engine(&settings)?)?
+    };
+    let mut plan = {
+        let _t = trace::phase("provision and plan");
+        provision::standins(&mut inputs, request.registry.as_deref())?;
+        let plan = plan::plan(&request, &inputs)?;
+        provision::files(&plan)?;
+        provision::sbom_generator(&plan)?;
+        provision::fresh_contexts(&plan);
+        plan
+    };
+    plan.planned_in = started.elapsed().as_secs_f64();
+    for note in &plan.notes {
+        eprintln!("xtask: {note}");
+    }
+    if plan.output == Output::Check {
+        return check::run(&plan);
+    }
+    let mut outcome = {
+        let _t = trace::phase("buildx");
+        run::build(&plan)?
+    };
+    record(&outcome.report, &settings);
+    if outcome.is_transient() {
+        eprintln!("xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more");
+        outcome = run::build(&plan)?;
+        record(&outcome.report, &settings);
+    }
+    let report = outcome.result()?;
+    if let Some(key) = &key {
+        crate::images::signing::sign_built(key, &report)?;
+    }
+    if let Some(line) = gc::after_build(&plan.local_caches) {
+        eprintln!("xtask: {line}");
+    }
+    Ok(())
+}
+
+/// Keeps a finished run's report (files and a history line), shows it, and pushes its metrics:
+/// every way a run ends leaves this record.
+fn record(report: &crate::report::BuildReport, settings: &Settings) {
+    let _t = trace::phase("report");
+    let previous = crate::report::last_comparable(report);
+    match crate::report::save(report) {
+        Ok(saved) => run::show(report, previous.as_ref(), &saved),
+        Err(e) => eprintln!("warning: the build's report was not saved: {e:#}"),
+    }
+    if let Some(url) = settings.get("PUSHGATEWAY").filter(|u| !u.is_empty()) {
+        match crate::report::metrics::push(url, report) {
+            Ok(()) => eprintln!("metrics: pushed to {url}"),
+            Err(e) => eprintln!("warning: metrics not pushed: {e:#}"),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! The build lock: every build holds `target/xtask/build.lock` shared for as long as it runs, and
+//! `clean` takes it exclusively without waiting, so a clean never removes what a running build
+//! uses and says so instead. The kernel drops the lock with the process, however it ends.
+
+use std::fs::File;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+pub fn file() -> PathBuf {
+    crate::util::paths::checkout_target().join("xtask").join("build.lock")
+}
+
+/// Held until dropped.
+pub struct Lock {
+    _file: File,
+}
+
+fn open(path: &std::path::Path) -> Result<File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// A build's share of the lock; waits while a clean holds it.
+pub fn shared() -> Result<Lock> {
+    shared_at(&file())
+}
+
+fn shared_at(path: &std::path::Path) -> Result<Lock> {
+    let file = open(path)?;
+    flock(&file, false, true)?;
+    Ok(Lock { _file: file })
+}
+
+/// The whole lock, or None at once when a build holds it.
+pub fn exclusive_now() -> Result<Option<Lock>> {
+    exclusive_now_at(&file())
+}
+
+fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
+    let file = open(path)?;
+    Ok(flock(&file, true, false)?.then_some(Lock { _file: file }))
+}
+
+/// True when the lock was taken; false when `wait` is off and someone else holds it.
+#[cfg(unix)]
+fn flock(file: &File, exclusive: bool, wait: bool) -> Result<bool> {
+    use std::os::unix::io::AsRawFd;
+    let mut op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+    if !wait {
+        op |= libc::LOCK_NB;
+    }
+    loop {
+        // SAFETY: flock on a descriptor this File owns for the duration of the call.
+        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+            return Ok(true);
+        }
+        let err = std::io::Error::last_os_error();
+        match err.kind() {
+            std::io::ErrorKind::Interrupted => continue,
+            std::io::ErrorKind::WouldBlock => return Ok(false),
+            _ => return Err(err).context("taking the build lock"),
+        }
+    }
+}
+
+/// Elsewhere builds and cleans do not exclude each other (BuildKit still keeps records a build
+/// uses).
+#[cfg(not(unix))]
+fn flock(_file: &File, _exclusive: bool, _wait: bool) -> Result<bool> {
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_build_keeps_clean_out_until_it_ends() {
+        // A lock of its own: a real build in this checkout must not disturb the test.
+        let path = std::env::temp_dir().join(format!("xtask-lock-test-{}", std::process::id()));
+        let build = shared_at(&path).unwrap();
+        let second_build = shared_at(&path).unwrap();
+        assert!(exclusive_now_at(&path).unwrap().is_none(), "a clean waits for no build");
+        drop(build);
+        assert!(exclusive_now_at(&path).unwrap().is_none(), "the other build still runs");
+        drop(second_build);
+        assert!(exclusive_now_at(&path).unwrap().is_some());
+        std::fs::remove_file(path).unwrap();
+    }
+}

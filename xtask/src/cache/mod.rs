@@ -1,0 +1,9 @@
+//! The build cache: where a build's cache goes (`policy`), keeping the local cache bounded (`gc`),
+//! which of the engine's records are this project's (`ownership`, `cargo xtask du`), removing them
+//! (`clean`), and the build lock that keeps clean-up and builds apart (`lock`).
+
+pub mod clean;
+pub mod gc;
+pub mod lock;
+pub mod ownership;
+pub mod policy;

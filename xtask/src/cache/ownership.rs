@@ -1,0 +1,362 @@
+//! `cargo xtask du`, and what `clean` may remove: which of the engine's build cache records and
+//! images are this project's, and the disk the project uses besides (registry storage, `target/`).
+//!
+//! BuildKit's records carry no project label, so a record is the project's when it is
+//! - a cache mount whose id lies in the project's namespace (`BUILDKIT_CACHE_MOUNT_NS`, or the
+//!   bench's `bench-cold-*`), or
+//! - the layer of a RUN step whose command is, word for word, one of the project's Dockerfiles', or
+//! - a step of the project's Dockerfiles (`[stage i/n] COPY …`) built on top of such a layer.
+//!
+//! Anything else (another project's steps, the build contexts BuildKit keeps for every project,
+//! steps before a stage's first RUN) is left alone: a record that cannot be told apart is never
+//! taken. Images are the project's by their repository (`contextcleanse-backend`, from the bake
+//! file's tags) or, untagged, by their `org.opencontainers.image.title` label.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+
+use crate::util::units::human;
+use crate::engine::api;
+use crate::engine::{self, Engine, Layout};
+use crate::util::paths;
+use crate::settings::Settings;
+
+/// The bench's cold runs each use a fresh cache-mount namespace starting with this.
+pub const BENCH_NS_PREFIX: &str = "bench-cold-";
+
+/// One build cache record, as the engine's `/system/df` lists it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Record {
+    #[serde(rename = "ID")]
+    pub id: String,
+    // Docker 26 spells the key with a leading space; newer engines fixed it.
+    #[serde(rename = "Parents", alias = " Parents", default)]
+    pub parents: Option<Vec<String>>,
+    #[serde(rename = "Type", default)]
+    pub kind: String,
+    #[serde(rename = "Description", default)]
+    pub description: String,
+    #[serde(rename = "Size", default)]
+    pub size: u64,
+    #[serde(rename = "InUse", default)]
+    pub in_use: bool,
+}
+
+/// One image, as `/system/df` lists it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct Image {
+    #[serde(rename = "Id")]
+    pub id: String,
+    #[serde(rename = "RepoTags", default)]
+    pub tags: Option<Vec<String>>,
+    #[serde(rename = "Labels", default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(rename = "Size", default)]
+    pub size: i64,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct DiskUsage {
+    #[serde(rename = "BuildCache", default)]
+    pub records: Option<Vec<Record>>,
+    #[serde(rename = "Images", default)]
+    pub images: Option<Vec<Image>>,
+    #[serde(rename = "LayersSize", default)]
+    pub layers_size: i64,
+}
+
+/// What marks a thing as the project's.
+#[derive(Clone, Debug, Default)]
+pub struct Owner {
+    pub namespaces: Vec<String>,
+    /// RUN commands of the project's Dockerfiles, whitespace collapsed.
+    pub runs: BTreeSet<String>,
+    /// Every other instruction (`COPY app/ ./app/`), whitespace collapsed.
+    pub steps: BTreeSet<String>,
+    /// Image repositories without a registry (`contextcleanse-backend`).
+    pub repos: BTreeSet<String>,
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A Dockerfile's instructions with continuation lines joined (the backslash and line break go,
+/// the next line's indentation stays, comment lines inside are dropped, as BuildKit reads them).
+pub fn instructions(dockerfile: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in dockerfile.lines() {
+        if line.trim_start().starts_with('#') || (current.is_empty() && line.trim().is_empty()) {
+            continue;
+        }
+        match line.trim_end().strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(line);
+                out.push(std::mem::take(&mut current));
+            }
+        }
+    }
+    if !current.trim().is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+impl Owner {
+    pub fn new(dockerfiles: &[String], namespaces: Vec<String>, repos: BTreeSet<String>) -> Owner {
+        let mut owner = Owner { namespaces, repos, ..Owner::default() };
+        for text in dockerfiles {
+            for inst in instructions(text) {
+                let inst = collapse(&inst);
+                let (word, rest) = inst.split_once(' ').unwrap_or((&inst, ""));
+                if word.eq_ignore_ascii_case("RUN") {
+                    // Flags (`--mount=…`) come first; the command is the rest.
+                    let words: Vec<&str> = rest.split(' ').skip_while(|w| w.starts_with("--")).collect();
+                    owner.runs.insert(words.join(" "));
+                } else if !word.eq_ignore_ascii_case("FROM") {
+                    owner.steps.insert(format!("{} {rest}", word.to_ascii_uppercase()));
+                }
+            }
+        }
+        owner
+    }
+
+    /// The namespace of a cache mount's description (`… with id "NS//path"`).
+    fn cache_mount_ns(description: &str) -> Option<&str> {
+        let id = description.rsplit_once(" with id \"")?.1.strip_suffix('"')?;
+        Some(id.split_once('/')?.0)
+    }
+
+    fn is_seed(&self, r: &Record) -> bool {
+        if r.kind == "exec.cachemount" {
+            return Owner::cache_mount_ns(&r.description).is_some_and(|ns| {
+                !ns.is_empty() && self.namespaces.iter().any(|n| ns == n || (n.ends_with('-') && ns.starts_with(n)))
+            });
+        }
+        r.description
+            .strip_prefix("mount / from exec /bin/sh -c ")
+            .is_some_and(|cmd| self.runs.contains(&collapse(cmd)))
+    }
+
+    fn is_step(&self, r: &Record) -> bool {
+        let text = match r.description.strip_prefix('[') {
+            Some(rest) => rest.split_once("] ").map_or("", |(_, t)| t),
+            None => return false,
+        };
+        self.steps.contains(&collapse(text))
+    }
+
+    /// The ids of the project's records.
+    pub fn records(&self, records: &[Record]) -> BTreeSet<String> {
+        let mut ours: BTreeSet<String> = records.iter().filter(|r| self.is_seed(r)).map(|r| r.id.clone()).collect();
+        // Steps built on the project's layers, to any depth.
+        loop {
+            let more: Vec<String> = records
+                .iter()
+                .filter(|r| !ours.contains(&r.id) && self.is_step(r))
+                .filter(|r| r.parents.iter().flatten().any(|p| ours.contains(p)))
+                .map(|r| r.id.clone())
+                .collect();
+            if more.is_empty() {
+                return ours;
+            }
+            ours.extend(more);
+        }
+    }
+
+    /// The project's images: by repository, or, untagged, by title label.
+    pub fn images<'a>(&self, images: &'a [Image]) -> Vec<&'a Image> {
+        images
+            .iter()
+            .filter(|i| {
+                let tags = i.tags.clone().unwrap_or_default();
+                let tagged: Vec<&String> = tags.iter().filter(|t| !t.starts_with("<none>")).collect();
+                if tagged.is_empty() {
+                    let title = i.labels.as_ref().and_then(|l| l.get("org.opencontainers.image.title"));
+                    return title.is_some_and(|t| self.repos.contains(t));
+                }
+                tagged.iter().any(|t| self.repos.contains(crate::images::meta::short_name(t)))
+            })
+            .collect()
+    }
+
+    /// The tags of an image that are the project's (a foreign tag on the same image stays).
+    pub fn own_tags(&self, image: &Image) -> Vec<String> {
+        let tags = image.tags.clone().unwrap_or_default();
+        tags.into_iter().filter(|t| !t.starts_with("<none>") && self.repos.contains(crate::images::meta::short_name(t))).collect()
+    }
+}
+
+/// Everything `du` and `clean` read, read once.
+pub struct World {
+    pub engine: Engine,
+    pub socket: PathBuf,
+    pub usage: DiskUsage,
+    pub owner: Owner,
+    /// The local cache folders the bake file exports to.
+    pub cache_dirs: Vec<PathBuf>,
+}
+
+/// While a build runs or a cancelled one is torn down, the engine can list a snapshot that is gone
+/// by the time it measures it ("snapshot ... does not exist", or an `lstat` of a file inside it
+/// failing): asking again a moment later answers.
+fn df_raced_a_removal(body: &str) -> bool {
+    body.contains("does not exist") || (body.contains("lstat ") && body.contains("no such file or directory"))
+}
+
+pub fn read_world() -> Result<World> {
+    let settings = Settings::load()?;
+    let engine = engine::connect(&settings, false)?;
+    let Some(socket) = engine.socket() else {
+        bail!("du and clean ask the engine over its unix socket, and {} is reached another way: point DOCKER_HOST at a unix:// socket", engine.describe())
+    };
+    let mut attempt = 0;
+    let (code, body) = loop {
+        let (code, body) = api::get(&socket, "/system/df").context("asking the engine for its disk usage")?;
+        attempt += 1;
+        if code == 200 || attempt == 5 || !df_raced_a_removal(&body) {
+            break (code, body);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300 * attempt));
+    };
+    if code != 200 {
+        bail!("the engine's /system/df answered {code}: {}", body.trim());
+    }
+    let usage: DiskUsage = serde_json::from_str(&body).context("reading the engine's /system/df")?;
+    let root = paths::project_root();
+    let def = crate::images::bake::print(&engine.docker(), &[], &["all".to_string()])?;
+    let repos = def.target.values().flat_map(|t| t.tags.iter()).map(|t| crate::images::meta::short_name(t).to_string()).collect();
+    let dockerfiles = ["backend/Dockerfile", "frontend/Dockerfile"]
+        .iter()
+        .map(|p| std::fs::read_to_string(root.join(p)).with_context(|| format!("reading {p}")))
+        .collect::<Result<Vec<_>>>()?;
+    let mut namespaces = vec![BENCH_NS_PREFIX.to_string()];
+    namespaces.extend(settings.get("BUILDKIT_CACHE_MOUNT_NS").filter(|n| !n.is_empty()).map(str::to_string));
+    let owner = Owner::new(&dockerfiles, namespaces, repos);
+    let cache_dirs = crate::cache::gc::local_dirs(&def, &root);
+    Ok(World { engine, socket, usage, owner, cache_dirs })
+}
+
+/// Bytes under a folder (files only, symbolic links not followed).
+pub fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The bytes of the blobs the private registry keeps for the project's repositories.
+fn registry_bytes(engine: &Engine, owner: &Owner) -> Option<(PathBuf, u64)> {
+    let storage = Layout::new(engine.spec?).root.join("registry/docker/registry/v2");
+    let mut digests = BTreeSet::new();
+    // Repositories nest (`127.0.0.1:5000/team/contextcleanse-backend`): a folder holding
+    // `_layers` is one, named by its last part.
+    let mut dirs = vec![storage.join("repositories")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if !path.join("_layers").is_dir() {
+                if path.is_dir() && !entry.file_name().to_string_lossy().starts_with('_') {
+                    dirs.push(path);
+                }
+                continue;
+            }
+            if !owner.repos.contains(entry.file_name().to_string_lossy().as_ref()) {
+                continue;
+            }
+            for part in ["_layers/sha256", "_manifests/revisions/sha256"] {
+                for d in std::fs::read_dir(path.join(part)).into_iter().flatten().flatten() {
+                    digests.insert(d.file_name().to_string_lossy().to_string());
+                }
+            }
+        }
+    }
+    let blobs = storage.join("blobs/sha256");
+    let bytes = digests
+        .iter()
+        .filter_map(|d| std::fs::metadata(blobs.join(d.get(..2)?).join(d).join("data")).ok())
+        .map(|m| m.len())
+        .sum();
+    Some((storage, bytes))
+}
+
+pub fn du() -> Result<()> {
+    let w = read_world()?;
+    let records = w.usage.records.clone().unwrap_or_default();
+    let ours = w.owner.records(&records);
+    let mut by_ns: BTreeMap<String, (usize, u64)> = BTreeMap::new();
+    let (mut layers, mut layer_bytes) = (0, 0);
+    for r in records.iter().filter(|r| ours.contains(&r.id)) {
+        match Owner::cache_mount_ns(&r.description).filter(|_| r.kind == "exec.cachemount") {
+            Some(ns) => {
+                let e = by_ns.entry(ns.to_string()).or_default();
+                e.0 += 1;
+                e.1 += r.size;
+            }
+            None => (layers, layer_bytes) = (layers + 1, layer_bytes + r.size),
+        }
+    }
+    let all_bytes: u64 = records.iter().map(|r| r.size).sum();
+    println!("build cache (this project's, on {}):", w.engine.describe());
+    println!("  {:<44} {:>5} records {:>10}", "step layers", layers, human(layer_bytes));
+    for (ns, (n, bytes)) in &by_ns {
+        println!("  {:<44} {:>5} records {:>10}", format!("cache mounts, namespace {ns}"), n, human(*bytes));
+    }
+    for dir in &w.cache_dirs {
+        let shown = dir.strip_prefix(paths::project_root()).unwrap_or(dir);
+        println!("  {:<44} {:>13} {:>10}", shown.display(), "local", human(dir_size(dir)));
+    }
+    let images = w.usage.images.clone().unwrap_or_default();
+    let own = w.owner.images(&images);
+    println!("images (this project's; the engine's sizes):");
+    for i in &own {
+        let tags = w.owner.own_tags(i);
+        let name = if tags.is_empty() { format!("(untagged) {}", short(&i.id)) } else { tags.join(", ") };
+        println!("  {:<60} {:>10}", name, human(i.size.max(0) as u64));
+    }
+    match registry_bytes(&w.engine, &w.owner) {
+        Some((dir, bytes)) => {
+            println!("registry storage: {} of the project's blobs in {}", human(bytes), dir.display())
+        }
+        None => println!("registry storage: none of the xtask's (the engine is not a private one)"),
+    }
+    println!("target/:");
+    let target = paths::project_root().join("target");
+    for e in std::fs::read_dir(&target).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        if name == "engine" {
+            println!("  {name:<20} (the private engines: their disk is the engine's, below)");
+        } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+            println!("  {name:<20} {:>10}", human(dir_size(&e.path())));
+        }
+    }
+    let image_bytes: i64 = images.iter().map(|i| i.size.max(0)).sum();
+    println!(
+        "engine totals (every project): build cache {} records {}, images {} {} (layers {})",
+        records.len(),
+        human(all_bytes),
+        images.len(),
+        human(image_bytes as u64),
+        human(w.usage.layers_size.max(0) as u64)
+    );
+    Ok(())
+}
+
+pub fn short(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    id.get(..12).unwrap_or(id)
+}
+
+#[cfg(test)]
+#[path = "ownership_tests.rs"]
+mod tests;

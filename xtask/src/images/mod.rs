@@ -1,0 +1,13 @@
+//! What the builds make and consume as images: the bake file as buildx resolves it (`bake`), build
+//! metadata and tags (`meta`), stand-in base images (`standin`, `standin_share`), OCI archives
+//! (`oci`), SBOMs (`sbom`), signatures (`signing`) and checks of a pushed image (`verify`).
+
+pub mod bake;
+pub mod bake_kept;
+pub mod meta;
+pub mod oci;
+pub mod sbom;
+pub mod signing;
+pub mod standin;
+pub mod standin_share;
+pub mod verify;

@@ -79,7 +79,7 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
 /// makes it (a dry run writes nothing): those sets are left out of the print, not the plan.
 fn resolvable_sets(plan: &Plan) -> Vec<&String> {
     let missing = match &plan.output {
-        crate::plan::Output::Oci(dir) if !dir.is_dir() => Some(dir.display().to_string()),
+        crate::build::plan::Output::Oci(dir) if !dir.is_dir() => Some(dir.display().to_string()),
         _ => None,
     };
     plan.sets

@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn a_service_named_to_multiplatform_is_its_multi_platform_target() {
-        let bake = crate::bake::Defaults::read(&crate::paths::project_root()).unwrap();
+        let bake = crate::images::bake::Defaults::read(&crate::util::paths::project_root()).unwrap();
         let targets = bake.targets();
         assert!(targets.contains(&"backend".to_string()) && targets.contains(&"sbom-generator".to_string()));
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();

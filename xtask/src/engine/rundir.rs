@@ -16,7 +16,7 @@ pub(crate) fn clear(dir: &Path) -> std::io::Result<bool> {
         let kind = entry.file_type()?;
         if kind.is_dir() {
             clear(&entry.path())?;
-        } else if crate::platform::is_socket(&kind) {
+        } else if crate::util::os::is_socket(&kind) {
             remove(std::fs::remove_file(entry.path()))?;
         }
     }

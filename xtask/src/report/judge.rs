@@ -284,7 +284,7 @@ mod tests {
             assert!(table_row.contains("cancelled") || table_row.contains("FAILED"), "{closing:?}: {table_row}");
             let markdown_row = row(&crate::report::markdown::build(&r));
             assert!(!markdown_row.contains("| ok |"), "{closing:?}: {markdown_row}");
-            let metrics = crate::metrics::exposition(&r);
+            let metrics = crate::report::metrics::exposition(&r);
             let success = metrics.lines().find(|l| l.starts_with("xtask_target_success") && l.contains("frontend"));
             assert!(success.is_some_and(|l| l.ends_with(" 0")), "{closing:?}: {metrics}");
         }

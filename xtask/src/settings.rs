@@ -169,9 +169,9 @@ impl Settings {
                     let number = locate(&lines, cursor, |l| l.contains(first));
                     let line = lines.get(number.wrapping_sub(1)).copied().unwrap_or(first).trim();
                     let key = key_of(line).filter(|k| !k.is_empty());
-                    let named = key.map_or("no KEY= before the value".to_string(), |k| format!("the value of {k}"));
+                    let named = key.map_or("no KEY= before a value".to_string(), |k| format!("the value of {k}"));
                     bail!(
-                        "{}:{number}: {named}: cannot parse `{line}`: write it as KEY=value (quote values with spaces: KEY=\"a b\")",
+                        "{}:{number}: cannot parse `{line}` ({named}): write it as KEY=value (quote values with spaces: KEY=\"a b\")",
                         path.display()
                     )
                 }
@@ -279,21 +279,21 @@ mod tests {
     #[test]
     fn malformed_line_is_reported_with_its_number() {
         let err = parse("# comment\nA=1\nthis is not a setting\n").unwrap_err().to_string();
-        assert!(err.contains(":3: no KEY= before the value: cannot parse `this is not a setting`"), "{err}");
+        assert!(err.contains(":3: cannot parse `this is not a setting` (no KEY= before a value)"), "{err}");
     }
 
     #[test]
     fn a_value_the_parser_refuses_is_named_with_its_line_and_key() {
         let err = parse("# registry\nA=1\n\nREGISTRY=not a host\n").unwrap_err().to_string();
         assert!(err.contains(".env-") || err.contains("xtask-env-"), "{err}");
-        assert!(err.contains(":4: the value of REGISTRY: cannot parse `REGISTRY=not a host`"), "{err}");
+        assert!(err.contains(":4: cannot parse `REGISTRY=not a host` (the value of REGISTRY)"), "{err}");
         // The same value under a key that also appears earlier, well formed, is found on its own line.
         let err = parse("A=x\nB=1\nexport A=x y\n").unwrap_err().to_string();
-        assert!(err.contains(":3: the value of A: cannot parse `export A=x y`"), "{err}");
+        assert!(err.contains(":3: cannot parse `export A=x y` (the value of A)"), "{err}");
         let err = parse("A='unterminated\nB=1\n").unwrap_err().to_string();
-        assert!(err.contains(":1: the value of A: cannot parse"), "{err}");
+        assert!(err.contains(":1: cannot parse `A='unterminated` (the value of A)"), "{err}");
         let err = parse("A=1\nB=\"x\\q\"\n").unwrap_err().to_string();
-        assert!(err.contains(":2: the value of B: cannot parse"), "{err}");
+        assert!(err.contains(":2: cannot parse `B=\"x\\q\"` (the value of B)"), "{err}");
         // A value that parses but breaks its rule is named on its own line, not an earlier one.
         let err = parse("BUILDKIT_PROGRESS=plain\n# again\nBUILDKIT_PROGRESS=fancy\n").unwrap_err().to_string();
         assert!(err.contains(":3: BUILDKIT_PROGRESS=`fancy`"), "{err}");

@@ -19,6 +19,10 @@ fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     std::fs::write(dir.join(".env"), "DOCKER_BUILDKIT=1\nnot a setting\n").unwrap();
     let out = xtask(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
     one_line_error(&out, ".env:2: cannot parse `not a setting`");
+    // A value the parser itself refuses is named with its line and key too.
+    std::fs::write(dir.join(".env"), "DOCKER_BUILDKIT=1\n\nREGISTRY=not a host\n").unwrap();
+    let out = xtask(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+    one_line_error(&out, ".env:3: cannot parse `REGISTRY=not a host` (the value of REGISTRY)");
     // A value the flags would refuse is refused in .env too, with its line, by build and doctor.
     std::fs::write(dir.join(".env"), "DOCKER_BUILDKIT=1\nBUILDKIT_PROGRESS=fancy\n").unwrap();
     for args in [&["build"][..], &["doctor"]] {

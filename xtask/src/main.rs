@@ -30,6 +30,8 @@ fn options(a: &Args) -> Options {
         cache_export: a.switch("cache-export"),
         sign: a.switch_if_declared("sign"),
         key: a.value_if_declared("key"),
+        allow: a.values("allow"),
+        keyless: a.switch_if_declared("keyless"),
     }
 }
 
@@ -57,6 +59,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
                 set: a.values("set"),
                 registry: a.value("registry"),
                 version: a.value("version"),
+                allow: a.values("allow"),
                 json: a.switch("json"),
                 ..Options::default()
             };
@@ -80,20 +83,23 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         Sub::EngineEnv => engine::env(&which_engine(a)?),
         Sub::Up => stack::up(&names(), &Options { version: a.value("version"), ..Options::default() }),
         Sub::Down => stack::down(),
-        Sub::Logs => stack::pass_through(&stack::logs_args(a.switch("follow"), a.value("tail").as_deref(), &names())),
-        Sub::Ps => stack::pass_through(&["ps".to_string()]),
+        Sub::Logs => stack::logs(a.switch("follow"), a.value("tail").as_deref(), &names()),
+        Sub::Ps => stack::ps(),
         Sub::Du => ownership::du(),
         Sub::Clean => {
             let asked = clean::Asked::from_flags(a.switch("cache"), a.switch("images"), a.switch("all"));
             clean::run(&asked, a.switch("dry-run"))
         }
-        Sub::Report => report::command(&report::Request {
-            compare: a.switch("compare"),
-            list: a.switch("list"),
-            json: a.switch("json"),
-            markdown: a.switch("markdown"),
-            ids: names(),
-        }, &|| engine::connect(&settings::Settings::load()?, false)),
+        Sub::Report => report::command(
+            &report::Request {
+                compare: a.switch("compare"),
+                list: a.switch("list"),
+                json: a.switch("json"),
+                markdown: a.switch("markdown"),
+                ids: names(),
+            },
+            &|| engine::connect(&settings::Settings::load()?, false),
+        ),
         Sub::Bench => {
             let runs = a.value("runs").map(|n| n.parse::<usize>()).transpose();
             let runs = runs.map_err(|e| anyhow::anyhow!("--runs wants a whole number: {e}"))?;

@@ -76,6 +76,7 @@ impl std::fmt::Display for ProgressMode {
 /// The rule each known setting's value must follow, as one message naming what is allowed; the
 /// flags that carry the same values (`--progress`, `--registry`) use the same rules.
 pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
+    plain(value)?;
     let boolean = || matches!(value, "0" | "1" | "true" | "false");
     let ok = match key {
         "" => true,
@@ -113,6 +114,30 @@ pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
     })
 }
 
+/// A value without control characters: a line break or a carriage return in a setting would end a
+/// header of the HTTP request it goes into, or a line of a file it is written to.
+pub fn plain(value: &str) -> std::result::Result<(), String> {
+    match value.char_indices().find(|(_, c)| c.is_control()) {
+        Some((at, c)) => {
+            Err(format!("holds a control character ({} at byte {}): remove it", c.escape_default(), at + 1))
+        }
+        None => Ok(()),
+    }
+}
+
+/// An environment variable the xtask reads as a setting, refused in one line when it holds a
+/// control character; None when unset.
+pub fn from_env(key: &str) -> Result<Option<String>> {
+    match std::env::var(key) {
+        Ok(value) => match plain(&value) {
+            Ok(()) => Ok(Some(value)),
+            Err(rule) => bail!("environment variable {key}=`{}`: {rule}", value.escape_debug()),
+        },
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => bail!("environment variable {key} is not UTF-8: set it to text"),
+    }
+}
+
 /// `host:port`, `host`, or either followed by `/path`: no scheme, no spaces.
 fn registry_like(value: &str) -> bool {
     let host_port = value.split('/').next().unwrap_or_default();
@@ -138,7 +163,7 @@ impl Settings {
         for (key, value) in settings.vars.iter_mut() {
             if let Ok(from_env) = std::env::var(key) {
                 if let Err(rule) = check_value(key, &from_env) {
-                    bail!("environment variable {key}=`{from_env}`: {rule}");
+                    bail!("environment variable {key}=`{}`: {rule}", from_env.escape_debug());
                 }
                 *value = from_env;
             }
@@ -160,7 +185,7 @@ impl Settings {
                 Ok((k, v)) => {
                     cursor = locate(&lines, cursor, |l| key_of(l) == Some(k.as_str()));
                     if let Err(rule) = check_value(&k, &v) {
-                        bail!("{}:{}: {k}=`{v}`: {rule}", path.display(), cursor);
+                        bail!("{}:{}: {k}=`{}`: {rule}", path.display(), cursor, v.escape_debug());
                     }
                     vars.insert(k, v);
                 }
@@ -170,9 +195,13 @@ impl Settings {
                     let line = lines.get(number.wrapping_sub(1)).copied().unwrap_or(first).trim();
                     let key = key_of(line).filter(|k| !k.is_empty());
                     let named = key.map_or("no KEY= before a value".to_string(), |k| format!("the value of {k}"));
+                    // A control character would reach the terminal as it is: only then is the line escaped.
+                    let shown =
+                        if line.contains(char::is_control) { line.escape_debug().to_string() } else { line.to_string() };
                     bail!(
-                        "{}:{number}: cannot parse `{line}` ({named}): write it as KEY=value (quote values with spaces: KEY=\"a b\")",
-                        path.display()
+                        "{}:{number}: cannot parse `{}` ({named}): write it as KEY=value (quote values with spaces: KEY=\"a b\")",
+                        path.display(),
+                        shown
                     )
                 }
                 Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
@@ -222,6 +251,19 @@ fn key_of(line: &str) -> Option<&str> {
     line.split_once('=').map(|(k, _)| k.trim())
 }
 
+/// The project's cache-mount namespace (`BUILDKIT_CACHE_MOUNT_NS`, else the project's name): the
+/// mark its cache mounts carry.
+pub fn own_namespace(settings: &Settings) -> String {
+    settings.get("BUILDKIT_CACHE_MOUNT_NS").unwrap_or("contextcleanse").to_string()
+}
+
+/// A fresh namespace for one run (a bench's cold build, `verify`'s rebuild) inside the project's:
+/// `NS--what`, so that `du` and `clean` know its cache mounts by that mark, and no other
+/// project's (`contextcleanse-other`) is taken for it.
+pub fn run_namespace(settings: &Settings, what: &str) -> String {
+    format!("{}--{what}", own_namespace(settings))
+}
+
 /// Where a Prometheus Pushgateway (`PUSHGATEWAY`) lives: `http://host:port` with an optional path prefix.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Gateway {
@@ -240,6 +282,10 @@ pub fn parse_gateway(url: &str) -> Result<Gateway> {
         port.parse().map_err(|_| anyhow::anyhow!("PUSHGATEWAY `{url}`: the port `{port}` is not a number"))?;
     if host.is_empty() {
         bail!("PUSHGATEWAY `{url}`: no host, e.g. http://127.0.0.1:9091");
+    }
+    // The host and the path go into the request's first lines: nothing may end a line there.
+    if let Some(c) = rest.chars().find(|c| c.is_control() || c.is_whitespace()) {
+        bail!("PUSHGATEWAY `{}`: `{}` has no place in a URL: remove it", url.escape_debug(), c.escape_default());
     }
     Ok(Gateway { host: host.to_string(), port, prefix: path.trim_end_matches('/').to_string() })
 }
@@ -313,6 +359,30 @@ mod tests {
             "REGISTRY=127.0.0.1:5000\nBASE_MIRROR=mirror.example/hub\nBUILDKIT_STEP_LOG_MAX_SPEED=-1\nOTHER='x y'\n"
         )
         .is_ok());
+    }
+
+    #[test]
+    fn a_control_character_in_a_setting_is_refused_in_one_line_with_its_key_and_line() {
+        // dotenvy reads `\n` in double quotes as a line break.
+        let err = parse("A=1\nPUSHGATEWAY=\"http://127.0.0.1:9091/x\\nX-Injected: 1\"\n").unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                ":2: PUSHGATEWAY=`http://127.0.0.1:9091/x\\nX-Injected: 1`: holds a control character (\\n at byte 24): remove it"
+            ),
+            "{err}"
+        );
+        assert!(!err.contains('\n') && !err.contains('\r'), "{err}");
+        let err = parse("OTHER=\"a\tb\"\n").unwrap_err().to_string();
+        assert!(err.contains(":1: OTHER=`a\\tb`: holds a control character (\\t at byte 2)"), "{err}");
+        assert!(parse("OTHER=\"a b é\"\n").is_ok(), "spaces and letters are text");
+        // The environment is held to the same rule (a variable only this test uses).
+        std::env::set_var("XTASK_TEST_CONTROL_SETTING", "x\r\ny");
+        let err = from_env("XTASK_TEST_CONTROL_SETTING").unwrap_err().to_string();
+        std::env::remove_var("XTASK_TEST_CONTROL_SETTING");
+        assert_eq!(err, "environment variable XTASK_TEST_CONTROL_SETTING=`x\\r\\ny`: holds a control character (\\r at byte 2): remove it");
+        assert_eq!(from_env("XTASK_TEST_NO_SUCH_SETTING").unwrap(), None);
+        let err = parse_gateway("http://127.0.0.1:9091/x\r\nX-Injected: 1").unwrap_err().to_string();
+        assert!(err.contains("has no place in a URL") && !err.contains('\n'), "{err}");
     }
 
     #[test]

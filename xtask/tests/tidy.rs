@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 mod architecture;
 #[path = "tidy/unix_api.rs"]
 mod unix_api;
+#[path = "tidy/workflow.rs"]
+mod workflow;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
@@ -316,6 +318,21 @@ fn the_tests_left_out_on_a_users_engine_exist() {
             "xtask/src/commands/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
         );
     }
+}
+
+/// The recorded build CI's macOS and Windows jobs show with `report` (no engine there): its
+/// report must still read under today's schema, and its history line name the same build.
+#[test]
+fn the_report_fixture_ci_shows_still_reads() {
+    let dir = root().join("xtask/testdata/history");
+    let history = xtask::report::read_history(&dir.join("history.jsonl"));
+    assert_eq!(history.len(), 1, "xtask/testdata/history/history.jsonl holds one build");
+    let line = &history[0];
+    let report = xtask::report::read_report(&dir.join(format!("{}.json", line.id)))
+        .unwrap_or_else(|u| panic!("{u}: rewrite the fixture from a fresh build's target/xtask/reports/"));
+    assert_eq!((report.id.as_str(), &report.names), (line.id.as_str(), &line.names));
+    let targets: Vec<&str> = report.targets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(targets, line.targets.iter().map(|t| t.name.as_str()).collect::<Vec<_>>());
 }
 
 #[test]

@@ -3,13 +3,13 @@
 //! (several platforms, OCI archives), and the filesystem entitlements bake checks are granted
 //! exactly. A pure function of the definition, the builder's capabilities and the paths.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::images::bake::Definition;
+use super::entitlements::{self, Granted};
 use crate::engine::{Capabilities, Facts};
+use crate::images::bake::Definition;
 
 /// What the plan adds to the bake command for this builder.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -35,6 +35,12 @@ pub struct Asked<'a> {
     pub sbom: Option<&'a str>,
     /// The build date (RFC 3339), the SBOMs' `created`.
     pub build_date: &'a str,
+    /// The CA bundle the build mounts, granted for reading by the xtask itself.
+    pub ca_bundle: Option<&'a Path>,
+    /// The project's own folders under `target/`, granted by the xtask itself.
+    pub own: &'a [PathBuf],
+    /// `--allow` values the person gave.
+    pub allow: &'a [String],
 }
 
 pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> {
@@ -71,10 +77,13 @@ pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> 
         fit.notes.push(format!("SBOM attestation made by {generator} (the project's generator, sbom/)"));
         fit.sbom_generator = Some(generator.to_string());
     }
+    // Checked on every builder: a path outside the checkout is the xtask's to refuse, whether or
+    // not this buildx checks entitlements itself (before 0.19 it has no `--allow` for paths).
+    let found = entitlements::outside(def, caps.cache_export, asked.oci_dir, asked.root);
+    let granted = Granted { root: asked.root, ca_bundle: asked.ca_bundle, own: asked.own, by_user: asked.allow };
+    let allow = entitlements::grant(&found, &granted)?;
     if caps.fs_entitlements {
-        let (reads, writes) = paths_outside(def, caps, asked);
-        fit.allow.extend(reads.into_iter().map(|p| format!("fs.read={}", p.display())));
-        fit.allow.extend(writes.into_iter().map(|p| format!("fs.write={}", p.display())));
+        fit.allow = allow;
     }
     Ok(fit)
 }
@@ -82,43 +91,6 @@ pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> 
 /// The one line `multiplatform` and `doctor` give when the builder cannot hold two platforms.
 pub fn multiplatform_refusal(builder: &str) -> String {
     format!("multiplatform needs a builder that can build several platforms into one image, and this one ({builder}) cannot: turn on the containerd image store (`\"features\": {{\"containerd-snapshotter\": true}}` in daemon.json), or create a docker-container builder (`docker buildx create --use --driver docker-container`, which pulls moby/buildkit), or use `cargo xtask engine up --channel current`")
-}
-
-/// The paths outside the working folder that bake reads (secrets, local cache imports) and writes (local cache exports, OCI archives).
-fn paths_outside(def: &Definition, caps: &Capabilities, asked: &Asked) -> (BTreeSet<PathBuf>, BTreeSet<PathBuf>) {
-    let outside = |p: &str| {
-        let path = asked.root.join(p);
-        (!normalize(&path).starts_with(normalize(asked.root))).then_some(path)
-    };
-    let local = |e: &std::collections::BTreeMap<String, String>, key: &str| {
-        (e.get("type").map(String::as_str) == Some("local")).then(|| e.get(key).cloned()).flatten()
-    };
-    let mut reads = BTreeSet::new();
-    let mut writes = BTreeSet::new();
-    for t in def.target.values() {
-        reads.extend(t.secret.iter().filter_map(|s| s.get("src")).filter_map(|p| outside(p)));
-        reads.extend(t.cache_from.iter().filter_map(|e| local(e, "src")).filter_map(|p| outside(&p)));
-        if caps.cache_export {
-            writes.extend(t.cache_to.iter().filter_map(|e| local(e, "dest")).filter_map(|p| outside(&p)));
-        }
-    }
-    writes.extend(asked.oci_dir.and_then(|p| outside(&p.display().to_string())));
-    (reads, writes)
-}
-
-/// A path with `.` and `..` resolved by text alone (the files need not exist yet).
-fn normalize(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// The doctor's check of the store and QEMU, for a linux/amd64 + linux/arm64 build.
@@ -183,6 +155,9 @@ mod tests {
             builder: "docker driver, classic image store",
             sbom: None,
             build_date: "2026-01-01T00:00:00Z",
+            ca_bundle: Some(Path::new("/etc/ssl/certs/ca-certificates.crt")),
+            own: &[],
+            allow: &[],
         }
     }
 
@@ -222,14 +197,22 @@ mod tests {
         let fit = fit(&def(2, false), &caps(true, true), &asked(Some(oci))).unwrap();
         assert_eq!(fit.allow, ["fs.read=/etc/ssl/certs/ca-certificates.crt"]);
         let elsewhere = Path::new("/tmp/oci");
-        let fit = super::fit(&def(1, false), &caps(true, true), &asked(Some(elsewhere))).unwrap();
+        let own = [PathBuf::from("/tmp")];
+        let fit =
+            super::fit(&def(1, false), &caps(true, true), &Asked { own: &own, ..asked(Some(elsewhere)) }).unwrap();
         assert_eq!(fit.allow, ["fs.read=/etc/ssl/certs/ca-certificates.crt", "fs.write=/tmp/oci"]);
         let mut d = def(1, false);
-        d.target.get_mut("backend").unwrap().cache_to = vec![crate::images::bake::parse_csv("type=local,dest=../cache")];
-        let fit = super::fit(&d, &caps(true, true), &asked(None)).unwrap();
-        assert!(fit.allow.contains(&"fs.write=/src/cc/../cache".to_string()), "{:?}", fit.allow);
+        d.target.get_mut("backend").unwrap().cache_to =
+            vec![crate::images::bake::parse_csv("type=local,dest=../cache")];
+        let refused = super::fit(&d, &caps(true, true), &asked(None)).unwrap_err().to_string();
+        assert!(refused.starts_with("`backend` writes /src/cc/../cache outside the checkout"), "{refused}");
+        let allow = ["fs.write=/src/cache".to_string()];
+        let fit = super::fit(&d, &caps(true, true), &Asked { allow: &allow, ..asked(None) }).unwrap();
+        assert_eq!(fit.allow, ["fs.read=/etc/ssl/certs/ca-certificates.crt", "fs.write=/src/cache"]);
         let old = super::fit(&def(1, false), &caps(true, false), &asked(None)).unwrap();
         assert!(old.allow.is_empty(), "buildx before 0.19 has no --allow for paths");
+        let old = super::fit(&d, &caps(true, false), &asked(None));
+        assert!(old.is_err(), "an older buildx checks nothing, so the xtask's refusal is the only one");
     }
 
     #[test]

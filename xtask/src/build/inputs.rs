@@ -55,6 +55,8 @@ pub struct Inputs {
     /// Whether (and why) this build exports its cache: decided before the definition is
     /// resolved, since the bake file's `cache-to` depends on it.
     pub cache_export: Option<policy::Export>,
+    /// Why a CI build exports nothing, when it does not (see `policy::note`).
+    pub cache_note: Option<&'static str>,
     /// The checkout's `origin` remote (provenance records a source only when it is public).
     pub origin: Option<String>,
     /// `BUILDKIT_INLINE_CACHE` is on.
@@ -98,14 +100,16 @@ impl Inputs {
             .map(str::to_string);
         let root = paths::project_root();
         let bake_defaults = bake::Defaults::read(&root)?;
+        bake_defaults.check_names(&request.names)?;
         let officials = bake_defaults.base_images()?;
         let sbom_generator = crate::images::sbom::generator::named_in(&bake_defaults);
         let source_url = match settings.iter().find(|(k, _, _)| *k == "SOURCE_URL") {
             Some((_, v, _)) => v.to_string(),
             None => bake_defaults.require("SOURCE_URL")?,
         };
-        let cache_export =
-            policy::decide(opts.cache_export, crate::settings::in_ci(), request.registry.is_some());
+        let ci = crate::settings::in_ci();
+        let cache_export = policy::decide(opts.cache_export, ci, request.registry.is_some());
+        let cache_note = policy::note(ci, request.registry.is_some());
         let mut vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
         vars.extend(policy::bake_var(cache_export));
         let (facts, bases, frontend, definition) = std::thread::scope(|s| {
@@ -154,6 +158,7 @@ impl Inputs {
             dockerfiles,
             platforms,
             cache_export,
+            cache_note,
             origin,
             inline_cache,
             source_url,

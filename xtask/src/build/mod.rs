@@ -5,6 +5,7 @@
 use anyhow::Result;
 
 pub mod check;
+pub mod entitlements;
 pub mod fit;
 pub mod inputs;
 pub mod plan;
@@ -26,9 +27,9 @@ use crate::util::trace;
 /// Plans and runs one recipe.
 pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // Held until the build ends, so that `clean` removes nothing it uses.
-    let _lock = if opts.dry_run { None } else { Some(crate::cache::lock::shared()?) };
+    let lock = if opts.dry_run { None } else { Some(crate::cache::lock::shared()?) };
     // A signing request that cannot succeed is refused before anything is built.
-    let key = if opts.sign { Some(crate::images::signing::key_for_build(opts.push, opts.key.as_deref())?) } else { None };
+    let key = signing_key(opts)?;
     let started = std::time::Instant::now();
     request::check_options(opts)?;
     let settings = {
@@ -75,12 +76,30 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     }
     let report = outcome.result()?;
     if let Some(key) = &key {
-        crate::images::signing::sign_built(key, &report)?;
+        let signed = crate::images::signing::sign_built(key, &report)?;
+        if *key == crate::images::signing::KeyRef::Keyless {
+            crate::images::keyless::write_summary(&signed)?;
+        }
     }
-    if let Some(line) = gc::after_build(&plan.local_caches) {
-        eprintln!("xtask: {line}");
+    // The clean-up takes the lock whole, or leaves the folders to a later build (see cache::gc).
+    drop(lock);
+    match gc::after_build(&plan.local_caches) {
+        Ok(Some(line)) => eprintln!("xtask: {line}"),
+        Ok(None) => {}
+        Err(e) => eprintln!("xtask: local cache clean-up skipped: {e:#}"),
     }
     Ok(())
+}
+
+/// The key `--sign` signs with (or keyless), checked before anything is built; None without `--sign`.
+fn signing_key(opts: &Options) -> Result<Option<crate::images::signing::KeyRef>> {
+    if opts.keyless && !opts.sign {
+        anyhow::bail!("--keyless is a way to --sign: add --sign");
+    }
+    if !opts.sign {
+        return Ok(None);
+    }
+    crate::images::signing::key_for_build(opts.push, opts.key.as_deref(), opts.keyless).map(Some)
 }
 
 /// Keeps a finished run's report (files and a history line), shows it, and pushes its metrics:

@@ -81,6 +81,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let mut vars = inputs.vars.clone();
     let cache_export = inputs.cache_export;
     notes.extend(cache_export.map(|e| format!("mode=max cache export on ({})", e.reason())));
+    notes.extend(inputs.cache_note.map(str::to_string));
     let pull = bases(inputs, opts, &mut vars, &mut notes)?;
     let definition = &inputs.definition;
     // buildx lists what was asked for as the `default` group and resolves every target in it.
@@ -108,6 +109,9 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         builder: &f.builder_line(),
         sbom: inputs.sbom_generator.as_deref().filter(|_| output != Output::Check),
         build_date: &inputs.metadata.build_date,
+        ca_bundle: inputs.ca_bundle.as_deref().map(std::path::Path::new),
+        own: &[inputs.root.join("target"), crate::util::paths::checkout_target()],
+        allow: &opts.allow,
     };
     let fit = fit::fit(definition, &caps, &asked)?;
     let platforms = inputs::platforms_of(definition);
@@ -288,7 +292,7 @@ impl Plan {
         for s in &self.sets {
             bake = bake.args(["--set", s]);
         }
-        bake.args(self.names.iter().cloned())
+        bake.names(&self.names)
     }
 }
 

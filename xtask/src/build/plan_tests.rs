@@ -97,6 +97,7 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
         dockerfiles: BTreeMap::new(),
         platforms: crate::build::inputs::platforms_of(&Definition::parse(all).unwrap()),
         cache_export: crate::cache::policy::decide(false, false, false),
+        cache_note: None,
         origin: Some("https://github.com/contextcleanse/contextcleanse.git".to_string()),
         inline_cache: false,
         source_url: source_url_default(),
@@ -117,7 +118,8 @@ fn plan_of(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>
     let mut inputs = inputs(all, &names, facts);
     // As `Inputs::gather` decides it, with CI unset.
     inputs.cache_export = crate::cache::policy::decide(opts.cache_export, false, registry.is_some());
-    inputs.vars = crate::build::inputs::bake_vars(&inputs.metadata, &inputs.npm_pin, registry, inputs.ca_bundle.as_deref());
+    inputs.vars =
+        crate::build::inputs::bake_vars(&inputs.metadata, &inputs.npm_pin, registry, inputs.ca_bundle.as_deref());
     inputs.vars.extend(crate::cache::policy::bake_var(inputs.cache_export));
     let request = Request { recipe, names: names.clone(), opts, registry: registry.map(str::to_string), version: None };
     plan(&request, &inputs)
@@ -172,13 +174,13 @@ fn push() -> Options {
 fn local_recipes_load_into_the_engine_and_grant_the_ca_bundle() {
     let local = |names: &[&str]| line(Recipe::Local, names, Options::default(), None, current());
     let both = load(&["backend", "frontend"]);
-    assert_eq!(local(&[]), format!("{HEAD} {CA} {EPOCH} {both} default"));
-    assert_eq!(local(&["backend"]), format!("{HEAD} {CA} {EPOCH} {} backend", load(&["backend"])));
-    assert_eq!(local(&["frontend"]), format!("{HEAD} {CA} {EPOCH} {} frontend", load(&["frontend"])));
+    assert_eq!(local(&[]), format!("{HEAD} {CA} {EPOCH} {both} -- default"));
+    assert_eq!(local(&["backend"]), format!("{HEAD} {CA} {EPOCH} {} -- backend", load(&["backend"])));
+    assert_eq!(local(&["frontend"]), format!("{HEAD} {CA} {EPOCH} {} -- frontend", load(&["frontend"])));
     let dev = load(&["backend", "frontend-development"]);
-    assert_eq!(local(&["development"]), format!("{HEAD} {CA} {EPOCH} {dev} development"));
+    assert_eq!(local(&["development"]), format!("{HEAD} {CA} {EPOCH} {dev} -- development"));
     let with_registry = line(Recipe::Local, &[], Options::default(), Some(REGISTRY), current());
-    assert_eq!(with_registry, format!("{HEAD} {CA} {EPOCH} {both} default"));
+    assert_eq!(with_registry, format!("{HEAD} {CA} {EPOCH} {both} -- default"));
 }
 
 #[test]
@@ -186,10 +188,10 @@ fn production_loads_or_pushes_its_group_with_an_sbom_of_each_image() {
     let both = ["backend-production", "frontend-production"];
     assert_eq!(
         line(Recipe::Production, &[], Options::default(), None, current()),
-        format!("{HEAD} {CA} {EPOCH} {} {} production", load(&both), sbom(&both))
+        format!("{HEAD} {CA} {EPOCH} {} {} -- production", load(&both), sbom(&both))
     );
     let p = plan_of(Recipe::Production, &[], push(), Some(REGISTRY), current()).unwrap();
-    assert_eq!(p.bake().command_line(), format!("{HEAD} {CA} {EPOCH} {} {} production", pushed(&both), sbom(&both)));
+    assert_eq!(p.bake().command_line(), format!("{HEAD} {CA} {EPOCH} {} {} -- production", pushed(&both), sbom(&both)));
     assert_eq!(p.sbom_generator.as_deref(), Some("localhost/contextcleanse-sbom:dev"), "provision builds it first");
     assert!(p.notes.iter().any(|n| n.starts_with("SBOM attestation made by localhost/contextcleanse-sbom:dev")));
     let check = plan_of(Recipe::Production, &[], Options { check: true, ..Options::default() }, None, current());
@@ -204,18 +206,18 @@ fn multiplatform_loads_pushes_or_writes_an_archive_per_target() {
     let both = ["backend-multiplatform", "frontend-multiplatform"];
     assert_eq!(
         line(Recipe::Multiplatform, &[], Options::default(), None, current()),
-        format!("{HEAD} {CA} {EPOCH} {} {} multiplatform", load(&both), sbom(&both))
+        format!("{HEAD} {CA} {EPOCH} {} {} -- multiplatform", load(&both), sbom(&both))
     );
     assert_eq!(
         line(Recipe::Multiplatform, &[], push(), Some(REGISTRY), current()),
-        format!("{HEAD} {CA} {EPOCH} {} {} multiplatform", pushed(&both), sbom(&both))
+        format!("{HEAD} {CA} {EPOCH} {} {} -- multiplatform", pushed(&both), sbom(&both))
     );
     let oci = Options { oci: true, ..Options::default() };
     let dest = |t: &str| format!("--set {t}.output=type=oci,dest=/src/cc/target/xtask/oci/{t}.tar,{OCI_ATTRS}");
     assert_eq!(
         line(Recipe::Multiplatform, &[], oci, None, current()),
         format!(
-            "{HEAD} {CA} {EPOCH} {} {} {} multiplatform",
+            "{HEAD} {CA} {EPOCH} {} {} {} -- multiplatform",
             dest("backend-multiplatform"),
             dest("frontend-multiplatform"),
             sbom(&both)
@@ -235,7 +237,7 @@ fn bake_flags_and_sets_keep_their_order() {
     };
     assert_eq!(
         line(Recipe::Local, &[], opts, None, current()),
-        format!("{HEAD} --builder b1 --no-cache --pull --call check {CA} --set backend.args.X=1 default")
+        format!("{HEAD} --builder b1 --no-cache --pull --call check {CA} --set backend.args.X=1 -- default")
     );
 }
 
@@ -245,7 +247,7 @@ fn classic_store_leaves_out_cache_export_and_attestations_and_refuses_several_pl
     let drop_cache = "--set backend.cache-to= --set frontend.cache-to=";
     assert_eq!(
         p.bake().command_line(),
-        format!("{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=0' {drop_cache} default")
+        format!("{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=0' {drop_cache} -- default")
     );
     assert!(p.local_caches.is_empty(), "nothing exported, nothing to clean");
     assert!(p.notes.iter().any(|n| n.starts_with("cache export left out")), "{:?}", p.notes);
@@ -256,7 +258,7 @@ fn classic_store_leaves_out_cache_export_and_attestations_and_refuses_several_pl
         format!(
             "{HEAD} --load --set '*.args.BUILDKIT_INLINE_CACHE=0' --set backend-production.cache-to= \
              --set frontend-production.cache-to= --set backend-production.attest=type=provenance,disabled=true \
-             --set frontend-production.attest=type=provenance,disabled=true production"
+             --set frontend-production.attest=type=provenance,disabled=true -- production"
         )
     );
     assert!(p.sbom_generator.is_none(), "no SBOM where no attestation can be attached: no generator is built");
@@ -366,4 +368,46 @@ fn platforms_in_a_set_must_be_ones_the_bake_file_builds_for() {
     let err = plan_of(Recipe::Local, &[], set("*.platform=linux/amd64,linux/s390x"), None, current()).unwrap_err();
     assert_eq!(err.to_string(), "unknown platform `linux/s390x`: this project builds for linux/amd64 and linux/arm64");
     assert!(plan_of(Recipe::Local, &[], set("*.platform=linux/arm64"), None, current()).is_ok());
+}
+
+#[test]
+fn a_path_outside_that_the_xtask_does_not_name_is_refused_unless_granted_and_the_grant_is_shown() {
+    let names = vec!["default".to_string()];
+    // The recorded definition mounts /etc/ssl/certs/ca-certificates.crt; here no CA bundle setting names it.
+    let mut bare = inputs(ALL_0_29, &names, current());
+    bare.ca_bundle = None;
+    let request = |allow: &[&str]| Request {
+        recipe: Recipe::Local,
+        names: names.clone(),
+        opts: Options { allow: allow.iter().map(|a| a.to_string()).collect(), ..Options::default() },
+        registry: None,
+        version: None,
+    };
+    let e = plan(&request(&[]), &bare).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "`backend` reads /etc/ssl/certs/ca-certificates.crt outside the checkout: pass `--allow fs.read=/etc/ssl/certs/ca-certificates.crt` to grant it"
+    );
+    let granted = plan(&request(&["fs.read=/etc/ssl/certs"]), &bare).unwrap().bake().command_line();
+    assert!(granted.contains(" --allow=fs.read=/etc/ssl/certs --set"), "print shows the grant as given: {granted}");
+    assert!(!granted.contains("ca-certificates.crt"), "{granted}");
+}
+
+#[test]
+fn the_release_is_one_push_per_image_of_both_platforms_with_provenance_and_sbom() {
+    // What the release job runs: `multiplatform --push --sign --keyless` (signing follows the build).
+    let opts = Options { sign: true, keyless: true, ..push() };
+    let p = plan_of(Recipe::Multiplatform, &[], opts, Some(REGISTRY), current()).unwrap();
+    let line = p.bake().command_line();
+    assert!(line.ends_with(" multiplatform"), "one bake run of the group: {line}");
+    for t in ["backend-multiplatform", "frontend-multiplatform"] {
+        assert_eq!(line.matches(&format!("--set {t}.output=type=registry,")).count(), 1, "one push of {t}: {line}");
+        assert!(line.contains(&format!("--set {t}.attest=type=sbom,")), "{t} gets an SBOM: {line}");
+        let target = &p.definition.target[t];
+        assert_eq!(target.platforms, ["linux/amd64", "linux/arm64"], "{t}: one index of both platforms");
+        let provenance = target.attest.iter().any(|a| a.get("type").is_some_and(|v| v == "provenance"));
+        assert!(provenance, "{t} carries a provenance: {:?}", target.attest);
+    }
+    let tags = p.vars.iter().find(|(k, _)| k == "VERSION_TAGS").map(|(_, v)| v.as_str());
+    assert_eq!(tags, Some("1.2.3,1.2,1,latest"), "each image is tagged once with every release tag");
 }

@@ -26,6 +26,10 @@ pub struct Options {
     /// Sign the pushed images with cosign (`--sign`), with the key file `--key` names, if any.
     pub sign: bool,
     pub key: Option<String>,
+    /// `--allow fs.read=PATH` and the like: paths outside the checkout the person grants bake.
+    pub allow: Vec<String>,
+    /// Sign without a key, by the CI workflow's OIDC identity (`--keyless`).
+    pub keyless: bool,
     /// With a dry run: print the bake command as JSON instead of the plan (`print --json`).
     pub json: bool,
 }
@@ -108,6 +112,9 @@ pub fn check_options(opts: &Options) -> Result<()> {
         if let Err(rule) = crate::settings::check_value("REGISTRY", r) {
             bail!("--registry `{r}`: {rule}");
         }
+    }
+    for a in &opts.allow {
+        super::entitlements::check_flag(a)?;
     }
     if opts.push && opts.oci {
         bail!("--push and --oci both choose where images go: pick one");

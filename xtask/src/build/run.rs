@@ -57,6 +57,7 @@ struct Streamed {
     status: std::process::ExitStatus,
     progress: Progress,
     stray: String,
+    stray_note: Option<String>,
     started: String,
     buildx_secs: f64,
 }
@@ -90,7 +91,14 @@ fn stream(plan: &Plan) -> Result<Streamed> {
             }
         }
     })?;
-    Ok(Streamed { status, progress, stray: splitter.stray, started, buildx_secs: tb.elapsed().as_secs_f64() })
+    Ok(Streamed {
+        status,
+        progress,
+        stray: splitter.stray(),
+        stray_note: splitter.stray_note(),
+        started,
+        buildx_secs: tb.elapsed().as_secs_f64(),
+    })
 }
 
 /// The report of a finished run (all but the wall time). BuildKit's own records of it are read
@@ -103,6 +111,7 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::util::stop::Stop>) ->
     report.git_commit = plan.metadata.git_commit.clone();
     report.command = plan.bake().command_line();
     report.notes = plan.notes.clone();
+    report.notes.extend(run.stray_note.clone());
     // A stop wins over buildx's own status: buildx may still have finished before it took effect,
     // but the person asked for the build to end, and the exit code says so.
     report.status = match (stop, ok) {

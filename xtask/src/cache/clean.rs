@@ -42,6 +42,9 @@ pub struct Plan {
     pub record_bytes: u64,
     pub images: Vec<ImageRemoval>,
     pub dirs: Vec<(PathBuf, u64)>,
+    /// Local cache folders the bake file names outside the project's `target/` (an absolute
+    /// `CACHE_DIR`): never removed, whatever they hold.
+    pub outside: Vec<PathBuf>,
     /// The project's records that stay (see [`held`]).
     pub held: usize,
 }
@@ -103,7 +106,9 @@ pub fn plan(world: &World, asked: Asked, dir_sizes: &[(PathBuf, u64)]) -> Plan {
             records.iter().filter(|r| ours.contains(&r.id) && !held.contains(&r.id)).map(|r| r.id.clone()).collect();
         plan.record_bytes = records.iter().filter(|r| free.contains(&r.id)).map(|r| r.size).sum();
         plan.records = removal_order(&records, &free);
-        plan.dirs = dir_sizes.to_vec();
+        let inside = |d: &PathBuf| crate::util::paths::normalize(d).starts_with(&world.target);
+        plan.dirs = dir_sizes.iter().filter(|(d, _)| inside(d)).cloned().collect();
+        plan.outside = dir_sizes.iter().filter(|(d, _)| !inside(d)).map(|(d, _)| d.clone()).collect();
     }
     if asked.images {
         let images = world.usage.images.clone().unwrap_or_default();
@@ -136,7 +141,7 @@ struct Done {
 fn apply(world: &World, plan: &Plan) -> Result<Done> {
     let mut done = Done { records: 0, images: 0, freed: 0, kept: Vec::new() };
     for id in &plan.records {
-        if let Some((200, body)) = api::request(&world.socket, "POST", &prune_path(id)) {
+        if let Some((200, body)) = world.api.request("POST", &prune_path(id)) {
             let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             done.records += v["CachesDeleted"].as_array().map_or(0, Vec::len);
             done.freed += v["SpaceReclaimed"].as_u64().unwrap_or(0);
@@ -151,7 +156,7 @@ fn apply(world: &World, plan: &Plan) -> Result<Done> {
     for image in &plan.images {
         let mut all_gone = true;
         for r in &image.refs {
-            match api::request(&world.socket, "DELETE", &format!("/images/{}", api::escape(r))) {
+            match world.api.request("DELETE", &format!("/images/{}", api::escape(r))) {
                 Some((200, _)) | Some((404, _)) => {}
                 _ => {
                     all_gone = false;
@@ -177,6 +182,9 @@ pub fn run(asked: &Asked, dry_run: bool) -> Result<()> {
     let world = ownership::read_world()?;
     let dir_sizes: Vec<(PathBuf, u64)> = world.cache_dirs.iter().map(|d| (d.clone(), ownership::dir_size(d))).collect();
     let plan = plan(&world, *asked, &dir_sizes);
+    for dir in &plan.outside {
+        println!("left {} alone: a cache folder outside target/ is not the xtask's to remove", dir.display());
+    }
     let held_line = || {
         if plan.held > 0 {
             println!("kept {} record(s) in use or built on by something else", plan.held);
@@ -270,7 +278,7 @@ mod tests {
         let image = |id: &str, tag: &str| Image { id: id.into(), tags: Some(vec![tag.into()]), labels: None, size: 7 };
         let world = World {
             engine: crate::engine::Engine::default(),
-            socket: PathBuf::new(),
+            api: crate::engine::api::Endpoint::Socket(PathBuf::new()),
             usage: DiskUsage {
                 records: Some(vec![
                     described("run", Some("base"), "mount / from exec /bin/sh -c make"),
@@ -282,8 +290,9 @@ mod tests {
             },
             owner,
             cache_dirs: vec![],
+            target: PathBuf::from("/c/target"),
         };
-        let dirs = [(PathBuf::from("/c/backend"), 3)];
+        let dirs = [(PathBuf::from("/c/target/buildx-cache/backend"), 3)];
         let all = plan(&world, Asked::from_flags(false, false, true), &dirs);
         assert_eq!(all.records, ["copy", "run"]);
         assert_eq!(all.record_bytes, 10);
@@ -293,6 +302,11 @@ mod tests {
         assert!(images.records.is_empty() && images.dirs.is_empty() && images.images.len() == 1);
         let cache = plan(&world, Asked::from_flags(true, false, false), &dirs);
         assert!(cache.images.is_empty() && cache.records.len() == 2);
+        // CACHE_DIR pointing elsewhere: named, never removed, whatever it holds.
+        let elsewhere = [(PathBuf::from("/home/me"), 9), (PathBuf::from("/c/target/../home"), 9)];
+        let cache = plan(&world, Asked::from_flags(true, false, false), &elsewhere);
+        assert!(cache.dirs.is_empty(), "{:?}", cache.dirs);
+        assert_eq!(cache.outside, [PathBuf::from("/home/me"), PathBuf::from("/c/target/../home")]);
     }
 
     #[test]

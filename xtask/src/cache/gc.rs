@@ -1,6 +1,11 @@
 //! Keeps the local build cache bounded: a `type=local` cache export is an OCI image layout
 //! (`index.json` and `blobs/sha256/…`) to which BuildKit adds blobs but never removes any, so
 //! after each build the blobs that no index, manifest or cache config refers to are deleted.
+//!
+//! The clean-up never races a build: it runs only while it holds the build lock exclusively,
+//! which it takes without waiting after its own build has let go of its share. Any other build
+//! running then (exporting to the folder, or importing from it) holds a share, so the clean-up is
+//! left for a later build, and no build starts while it runs.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -40,9 +45,9 @@ pub fn local_dirs(def: &Definition, root: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// After a successful build: cleans every local cache folder the build exported to, and returns
+/// Cleans every local cache folder the build exported to, and returns
 /// the line to print, if anything was freed or a folder could not be cleaned.
-pub fn after_build(dirs: &[PathBuf]) -> Option<String> {
+fn clean_all(dirs: &[PathBuf]) -> Option<String> {
     let mut total = Freed::default();
     let mut trouble = Vec::new();
     for dir in dirs {
@@ -62,6 +67,25 @@ pub fn after_build(dirs: &[PathBuf]) -> Option<String> {
         parts.push(format!("local cache clean-up skipped for {}", trouble.join("; ")));
     }
     (!parts.is_empty()).then(|| parts.join("; "))
+}
+
+/// After a successful build that has let go of its share of the build lock: [`clean_all`] while
+/// no other build runs, else a line saying it was left for later.
+pub fn after_build(dirs: &[PathBuf]) -> Result<Option<String>> {
+    after_build_at(&crate::cache::lock::file(), dirs)
+}
+
+fn after_build_at(lock: &Path, dirs: &[PathBuf]) -> Result<Option<String>> {
+    if dirs.is_empty() {
+        return Ok(None);
+    }
+    let Some(_alone) = crate::cache::lock::exclusive_now_at(lock)? else {
+        return Ok(Some(
+            "local cache clean-up left for a later build: another build is running and may be writing or reading it"
+                .to_string(),
+        ));
+    };
+    Ok(clean_all(dirs))
 }
 
 /// Every blob digest (`sha256:…`) reachable from the layout's `index.json`: indexes, manifests,
@@ -369,8 +393,26 @@ mod tests {
             l.0.display()
         ))
         .unwrap();
-        let line = after_build(&local_dirs(&def, Path::new("/"))).expect("something was freed");
+        let line = clean_all(&local_dirs(&def, Path::new("/"))).expect("something was freed");
         assert!(line.starts_with("local cache: removed 2 unreferenced blob(s), 1."), "{line}");
-        assert_eq!(after_build(&local_dirs(&def, Path::new("/"))), None);
+        assert_eq!(clean_all(&local_dirs(&def, Path::new("/"))), None);
+    }
+
+    #[test]
+    fn the_clean_up_waits_for_no_build_and_removes_nothing_while_one_runs() {
+        let l = Layout::new("alone");
+        populated(&l);
+        let lock = l.0.with_extension("lock");
+        let dirs = [l.0.clone()];
+        let other_build = crate::cache::lock::shared_at(&lock).unwrap();
+        let line = after_build_at(&lock, &dirs).unwrap().unwrap();
+        assert!(line.starts_with("local cache clean-up left for a later build"), "{line}");
+        assert!(l.has("old1") && l.has("old2"), "nothing removed while another build runs");
+        drop(other_build);
+        let line = after_build_at(&lock, &dirs).unwrap().unwrap();
+        assert!(line.starts_with("local cache: removed 2"), "{line}");
+        assert!(crate::cache::lock::shared_at(&lock).is_ok(), "the clean-up let go of the lock");
+        assert_eq!(after_build_at(&lock, &[]).unwrap(), None);
+        std::fs::remove_file(lock).unwrap();
     }
 }

@@ -33,7 +33,7 @@ pub fn shared() -> Result<Lock> {
     shared_at(&file())
 }
 
-fn shared_at(path: &std::path::Path) -> Result<Lock> {
+pub(crate) fn shared_at(path: &std::path::Path) -> Result<Lock> {
     let file = open(path)?;
     flock(&file, false, true)?;
     Ok(Lock { _file: file })
@@ -44,38 +44,14 @@ pub fn exclusive_now() -> Result<Option<Lock>> {
     exclusive_now_at(&file())
 }
 
-fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
+pub(crate) fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
     let file = open(path)?;
     Ok(flock(&file, true, false)?.then_some(Lock { _file: file }))
 }
 
 /// True when the lock was taken; false when `wait` is off and someone else holds it.
-#[cfg(unix)]
 fn flock(file: &File, exclusive: bool, wait: bool) -> Result<bool> {
-    use std::os::unix::io::AsRawFd;
-    let mut op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
-    if !wait {
-        op |= libc::LOCK_NB;
-    }
-    loop {
-        // SAFETY: flock on a descriptor this File owns for the duration of the call.
-        if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
-            return Ok(true);
-        }
-        let err = std::io::Error::last_os_error();
-        match err.kind() {
-            std::io::ErrorKind::Interrupted => continue,
-            std::io::ErrorKind::WouldBlock => return Ok(false),
-            _ => return Err(err).context("taking the build lock"),
-        }
-    }
-}
-
-/// Elsewhere builds and cleans do not exclude each other (BuildKit still keeps records a build
-/// uses).
-#[cfg(not(unix))]
-fn flock(_file: &File, _exclusive: bool, _wait: bool) -> Result<bool> {
-    Ok(true)
+    crate::util::os::flock(file, exclusive, wait).context("taking the build lock")
 }
 
 #[cfg(test)]

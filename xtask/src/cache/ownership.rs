@@ -2,8 +2,8 @@
 //! images are this project's, and the disk the project uses besides (registry storage, `target/`).
 //!
 //! BuildKit's records carry no project label, so a record is the project's when it is
-//! - a cache mount whose id lies in the project's namespace (`BUILDKIT_CACHE_MOUNT_NS`, or the
-//!   bench's `bench-cold-*`), or
+//! - a cache mount whose id lies in the project's namespace (`BUILDKIT_CACHE_MOUNT_NS`, or one of
+//!   the runs inside it, `NS--…`: the bench's cold builds, `verify`'s rebuild), or
 //! - the layer of a RUN step whose command is, word for word, one of the project's Dockerfiles', or
 //! - a step of the project's Dockerfiles (`[stage i/n] COPY …`) built on top of such a layer.
 //!
@@ -23,9 +23,6 @@ use crate::engine::api;
 use crate::engine::{self, Engine, Layout};
 use crate::util::paths;
 use crate::settings::Settings;
-
-/// The bench's cold runs each use a fresh cache-mount namespace starting with this.
-pub const BENCH_NS_PREFIX: &str = "bench-cold-";
 
 /// One build cache record, as the engine's `/system/df` lists it.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -188,18 +185,23 @@ impl Owner {
     /// The tags of an image that are the project's (a foreign tag on the same image stays).
     pub fn own_tags(&self, image: &Image) -> Vec<String> {
         let tags = image.tags.clone().unwrap_or_default();
-        tags.into_iter().filter(|t| !t.starts_with("<none>") && self.repos.contains(crate::images::meta::short_name(t))).collect()
+        tags.into_iter()
+            .filter(|t| !t.starts_with("<none>") && self.repos.contains(crate::images::meta::short_name(t)))
+            .collect()
     }
 }
 
 /// Everything `du` and `clean` read, read once.
 pub struct World {
     pub engine: Engine,
-    pub socket: PathBuf,
+    /// The engine's API: its unix socket, or the docker CLI's connection (ssh://, a context).
+    pub api: api::Endpoint,
     pub usage: DiskUsage,
     pub owner: Owner,
     /// The local cache folders the bake file exports to.
     pub cache_dirs: Vec<PathBuf>,
+    /// The project's `target/`: the only place `clean` removes a cache folder from.
+    pub target: PathBuf,
 }
 
 /// While a build runs or a cancelled one is torn down, the engine can list a snapshot that is gone
@@ -212,12 +214,12 @@ fn df_raced_a_removal(body: &str) -> bool {
 pub fn read_world() -> Result<World> {
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, false)?;
-    let Some(socket) = engine.socket() else {
-        bail!("du and clean ask the engine over its unix socket, and {} is reached another way: point DOCKER_HOST at a unix:// socket", engine.describe())
-    };
+    let endpoint = engine.api();
     let mut attempt = 0;
     let (code, body) = loop {
-        let (code, body) = api::get(&socket, "/system/df").context("asking the engine for its disk usage")?;
+        let (code, body) = endpoint
+            .get("/system/df")
+            .with_context(|| format!("asking the engine at {} for its disk usage", engine.describe()))?;
         attempt += 1;
         if code == 200 || attempt == 5 || !df_raced_a_removal(&body) {
             break (code, body);
@@ -230,16 +232,22 @@ pub fn read_world() -> Result<World> {
     let usage: DiskUsage = serde_json::from_str(&body).context("reading the engine's /system/df")?;
     let root = paths::project_root();
     let def = crate::images::bake::print(&engine.docker(), &[], &["all".to_string()])?;
-    let repos = def.target.values().flat_map(|t| t.tags.iter()).map(|t| crate::images::meta::short_name(t).to_string()).collect();
+    let repos = def
+        .target
+        .values()
+        .flat_map(|t| t.tags.iter())
+        .map(|t| crate::images::meta::short_name(t).to_string())
+        .collect();
     let dockerfiles = ["backend/Dockerfile", "frontend/Dockerfile"]
         .iter()
         .map(|p| std::fs::read_to_string(root.join(p)).with_context(|| format!("reading {p}")))
         .collect::<Result<Vec<_>>>()?;
-    let mut namespaces = vec![BENCH_NS_PREFIX.to_string()];
-    namespaces.extend(settings.get("BUILDKIT_CACHE_MOUNT_NS").filter(|n| !n.is_empty()).map(str::to_string));
+    let own = crate::settings::own_namespace(&settings);
+    let namespaces = vec![own.clone(), format!("{own}--")];
     let owner = Owner::new(&dockerfiles, namespaces, repos);
     let cache_dirs = crate::cache::gc::local_dirs(&def, &root);
-    Ok(World { engine, socket, usage, owner, cache_dirs })
+    let target = crate::util::paths::normalize(&root.join("target"));
+    Ok(World { engine, api: endpoint, usage, owner, cache_dirs, target })
 }
 
 /// Bytes under a folder (files only, symbolic links not followed).

@@ -26,7 +26,7 @@ fn record(id: &str, parent: Option<&str>, kind: &str, description: &str) -> Reco
 
 fn owner() -> Owner {
     let repos = ["contextcleanse-backend".to_string()].into();
-    Owner::new(&[DOCKERFILE.to_string()], vec!["contextcleanse".into(), BENCH_NS_PREFIX.into()], repos)
+    Owner::new(&[DOCKERFILE.to_string()], vec!["contextcleanse".into(), "contextcleanse--".into()], repos)
 }
 
 #[test]
@@ -50,18 +50,20 @@ fn only_the_projects_records_are_taken() {
             "exec.cachemount",
             "cached mount /root/.npm from exec /bin/sh -c npm ci with id \"contextcleanse//root/.npm\"",
         ),
-        record("bench", None, "exec.cachemount", "cached mount /x from exec y with id \"bench-cold-12-0//x\""),
+        record(
+            "bench",
+            None,
+            "exec.cachemount",
+            "cached mount /x from exec y with id \"contextcleanse--bench-cold-12-0//x\"",
+        ),
+        // Another project's bench, which the old guess (`bench-cold-*`) took.
+        record("f-bench", None, "exec.cachemount", "cached mount /x from exec y with id \"bench-cold-12-0//x\""),
         // Another project: its own step, the same COPY text on its own layer, its cache mount,
         // an un-namespaced mount, and a build context.
         record("f-run", Some("base"), "regular", "mount / from exec /bin/sh -c echo foreign > /f"),
         record("f-copy", Some("f-run"), "regular", "[app 2/2] COPY app/ ./app/"),
         record("f-ns", None, "exec.cachemount", "cached mount /c from exec echo with id \"/foreignns/c\""),
-        record(
-            "f-like",
-            None,
-            "exec.cachemount",
-            "cached mount /c from exec echo with id \"contextcleanse-other//c\"",
-        ),
+        record("f-like", None, "exec.cachemount", "cached mount /c from exec echo with id \"contextcleanse-other//c\""),
         record("ctx", None, "source.local", "local source for context"),
     ];
     let ours: Vec<String> = owner().records(&records).into_iter().collect();
@@ -88,5 +90,8 @@ fn images_by_repository_or_by_title_when_untagged() {
     let ours = o.images(&images);
     assert_eq!(ours.len(), 3);
     assert_eq!(o.own_tags(ours[0]), ["contextcleanse-backend:dev"], "a foreign tag on the same image stays");
-    assert_eq!(crate::images::meta::short_name("127.0.0.1:5000/contextcleanse-backend:1.2.3"), "contextcleanse-backend");
+    assert_eq!(
+        crate::images::meta::short_name("127.0.0.1:5000/contextcleanse-backend:1.2.3"),
+        "contextcleanse-backend"
+    );
 }

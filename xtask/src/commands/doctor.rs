@@ -86,7 +86,7 @@ pub fn run() -> Result<()> {
     let exporting = [("CACHE_EXPORT".to_string(), "1".to_string())];
     let def = engine.as_ref().and_then(|e| crate::images::bake::print(&e.docker(), &exporting, &[]).ok());
     let cache = crate::cache::gc::doctor_line(def.as_ref(), &paths::project_root());
-    r.line(Level::Ok, "cache", format!("{cache}; exported only with --cache-export, CI=true or REGISTRY (a local build uses the engine's own cache)"));
+    r.line(Level::Ok, "cache", format!("{cache}; exported only with --cache-export or REGISTRY, in CI only to REGISTRY (a local build uses the engine's own cache)"));
     match crate::images::signing::doctor_line() {
         Ok(line) => r.line(Level::Ok, "signing", line),
         Err(line) => r.line(Level::Warn, "signing", line),

@@ -18,61 +18,8 @@ pub fn free(host_ip: &str, port: u16) -> bool {
     TcpListener::bind((ip, port)).is_ok()
 }
 
-/// The inodes of sockets listening on `port` in a `/proc/net/tcp` or `tcp6` table, on any local
-/// address (a listener on 0.0.0.0 or :: holds 127.0.0.1 too).
-pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
-    const LISTEN: &str = "0A";
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let local_port = f.get(1)?.rsplit(':').next()?;
-            let listening = *f.get(3)? == LISTEN;
-            let matches = u16::from_str_radix(local_port, 16).ok()? == port;
-            (listening && matches).then(|| f.get(9)?.parse().ok()).flatten()
-        })
-        .collect()
-}
-
-/// A process holding a socket: its pid and program name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holder {
-    pub pid: u32,
-    pub program: String,
-}
-
-/// The processes holding a listening socket on `port` (Linux; empty elsewhere, or when the
-/// process table cannot be read).
-pub fn holders(port: u16) -> Vec<Holder> {
-    #[cfg(target_os = "linux")]
-    {
-        let mut inodes = Vec::new();
-        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-            inodes.extend(listening_inodes(&std::fs::read_to_string(table).unwrap_or_default(), port));
-        }
-        let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
-        let mut found = Vec::new();
-        let Ok(procs) = std::fs::read_dir("/proc") else { return found };
-        for entry in procs.flatten() {
-            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
-            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
-            let holds = fds.flatten().any(|fd| {
-                std::fs::read_link(fd.path()).is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
-            });
-            if holds {
-                let program = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
-                found.push(Holder { pid, program: program.trim().to_string() });
-            }
-        }
-        found
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = port;
-        Vec::new()
-    }
-}
+// Who holds a port is a question the engine asks too (its registry's port): it lives in util.
+pub use crate::util::net::{holders, listening_inodes, Holder};
 
 /// The one line `up` prints for a taken port. `container` is a container of the engine in use
 /// that publishes the port, if any.

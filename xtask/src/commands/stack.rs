@@ -53,18 +53,26 @@ pub fn parse_config(json: &str) -> Result<Vec<Service>> {
 /// The services `up NAME...` starts: the named ones (all without names) and what they depend on.
 pub fn closure(services: &[Service], names: &[String]) -> Result<Vec<String>> {
     let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    check_services(&known, names)?;
     let mut wanted: Vec<String> =
         if names.is_empty() { known.iter().map(|s| s.to_string()).collect() } else { names.to_vec() };
     let mut all = BTreeSet::new();
     while let Some(name) = wanted.pop() {
-        let Some(s) = services.iter().find(|s| s.name == name) else {
-            bail!("`{name}` is not a service of docker-compose.yml; its services are {}", known.join(", "))
-        };
-        if all.insert(name) {
-            wanted.extend(s.depends_on.iter().cloned());
+        if let Some(s) = services.iter().find(|s| s.name == name) {
+            if all.insert(name) {
+                wanted.extend(s.depends_on.iter().cloned());
+            }
         }
     }
     Ok(all.into_iter().collect())
+}
+
+/// Refuses a name that is not a service of the compose file, before any command carries it.
+pub fn check_services(known: &[&str], names: &[String]) -> Result<()> {
+    match names.iter().find(|n| !known.contains(&n.as_str())) {
+        Some(name) => bail!("`{name}` is not a service of docker-compose.yml; its services are {}", known.join(", ")),
+        None => Ok(()),
+    }
 }
 
 /// `docker compose` in the project's folder, on the engine, with the settings and the build
@@ -79,8 +87,14 @@ pub fn up_args(services: &[String]) -> Vec<String> {
     let mut args: Vec<String> = ["up", "--detach", "--wait", "--wait-timeout", "180", "--no-build", "--remove-orphans"]
         .map(String::from)
         .to_vec();
-    args.extend(services.iter().cloned());
+    args.extend(after_dashes(services));
     args
+}
+
+/// Services after `--`, so none is read as one of compose's flags.
+fn after_dashes(services: &[String]) -> Vec<String> {
+    let dashes = (!services.is_empty()).then(|| "--".to_string());
+    dashes.into_iter().chain(services.iter().cloned()).collect()
 }
 
 /// The lines `up` ends with: each published port as a URL.
@@ -165,15 +179,27 @@ pub fn logs_args(follow: bool, tail: Option<&str>, services: &[String]) -> Vec<S
     let mut args = vec!["logs".to_string()];
     args.extend(follow.then(|| "--follow".to_string()));
     args.extend(tail.iter().flat_map(|n| ["--tail".to_string(), n.to_string()]));
-    args.extend(services.iter().cloned());
+    args.extend(after_dashes(services));
     args
 }
 
-/// `logs` and `ps`: compose's own, on the engine the xtask uses.
-pub fn pass_through(args: &[String]) -> Result<()> {
+/// `logs`: compose's own, on the engine the xtask uses, for services the compose file has.
+pub fn logs(follow: bool, tail: Option<&str>, services: &[String]) -> Result<()> {
     let settings = Settings::load()?;
     let engine = running_engine(&settings)?;
-    runner::run(&compose(&engine, &settings, &[]).args(args.iter().cloned()))
+    let compose = compose(&engine, &settings, &[]);
+    if !services.is_empty() {
+        let known = runner::read(&compose.clone().args(["config", "--services"]))?;
+        check_services(&known.lines().map(str::trim).collect::<Vec<_>>(), services)?;
+    }
+    runner::run(&compose.args(logs_args(follow, tail, services)))
+}
+
+/// `ps`: compose's own, on the engine the xtask uses.
+pub fn ps() -> Result<()> {
+    let settings = Settings::load()?;
+    let engine = running_engine(&settings)?;
+    runner::run(&compose(&engine, &settings, &[]).arg("ps"))
 }
 
 #[cfg(test)]
@@ -210,14 +236,18 @@ mod tests {
         assert_eq!(logs_args(false, None, &[]), ["logs"]);
         assert_eq!(
             logs_args(true, Some("20"), &["backend".to_string()]),
-            ["logs", "--follow", "--tail", "20", "backend"]
+            ["logs", "--follow", "--tail", "20", "--", "backend"]
         );
+        let known = ["backend", "frontend"];
+        assert!(check_services(&known, &["frontend".to_string()]).is_ok());
+        let err = check_services(&known, &["-f".to_string()]).unwrap_err().to_string();
+        assert_eq!(err, "`-f` is not a service of docker-compose.yml; its services are backend, frontend");
     }
 
     #[test]
     fn up_builds_nothing_itself_and_waits_for_health() {
         let args = up_args(&["backend".to_string()]);
-        assert_eq!(args.join(" "), "up --detach --wait --wait-timeout 180 --no-build --remove-orphans backend");
+        assert_eq!(args.join(" "), "up --detach --wait --wait-timeout 180 --no-build --remove-orphans -- backend");
         let s = parse_config(CONFIG).unwrap();
         assert_eq!(url_lines(&s, &["backend".to_string()]), ["backend    http://127.0.0.1:8000/"]);
     }

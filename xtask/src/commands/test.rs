@@ -120,8 +120,17 @@ const LEGS: [(Spec, &[&str]); 3] = [
 /// Tests that need the project's private engines (a second engine beside the first, engines
 /// started and stopped, tools unpacked from the engine's Debian packages): on an engine the user
 /// runs, such as a CI runner's Docker, they are named and left out rather than failed.
-pub const PRIVATE_ONLY: &[&str] =
-    &["r_a_second_engine", "y_engine_up", "z_engine_stopping", "second_engine::", "metrics::", "signing::"];
+pub const PRIVATE_ONLY: &[&str] = &[
+    "r_a_second_engine",
+    "y_engine_up",
+    "z_engine_stopping",
+    "second_engine::",
+    "metrics::",
+    "signing::",
+    // It installs Debian's openssh-server as root and logs in as root to reach the engine.
+    "remote::",
+    "host::",
+];
 
 /// Each names one test by its module and the start of its name, as `cargo test` filters.
 pub const SUBSET: &[&str] = &[

@@ -1,7 +1,9 @@
 //! The Docker engine's API over its unix socket, with plain HTTP/1.1 requests: the questions every
 //! build asks (is it there, what is it, is an image in its store, how big is an image) as GETs,
-//! and the removals `clean` makes (`request` with POST or DELETE). Each docker CLI start costs tens of milliseconds of CPU; these cost one. Engines
-//! reached any other way (tcp, ssh, contexts) are asked through the CLI instead.
+//! and the removals `clean` makes (`request` with POST or DELETE). Each docker CLI start costs tens
+//! of milliseconds of CPU; these cost one. Engines reached any other way (tcp, ssh, contexts) are
+//! asked through the CLI instead: its commands, or for `du` and `clean` the same API requests
+//! carried by `docker system dial-stdio` (`Endpoint::Cli`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -18,7 +20,7 @@ pub fn socket(docker_host: Option<&str>) -> Option<PathBuf> {
     match docker_host {
         Some(host) => host.strip_prefix("unix://").map(PathBuf::from),
         None => {
-            if std::env::var_os("DOCKER_CONTEXT").is_some() || context_configured() {
+            if current_context().is_some() {
                 return None;
             }
             Some(PathBuf::from("/var/run/docker.sock"))
@@ -26,15 +28,44 @@ pub fn socket(docker_host: Option<&str>) -> Option<PathBuf> {
     }
 }
 
-fn context_configured() -> bool {
+/// The docker context the CLI uses when DOCKER_HOST is unset: `DOCKER_CONTEXT`, else the config's
+/// `currentContext`; None for the default context.
+pub fn current_context() -> Option<String> {
     let config = std::env::var_os("DOCKER_CONFIG")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
-    config
-        .and_then(|dir| std::fs::read_to_string(dir.join("config.json")).ok())
-        .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
-        .and_then(|json| json["currentContext"].as_str().map(|c| c != "default"))
-        .unwrap_or(false)
+    let configured = || {
+        let text = std::fs::read_to_string(config?.join("config.json")).ok()?;
+        serde_json::from_str::<serde_json::Value>(&text).ok()?["currentContext"].as_str().map(str::to_string)
+    };
+    std::env::var("DOCKER_CONTEXT").ok().or_else(configured).filter(|c| !c.is_empty() && c != "default")
+}
+
+/// Where the engine's API is asked: its unix socket, or through the docker CLI's connection (the
+/// variables that point the CLI at the engine).
+#[derive(Clone, Debug)]
+pub enum Endpoint {
+    Socket(PathBuf),
+    Cli(Vec<(String, String)>),
+}
+
+impl Endpoint {
+    /// A request without a body; the status code and body, or None when the engine does not answer.
+    pub fn request(&self, method: &str, path: &str) -> Option<(u16, String)> {
+        match self {
+            Endpoint::Socket(socket) => request(socket, method, path),
+            Endpoint::Cli(env) => super::dialstdio::request(env, method, path, timeout(method)),
+        }
+    }
+
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        self.request("GET", path)
+    }
+}
+
+/// A prune of a large record can take a while; a GET answers at once.
+fn timeout(method: &str) -> Duration {
+    Duration::from_secs(if method == "GET" { 10 } else { 120 })
 }
 
 /// GET `path`; the status code and body, or None when the socket does not answer.
@@ -45,8 +76,7 @@ pub fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
 /// A request without a body (`clean`'s POST /build/prune and DELETE /images/…, besides GET).
 pub fn request(socket: &Path, method: &str, path: &str) -> Option<(u16, String)> {
     let stream = os::connect_socket(socket).ok()?;
-    // A prune of a large record can take a while; a GET answers at once.
-    stream.set_read_timeout(Some(Duration::from_secs(if method == "GET" { 10 } else { 120 }))).ok()?;
+    stream.set_read_timeout(Some(timeout(method))).ok()?;
     let (code, body) = crate::util::http::request(stream, method, "docker", path, &[])?;
     Some((code, String::from_utf8_lossy(&body).to_string()))
 }

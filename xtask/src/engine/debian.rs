@@ -16,7 +16,8 @@ const SUITES: [&str; 3] = ["testing", "trixie", "bookworm"];
 /// The Debian archive this machine already uses (from its apt sources), so the xtask never names
 /// a host of its own; `DEBIAN_MIRROR` overrides it.
 pub fn debian_mirror() -> Result<String> {
-    if let Ok(m) = std::env::var("DEBIAN_MIRROR") {
+    // Written into an apt sources file: a line break in it would add a source of its own.
+    if let Some(m) = crate::settings::from_env("DEBIAN_MIRROR")? {
         return Ok(m.trim_end_matches('/').to_string());
     }
     let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];

@@ -57,7 +57,7 @@ pub struct Capabilities {
 /// apart, so that a build is compared only with builds on the same one.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineRecord {
-    /// DOCKER_HOST, or "the current docker context".
+    /// DOCKER_HOST, else `docker context NAME` (a context other than the default), else "the current docker context".
     pub endpoint: String,
     /// The private engine (`current`, `floor-classic`, ...); none for an engine the user runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,11 +10,15 @@
 pub mod api;
 mod channel;
 mod debian;
+pub mod dialstdio;
 mod facts;
+mod integrity;
 mod layout;
 mod named;
 mod network;
 mod private;
+mod registry;
+mod remote;
 mod rundir;
 
 use std::path::PathBuf;
@@ -68,6 +72,14 @@ impl Engine {
         api::socket(self.docker_host().as_deref())
     }
 
+    /// Where its API is asked: the socket, else through the docker CLI's connection.
+    pub fn api(&self) -> api::Endpoint {
+        match self.socket() {
+            Some(socket) => api::Endpoint::Socket(socket),
+            None => api::Endpoint::Cli(self.env.clone()),
+        }
+    }
+
     /// True when the engine answers: a ping over its socket, or `docker version` otherwise.
     pub fn answers(&self) -> bool {
         match self.socket() {
@@ -79,15 +91,21 @@ impl Engine {
         }
     }
 
+    /// The engine as a person names it: DOCKER_HOST, else the docker context in use.
     pub fn describe(&self) -> String {
-        self.docker_host().unwrap_or_else(|| "the current docker context".to_string())
+        match (self.docker_host(), api::current_context()) {
+            (Some(host), _) => host,
+            (None, Some(context)) => format!("docker context {context}"),
+            (None, None) => "the current docker context".to_string(),
+        }
     }
 
     /// True when the image is in the engine's store.
     pub fn has_image(&self, image: &str) -> bool {
         match self.socket() {
-            Some(sock) => api::get(&sock, &format!("/images/{}/json", api::escape(image)))
-                .is_some_and(|(c, _)| c == 200),
+            Some(sock) => {
+                api::get(&sock, &format!("/images/{}/json", api::escape(image))).is_some_and(|(c, _)| c == 200)
+            }
             None => runner::succeeds(&self.docker().args(["image", "inspect", "--format", "{{.Id}}", image])),
         }
     }
@@ -254,6 +272,7 @@ impl Which {
 /// `--name`), starts that private engine even beside another, and says which engine builds will
 /// use.
 pub fn up(settings: &Settings, which: &Which) -> Result<()> {
+    remote::refuse_if_remote("up")?;
     let asked = which.given();
     let spec = if asked { which.spec() } else { wanted_spec()?.unwrap_or(which.spec()) };
     let layout = match &which.name {
@@ -331,6 +350,7 @@ fn pick_running(which: &Which) -> Result<Layout> {
 
 /// `engine down`: stops the named private engine, or every one this checkout runs.
 pub fn down(which: &Which) -> Result<()> {
+    remote::refuse_if_remote("down")?;
     let layouts = if which.given() { vec![which.layout()?] } else { Layout::all() };
     let mut stopped = 0;
     for layout in layouts {
@@ -391,7 +411,8 @@ pub fn status(settings: &Settings, which: &Which) -> Result<()> {
 /// The digest of an image's top manifest (its index, for a multi-platform image) in the registry
 /// that holds it, as buildx reads it with the registry's auth.
 pub fn manifest_digest(docker: &Cmd, image: &str) -> Result<String> {
-    let cmd = docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}", image]);
+    let cmd =
+        docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}"]).names(&[image]);
     let manifest: serde_json::Value = serde_json::from_str(&runner::read_with_timeout(&cmd, Duration::from_secs(15))?)
         .with_context(|| format!("reading the manifest of {image}"))?;
     manifest["digest"].as_str().map(str::to_string).with_context(|| format!("{image} has no digest"))

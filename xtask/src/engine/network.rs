@@ -1,6 +1,7 @@
 //! A private engine's network: its own bridge with a hardware address of its own, its subnets,
 //! and the few iptables rules it needs (dockerd's own iptables management is off; see
-//! `private.rs`).
+//! `private.rs`), each naming the engine's interfaces; and the host's IPv4 forwarding, turned on
+//! for the engines and off again after the last one when it was off before.
 
 use anyhow::{Context, Result};
 
@@ -58,8 +59,8 @@ impl Network {
             runner::run(&Cmd::new("ip").args(["addr", "add", &format!("10.213.{}.1/24", self.n), "dev", &bridge]))?;
         }
         runner::run(&Cmd::new("ip").args(["link", "set", &bridge, "address", &self.bridge_mac(), "up"]))?;
-        std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").context("turning on IPv4 forwarding")?;
-        for rule in self.rules() {
+        turn_on_forwarding()?;
+        for rule in self.rules(&bridge) {
             let check = iptables(layout, "-C", &rule);
             if !runner::succeeds(&check) {
                 let add = if rule[0] == "-t" { "-A" } else { "-I" };
@@ -70,8 +71,24 @@ impl Network {
     }
 
     /// NAT out of each subnet, and forwarding in and out of it (another engine on the host may have
-    /// set the FORWARD policy to DROP).
-    fn rules(&self) -> Vec<Vec<String>> {
+    /// set the FORWARD policy to DROP), each matching the interfaces the subnet lives on: the
+    /// engine's bridge for build steps, and the bridges compose's networks get (`br-…`, named by
+    /// dockerd) for the compose subnet. A packet of that range on any other interface matches none.
+    fn rules(&self, bridge: &str) -> Vec<Vec<String>> {
+        let [steps, compose] = self.subnets();
+        let mut rules = Vec::new();
+        for (s, dev) in [(steps, bridge), (compose, "br-+")] {
+            let v = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+            rules.push(v(&["-t", "nat", "POSTROUTING", "-s", &s, "!", "-o", dev, "-j", "MASQUERADE"]));
+            rules.push(v(&["FORWARD", "-i", dev, "-s", &s, "-j", "ACCEPT"]));
+            rules.push(v(&["FORWARD", "-o", dev, "-d", &s, "-j", "ACCEPT"]));
+        }
+        rules
+    }
+
+    /// The rules engines started by earlier versions of the xtask added, without interfaces: still
+    /// removed by `down`, so stopping such an engine leaves iptables as it was before it.
+    fn legacy_rules(&self) -> Vec<Vec<String>> {
         let mut rules = Vec::new();
         for s in self.subnets() {
             let v = |a: &[&str]| a.iter().map(|x| x.to_string()).collect::<Vec<_>>();
@@ -82,14 +99,45 @@ impl Network {
         rules
     }
 
-    /// Removes the rules of the engine's N and its bridge (the bridge also when N is unknown).
+    /// Removes the rules of the engine's N and its bridge (the bridge also when N is unknown), and
+    /// turns IPv4 forwarding off again if the xtask turned it on and no private engine runs now.
     pub(super) fn remove(layout: &Layout) {
         let n = std::fs::read_to_string(layout.root.join("network")).ok().and_then(|t| t.trim().parse().ok());
-        for rule in n.map(|n| Network { n }.rules()).unwrap_or_default() {
+        let bridge = layout.bridge();
+        let rules = n.map(|n| Network { n }).map(|net| [net.rules(&bridge), net.legacy_rules()].concat());
+        for rule in rules.unwrap_or_default() {
             while runner::succeeds(&iptables(layout, "-D", &rule)) {}
         }
-        let _ = runner::run_quiet(&Cmd::new("ip").args(["link", "del", &layout.bridge()]));
+        let _ = runner::run_quiet(&Cmd::new("ip").args(["link", "del", &bridge]));
+        let others = super::named::running_claims().len();
+        if restore_forwarding(std::path::Path::new(FORWARD_MARKER).exists(), others) {
+            match std::fs::write(FORWARD_FILE, "0") {
+                Ok(()) => drop(std::fs::remove_file(FORWARD_MARKER)),
+                Err(e) => eprintln!("xtask: warning: could not turn IPv4 forwarding off again ({FORWARD_FILE}: {e})"),
+            }
+        }
     }
+}
+
+const FORWARD_FILE: &str = "/proc/sys/net/ipv4/ip_forward";
+
+/// Left by the `up` that turned forwarding on, for whichever `down` stops the last engine (of any
+/// checkout: the setting is the host's). Under /run, so a reboot, which resets the setting, drops it.
+const FORWARD_MARKER: &str = "/run/xtask-ip-forward-was-off";
+
+/// Turns IPv4 forwarding on for the engines' bridges, noting when it was off.
+fn turn_on_forwarding() -> Result<()> {
+    let was = std::fs::read_to_string(FORWARD_FILE).context("reading the host's IPv4 forwarding setting")?;
+    if was.trim() == "1" {
+        return Ok(());
+    }
+    write_atomic(std::path::Path::new(FORWARD_MARKER), b"0\n")?;
+    std::fs::write(FORWARD_FILE, "1").context("turning on IPv4 forwarding")
+}
+
+/// Whether `down` turns forwarding off: only when the xtask turned it on, and no engine is left.
+fn restore_forwarding(xtask_turned_it_on: bool, engines_running: usize) -> bool {
+    xtask_turned_it_on && engines_running == 0
 }
 
 /// The prefix's iptables: `action` goes where the chain name is (after `-t TABLE` if any).
@@ -112,14 +160,31 @@ mod tests {
     use crate::engine::channel::{Channel, Spec};
 
     #[test]
-    fn rules_nat_and_forward_each_subnet_with_the_prefixs_iptables() {
+    fn rules_nat_and_forward_each_subnet_on_its_own_interfaces_with_the_prefixs_iptables() {
         let classic = Layout::new(Spec { channel: Channel::Floor, classic: true });
-        let rules = Network { n: 9 }.rules();
-        assert!(rules
-            .iter()
-            .any(|r| r.join(" ") == "-t nat POSTROUTING -s 10.213.9.0/24 ! -d 10.213.9.0/24 -j MASQUERADE"));
-        let cmd = iptables(&classic, "-C", &rules[0]);
+        let rules: Vec<String> = Network { n: 9 }.rules("xtaskab12").iter().map(|r| r.join(" ")).collect();
+        assert_eq!(
+            rules,
+            [
+                "-t nat POSTROUTING -s 10.213.9.0/24 ! -o xtaskab12 -j MASQUERADE",
+                "FORWARD -i xtaskab12 -s 10.213.9.0/24 -j ACCEPT",
+                "FORWARD -o xtaskab12 -d 10.213.9.0/24 -j ACCEPT",
+                "-t nat POSTROUTING -s 10.214.9.0/24 ! -o br-+ -j MASQUERADE",
+                "FORWARD -i br-+ -s 10.214.9.0/24 -j ACCEPT",
+                "FORWARD -o br-+ -d 10.214.9.0/24 -j ACCEPT",
+            ]
+        );
+        let cmd = iptables(&classic, "-C", &Network { n: 9 }.rules("x")[0]);
         assert_eq!(cmd.args[..4], ["-t", "nat", "-w", "-C"]);
+        let legacy = Network { n: 9 }.legacy_rules();
+        assert!(legacy.iter().all(|r| !r.contains(&"-i".to_string()) && !r.contains(&"-o".to_string())));
+    }
+
+    #[test]
+    fn forwarding_goes_off_only_after_the_last_engine_and_only_if_the_xtask_turned_it_on() {
+        assert!(restore_forwarding(true, 0));
+        assert!(!restore_forwarding(true, 1), "another engine still needs it");
+        assert!(!restore_forwarding(false, 0), "it was on before any engine: left on");
     }
 
     #[test]

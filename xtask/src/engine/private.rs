@@ -61,6 +61,7 @@ pub fn start(layout: &Layout, settings: &Settings) -> Result<bool> {
     let net = Network::choose(layout)?;
     super::named::refuse_collisions(layout, net.n)?;
     debian::install_prefix(layout)?;
+    super::integrity::check(layout)?;
     std::fs::create_dir_all(&layout.run)?;
     register_binfmt(layout)?;
     // A start that fails halfway leaves nothing behind: what did start is stopped, and the bridge,
@@ -151,17 +152,18 @@ fn start_dockerd(layout: &Layout, settings: &Settings, net: &Network) -> Result<
 fn start_registry(layout: &Layout) -> Result<()> {
     let addr = layout.registry_addr();
     if net::answers(&addr, Duration::from_secs(1)) {
-        eprintln!("xtask: {addr} is already taken; using whatever registry listens there");
-        return Ok(());
+        let own = read_pid(&layout.registry_pid()).filter(|p| layout.owns(*p));
+        return super::registry::check_holder(
+            &layout.name,
+            &addr,
+            own,
+            &crate::util::net::holders(layout.registry_port()),
+        );
     }
     let storage = layout.root.join("registry");
     std::fs::create_dir_all(&storage)?;
     let config = layout.root.join("registry.yml");
-    let yaml = format!(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-        storage.display()
-    );
-    write_atomic(&config, yaml.as_bytes())?;
+    write_atomic(&config, super::registry::config(&storage, &addr).as_bytes())?;
     let cmd =
         Cmd::new(layout.bin("docker-registry").display().to_string()).args(["serve", &config.display().to_string()]);
     let pid = runner::spawn_daemon(&cmd, &layout.root.join("registry.log"))?;

@@ -183,13 +183,7 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
             None => word.strip_prefix("--"),
         };
         let Some(body) = body else {
-            match &command.positional {
-                Some(p) if p.repeated || args.positionals.is_empty() => args.positionals.push(word.to_string()),
-                Some(p) => {
-                    return Err(usage(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name)))
-                }
-                None => return Err(usage(format!("`{}` takes no arguments, got `{word}`", command.name))),
-            }
+            positional(command, &mut args.positionals, word).map_err(usage)?;
             continue;
         };
         let (long, inline) = match body.split_once('=') {
@@ -218,6 +212,22 @@ pub fn parse(argv: &[String]) -> Result<Parsed, String> {
         args.given.push((flag.long, value));
     }
     Ok(Parsed::Run(args))
+}
+
+/// Takes a word that is not a flag as the command's next argument. A name never starts with `-`:
+/// such a word is a flag this command lacks, and passed on as a name it would become a flag of the
+/// tool that receives it (`-f../x.hcl`).
+fn positional(command: &Command, positionals: &mut Vec<String>, word: &str) -> Result<(), String> {
+    if word.starts_with('-') {
+        let why = if command.positional.is_some() { " (a name never starts with `-`)" } else { "" };
+        return Err(format!("`{}` has no flag `{word}`{why}", command.name));
+    }
+    match &command.positional {
+        Some(p) if p.repeated || positionals.is_empty() => positionals.push(word.to_string()),
+        Some(p) => return Err(format!("`{}` takes one {}, got a second: `{word}`", command.name, p.name)),
+        None => return Err(format!("`{}` takes no arguments, got `{word}`", command.name)),
+    }
+    Ok(())
 }
 
 /// ` (did you mean `x`?)` when a known name is one or two edits away.
@@ -333,10 +343,7 @@ mod tests {
         assert!(run("print a b").unwrap_err().contains("takes one NAME"));
         let a = run("logs -f --tail 5 backend").unwrap();
         assert!(a.switch("follow") && a.positionals == ["backend"]);
-        assert!(
-            run("ps -x").unwrap_err().contains("takes no arguments"),
-            "a dash word that is no short flag is an argument"
-        );
+        assert!(run("ps -x").unwrap_err().contains("`ps` has no flag `-x`"), "{}", run("ps -x").unwrap_err());
         // `up` and `engine up` are two commands; the longer name wins.
         assert_eq!(run("up").unwrap().command.sub, Sub::Up);
         assert_eq!(run("engine up").unwrap().command.sub, Sub::EngineUp);
@@ -356,6 +363,25 @@ mod tests {
         assert!(run("build --version 1 --version 2").unwrap_err().contains("given twice"));
         assert!(run("engine upp").unwrap_err().contains("unknown subcommand `engine upp` (did you mean `engine up`?)"));
         assert!(run("doctor now").unwrap_err().contains("takes no arguments"));
+    }
+
+    #[test]
+    fn a_word_starting_with_a_dash_is_never_a_name() {
+        for (line, word) in [
+            ("build -f../elsewhere.hcl", "-f../elsewhere.hcl"),
+            ("build -n", "-n"),
+            ("build backend -x", "-x"),
+            ("verify -oops", "-oops"),
+            ("sbom -f", "-f"),
+            ("logs backend -ff", "-ff"),
+            ("report --compare -1 last", "-1"),
+        ] {
+            let e = run(line).unwrap_err();
+            let cmd = line.split(' ').next().unwrap();
+            let expected = format!("`{cmd}` has no flag `{word}` (a name never starts with `-`)");
+            assert!(e.starts_with(&expected) && !e.contains('\n'), "{line}: {e}");
+        }
+        assert_eq!(run("logs -f backend").unwrap().positionals, ["backend"], "a short flag is still a flag");
     }
 
     #[test]

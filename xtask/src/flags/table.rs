@@ -5,6 +5,11 @@ use super::{repeated, switch, valued, Command, Flag, Positional, Sub};
 
 const BUILDER: Flag = valued("builder", "NAME", "Use this buildx builder instead of the current one.");
 const SET: Flag = repeated("set", "KV", "Override a bake attribute, e.g. `--set backend.args.X=1` (repeatable).");
+const ALLOW: Flag = repeated(
+    "allow",
+    "fs.read=PATH",
+    "Grant bake a path outside the checkout (fs.read=PATH or fs.write=PATH, repeatable).",
+);
 const REGISTRY: Flag =
     valued("registry", "HOST:PORT", "Registry to tag for, push to and use as a cache (e.g. 127.0.0.1:5000).");
 const VERSION: Flag = valued("version", "SEMVER", "Version to build (default: a vX.Y.Z tag on HEAD, else Cargo.toml).");
@@ -15,18 +20,19 @@ pub const BUILD: &[Flag] = &[
     switch("no-cache", "Build every step again, ignoring the build cache."),
     switch(
         "cache-export",
-        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with CI=true or a configured registry.",
+        "Export the mode=max build cache (to target/buildx-cache/, or the registry when one is set); on with a configured registry; with CI=true only to a registry.",
     ),
     switch("pull", "Check the registry for newer base images."),
     valued("progress", "MODE", "Progress display: auto, plain, tty or rawjson (default: BUILDKIT_PROGRESS)."),
     BUILDER,
     SET,
+    ALLOW,
     REGISTRY,
     VERSION,
 ];
 
 /// What `print` shares with the building commands: what the plan depends on.
-const PLAN: &[Flag] = &[BUILDER, SET, REGISTRY, VERSION];
+const PLAN: &[Flag] = &[BUILDER, SET, ALLOW, REGISTRY, VERSION];
 
 /// Which private engine: the channel and the image store.
 const ENGINE: &[Flag] = &[
@@ -43,6 +49,10 @@ const ENGINE: &[Flag] = &[
 const SIGN: &[Flag] = &[
     switch("sign", "Sign the pushed images by digest with cosign (needs --push and a key)."),
     valued("key", "FILE", "The cosign private key (default: COSIGN_KEY_FILE, else the key text in COSIGN_PRIVATE_KEY); password in COSIGN_PASSWORD."),
+    switch(
+        "keyless",
+        "With --sign: sign without a key, by the OIDC identity of the CI workflow (GitHub Actions with id-token: write, or SIGSTORE_ID_TOKEN).",
+    ),
 ];
 
 const NONE: &[&[Flag]] = &[];

@@ -106,12 +106,14 @@ impl Definition {
 
     /// Checks that every name is a group or target of the bake file.
     pub fn check_names(&self, names: &[String]) -> Result<()> {
-        for name in names {
-            if !self.group.contains_key(name) && !self.target.contains_key(name) {
-                bail!("unknown service or group `{name}`; valid ones are: {}", self.names().join(", "));
-            }
-        }
-        Ok(())
+        check_known(names, &self.names())
+    }
+}
+
+fn check_known(names: &[String], known: &[String]) -> Result<()> {
+    match names.iter().find(|n| !known.contains(n)) {
+        Some(name) => bail!("unknown service or group `{name}`; valid ones are: {}", known.join(", ")),
+        None => Ok(()),
     }
 }
 
@@ -156,9 +158,24 @@ impl Defaults {
     /// The names of the file's `target "NAME"` blocks (its text, read without buildx: the names a
     /// request may use are known before any engine answers).
     pub fn targets(&self) -> Vec<String> {
+        self.blocks(&["target"])
+    }
+
+    /// Refuses a name that no `target` or `group` block of the bake file declares, before any
+    /// command carries it (bake would read a name it does not know as a file or a flag's value).
+    pub fn check_names(&self, names: &[String]) -> Result<()> {
+        let mut declared: Vec<String> =
+            self.blocks(&["target", "group"]).into_iter().filter(|name| !name.starts_with('_')).collect();
+        declared.sort();
+        check_known(names, &declared)
+    }
+
+    /// The names of the file's blocks of the given kinds (`target "NAME" {`), in file order.
+    fn blocks(&self, kinds: &[&str]) -> Vec<String> {
         self.hcl
             .lines()
-            .filter_map(|l| l.trim_start().strip_prefix("target \"")?.split_once('"').map(|(n, _)| n.to_string()))
+            .filter_map(|l| kinds.iter().find_map(|k| l.strip_prefix(k)?.strip_prefix(" \"")))
+            .filter_map(|rest| rest.split_once('"').map(|(name, _)| name.to_string()))
             .collect()
     }
 
@@ -181,7 +198,7 @@ pub fn print_cmd(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> C
         .envs(vars)
         .dir(paths::project_root())
         .args(["buildx", "bake", "--file", "docker-bake.hcl", "--print"])
-        .args(names.iter().cloned())
+        .names(names)
 }
 
 /// The whole graph: every group and target (the bake file's `all` group names every group).
@@ -254,5 +271,22 @@ mod tests {
         let err = def.check_names(&["backnd".to_string()]).unwrap_err().to_string();
         assert!(err.starts_with("unknown service or group `backnd`; valid ones are: all, backend,"), "{err}");
         assert!(def.check_names(&["multiplatform".to_string(), "backend".to_string()]).is_ok());
+    }
+
+    #[test]
+    fn names_are_checked_against_the_bake_files_own_blocks_before_any_command() {
+        let defaults = Defaults::read(&crate::util::paths::project_root()).unwrap();
+        let names = |n: &[&str]| n.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(defaults.check_names(&names(&["default", "backend", "frontend-production", "all"])).is_ok());
+        for wrong in ["backnd", "-f../elsewhere.hcl", "../x.hcl", "_common", ""] {
+            let err = defaults.check_names(&names(&["backend", wrong])).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("unknown service or group `{wrong}`; valid ones are: all, backend,")),
+                "{err}"
+            );
+        }
+        // Every target and group of the whole graph (bake --print all) is declared.
+        let def = Definition::parse(PRINT_0_13).unwrap();
+        assert!(defaults.check_names(&def.names()).is_ok());
     }
 }

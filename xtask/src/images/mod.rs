@@ -1,9 +1,10 @@
 //! What the builds make and consume as images: the bake file as buildx resolves it (`bake`), build
 //! metadata and tags (`meta`), stand-in base images (`standin`, `standin_share`), OCI archives
-//! (`oci`), SBOMs (`sbom`), signatures (`signing`) and checks of a pushed image (`verify`).
+//! (`oci`), SBOMs (`sbom`), signatures (`signing`, keyless: `keyless`) and checks of a pushed image (`verify`).
 
 pub mod bake;
 pub mod bake_kept;
+pub mod keyless;
 pub mod meta;
 pub mod oci;
 pub mod sbom;

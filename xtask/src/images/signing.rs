@@ -1,5 +1,5 @@
-//! Signatures: signing a pushed image by digest with cosign and the user's key, and checking a
-//! signature (and the attestations) of an image in the registry.
+//! Signatures: signing a pushed image by digest with cosign and the user's key (or keyless, see
+//! `keyless.rs`), and checking a signature (and the attestations) of an image in the registry.
 //!
 //! The key never passes through the repository, an image, a log or a report: it is named by a path
 //! (`--key` or `COSIGN_KEY_FILE`) or held in the `COSIGN_PRIVATE_KEY` environment variable, which
@@ -18,18 +18,21 @@ pub const KEY_VAR: &str = "COSIGN_PRIVATE_KEY";
 pub const KEY_FILE_SETTING: &str = "COSIGN_KEY_FILE";
 
 /// Where cosign finds the key: a reference it resolves itself, so the key's text never enters an
-/// argument vector or the xtask's memory.
+/// argument vector or the xtask's memory; or no key at all (`--keyless`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KeyRef {
     File(String),
     Env,
+    Keyless,
 }
 
 impl KeyRef {
-    pub fn arg(&self) -> String {
+    /// The value of cosign's `--key`, None when signing keyless.
+    pub fn arg(&self) -> Option<String> {
         match self {
-            KeyRef::File(p) => p.clone(),
-            KeyRef::Env => format!("env://{KEY_VAR}"),
+            KeyRef::File(p) => Some(p.clone()),
+            KeyRef::Env => Some(format!("env://{KEY_VAR}")),
+            KeyRef::Keyless => None,
         }
     }
 }
@@ -52,8 +55,15 @@ pub fn signing_key(push: bool, flag: Option<&str>, setting: Option<&str>, env_ha
     bail!("--sign needs a key: pass --key FILE, set {KEY_FILE_SETTING} in .env, or put the key's text in {KEY_VAR} (password in COSIGN_PASSWORD)")
 }
 
-/// The same, read from the world: the flag, `.env` and the process environment.
-pub fn key_for_build(push: bool, flag: Option<&str>) -> Result<KeyRef> {
+/// The same, read from the world: the flags, `.env` and the process environment.
+pub fn key_for_build(push: bool, flag: Option<&str>, keyless: bool) -> Result<KeyRef> {
+    if keyless {
+        if !push {
+            bail!("--sign signs what is pushed: add --push (and a registry)");
+        }
+        crate::images::keyless::check(flag, crate::images::keyless::token_available(|k| std::env::var(k).ok()))?;
+        return Ok(KeyRef::Keyless);
+    }
     let settings = crate::settings::Settings::load()?;
     let setting = settings.get(KEY_FILE_SETTING).map(str::to_string).or_else(|| std::env::var(KEY_FILE_SETTING).ok());
     let env_has_key = std::env::var(KEY_VAR).is_ok_and(|v| !v.trim().is_empty());
@@ -69,20 +79,29 @@ fn local(reference: &str) -> bool {
 /// The program: the private engine's own (`engine up` unpacks the pinned package into its prefix),
 /// else one on PATH.
 fn cosign() -> Cmd {
-    let private =
-        crate::engine::Spec::ALL.iter().map(|s| crate::engine::Layout::new(*s).bin("cosign")).find(|p| p.is_file());
+    // A prefix someone besides root could have changed is passed over (see engine/integrity.rs).
+    let private = crate::engine::Spec::ALL
+        .iter()
+        .map(|s| crate::engine::Layout::new(*s))
+        .find(|l| l.bin("cosign").is_file() && l.root_only())
+        .map(|l| l.bin("cosign"));
     Cmd::new(private.map_or("cosign".to_string(), |p| p.display().to_string()))
 }
 
-/// `cosign sign` of an image by digest (`REPO@sha256:...`), with no transparency log: the key is
-/// the trust root, and no public log is reachable from a machine of this kind.
+/// `cosign sign` of an image by digest (`REPO@sha256:...`). With a key, no transparency log: the
+/// key is the trust root, and no public log is reachable from a machine of this kind. Keyless,
+/// cosign's defaults: a certificate for the OIDC token's identity and an entry in the public log,
+/// which is what lets a consumer trust a key that existed for one signing only.
 pub fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
-    let mut cmd = cosign().args(["sign", "--yes", "--key"]).arg(key.arg());
-    cmd = cmd.args(["--use-signing-config=false", "--tlog-upload=false"]);
+    // The one command that gets the key's text and its password from the xtask's environment.
+    let mut cmd = cosign().pass_secrets().args(["sign", "--yes"]);
+    if let Some(key) = key.arg() {
+        cmd = cmd.arg("--key").arg(key).args(["--use-signing-config=false", "--tlog-upload=false"]);
+    }
     if local(image_by_digest) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
     }
-    cmd.arg(image_by_digest)
+    cmd.names(&[image_by_digest])
 }
 
 /// `cosign verify` against a public key, trusting no log (the signature was made without one).
@@ -91,12 +110,13 @@ pub fn verify_cmd(public_key: &str, image: &str) -> Cmd {
     if local(image) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
     }
-    cmd.args(["--output", "json", image])
+    cmd.args(["--output", "json"]).names(&[image])
 }
 
 /// One kind of attestation BuildKit attached to an image (`Provenance` or `SBOM`), as JSON.
 pub fn attestation_cmd(image: &str, kind: &str) -> Cmd {
-    Cmd::new("docker").args(["buildx", "imagetools", "inspect", image, "--format"]).arg(format!("{{{{json .{kind}}}}}"))
+    let format = format!("{{{{json .{kind}}}}}");
+    Cmd::new("docker").args(["buildx", "imagetools", "inspect", "--format", &format]).names(&[image])
 }
 
 /// Whether `imagetools inspect`'s JSON for one kind holds anything.
@@ -129,9 +149,12 @@ pub fn by_digest(image: &str, digest: &str) -> String {
     format!("{}@{digest}", crate::images::meta::repository(image))
 }
 
-/// Signs what this build pushed: each target's image by the digest its own report records.
-pub fn sign_built(key: &KeyRef, report: &crate::report::BuildReport) -> Result<()> {
-    sign_all(key, &pushed(report)?)
+/// Signs what this build pushed: each target's image by the digest its own report records; returns
+/// the images signed, by digest.
+pub fn sign_built(key: &KeyRef, report: &crate::report::BuildReport) -> Result<Vec<String>> {
+    let images = pushed(report)?;
+    sign_all(key, &images)?;
+    Ok(images)
 }
 
 /// The images a build's report says it pushed, each by digest: what `--sign` signs.
@@ -248,7 +271,10 @@ mod tests {
         );
         let line = sign_cmd(&KeyRef::File("/k".into()), &images[0]).command_line();
         assert!(line.ends_with(" 127.0.0.1:5000/contextcleanse-backend@sha256:aa"), "{line}");
-        let nothing = BuildReport { targets: vec![target("backend", Some("contextcleanse-backend:dev"), None)], ..BuildReport::default() };
+        let nothing = BuildReport {
+            targets: vec![target("backend", Some("contextcleanse-backend:dev"), None)],
+            ..BuildReport::default()
+        };
         assert!(pushed(&nothing).unwrap_err().to_string().contains("nothing was signed"));
     }
 
@@ -288,11 +314,22 @@ mod tests {
         assert_eq!(
             after_program(&cmd),
             "sign --yes --key env://COSIGN_PRIVATE_KEY --use-signing-config=false --tlog-upload=false \
-             --allow-insecure-registry --allow-http-registry 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
+             --allow-insecure-registry --allow-http-registry -- 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
         );
         let remote = sign_cmd(&KeyRef::File("/k/cosign.key".into()), "ghcr.io/x/y@sha256:abc").command_line();
         assert!(!remote.contains("insecure") && remote.contains("--key /k/cosign.key"), "{remote}");
         assert!(!cmd.command_line().contains("PASSWORD"));
+    }
+
+    #[test]
+    fn keyless_sign_argv_names_no_key_and_keeps_the_log() {
+        let cmd = sign_cmd(&KeyRef::Keyless, "ghcr.io/acme/contextcleanse-backend@sha256:abc");
+        assert_eq!(after_program(&cmd), "sign --yes -- ghcr.io/acme/contextcleanse-backend@sha256:abc");
+        let local = sign_cmd(&KeyRef::Keyless, "127.0.0.1:5000/contextcleanse-backend@sha256:abc");
+        assert_eq!(
+            after_program(&local),
+            "sign --yes --allow-insecure-registry --allow-http-registry -- 127.0.0.1:5000/contextcleanse-backend@sha256:abc"
+        );
     }
 
     #[test]
@@ -301,7 +338,7 @@ mod tests {
         assert_eq!(
             after_program(&cmd),
             "verify --key /k/cosign.pub --insecure-ignore-tlog=true --allow-insecure-registry \
-             --allow-http-registry --output json 127.0.0.1:5000/x:1.0.0"
+             --allow-http-registry --output json -- 127.0.0.1:5000/x:1.0.0"
         );
     }
 
@@ -315,7 +352,7 @@ mod tests {
     fn attestations_are_present_only_when_the_json_holds_something() {
         assert_eq!(
             attestation_cmd("r/i:1", "SBOM").command_line(),
-            "docker buildx imagetools inspect r/i:1 --format '{{json .SBOM}}'"
+            "docker buildx imagetools inspect --format '{{json .SBOM}}' -- r/i:1"
         );
         assert!(present("{\"linux/amd64\": {\"SLSA\": {}}}"));
         assert!(!present("null") && !present("{}") && !present(""));

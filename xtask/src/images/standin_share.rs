@@ -4,13 +4,19 @@
 //! `REGISTRY/standin-*:TAG`, and an engine without them pulls them from there (every platform it
 //! makes stand-ins for) before it would make them. A registry that does not answer is left alone: sharing is
 //! an optimisation, never a reason for a build to fail.
+//!
+//! Any local process can push to the registry, so a stand-in is pulled only by the digest recorded
+//! when an engine of these engines pushed it (`standin-digests.json` beside them), never by its tag,
+//! and a pulled image whose digest differs is refused.
 
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-use crate::util::memo::Cache;
 use crate::engine::Engine;
+use crate::util::memo::Cache;
 use crate::util::runner;
 
 /// Where a stand-in lives in the registry: `localhost/standin-python:3.11-F` becomes
@@ -32,17 +38,52 @@ pub fn answers(registry: &str) -> bool {
 /// `https://localhost/`.
 pub fn pull(engine: &Engine, registry: &str, standin: &str, platforms: &[String]) -> Result<bool> {
     let remote = remote(registry, standin);
-    if !engine.registry_has(&remote) {
-        return Ok(false);
-    }
+    let Some(digest) = recorded(&digests_file(), &remote) else { return Ok(false) };
+    let pinned = crate::images::signing::by_digest(&remote, &digest);
     for platform in platforms {
-        runner::run_quiet(&engine.docker().args(["pull", "--quiet", "--platform", platform, &remote]))
-            .with_context(|| format!("pulling the stand-in {remote} for {platform}"))?;
+        runner::run_quiet(&engine.docker().args(["pull", "--quiet", "--platform", platform, &pinned]))
+            .with_context(|| format!("pulling the stand-in {pinned} for {platform}"))?;
     }
-    runner::run_quiet(&engine.docker().args(["tag", &remote, standin]))?;
+    // With the containerd store the image's id is the digest of what was pulled: the very index.
+    if crate::engine::facts(engine, None).is_ok_and(|f| f.containerd_store) {
+        let id = runner::read(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}"]).names(&[&pinned]))?;
+        if let Err(e) = check_pulled(&pinned, &digest, &id) {
+            let _ = runner::run_quiet(&engine.docker().args(["image", "rm", &pinned]));
+            return Err(e);
+        }
+    }
+    runner::run_quiet(&engine.docker().args(["tag", &pinned, standin]))?;
     // The registry's name was only the way in; the local name is the one builds use.
-    runner::run_quiet(&engine.docker().args(["image", "rm", &remote]))?;
+    runner::run_quiet(&engine.docker().args(["image", "rm", &pinned]))?;
     Ok(true)
+}
+
+/// Refuses a pulled stand-in that is not the image recorded.
+fn check_pulled(pinned: &str, recorded: &str, id: &str) -> Result<()> {
+    if id.trim() != recorded {
+        bail!("the stand-in pulled as {pinned} is {}, not the recorded image: refused", id.trim());
+    }
+    Ok(())
+}
+
+/// The digests of the stand-ins these engines pushed, by registry name: beside the engines, so
+/// that every checkout sharing them (`XTASK_ENGINE_DIR`) pulls by the same digests.
+fn digests_file() -> PathBuf {
+    crate::util::paths::engine_dir().join("standin-digests.json")
+}
+
+fn read_digests(file: &Path) -> BTreeMap<String, String> {
+    std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+fn recorded(file: &Path, remote: &str) -> Option<String> {
+    read_digests(file).remove(remote).filter(|d| d.starts_with("sha256:"))
+}
+
+fn record(file: &Path, remote: &str, digest: &str) -> Result<()> {
+    let mut all = read_digests(file);
+    all.insert(remote.to_string(), digest.to_string());
+    crate::util::paths::write_atomic(file, serde_json::to_string_pretty(&all)?.as_bytes())
 }
 
 /// Pushes the engine's stand-in to the registry unless the registry has it already; true when
@@ -50,6 +91,17 @@ pub fn pull(engine: &Engine, registry: &str, standin: &str, platforms: &[String]
 pub fn push(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
     let remote = remote(registry, standin);
     if engine.registry_has(&remote) {
+        // Pushed before (by an engine of another checkout, or before digests were kept): recorded
+        // when it is this engine's very image.
+        if recorded(&digests_file(), &remote).is_none() {
+            let local = runner::read(&engine.docker().args(["image", "inspect", "--format", "{{.Id}}", standin]));
+            let containerd = crate::engine::facts(engine, None).is_ok_and(|f| f.containerd_store);
+            if let (true, Ok(local), Some(there)) = (containerd, local, engine.registry_digest(&remote)) {
+                if local == there {
+                    record(&digests_file(), &remote, &there)?;
+                }
+            }
+        }
         return Ok(false);
     }
     runner::run_quiet(&engine.docker().args(["tag", standin, &remote]))?;
@@ -60,6 +112,10 @@ pub fn push(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
     // The lookup said "absent" a moment ago and is kept for minutes: correct it.
     Cache::new("registry-probes.json", 600).put(&remote, true);
     same_digest_there(engine, standin, &remote)?;
+    let digest = engine
+        .registry_digest(&remote)
+        .with_context(|| format!("{remote} was pushed, but the registry names no manifest for it"))?;
+    record(&digests_file(), &remote, &digest)?;
     Ok(true)
 }
 
@@ -96,6 +152,24 @@ mod tests {
             "127.0.0.1:5000/standin-python:3.11-7d90c12f"
         );
         assert_eq!(remote("reg.example/team/", "localhost/standin-node:22-1"), "reg.example/team/standin-node:22-1");
+    }
+
+    #[test]
+    fn stand_ins_are_pulled_by_the_recorded_digest_and_another_image_is_refused() {
+        let file = std::env::temp_dir().join(format!("xtask-standin-digests-{}.json", std::process::id()));
+        let remote = "127.0.0.1:5000/standin-python:3.11-7d90c12f";
+        assert_eq!(recorded(&file, remote), None, "nothing recorded: nothing pulled");
+        record(&file, remote, "sha256:aaa").unwrap();
+        record(&file, "127.0.0.1:5000/standin-node:22-1", "sha256:bbb").unwrap();
+        assert_eq!(recorded(&file, remote).as_deref(), Some("sha256:aaa"));
+        let pinned = crate::images::signing::by_digest(remote, "sha256:aaa");
+        assert_eq!(pinned, "127.0.0.1:5000/standin-python@sha256:aaa", "the tag goes: the digest names the image");
+        assert!(check_pulled(&pinned, "sha256:aaa", "sha256:aaa\n").is_ok());
+        let e = check_pulled(&pinned, "sha256:aaa", "sha256:ccc").unwrap_err().to_string();
+        assert_eq!(e, "the stand-in pulled as 127.0.0.1:5000/standin-python@sha256:aaa is sha256:ccc, not the recorded image: refused");
+        std::fs::write(&file, "{\"x\": \"latest\"}").unwrap();
+        assert_eq!(recorded(&file, "x"), None, "only a digest is a record");
+        std::fs::remove_file(file).unwrap();
     }
 
     #[test]

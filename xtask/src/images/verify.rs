@@ -183,7 +183,10 @@ pub fn run(image: &str, only: Option<&str>) -> Result<()> {
         .env("XTASK_PROJECT_ROOT", scratch.join("src").display().to_string())
         .env("XTASK_SOURCE_COMMIT", &origin.commit)
         .env("SOURCE_DATE_EPOCH", epoch.trim())
-        .env("BUILDKIT_CACHE_MOUNT_NS", format!("verify-{}", std::process::id()))
+        .env(
+            "BUILDKIT_CACHE_MOUNT_NS",
+            crate::settings::run_namespace(&settings, &format!("verify-{}", std::process::id())),
+        )
         .dir(scratch.join("src"));
     runner::run(&rebuild).context("rebuilding the commit")?;
     let archive = scratch.join("src/target/xtask/oci").join(format!("{target}.tar"));
@@ -222,7 +225,8 @@ fn export(root: &Path, commit: &str, scratch: &Path) -> Result<()> {
 
 /// The config of an image in the engine's store, shaped as a registry's (labels under `config`).
 fn read_local(docker: &Cmd, image: &str) -> Result<Value> {
-    let Ok(text) = runner::read(&docker.clone().args(["image", "inspect", "--format", "{{json .Config}}", image]))
+    let Ok(text) =
+        runner::read(&docker.clone().args(["image", "inspect", "--format", "{{json .Config}}"]).names(&[image]))
     else {
         bail!("`{image}` is in no registry this engine reaches and not in its store: name a pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:TAG");
     };
@@ -234,17 +238,18 @@ fn read_local(docker: &Cmd, image: &str) -> Result<Value> {
 /// None when no registry has it.
 fn read_pushed(docker: &Cmd, image: &str) -> Result<Option<BTreeMap<String, Platform>>> {
     let raw = |reference: &str| {
-        runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", "--raw", reference]))
+        runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", "--raw"]).names(&[reference]))
             .ok()
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
     };
     let Some(top) = raw(image) else { return Ok(None) };
     let repo = crate::images::meta::repository(image);
-    let configs =
-        runner::read(&docker.clone().args(["buildx", "imagetools", "inspect", image, "--format", "{{json .Image}}"]))
-            .ok()
-            .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            .context("reading the image's config")?;
+    let configs = runner::read(
+        &docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Image}}"]).names(&[image]),
+    )
+    .ok()
+    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+    .context("reading the image's config")?;
     let mut out = BTreeMap::new();
     for (platform, digest) in platforms(&top, "", &|d| raw(&format!("{repo}@{d}"))) {
         let manifest =
@@ -345,5 +350,4 @@ mod tests {
         );
         assert!(differences(&a, &a).is_empty());
     }
-
 }

@@ -6,14 +6,14 @@
 //! for one request. A gateway that does not answer costs one warning, never the build.
 
 use std::fmt::Write as _;
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
 use crate::report::BuildReport;
 pub use crate::settings::{parse_gateway, Gateway};
+use crate::util::http::{exchange, Bounds};
 
 /// The Pushgateway job every build's metrics are grouped under.
 pub const JOB: &str = "xtask_build";
@@ -129,8 +129,20 @@ fn base64_url(bytes: &[u8]) -> String {
     base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE, bytes)
 }
 
-/// Sends the report's metrics; the answer must be a 2xx.
+/// The whole push (connect, send, answer) ends within this, so a gateway that hangs costs a build
+/// ten seconds at most.
+pub const PUSH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// The most of the gateway's answer that is read: its status line is all that is needed.
+const ANSWER_CAP: usize = 64 * 1024;
+
+/// Sends the report's metrics; the answer must be a 2xx. A stop signal (Ctrl-C) ends the wait.
 pub fn push(url: &str, report: &BuildReport) -> Result<()> {
+    let stopped = || crate::util::stop::stopped().is_some();
+    push_within(url, report, &Bounds { deadline: PUSH_DEADLINE, cap: ANSWER_CAP, stopped: &stopped })
+}
+
+fn push_within(url: &str, report: &BuildReport, bounds: &Bounds) -> Result<()> {
     let gw = parse_gateway(url)?;
     let req = request(&gw, report, &exposition(report));
     let addr = (gw.host.as_str(), gw.port)
@@ -138,16 +150,11 @@ pub fn push(url: &str, report: &BuildReport) -> Result<()> {
         .with_context(|| format!("resolving {}", gw.host))?
         .next()
         .with_context(|| format!("no address for {}", gw.host))?;
-    let mut stream =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).with_context(|| format!("connecting to {url}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-    stream.write_all(req.as_bytes()).with_context(|| format!("sending to {url}"))?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).with_context(|| format!("reading {url}'s answer"))?;
+    let answer = exchange(addr, req.as_bytes(), bounds).with_context(|| format!("pushing to {url}"))?;
+    let answer = String::from_utf8_lossy(&answer);
     let status = answer.lines().next().unwrap_or_default();
     if !status.split_whitespace().nth(1).is_some_and(|c| c.starts_with('2')) {
-        bail!("{url} answered `{status}`");
+        bail!("{url} answered `{}`", status.escape_debug());
     }
     Ok(())
 }
@@ -237,6 +244,21 @@ mod tests {
         assert!(req.ends_with("Content-Length: 4\r\nConnection: close\r\n\r\nx 1\n"));
         assert_eq!(base64_url(b""), "=");
         assert_eq!(base64_url(b"a,b/c"), "YSxiL2M=");
+    }
+
+    #[test]
+    fn a_gateway_that_accepts_and_never_answers_costs_the_deadline_at_most() {
+        assert_eq!(PUSH_DEADLINE, Duration::from_secs(10));
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let never = || false;
+        let t = std::time::Instant::now();
+        let e = push_within(&url, &sample(), &Bounds { deadline: Duration::from_secs(1), cap: 1024, stopped: &never })
+            .unwrap_err();
+        // The kernel completes the connection from its backlog; nobody reads or answers.
+        assert!(t.elapsed() < Duration::from_millis(1600), "{:?}", t.elapsed());
+        assert_eq!(format!("{e:#}"), format!("pushing to {url}: no answer within 1 s while reading the answer"));
+        drop(l);
     }
 
     #[test]

@@ -55,8 +55,8 @@ fn write_files(report: &BuildReport) -> Result<()> {
 /// Captured streams and small builders the renderers' and judges' tests share.
 #[cfg(test)]
 pub mod testing {
-    use crate::report::rawjson::{Progress, Splitter};
     use crate::report::model::{HistoryLine, HistoryTarget};
+    use crate::report::rawjson::{Progress, Splitter};
 
     /// A rawjson stream of `bake default` captured from buildx 0.13.1 on Docker 26.1.5 (private
     /// engine), a warm build after a source-only change to the backend.
@@ -81,7 +81,7 @@ pub mod testing {
                 p.apply(st);
             }
         }
-        (p, s.stray)
+        (p, s.stray())
     }
 
     pub fn two() -> Vec<String> {

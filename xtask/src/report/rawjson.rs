@@ -49,65 +49,9 @@ pub struct VertexLog {
     pub data: String,
 }
 
-/// Splits a byte stream into top-level JSON objects, whatever the line breaks, skipping any text
-/// between them (a warning line, a message from the docker CLI).
-#[derive(Default)]
-pub struct Splitter {
-    buf: Vec<u8>,
-    depth: usize,
-    in_string: bool,
-    escaped: bool,
-    start: Option<usize>,
-    /// Text outside JSON objects, kept for error messages.
-    pub stray: String,
-}
-
-impl Splitter {
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<SolveStatus> {
-        let mut out = Vec::new();
-        for &b in chunk {
-            if self.start.is_none() {
-                if b == b'{' {
-                    self.start = Some(0);
-                    self.buf.clear();
-                    self.depth = 0;
-                } else {
-                    self.stray.push(b as char);
-                    if self.stray.len() > 16 * 1024 {
-                        self.stray.drain(..8 * 1024);
-                    }
-                    continue;
-                }
-            }
-            self.buf.push(b);
-            if self.in_string {
-                match (self.escaped, b) {
-                    (true, _) => self.escaped = false,
-                    (false, b'\\') => self.escaped = true,
-                    (false, b'"') => self.in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => self.in_string = true,
-                b'{' => self.depth += 1,
-                b'}' => {
-                    self.depth -= 1;
-                    if self.depth == 0 {
-                        if let Ok(status) = serde_json::from_slice::<SolveStatus>(&self.buf) {
-                            out.push(status);
-                        }
-                        self.start = None;
-                        self.buf.clear();
-                    }
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-}
+#[path = "rawjson_split.rs"]
+mod split;
+pub use split::{Splitter, STRAY_CAP};
 
 /// The last known state of every vertex, in the order first seen, with context bytes and logs.
 #[derive(Default)]

@@ -4,7 +4,8 @@ use super::*;
 
 #[test]
 fn an_excerpt_that_shows_a_braced_name_as_a_bare_dollar_still_matches_its_file() {
-    let text = "ARG PYTHON_IMAGE=python:3.11-slim\nFROM --platform=$BUILDPLATFORM ${PYTHON_IMAGE} AS requirements\nRUNN x\n";
+    let text =
+        "ARG PYTHON_IMAGE=python:3.11-slim\nFROM --platform=$BUILDPLATFORM ${PYTHON_IMAGE} AS requirements\nRUNN x\n";
     let shown =
         |l: &str| Snippet { lines: vec![(2, l.to_string()), (3, "RUNN x".into())], line: 3, error: String::new() };
     assert!(snippet_matches(&shown("FROM --platform=$BUILDPLATFORM $ AS requirements"), text));
@@ -23,7 +24,8 @@ fn splitter_handles_pretty_printed_and_line_delimited_objects_across_chunks() {
     }
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].vertexes[0].name, "[b} {\"q\"] x");
-    assert!(s.stray.contains("warning: x"));
+    assert!(s.stray().contains("warning: x"));
+    assert_eq!(s.stray_note(), None);
 }
 
 /// The tail buildx 0.13.1 wrote under `bake backend frontend` with `RUNN` on line 25 of the

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::model::{BuildReport, HistoryLine, HistoryTarget, Status};
 use super::schema;
 use crate::engine::EngineRecord;
-use crate::util::paths::{self, write_atomic};
+use crate::util::paths;
 
 /// A report file or history line that does not match the schema (older, or edited by hand).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -57,13 +57,28 @@ pub fn read_report(path: &Path) -> Result<BuildReport, Unreadable> {
     checked(&text, "build", shown(path))
 }
 
-/// The history's lines that match the schema, and the others named by line. An empty line is
-/// skipped; a torn one (a writer that died mid-line) is named like any other.
+/// The history's lines that match the schema, and the others named by line. The file is read as
+/// bytes, so one line that is not UTF-8 is named (and stays in the file) while the others are
+/// read. An empty line is skipped; a torn one (a writer that died mid-line) is named like any other.
 pub fn read_history_checked(path: &Path) -> (Vec<HistoryLine>, Vec<Unreadable>) {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return (Vec::new(), vec![Unreadable { file: shown(path), field: String::new(), problem: e.to_string() }])
+        }
+    };
     let (mut good, mut bad) = (Vec::new(), Vec::new());
-    for (n, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        match checked(line, "history_line", format!("{}:{}", shown(path), n + 1)) {
+    for (n, line) in bytes.split(|b| *b == b'\n').enumerate().filter(|(_, l)| !l.trim_ascii().is_empty()) {
+        let file = format!("{}:{}", shown(path), n + 1);
+        let parsed = std::str::from_utf8(line)
+            .map_err(|e| Unreadable {
+                file: file.clone(),
+                field: String::new(),
+                problem: format!("not UTF-8 (byte {} of the line); the line is kept in the file", e.valid_up_to() + 1),
+            })
+            .and_then(|text| checked(text, "history_line", file));
+        match parsed {
             Ok(h) => good.push(h),
             Err(u) => bad.push(u),
         }
@@ -100,20 +115,44 @@ pub fn comparable(h: &HistoryLine, names: &[String], engine: &Option<EngineRecor
     h.status == Status::Ok && h.names == names && &h.engine == engine
 }
 
-/// Appends one line by writing the whole file anew and renaming it into place: a reader (or a
-/// crash) never sees a half-written line.
-pub fn append_history(path: &std::path::Path, line: &HistoryLine) -> Result<()> {
-    let mut text = std::fs::read_to_string(path).unwrap_or_default();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
+/// Appends one line under the file's exclusive lock, flushed to disk before the lock goes. Earlier
+/// lines are never rewritten: a line that cannot be read stays for a person to look at, and a torn
+/// last line (its writer died) is ended first so the new line stays whole.
+pub fn append_history(path: &Path, line: &HistoryLine) -> Result<()> {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let dir = path.parent().context("the history needs a folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let created = !path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    crate::util::os::flock(&file, true, true).with_context(|| format!("locking {}", path.display()))?;
+    let mut text = Vec::new();
+    if file.metadata()?.len() > 0 {
+        let mut last = [0u8];
+        file.seek(SeekFrom::End(-1))?;
+        file.read_exact(&mut last)?;
+        if last[0] != b'\n' {
+            text.push(b'\n');
+        }
     }
-    text.push_str(&serde_json::to_string(line)?);
-    text.push('\n');
-    write_atomic(path, text.as_bytes())
+    text.extend(serde_json::to_vec(line)?);
+    text.push(b'\n');
+    // One write of an append-mode file: a reader sees the line whole or not at all.
+    file.write_all(&text).with_context(|| format!("appending to {}", path.display()))?;
+    file.sync_all().with_context(|| format!("flushing {} to disk", path.display()))?;
+    if created {
+        crate::util::os::sync_dir(dir).with_context(|| format!("flushing the folder {} to disk", dir.display()))?;
+    }
+    Ok(())
 }
 
-pub fn read_history(path: &std::path::Path) -> Vec<HistoryLine> {
-    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+/// The history's readable lines (`report --list` names the others).
+pub fn read_history(path: &Path) -> Vec<HistoryLine> {
+    read_history_checked(path).0
 }
 
 pub fn history() -> Vec<HistoryLine> {
@@ -164,6 +203,52 @@ mod tests {
         let h = read_history(&file);
         assert_eq!(h.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(h[1].status, Status::Interrupted);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_named_kept_and_never_rewritten() {
+        let dir = std::env::temp_dir().join(format!("xtask-history-bytes-{}", std::process::id()));
+        let file = dir.join("history.jsonl");
+        let _ = std::fs::remove_dir_all(&dir);
+        append_history(&file, &HistoryLine { id: "a".into(), status: Status::Ok, ..Default::default() }).unwrap();
+        let mut bytes = std::fs::read(&file).unwrap();
+        bytes.extend(b"{\"id\": \"caf\xe9\"}\n");
+        let good = serde_json::to_string(&built("b", &["backend"])).unwrap();
+        bytes.extend(format!("{good}\n").as_bytes());
+        std::fs::write(&file, &bytes).unwrap();
+        let (lines, bad) = read_history_checked(&file);
+        assert_eq!(lines.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert!(bad[0].file.ends_with("history.jsonl:2"), "{bad:?}");
+        assert!(bad[0].problem.starts_with("not UTF-8 (byte 12 of the line)"), "{bad:?}");
+        append_history(&file, &HistoryLine { id: "c".into(), status: Status::Ok, ..Default::default() }).unwrap();
+        let after = std::fs::read(&file).unwrap();
+        assert!(after.starts_with(&bytes), "earlier lines, the unreadable one included, stay byte for byte");
+        assert_eq!(read_history(&file).iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["a", "b", "c"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn appends_from_many_writers_at_once_all_land_whole() {
+        let dir = std::env::temp_dir().join(format!("xtask-history-many-{}", std::process::id()));
+        let file = dir.join("history.jsonl");
+        let _ = std::fs::remove_dir_all(&dir);
+        let writers: Vec<_> = (0..8)
+            .map(|w| {
+                let file = file.clone();
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let line = HistoryLine { id: format!("{w}-{i}"), status: Status::Ok, ..Default::default() };
+                        append_history(&file, &line).unwrap();
+                    }
+                })
+            })
+            .collect();
+        writers.into_iter().for_each(|w| w.join().unwrap());
+        let (lines, bad) = read_history_checked(&file);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(lines.len(), 200);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -1,5 +1,6 @@
-//! Whether something listens at a TCP address: the one probe the xtask makes before it talks to a
-//! registry, picks a free port or waits for a server it started.
+//! Who is at a TCP port: whether something listens at an address (the one probe the xtask makes
+//! before it talks to a registry, picks a free port or waits for a server it started), and which
+//! processes hold a listening socket on a port (`up`'s taken ports, the engine's registry port).
 
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -13,6 +14,62 @@ pub fn answers(host_port: &str, limit: Duration) -> bool {
         .is_some_and(|addr| TcpStream::connect_timeout(&addr, limit).is_ok())
 }
 
+/// The inodes of sockets listening on `port` in a `/proc/net/tcp` or `tcp6` table, on any local
+/// address (a listener on 0.0.0.0 or :: holds 127.0.0.1 too).
+pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+    const LISTEN: &str = "0A";
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = f.get(1)?.rsplit(':').next()?;
+            let listening = *f.get(3)? == LISTEN;
+            let matches = u16::from_str_radix(local_port, 16).ok()? == port;
+            (listening && matches).then(|| f.get(9)?.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// A process holding a socket: its pid and program name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Holder {
+    pub pid: u32,
+    pub program: String,
+}
+
+/// The processes holding a listening socket on `port` (Linux; empty elsewhere, or when the
+/// process table cannot be read).
+pub fn holders(port: u16) -> Vec<Holder> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut inodes = Vec::new();
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            inodes.extend(listening_inodes(&std::fs::read_to_string(table).unwrap_or_default(), port));
+        }
+        let wanted: Vec<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
+        let mut found = Vec::new();
+        let Ok(procs) = std::fs::read_dir("/proc") else { return found };
+        for entry in procs.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else { continue };
+            let holds = fds.flatten().any(|fd| {
+                std::fs::read_link(fd.path()).is_ok_and(|l| wanted.iter().any(|w| l.as_os_str() == w.as_str()))
+            });
+            if holds {
+                let program = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                found.push(Holder { pid, program: program.trim().to_string() });
+            }
+        }
+        found
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = port;
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -22,8 +79,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         assert!(answers(&addr, Duration::from_secs(1)));
-        drop(listener);
-        assert!(!answers(&addr, Duration::from_secs(1)));
+        // Port 1 is outside the ephemeral range, so no other test's listener can take it meanwhile.
+        assert!(!answers("127.0.0.1:1", Duration::from_secs(1)));
         assert!(!answers("not a host:1", Duration::from_secs(1)));
     }
 }

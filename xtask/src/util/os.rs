@@ -75,6 +75,47 @@ mod imp {
         use std::os::unix::fs::FileTypeExt;
         kind.is_socket()
     }
+
+    /// Whether a process with this id exists (one of another user counts: kill answers EPERM).
+    pub fn process_exists(pid: u32) -> bool {
+        let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
+        // SAFETY: kill(2) with signal 0 only checks that the process exists; it touches no memory.
+        let answered = unsafe { libc::kill(pid, 0) };
+        answered == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+
+    /// Makes a folder's entries durable (a rename into it survives a power cut once this returns).
+    pub fn sync_dir(dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+
+    /// The owner, group and permission bits of a file or folder.
+    pub fn owner_and_mode(meta: &std::fs::Metadata) -> Option<(u32, u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.uid(), meta.gid(), meta.mode()))
+    }
+
+    /// Locks an open file (flock(2)), shared or exclusive, held until the file is closed: true
+    /// when taken, false when `wait` is off and another holds it.
+    pub fn flock(file: &std::fs::File, exclusive: bool, wait: bool) -> io::Result<bool> {
+        use std::os::unix::io::AsRawFd;
+        let mut op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+        if !wait {
+            op |= libc::LOCK_NB;
+        }
+        loop {
+            // SAFETY: flock on a descriptor this File owns for the duration of the call.
+            if unsafe { libc::flock(file.as_raw_fd(), op) } == 0 {
+                return Ok(true);
+            }
+            let err = io::Error::last_os_error();
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(false),
+                _ => return Err(err),
+            }
+        }
+    }
 }
 
 #[cfg(not(unix))]
@@ -117,6 +158,28 @@ mod imp {
     pub fn connect_socket(socket: &Path) -> io::Result<std::net::TcpStream> {
         Err(io::Error::new(io::ErrorKind::Unsupported, format!("{} is a unix socket", socket.display())))
     }
+
+    /// Unknown here, so every process counts as running: a temporary file is then left in place
+    /// rather than taken from a writer that may still use it.
+    pub fn process_exists(_pid: u32) -> bool {
+        true
+    }
+
+    /// A folder cannot be opened as a file here; NTFS journals its entries itself.
+    pub fn sync_dir(_dir: &Path) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// No Unix owner and mode here (the private engine, which asks, needs Linux).
+    pub fn owner_and_mode(_meta: &std::fs::Metadata) -> Option<(u32, u32, u32)> {
+        None
+    }
+
+    /// No flock here: builds and cleans do not exclude each other (BuildKit still keeps records a
+    /// build uses), and the history's appends are single writes to a file opened for appending.
+    pub fn flock(_file: &std::fs::File, _exclusive: bool, _wait: bool) -> io::Result<bool> {
+        Ok(true)
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +190,17 @@ mod tests {
     #[test]
     fn the_named_signals_are_the_platforms_own() {
         assert_eq!((SIGHUP, SIGINT, SIGTERM), (libc::SIGHUP, libc::SIGINT, libc::SIGTERM));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn this_process_exists_and_a_reaped_child_does_not() {
+        assert!(process_exists(std::process::id()));
+        let mut child = Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        assert!(!process_exists(pid));
+        assert!(sync_dir(&std::env::temp_dir()).is_ok());
     }
 
     #[test]

@@ -58,18 +58,45 @@ pub fn checkout_target() -> PathBuf {
     checkout_root().join("target")
 }
 
-/// Writes a file atomically: a temporary file in the same folder, then a rename, so a reader
-/// never sees half a file and an interrupted write leaves the old one intact.
+/// Writes a file atomically and durably: a temporary file in the same folder, flushed to disk,
+/// then a rename, then the folder flushed, so a reader never sees half a file, and after a crash or
+/// power cut the path holds either the old file or the new one whole.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
     let dir = path.parent().context("a file to write needs a parent folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let name = path.file_name().context("a file to write needs a name")?.to_string_lossy();
+    remove_stale_temporaries(dir, &name);
     // Unique per process and per call: threads of one process may write the same file at once.
     static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(contents)?;
+        f.sync_all()
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", tmp.display()));
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+    crate::util::os::sync_dir(dir).with_context(|| format!("flushing the folder {} to disk", dir.display()))
+}
+
+/// Removes the temporary files that [`write_atomic`] left for `name` in `dir` when its process
+/// was killed between writing and renaming. A temporary of a process that still runs is its
+/// writer's, and stays.
+fn remove_stale_temporaries(dir: &Path, name: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let prefix = format!(".{name}.");
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)?.strip_suffix(".tmp")) else { continue };
+        let Some(Ok(pid)) = rest.split_once('.').map(|(pid, _)| pid.parse::<u32>()) else { continue };
+        if pid != std::process::id() && !crate::util::os::process_exists(pid) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Copies the tracked and untracked-but-not-ignored files of the checkout at `root` into `dir`
@@ -102,10 +129,26 @@ pub fn export_commit(root: &Path, commit: &str, only: &[&str], dest: &Path) -> R
         .args(only.iter().copied())
         .dir(root);
     run_quiet(&archive).with_context(|| format!("exporting commit {commit} with git archive"))?;
-    let unpack = Cmd::new("tar").args(["-x", "-f"]).arg(tar.display().to_string()).arg("-C").arg(dest.display().to_string());
+    let unpack =
+        Cmd::new("tar").args(["-x", "-f"]).arg(tar.display().to_string()).arg("-C").arg(dest.display().to_string());
     let unpacked = run_quiet(&unpack).context("unpacking the export");
     let _ = std::fs::remove_file(&tar);
     unpacked
+}
+
+/// A path with `.` and `..` resolved by text alone (the files need not exist yet).
+pub fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -121,6 +164,29 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "second");
         let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names.len(), 1, "{names:?}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_killed_writers_temporary_is_removed_by_the_next_write_and_a_live_ones_stays() {
+        let dir = std::env::temp_dir().join(format!("xtask-atomic-stale-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.join(format!(".a.json.{dead}.0.tmp"));
+        // The parent of this test process runs for as long as the test does.
+        let live = dir.join(format!(".a.json.{}.0.tmp", std::os::unix::process::parent_id()));
+        let other = dir.join(format!(".b.json.{dead}.0.tmp"));
+        for f in [&stale, &live, &other] {
+            std::fs::write(f, "half").unwrap();
+        }
+        write_atomic(&dir.join("a.json"), b"whole").unwrap();
+        assert!(!stale.exists(), "a dead writer's temporary is removed");
+        assert!(live.exists(), "a running writer's temporary stays");
+        assert!(other.exists(), "another file's temporary is that file's writer's to clean");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -31,11 +31,18 @@ pub struct Cmd {
     /// Variables of the xtask's own environment this command must not see.
     pub unset: Vec<String>,
     pub dir: Option<PathBuf>,
+    /// Whether the xtask's [`SECRETS`] reach this command (cosign's signing alone).
+    pub secrets: bool,
 }
+
+/// Variables of the xtask's environment that hold secrets: removed from every child's environment
+/// except a command's that asks for them ([`Cmd::pass_secrets`]), so that no other program
+/// (curl, npm, apt-get, a build step's tools) can read or log them.
+pub const SECRETS: [&str; 2] = ["COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD"];
 
 impl Cmd {
     pub fn new(program: impl Into<String>) -> Cmd {
-        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), unset: Vec::new(), dir: None }
+        Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), unset: Vec::new(), dir: None, secrets: false }
     }
 
     pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
@@ -50,6 +57,15 @@ impl Cmd {
     {
         self.args.extend(args.into_iter().map(Into::into));
         self
+    }
+
+    /// Names (targets, services, images) after `--`, so that none is read as a flag whatever it
+    /// holds; for the tools that take `--` (buildx, compose and cosign, through their flag parser).
+    pub fn names<S: AsRef<str>>(self, names: &[S]) -> Cmd {
+        if names.is_empty() {
+            return self;
+        }
+        self.arg("--").args(names.iter().map(|n| n.as_ref().to_string()))
     }
 
     /// Sets a variable for this command, replacing an earlier value of the same name.
@@ -80,9 +96,23 @@ impl Cmd {
         self
     }
 
+    /// Lets the xtask's [`SECRETS`] through to this command, from the xtask's own environment (their
+    /// values never enter the `Cmd`, so printing it shows none).
+    pub fn pass_secrets(mut self) -> Cmd {
+        self.secrets = true;
+        self
+    }
+
+    /// The variables of the xtask's environment the child does not get: the asked ones, and the
+    /// secrets unless passed.
+    fn removed(&self) -> impl Iterator<Item = &str> {
+        let secrets = SECRETS.iter().copied().filter(|_| !self.secrets);
+        self.unset.iter().map(String::as_str).chain(secrets)
+    }
+
     fn expression(&self) -> duct::Expression {
         let mut expr = duct::cmd(&self.program, &self.args);
-        for k in &self.unset {
+        for k in self.removed() {
             expr = expr.env_remove(k);
         }
         for (k, v) in &self.env {
@@ -315,7 +345,7 @@ pub fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
         .open(log)
         .with_context(|| format!("opening {}", log.display()))?;
     let mut command = std::process::Command::new(&cmd.program);
-    for k in &cmd.unset {
+    for k in cmd.removed() {
         command.env_remove(k);
     }
     command.args(&cmd.args).envs(cmd.env.iter().cloned()).stdin(Stdio::null());
@@ -327,6 +357,10 @@ pub fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
     let child = command.spawn().with_context(|| format!("starting `{}`", cmd.command_line()))?;
     Ok(child.id())
 }
+
+#[cfg(all(test, unix))]
+#[path = "runner_secrets_tests.rs"]
+mod secrets_tests;
 
 #[cfg(test)]
 mod tests {

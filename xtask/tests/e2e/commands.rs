@@ -8,6 +8,7 @@ use super::*;
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     one_line_error(&xtask(&["build", "backnd"], &[]), "unknown service or group `backnd`; valid ones are:");
+    one_line_error(&xtask(&["build", "-f../elsewhere.hcl"], &[]), "`build` has no flag `-f../elsewhere.hcl`");
     one_line_error(&xtask(&["build", "--set", "backend.args.X"], &[]), "expected TARGET.KEY=VALUE");
     one_line_error(&xtask(&["build", "--version", "1.2"], &[]), "`1.2` is not a semver version");
     one_line_error(&xtask(&["build", "--set", "*.platform=linux/s390x"], &[]), "unknown platform `linux/s390x`");

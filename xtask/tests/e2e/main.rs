@@ -17,7 +17,9 @@ mod builds;
 mod commands;
 mod hardening;
 mod home_page;
+mod host;
 mod metrics;
+mod remote;
 mod reports;
 mod reproducible;
 mod sbom;
@@ -31,10 +33,18 @@ fn root() -> PathBuf {
 }
 
 fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    xtask_without(args, envs, &[])
+}
+
+/// As [`xtask`], with variables of this process's environment left out (`DOCKER_HOST`, for a
+/// run that must reach the engine through a docker context).
+fn xtask_without(args: &[&str], envs: &[(&str, &str)], remove: &[&str]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
-    // CI=true makes every build export its mode=max cache for the next CI run: the tests' builds
-    // are not that run's, and the export would cost seconds each. A test that wants the export
-    // says `--cache-export` (or CI) itself.
+    for name in remove {
+        cmd.env_remove(name);
+    }
+    // The tests' builds are not a CI run's own: each test says what it wants (`--cache-export`,
+    // CI), so the runner's CI=true does not change what they build or export.
     cmd.args(args).current_dir(root()).env_remove("CI");
     for (k, v) in envs {
         cmd.env(k, v);
@@ -64,6 +74,16 @@ fn docker(args: &[&str]) -> String {
 
 fn docker_ok(args: &[&str]) -> bool {
     Command::new("docker").args(args).output().is_ok_and(|o| o.status.success())
+}
+
+/// A program on PATH.
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
+}
+
+/// A loopback port nobody listens on now, for a server a test starts.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// The registry of the engine under test (`cargo xtask test` passes it; each private engine has
@@ -214,7 +234,8 @@ fn scratch_copy(name: &str) -> PathBuf {
 
 /// Walks a tar stream (as `docker export` writes it): names and contents of regular files.
 fn tar_entries(data: &[u8], mut visit: impl FnMut(&str, &[u8])) {
-    xtask::util::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body)).unwrap_or_else(|e| panic!("{e:#}"));
+    xtask::util::tar::for_each_file(data, |_, _| true, |name, body| visit(name, &body))
+        .unwrap_or_else(|e| panic!("{e:#}"));
 }
 
 /// Every file of every layer of an image, as `docker image save` writes it (an OCI layout whose

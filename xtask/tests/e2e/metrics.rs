@@ -13,7 +13,7 @@ fn debian_tool(package: &str, program: &str) -> PathBuf {
     if bin.is_file() {
         return bin;
     }
-    if let Ok(p) = which(program) {
+    if let Some(p) = which(program) {
         return p;
     }
     let base = std::env::var("XTASK_ENGINE_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target/engine"));
@@ -48,15 +48,6 @@ fn debian_tool(package: &str, program: &str) -> PathBuf {
     bin
 }
 
-fn which(name: &str) -> Result<PathBuf, ()> {
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-        .ok_or(())
-}
-
 /// Starts a server on `addr` (loopback) and waits until it listens.
 fn serve(bin: &Path, args: &[String], addr: &str) -> Server {
     let child = Command::new(bin)
@@ -72,10 +63,6 @@ fn serve(bin: &Path, args: &[String], addr: &str) -> Server {
         std::thread::sleep(Duration::from_millis(100));
     }
     server
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Kills a server the test started when the test ends, passing or not.

@@ -82,3 +82,24 @@ fn every_form_matches_the_schema_and_a_bad_report_is_named() {
     one_line_error(&xtask(&["report", &first], &envs), &expected);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn a_history_line_that_is_not_utf8_is_named_kept_and_the_next_build_adds_to_it() {
+    let dir = scratch_copy(&format!("history-bytes-{}", std::process::id()));
+    let envs = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    must(&["backend"], &envs);
+    let history = dir.join("target/xtask/reports/history.jsonl");
+    let mut before = std::fs::read(&history).unwrap();
+    // Latin-1 text, as an editor with the wrong encoding would save it.
+    before.extend(b"{\"id\": \"caf\xe9\"}\n");
+    std::fs::write(&history, &before).unwrap();
+    must(&["backend"], &envs);
+    let after = std::fs::read(&history).unwrap();
+    assert!(after.starts_with(&before), "the build appended and rewrote nothing before its line");
+    let out = must(&["report", "--list"], &envs);
+    let (table, warned) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(table.lines().count(), 3, "header and both builds:\n{table}");
+    assert!(warned.contains("history.jsonl:2 ") && warned.contains("not UTF-8 (byte 12 of the line)"), "{warned}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

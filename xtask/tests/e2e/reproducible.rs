@@ -25,7 +25,7 @@ fn image_id(image: &str) -> String {
 fn a_warm_rebuild_keeps_both_image_ids_dated_with_the_commit() {
     let tag = |name: &str| format!("contextcleanse-{name}:e2e-repro");
     let sets = [format!("backend.tags={}", tag("backend")), format!("frontend.tags={}", tag("frontend"))];
-    // As on a developer's machine: CI=true would export the cache (see cachepolicy).
+    // As on a developer's machine (see cachepolicy).
     let build = || must(&["build", "--set", &sets[0], "--set", &sets[1]], &[("CI", "")]);
     build();
     let first: Vec<String> = ["backend", "frontend"].iter().map(|n| image_id(&tag(n))).collect();

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 
-use crate::cache::ownership::BENCH_NS_PREFIX;
 use crate::report::BuildReport;
 use crate::util::paths::{self, write_atomic};
 use crate::util::runner::{self, Cmd};
@@ -89,7 +88,8 @@ impl Bench {
     fn ids(&self) -> Vec<String> {
         let id = |n: &String| {
             let image = format!("contextcleanse-{n}:dev");
-            runner::read(&self.docker.clone().args(["image", "inspect", "--format", "{{.Id}}", &image])).unwrap_or_default()
+            runner::read(&self.docker.clone().args(["image", "inspect", "--format", "{{.Id}}", &image]))
+                .unwrap_or_default()
         };
         self.names.iter().map(id).collect()
     }
@@ -100,8 +100,10 @@ impl Bench {
         let mut env: Vec<(String, String)> = Vec::new();
         // Cold runs: layer cache off and a cache-mount namespace of their own, cold for this
         // project only, without pruning anything another project relies on.
+        let settings = crate::settings::Settings::load()?;
         let cold_ns = |kind: &str| {
-            ("BUILDKIT_CACHE_MOUNT_NS".to_string(), format!("{BENCH_NS_PREFIX}{kind}{}-{round}", std::process::id()))
+            let what = format!("bench-cold-{kind}{}-{round}", std::process::id());
+            ("BUILDKIT_CACHE_MOUNT_NS".to_string(), crate::settings::run_namespace(&settings, &what))
         };
         match scenario {
             Scenario::Cold | Scenario::ColdIssue | Scenario::ColdExport | Scenario::ColdFormer => {
@@ -231,7 +233,6 @@ fn sample(r: &BuildReport) -> Sample {
         same_ids: None,
     }
 }
-
 
 #[cfg(test)]
 mod tests {

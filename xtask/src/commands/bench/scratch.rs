@@ -103,6 +103,9 @@ pub fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, Str
         .args(["--progress", "tty"])
         .args(extra.iter().cloned())
         .env("XTASK_PROJECT_ROOT", dir.display().to_string())
+        // Each scenario says itself whether it exports; CI=true would decide it for them (see
+        // cache::policy), so a bench run in CI measures what it does on a developer's machine.
+        .env_remove("CI")
         .envs(env);
     runner::run_quiet(&cmd)?;
     let path = report::last_saved(&paths::reports_dir_in(dir))?;

@@ -109,7 +109,7 @@ fn verdict(scenario: Scenario, s: &[Sample], ratio: f64) -> Vec<String> {
             vec![check(kept == s.len(), format!("a repeat build kept every image id in {kept} of {} run(s)", s.len()))]
         }
         Scenario::ColdExport => vec![format!(
-            "- the export adds {:.0}% to a cold build (it runs only with --cache-export, CI=true or a registry)",
+            "- the export adds {:.0}% to a cold build (it runs only with --cache-export or a registry)",
             (ratio - 1.0) * 100.0
         )],
         Scenario::Cold => Vec::new(),

@@ -17,17 +17,19 @@ use crate::settings::Settings;
 pub fn run(image: &str, platform: Option<&str>, json: bool) -> Result<()> {
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, false)?;
-    let imagetools = |args: &[&str]| {
-        runner::read(&engine.docker().args(["buildx", "imagetools", "inspect"]).args(args.iter().copied()))
+    // The image named on the command line goes after `--`: it is never read as a flag.
+    let imagetools = |flags: &[&str]| {
+        runner::read(
+            &engine.docker().args(["buildx", "imagetools", "inspect"]).args(flags.iter().copied()).names(&[image]),
+        )
     };
-    let Ok(raw) = imagetools(&["--raw", image]) else {
+    let Ok(raw) = imagetools(&["--raw"]) else {
         bail!("`{image}` is in no registry this engine reaches: name a pushed image, e.g. 127.0.0.1:5000/contextcleanse-backend:TAG (`cargo xtask production --push`)");
     };
     let index: Value = serde_json::from_str(&raw).with_context(|| format!("reading the index of `{image}`"))?;
     let found = read::image(&index);
     let wanted = read::wanted(&found, image, platform, json)?;
-    let sbom =
-        imagetools(&[image, "--format", "{{json .SBOM}}"]).with_context(|| format!("reading the SBOM of `{image}`"))?;
+    let sbom = imagetools(&["--format", "{{json .SBOM}}"]).with_context(|| format!("reading the SBOM of `{image}`"))?;
     let sbom: Value = serde_json::from_str(&sbom).unwrap_or(Value::Null);
     for p in &wanted {
         let Some(doc) = read::document(&sbom, p) else {

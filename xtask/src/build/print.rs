@@ -61,7 +61,8 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
         );
     }
     println!("# the bake definition as buildx resolves it:");
-    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &plan.names);
+    // The flags before the names: bake reads everything after the `--` that leads them as names.
+    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &[] as &[String]);
     let kept = resolvable_sets(plan);
     if kept.len() < plan.sets.len() {
         println!("# (without the OCI outputs: buildx opens their folder, which the build itself makes)");
@@ -69,7 +70,7 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
     for s in kept {
         print = print.args(["--set", s]);
     }
-    let json = runner::read(&print).context("resolving the bake definition")?;
+    let json = runner::read(&print.names(&plan.names)).context("resolving the bake definition")?;
     println!("{json}");
     Ok(())
 }

@@ -49,8 +49,8 @@ variable "CACHE_EXPORT" {
 }
 
 variable "SOURCE_URL" {
-  # The repository's public URL, recorded in the source label and the build arguments of the
-  # provenance (empty: no source recorded).
+  # The repository's public URL, recorded in the source label (empty: no source recorded). The
+  # mode=min provenance keeps no build arguments: its source and revision are buildx's git info.
   default = "https://github.com/contextcleanse/contextcleanse"
 }
 
@@ -93,7 +93,7 @@ group "default" {
 }
 
 group "development" {
-  targets = ["backend", "frontend-development"]
+  targets = ["backend-development", "frontend-development"]
 }
 
 group "production" {
@@ -144,6 +144,13 @@ target "frontend" {
   tags       = [image("frontend", "dev")]
   cache-from = cache_from("frontend")
   cache-to   = cache_to("frontend")
+}
+
+# The backend with its interactive API docs on; `backend` (and production) serve none.
+target "backend-development" {
+  inherits = ["backend"]
+  target   = "development"
+  tags     = [image("backend", "development")]
 }
 
 target "frontend-development" {

@@ -1,3 +1,4 @@
+import { EVERY_RESPONSE } from './lib/headers.js';
 import { buildId, serverActionsKey } from './reproducible.mjs';
 
 // Drawn at random on every build unless set: derived from the sources instead (see reproducible.mjs).
@@ -21,6 +22,11 @@ const nextConfig = {
     '*': ['**/node_modules/sharp/**/*', '**/node_modules/@img/**/*'],
   },
   poweredByHeader: false,
+  // The page's Content-Security-Policy carries a nonce per response: proxy.js sets it.
+  async headers() {
+    const headers = Object.entries(EVERY_RESPONSE).map(([key, value]) => ({ key, value }));
+    return [{ source: '/:path*', headers }];
+  },
   reactStrictMode: true,
 };
 

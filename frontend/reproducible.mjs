@@ -18,7 +18,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 
 // What `next build` reads in the image's builder stage (see the Dockerfile's COPY lines), with
 // the installed packages' own lock file standing for node_modules.
-const INPUTS = ['package.json', 'next.config.mjs', 'reproducible.mjs', 'app', 'lib', 'public', 'node_modules/.package-lock.json'];
+const INPUTS = ['package.json', 'next.config.mjs', 'proxy.js', 'reproducible.mjs', 'app', 'lib', 'public', 'node_modules/.package-lock.json'];
 
 function feed(hash, root, rel) {
   const path = join(root, rel);

@@ -4,14 +4,21 @@ It follows BuildKit's generator protocol: the root filesystem is mounted at
 $BUILDKIT_SCAN_SOURCE and one in-toto statement per file is written to
 $BUILDKIT_SCAN_DESTINATION, holding an SPDX 2.3 document; BuildKit fills in the subject.
 It lists OS packages (dpkg status, apk's installed database), Python distributions
-(*.dist-info) and npm packages (node_modules, with the integrity hashes a lock file records).
+(*.dist-info) and npm packages (node_modules, with the integrity hashes a lock file records),
+each contained in one root package for the image, which the document describes.
+The xtask passes the image's name and the build date as attestation parameters, which
+BuildKit 0.16 and later hand over as $BUILDKIT_SCAN_image and $BUILDKIT_SCAN_build_date.
 Standard library only, so the image needs nothing beyond Python.
 """
 
+import base64
+import hashlib
 import json
 import os
 import re
 import sys
+from collections import Counter
+from datetime import datetime, timezone
 from pathlib import Path
 
 
@@ -148,9 +155,114 @@ def purl(p):
     return f"pkg:npm/{name}@{p['version']}"
 
 
-def spdx(packages, name="image"):
-    """An SPDX 2.3 document; npm integrity (sha512-BASE64) becomes a checksum."""
-    pkgs = []
+# Where each package database names its architecture, and the ELF machine numbers of the
+# platforms images are built for, as OCI platforms.
+DEB_ARCH = {"amd64": "linux/amd64", "arm64": "linux/arm64", "armhf": "linux/arm/v7", "i386": "linux/386",
+            "ppc64el": "linux/ppc64le", "s390x": "linux/s390x", "riscv64": "linux/riscv64"}
+APK_ARCH = {"x86_64": "linux/amd64", "aarch64": "linux/arm64", "armv7": "linux/arm/v7", "x86": "linux/386",
+            "ppc64le": "linux/ppc64le", "s390x": "linux/s390x", "riscv64": "linux/riscv64"}
+ELF_MACHINE = {62: "linux/amd64", 183: "linux/arm64", 40: "linux/arm", 3: "linux/386", 21: "linux/ppc64le",
+               22: "linux/s390x", 243: "linux/riscv64"}
+
+
+def inside(root, path):
+    """`path` under `root` with its symbolic links followed inside `root`, never out of it."""
+    for _ in range(40):
+        if not path.is_symlink():
+            return path
+        target = os.readlink(path)
+        path = root / target.lstrip("/") if target.startswith("/") else path.parent / target
+    return path
+
+
+def elf_platform(path):
+    """The platform an ELF file was built for, from its header's machine field."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    order = "little" if head[5] == 1 else "big"
+    return ELF_MACHINE.get(int.from_bytes(head[18:20], order))
+
+
+def platform_of(root, packages):
+    """The image's platform: its package database's architecture, else that of its shell."""
+    root = Path(root)
+    archs = Counter(DEB_ARCH.get(p.get("arch", "")) for p in packages if p["ecosystem"] == "deb")
+    archs.pop(None, None)
+    if archs:
+        return archs.most_common(1)[0][0]
+    apk = root / "etc/apk/arch"
+    if apk.is_file() and apk.read_text().strip() in APK_ARCH:
+        return APK_ARCH[apk.read_text().strip()]
+    for candidate in ("bin/sh", "usr/bin/env", "bin/busybox", "usr/local/bin/node", "usr/local/bin/python3"):
+        found = elf_platform(inside(root, root / candidate))
+        if found:
+            return found
+    return "unknown"
+
+
+def files_digest(root):
+    """sha256 over the image's files (each path, kind and content; no times, owners or modes):
+    the same files give the same digest. The SBOM is made before BuildKit exports the image, so
+    the image's manifest digest does not exist yet; this one names what was scanned."""
+    root = Path(root)
+    total = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = os.path.relpath(dirpath, root)
+        if rel.split(os.sep)[0] in ("proc", "sys", "dev"):
+            dirnames[:] = []
+            continue
+        dirnames.sort()
+        total.update(f"d {rel}\0".encode(errors="surrogateescape"))
+        for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
+            path = Path(dirpath, name)
+            entry = os.path.join(rel, name)
+            if path.is_symlink():
+                total.update(f"l {entry} {os.readlink(path)}\0".encode(errors="surrogateescape"))
+                continue
+            content = hashlib.sha256()
+            try:
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        content.update(block)
+            except OSError:
+                content.update(b"unreadable")
+            total.update(f"f {entry} {content.hexdigest()}\0".encode(errors="surrogateescape"))
+    return total.hexdigest()
+
+
+def spdx_time(value, now=None):
+    """An RFC 3339 time as SPDX writes it (UTC, whole seconds, `Z`); `now` when it is missing
+    or unreadable (BuildKit before 0.16 passes no build date)."""
+    when = None
+    if value:
+        try:
+            when = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            when = None
+    if when is None or when.tzinfo is None:
+        when = now or datetime.now(timezone.utc)
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def spdx(packages, image="image", platform="unknown", digest="", created=""):
+    """An SPDX 2.3 document: a root package for the image, which the document DESCRIBES and which
+    CONTAINS every package found; npm integrity (sha512-BASE64) becomes a checksum. Its namespace
+    is unique per image and platform: it carries both, and the digest of the files scanned."""
+    root_id = "SPDXRef-Image"
+    pkgs = [{
+        "SPDXID": root_id,
+        "name": image,
+        "downloadLocation": "NOASSERTION",
+        "primaryPackagePurpose": "CONTAINER",
+        "comment": f"The {platform} image; sha256 of its files: {digest}",
+    }]
+    relationships = [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES",
+                      "relatedSpdxElement": root_id}]
     for i, p in enumerate(packages):
         entry = {
             "SPDXID": f"SPDXRef-Package-{p['ecosystem']}-{i}",
@@ -161,18 +273,20 @@ def spdx(packages, name="image"):
                               "referenceLocator": purl(p)}],
         }
         if p.get("integrity", "").startswith("sha512-"):
-            import base64
-            digest = base64.b64decode(p["integrity"][7:]).hex()
-            entry["checksums"] = [{"algorithm": "SHA512", "checksumValue": digest}]
+            digest_hex = base64.b64decode(p["integrity"][7:]).hex()
+            entry["checksums"] = [{"algorithm": "SHA512", "checksumValue": digest_hex}]
         pkgs.append(entry)
+        relationships.append({"spdxElementId": root_id, "relationshipType": "CONTAINS",
+                              "relatedSpdxElement": entry["SPDXID"]})
     return {
         "spdxVersion": "SPDX-2.3",
         "dataLicense": "CC0-1.0",
         "SPDXID": "SPDXRef-DOCUMENT",
-        "name": name,
-        "documentNamespace": f"https://contextcleanse.invalid/sbom/{name}",
-        "creationInfo": {"creators": ["Tool: contextcleanse-sbom-scan"], "created": "1970-01-01T00:00:00Z"},
+        "name": f"{image} {platform}",
+        "documentNamespace": f"https://contextcleanse.invalid/sbom/{image}/{platform}/sha256-{digest}",
+        "creationInfo": {"creators": ["Tool: contextcleanse-sbom-scan"], "created": created or spdx_time(None)},
         "packages": pkgs,
+        "relationships": relationships,
     }
 
 
@@ -209,7 +323,10 @@ def main(drop=drop_privileges):
         return 2
     with open(Path(dest, "sbom.spdx.json"), "w", encoding="utf-8") as out:
         drop()
-        doc = spdx(scan(src, os.environ.get("BUILDKIT_SCAN_SOURCE_EXTRAS")), "sbom")
+        packages = scan(src, os.environ.get("BUILDKIT_SCAN_SOURCE_EXTRAS"))
+        image = re.sub(r"[^A-Za-z0-9._-]", "-", os.environ.get("BUILDKIT_SCAN_image", "")) or "image"
+        doc = spdx(packages, image, platform_of(src, packages), files_digest(src),
+                   spdx_time(os.environ.get("BUILDKIT_SCAN_build_date")))
         out.write(json.dumps(statement(doc), sort_keys=True))
     return 0
 

@@ -338,6 +338,20 @@ fn the_report_fixture_ci_shows_still_reads() {
 }
 
 #[test]
+fn no_text_says_a_mode_min_provenance_holds_build_arguments() {
+    // BuildKit's mode=min provenance keeps no build argument: SOURCE_URL reaches the label only.
+    if !read("docker-bake.hcl").contains("type=provenance,mode=min") {
+        return;
+    }
+    for path in ["README.md", "docker-bake.hcl", ".env"] {
+        let text = read(path).split_whitespace().collect::<Vec<_>>().join(" ").replace(" # ", " ");
+        for claim in ["as a build argument, in the provenance", "build arguments of the provenance", "and in their provenance"] {
+            assert!(!text.contains(claim), "{path} says `{claim}`: a mode=min provenance holds no build argument");
+        }
+    }
+}
+
+#[test]
 fn folders_use_only_those_below_them_and_no_module_cycle() {
     let mods = architecture::modules(&root().join("xtask/src"));
     let edges = architecture::edges(&mods);

@@ -33,6 +33,8 @@ pub struct Asked<'a> {
     pub builder: &'a str,
     /// The SBOM generator to attest with beside the provenance (none for `--call check`).
     pub sbom: Option<&'a str>,
+    /// The build date (RFC 3339), the SBOMs' `created`.
+    pub build_date: &'a str,
     /// The CA bundle the build mounts, granted for reading by the xtask itself.
     pub ca_bundle: Option<&'a Path>,
     /// The project's own folders under `target/`, granted by the xtask itself.
@@ -68,9 +70,10 @@ pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> 
     } else if let (false, Some(generator)) = (attesting.is_empty(), asked.sbom) {
         // The targets the bake file attests (the production ones) get an SBOM too; bake adds a
         // `--set` attestation to the file's own.
-        fit.sets.extend(
-            attesting.iter().map(|t| format!("{t}.attest={}", crate::images::sbom::generator::attest(generator))),
-        );
+        fit.sets.extend(attesting.iter().map(|t| {
+            let image = crate::images::sbom::generator::image_name(t, &def.target[*t].tags);
+            format!("{t}.attest={}", crate::images::sbom::generator::attest(generator, &image, asked.build_date))
+        }));
         fit.notes.push(format!("SBOM attestation made by {generator} (the project's generator, sbom/)"));
         fit.sbom_generator = Some(generator.to_string());
     }
@@ -151,6 +154,7 @@ mod tests {
             oci_dir: oci,
             builder: "docker driver, classic image store",
             sbom: None,
+            build_date: "2026-01-01T00:00:00Z",
             ca_bundle: Some(Path::new("/etc/ssl/certs/ca-certificates.crt")),
             own: &[],
             allow: &[],
@@ -167,7 +171,7 @@ mod tests {
         assert_eq!(full, Fit::default());
         let sbom = Asked { sbom: Some("g:1"), ..asked(None) };
         let fit = super::fit(&def(1, true), &caps(true, false), &sbom).unwrap();
-        assert_eq!(fit.sets, ["backend.attest=type=sbom,generator=g:1"]);
+        assert_eq!(fit.sets, ["backend.attest=type=sbom,generator=g:1,image=backend,build_date=2026-01-01T00:00:00Z"]);
         assert_eq!(fit.sbom_generator.as_deref(), Some("g:1"));
         let fit = super::fit(&def(1, false), &caps(true, false), &sbom).unwrap();
         assert!(fit.sets.is_empty() && fit.sbom_generator.is_none(), "a target without attestations gets no SBOM");

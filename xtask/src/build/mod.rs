@@ -37,7 +37,8 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
         let _t = trace::phase("settings and request");
         Settings::load()?
     };
-    let request = Request::new(recipe, names, opts, &settings)?;
+    let targets = crate::images::bake::Defaults::read(&crate::util::paths::project_root())?.targets();
+    let request = Request::new(recipe, &request::recipe_names(recipe, names, &targets), opts, &settings)?;
     if opts.dry_run {
         // Read and plan only: no engine is started, no stand-in made, no file written.
         let inputs = Inputs::gather(&request, &settings, inputs::engine_if_any(&settings))?;

@@ -117,6 +117,7 @@ pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
         oci_dir: opts.oci.then_some(oci_dir.as_path()),
         builder: &f.builder_line(),
         sbom: inputs.sbom_generator.as_deref().filter(|_| output != Output::Check),
+        build_date: &inputs.metadata.build_date,
         ca_bundle: inputs.ca_bundle.as_deref().map(std::path::Path::new),
         own: &[inputs.root.join("target"), crate::util::paths::checkout_target()],
         allow: &opts.allow,

@@ -157,7 +157,10 @@ const OCI_ATTRS: &str = "oci-mediatypes=true,source-date-epoch=1767225600,rewrit
 fn sbom(targets: &[&str]) -> String {
     targets
         .iter()
-        .map(|t| format!("--set {t}.attest=type=sbom,generator=localhost/contextcleanse-sbom:dev"))
+        .map(|t| {
+            let image = format!("contextcleanse-{}", t.split('-').next().unwrap());
+            format!("--set {t}.attest=type=sbom,generator=localhost/contextcleanse-sbom:dev,image={image},build_date=2026-01-01T00:00:00Z")
+        })
         .collect::<Vec<_>>()
         .join(" ")
 }

@@ -61,14 +61,32 @@ pub fn print_plan(plan: &Plan) -> Result<()> {
         );
     }
     println!("# the bake definition as buildx resolves it:");
-    // The sets go before the names: after the `--` that precedes them, bake reads every word as a
-    // target.
-    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &[]);
-    for s in &plan.sets {
+    // The flags before the names: bake reads everything after the `--` that leads them as names.
+    let mut print = bake::print_cmd(&plan.engine.docker(), &plan.vars, &[] as &[String]);
+    let kept = resolvable_sets(plan);
+    if kept.len() < plan.sets.len() {
+        println!("# (without the OCI outputs: buildx opens their folder, which the build itself makes)");
+    }
+    for s in kept {
         print = print.args(["--set", s]);
     }
-    let print = print.names(&plan.names);
-    let json = runner::read(&print).context("resolving the bake definition")?;
+    let json = runner::read(&print.names(&plan.names)).context("resolving the bake definition")?;
     println!("{json}");
     Ok(())
+}
+
+/// The plan's `--set`s that `bake --print` can resolve now. buildx opens an OCI output's folder
+/// while resolving, and on a fresh checkout `target/xtask/oci/` does not exist until the build
+/// makes it (a dry run writes nothing): those sets are left out of the print, not the plan.
+fn resolvable_sets(plan: &Plan) -> Vec<&String> {
+    let missing = match &plan.output {
+        crate::build::plan::Output::Oci(dir) if !dir.is_dir() => Some(dir.display().to_string()),
+        _ => None,
+    };
+    plan.sets
+        .iter()
+        .filter(|s| {
+            missing.as_ref().is_none_or(|dir| !(s.contains(".output=type=oci,") && s.contains(&format!("dest={dir}/"))))
+        })
+        .collect()
 }

@@ -76,6 +76,23 @@ pub fn default_group(recipe: Recipe) -> &'static str {
     }
 }
 
+/// The names a recipe builds: for `multiplatform`, a service's name (`backend`) stands for that
+/// service's multi-platform target (`backend-multiplatform`) when the bake file has one, since the
+/// plain target is built for the engine's platform only. Any other name passes through for bake to
+/// resolve (or refuse, naming the valid ones).
+pub fn recipe_names(recipe: Recipe, names: &[String], targets: &[String]) -> Vec<String> {
+    names
+        .iter()
+        .map(|n| {
+            let own = format!("{n}-multiplatform");
+            match recipe {
+                Recipe::Multiplatform if targets.contains(&own) => own,
+                _ => n.clone(),
+            }
+        })
+        .collect()
+}
+
 /// Checks the flags that need no engine: `--set`, `--progress`, `--release-version`.
 pub fn check_options(opts: &Options) -> Result<()> {
     for kv in &opts.set {
@@ -116,6 +133,21 @@ mod tests {
         let err = check_options(&opts("backend.args.X")).unwrap_err().to_string();
         assert_eq!(err, "--set `backend.args.X`: expected TARGET.KEY=VALUE, e.g. --set backend.args.X=1");
         assert!(check_options(&opts("tags=x")).unwrap_err().to_string().contains("needs a target"));
+    }
+
+    #[test]
+    fn a_service_named_to_multiplatform_is_its_multi_platform_target() {
+        let bake = crate::images::bake::Defaults::read(&crate::util::paths::project_root()).unwrap();
+        let targets = bake.targets();
+        assert!(targets.contains(&"backend".to_string()) && targets.contains(&"sbom-generator".to_string()));
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let asked = names(&["backend", "frontend-multiplatform", "multiplatform", "nope"]);
+        assert_eq!(
+            recipe_names(Recipe::Multiplatform, &asked, &targets),
+            names(&["backend-multiplatform", "frontend-multiplatform", "multiplatform", "nope"])
+        );
+        assert_eq!(recipe_names(Recipe::Multiplatform, &names(&["frontend"]), &targets), names(&["frontend-multiplatform"]));
+        assert_eq!(recipe_names(Recipe::Local, &names(&["backend"]), &targets), names(&["backend"]));
     }
 
     #[test]

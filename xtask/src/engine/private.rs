@@ -208,6 +208,10 @@ pub fn stop_engine(layout: &Layout) -> Result<usize> {
     }
     Network::remove(layout);
     release_binfmt(layout)?;
+    // The run folder (its exec root, sockets) goes once nothing of the engine runs.
+    if !layout.running() && !super::rundir::clear(&layout.run).unwrap_or(false) && layout.run.exists() {
+        eprintln!("xtask: kept {}: it still holds files the engine did not leave there", layout.run.display());
+    }
     Ok(stopped)
 }
 

@@ -155,18 +155,28 @@ impl Defaults {
         self.get(var).with_context(|| format!("{} has no default for variable {var}", self.path.display()))
     }
 
+    /// The names of the file's `target "NAME"` blocks (its text, read without buildx: the names a
+    /// request may use are known before any engine answers).
+    pub fn targets(&self) -> Vec<String> {
+        self.blocks(&["target"])
+    }
+
     /// Refuses a name that no `target` or `group` block of the bake file declares, before any
     /// command carries it (bake would read a name it does not know as a file or a flag's value).
     pub fn check_names(&self, names: &[String]) -> Result<()> {
-        let mut declared: Vec<String> = self
-            .hcl
-            .lines()
-            .filter_map(|l| l.strip_prefix("target \"").or_else(|| l.strip_prefix("group \"")))
-            .filter_map(|rest| rest.split_once('"').map(|(name, _)| name.to_string()))
-            .filter(|name| !name.starts_with('_'))
-            .collect();
+        let mut declared: Vec<String> =
+            self.blocks(&["target", "group"]).into_iter().filter(|name| !name.starts_with('_')).collect();
         declared.sort();
         check_known(names, &declared)
+    }
+
+    /// The names of the file's blocks of the given kinds (`target "NAME" {`), in file order.
+    fn blocks(&self, kinds: &[&str]) -> Vec<String> {
+        self.hcl
+            .lines()
+            .filter_map(|l| kinds.iter().find_map(|k| l.strip_prefix(k)?.strip_prefix(" \"")))
+            .filter_map(|rest| rest.split_once('"').map(|(name, _)| name.to_string()))
+            .collect()
     }
 
     /// The official base images, in the order of `standin::BASES`.

@@ -248,7 +248,9 @@ pub fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()> {
 /// libgcc and libstdc++ come from Debian. Their packages are unpacked on the build platform (no
 /// emulation) for the target's architecture into an empty tree, which becomes the image. The
 /// applet links are made from the build platform's busybox list: the same Debian build for
-/// another architecture, so the same applets.
+/// another architecture, so the same applets. The unpacked packages are recorded in a dpkg status
+/// file (each package's control fields, marked installed), so SBOM generators find the image's
+/// operating system packages as they find the official image's apk database.
 ///
 /// Any change to this text changes the stand-ins' tags (see `Base::standin`), so engines make
 /// them anew.
@@ -279,6 +281,8 @@ RUN set -eu; \
     cd /debs; \
     apt-get download "busybox-static:$TARGETARCH" "libc6:$TARGETARCH" "libgcc-s1:$TARGETARCH" "libstdc++6:$TARGETARCH"; \
     for deb in /debs/*.deb; do dpkg-deb -x "$deb" /out; done; \
+    mkdir -p /out/var/lib/dpkg; \
+    for deb in /debs/*.deb; do dpkg-deb -f "$deb" | sed '1a Status: install ok installed'; echo; done > /out/var/lib/dpkg/status; \
     cd /out; \
     rm -rf usr/share; \
     mkdir -p bin sbin usr/bin usr/sbin usr/local/bin etc/ssl/certs tmp root home/node; \

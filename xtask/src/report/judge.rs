@@ -4,6 +4,16 @@
 use super::model::{owner, BuildReport, Outcome, TargetReport};
 use super::rawjson::{self, is_cache_step, is_failure, Progress};
 
+/// The step that hands a target's result over (`exporting to image`, `exporting to oci image
+/// format`, `exporting to docker image format`, with a `[target]` prefix in a multi-target bake).
+/// Every target the xtask builds has an output, so in a failed build a target counts as built only
+/// once this step finished cleanly: buildx may close a cancelled target's session with any message
+/// (`Unavailable: connection error` was seen) after its first steps completed and before the rest
+/// ever reached the stream.
+pub fn is_export_step(name: &str) -> bool {
+    name.contains("exporting to ")
+}
+
 /// The cache imports and exports that failed, one line each: the step, and the cause as the
 /// last part of BuildKit's error chain (`dial tcp 127.0.0.1:5999: connect: connection refused`)
 /// next to the whole chain for the report.
@@ -59,7 +69,8 @@ pub struct Source {
 
 /// Judges each target of a finished build: failed, cancelled or ok, which failed first, and the
 /// Dockerfile and line behind an error buildx only printed (a parse error fails before any step,
-/// so no step carries it). `stray` is the text buildx wrote outside the JSON objects.
+/// so no step carries it). `stray` is the text buildx wrote outside the JSON objects. It also keeps
+/// the cache trouble of a build that passed (a failed build's cache steps only failed with it).
 pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, stray: &str, sources: &[Source]) {
     let targets: Vec<String> = report.targets.iter().map(|t| t.name.clone()).collect();
     // buildx names every Dockerfile `Dockerfile` (the syntax fallback's copy too): the excerpt's
@@ -71,6 +82,7 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
             _ => None,
         }
     });
+    report.cache_warnings = if succeeded { cache_trouble(progress) } else { Vec::new() };
     let mut first: Option<(chrono::DateTime<chrono::FixedOffset>, String)> = None;
     for t in &mut report.targets {
         if succeeded {
@@ -96,8 +108,8 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
             let error = solve_error(&s.error);
             t.errors.insert(0, format!("{}:{}: {error}", src.path, s.line));
         }
-        let unfinished =
-            steps.is_empty() || steps.iter().any(|v| v.completed.is_none() || rawjson::is_cancel(&v.error));
+        let exported = steps.iter().any(|v| is_export_step(&v.name) && v.completed.is_some() && v.error.is_empty());
+        let unfinished = !exported || steps.iter().any(|v| v.completed.is_none() || rawjson::is_cancel(&v.error));
         t.outcome = if !t.errors.is_empty() {
             Outcome::Failed
         } else if unfinished {
@@ -219,6 +231,7 @@ mod tests {
             "failed to create lease: context canceled: context canceled",
         );
         one_step(&mut p, "4", "[d app 1/1] COPY x", "01", "");
+        one_step(&mut p, "5", "[d] exporting to image", "02", "");
         let names: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
         let mut r = summarize(&names, &p, String::new(), false);
         judge(&mut r, &p, false, "", &[]);
@@ -242,6 +255,50 @@ mod tests {
             }],
             ..Default::default()
         });
+    }
+
+    /// Whatever message buildx closed the frontend's session with after the backend's parse
+    /// error, and whether or not any of its steps carried it, a frontend that never exported is
+    /// not shown as built in the table, the JSON, the Markdown or the metrics.
+    #[test]
+    fn a_target_that_never_exported_is_never_ok_whatever_ended_its_session() {
+        let (_, stray) = parse_with_stray(PARSE_ERROR);
+        let sources =
+            [Source { target: "backend".into(), path: "backend/Dockerfile".into(), text: BROKEN_BACKEND.into() }];
+        for closing in ["", "Unavailable: connection error", "rpc error: code = Unknown desc = a word never seen"] {
+            let mut p = Progress::default();
+            one_step(&mut p, "1", "[frontend internal] load build definition from Dockerfile", "01", "");
+            one_step(&mut p, "2", "[frontend internal] load .dockerignore", "02", closing);
+            let stray = format!("{stray}ERROR: target frontend: {}\n", if closing.is_empty() { "closed" } else { closing });
+            let mut r = summarize(&two(), &p, String::new(), false);
+            r.status = crate::report::Status::Failed;
+            judge(&mut r, &p, false, &stray, &sources);
+            let frontend = &r.targets[1];
+            assert_ne!(frontend.outcome, Outcome::Ok, "{closing:?}");
+            assert_eq!(r.targets[0].outcome, Outcome::Failed, "{closing:?}");
+            assert_eq!(r.failed_first.as_deref(), Some("backend"), "{closing:?}");
+            let json = serde_json::to_value(&r).unwrap();
+            assert_ne!(json["targets"][1]["outcome"], "ok", "{closing:?}");
+            let row = |text: &str| text.lines().find(|l| l.contains("frontend")).unwrap_or_default().to_string();
+            let table_row = row(&table(&r, None));
+            assert!(table_row.contains("cancelled") || table_row.contains("FAILED"), "{closing:?}: {table_row}");
+            let markdown_row = row(&crate::report::markdown::build(&r));
+            assert!(!markdown_row.contains("| ok |"), "{closing:?}: {markdown_row}");
+            let metrics = crate::report::metrics::exposition(&r);
+            let success = metrics.lines().find(|l| l.starts_with("xtask_target_success") && l.contains("frontend"));
+            assert!(success.is_some_and(|l| l.ends_with(" 0")), "{closing:?}: {metrics}");
+        }
+    }
+
+    #[test]
+    fn a_failed_build_keeps_no_cache_warning() {
+        let (p, stray) = parse_with_stray(CACHE_REFUSED);
+        let names = vec!["backend".to_string()];
+        let mut r = summarize(&names, &p, String::new(), false);
+        judge(&mut r, &p, false, &stray, &[]);
+        assert!(r.cache_warnings.is_empty(), "{:?}", r.cache_warnings);
+        judge(&mut r, &p, true, &stray, &[]);
+        assert_eq!(r.cache_warnings.len(), 2, "the same stream of a build that passed warns");
     }
 
     const RESET: &str = "rpc error: code = Unavailable desc = error reading from server: connection reset by peer";

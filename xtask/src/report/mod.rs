@@ -24,7 +24,7 @@ use anyhow::Result;
 pub use buildx_history::references;
 pub use command::{command, Request};
 pub use html::html;
-pub use judge::{cache_trouble, cache_warning_line, failure_summary, judge, Source};
+pub use judge::{cache_warning_line, failure_summary, judge, Source};
 pub use rawjson::is_failure;
 pub use model::{is_instruction, summarize, BuildReport, HistoryLine, Outcome, Status, TargetReport};
 pub use store::{comparable, history, last_saved, pick, read_history, read_report};

@@ -149,9 +149,10 @@ pub fn is_cancel(error: &str) -> bool {
 /// buildx 0.29.1 closes a cancelled target's session while its first steps still run: the
 /// frontend's `[frontend internal] load .dockerignore` then ends in `rpc error: code = Unavailable
 /// desc = error reading from server: connection reset by peer` after the backend's parse error.
-/// Alone (an engine that died), it is a failure; beside another target's failure, a cancellation.
+/// buildx also words it `Unavailable: connection error`. Alone (an engine that died), it is a
+/// failure; beside another target's failure, a cancellation.
 pub fn is_session_lost(error: &str) -> bool {
-    ["code = Unavailable", "code = Canceled", "transport is closing"].iter().any(|s| error.contains(s))
+    ["code = Unavailable", "Unavailable: ", "code = Canceled", "transport is closing"].iter().any(|s| error.contains(s))
 }
 
 /// The Dockerfile excerpt buildx prints under a failed build (`Dockerfile:25`, a rule, numbered

@@ -70,6 +70,12 @@ mod imp {
         std::os::unix::net::UnixStream::connect(socket)
     }
 
+    /// Whether a directory entry is a Unix socket.
+    pub fn is_socket(kind: &std::fs::FileType) -> bool {
+        use std::os::unix::fs::FileTypeExt;
+        kind.is_socket()
+    }
+
     /// Whether a process with this id exists (one of another user counts: kill answers EPERM).
     pub fn process_exists(pid: u32) -> bool {
         let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
@@ -129,6 +135,11 @@ mod imp {
     }
 
     pub fn kill_group(_group: u32) {}
+
+    /// No Unix sockets in a directory here.
+    pub fn is_socket(_kind: &std::fs::FileType) -> bool {
+        false
+    }
 
     pub fn exit_signal(_status: ExitStatus) -> Option<i32> {
         None

@@ -194,6 +194,16 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
         assert_eq!(text.lines().filter(|l| l.contains("multiplatform needs a builder")).count(), 1, "{text}");
         return;
     }
+    // A service's name stands for its multi-platform target, and a dry run plans on a fresh
+    // checkout (no `target/` yet) without making the OCI folder.
+    let fresh = scratch_copy(&format!("multiplatform-dry-run-{}", std::process::id()));
+    assert!(!fresh.join("target").exists(), "the scratch copy starts without target/");
+    let dry = must(&["multiplatform", "--oci", "--dry-run", "backend"], &[("XTASK_PROJECT_ROOT", fresh.to_str().unwrap())]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(text.contains("# targets: backend-multiplatform (backend-multiplatform)"), "{text}");
+    assert!(text.contains("platforms linux/amd64,linux/arm64"), "{text}");
+    assert!(!fresh.join("target/xtask/oci").exists(), "a dry run writes nothing");
+    std::fs::remove_dir_all(fresh).unwrap();
     must(&["multiplatform", "--release-version", "1.2.3"], &[]);
     let arch = docker(&[
         "run",
@@ -226,6 +236,12 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
         let archive = root().join(format!("target/xtask/oci/{name}-multiplatform.tar"));
         assert!(std::fs::metadata(&archive).is_ok_and(|m| m.len() > 1_000_000), "{} exists", archive.display());
     }
+    // Named, one service is still built for both platforms (warm: nothing runs again).
+    must(&["multiplatform", "--release-version", "1.2.3", "--oci", "backend"], &[]);
+    let report = last_report(&root());
+    assert_eq!(report["names"], serde_json::json!(["backend-multiplatform"]), "{report}");
+    let sizes = &target(&report, "backend-multiplatform")["platform_sizes"];
+    assert!(sizes["linux/amd64"].is_u64() && sizes["linux/arm64"].is_u64(), "{sizes}");
 }
 
 /// The bases `print` resolves for this engine, by build variable (`PYTHON_IMAGE`, `NODE_IMAGE`).

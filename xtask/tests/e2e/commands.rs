@@ -28,6 +28,10 @@ fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
     std::fs::write(dir.join(".env"), "DOCKER_BUILDKIT=1\nnot a setting\n").unwrap();
     let out = xtask(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
     one_line_error(&out, ".env:2: cannot parse `not a setting`");
+    // A value the parser itself refuses is named with its line and key too.
+    std::fs::write(dir.join(".env"), "DOCKER_BUILDKIT=1\n\nREGISTRY=not a host\n").unwrap();
+    let out = xtask(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
+    one_line_error(&out, ".env:3: cannot parse `REGISTRY=not a host` (the value of REGISTRY)");
     // A value the flags would refuse is refused in .env too, with its line, by build and doctor.
     std::fs::write(dir.join(".env"), "DOCKER_BUILDKIT=1\nBUILDKIT_PROGRESS=fancy\n").unwrap();
     for args in [&["build"][..], &["doctor"]] {
@@ -234,7 +238,7 @@ fn k_sigint_sigterm_and_sighup_each_stop_buildx_and_are_recorded() {
 
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
-fn l_a_dockerfile_parse_error_names_the_file_line_and_target_and_the_other_is_cancelled() {
+fn l_a_dockerfile_parse_error_names_the_file_line_and_target_and_the_other_is_never_ok() {
     let dir = scratch_copy(&format!("parse-error-{}", std::process::id()));
     let dockerfile = dir.join("backend/Dockerfile");
     let text = std::fs::read_to_string(&dockerfile).unwrap();
@@ -245,18 +249,33 @@ fn l_a_dockerfile_parse_error_names_the_file_line_and_target_and_the_other_is_ca
         .map(|(i, l)| if i + 1 == line { l.replacen("RUN ", "RUNN ", 1) } else { l.to_string() })
         .collect();
     std::fs::write(&dockerfile, broken.join("\n") + "\n").unwrap();
-    let out = xtask(&["build"], &[("XTASK_PROJECT_ROOT", dir.to_str().unwrap())]);
-    one_line_error(
-        &out,
-        &format!("failing: backend: backend/Dockerfile:{line}: dockerfile parse error on line {line}"),
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("failing: frontend"), "the frontend was only cancelled:\n{err}");
-    let report = last_report(&dir);
-    assert_eq!(report["status"], "failed");
-    assert_eq!(report["failed_first"], "backend");
-    assert_eq!(target(&report, "backend")["outcome"], "failed");
-    assert_ne!(target(&report, "frontend")["outcome"], "failed", "{}", target(&report, "frontend"));
+    let envs = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    // How far the frontend gets before buildx closes its session, and the words it closes it
+    // with, vary from run to run: only repetition shows that no variant reads as a success.
+    for run in 1..=10 {
+        let out = xtask(&["build"], &envs);
+        one_line_error(
+            &out,
+            &format!("failing: backend: backend/Dockerfile:{line}: dockerfile parse error on line {line}"),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("failing: frontend"), "run {run}: the frontend was only cancelled:\n{err}");
+        assert!(!err.contains("xtask: warning: the build passed"), "run {run}: no cache warning:\n{err}");
+        let report = last_report(&dir);
+        assert_eq!(report["status"], "failed", "run {run}");
+        assert_eq!(report["failed_first"], "backend", "run {run}");
+        assert_eq!(target(&report, "backend")["outcome"], "failed", "run {run}");
+        let frontend = target(&report, "frontend");
+        assert_eq!(frontend["outcome"], "cancelled", "run {run}: {frontend}");
+        let table = err.lines().find(|l| l.starts_with("frontend ")).unwrap_or_default();
+        assert!(table.contains("cancelled"), "run {run}: the table's frontend row: {table:?}\n{err}");
+        let markdown = String::from_utf8(must(&["report", "--markdown"], &envs).stdout).unwrap();
+        let row = markdown.lines().find(|l| l.starts_with("| frontend ")).unwrap_or_default();
+        assert!(row.contains("| cancelled |"), "run {run}: {row:?}\n{markdown}");
+        let metrics = String::from_utf8(must(&["metrics"], &envs).stdout).unwrap();
+        let success = metrics.lines().find(|l| l.starts_with("xtask_target_success") && l.contains("\"frontend\""));
+        assert!(success.is_some_and(|l| l.ends_with(" 0")), "run {run}:\n{metrics}");
+    }
     std::fs::remove_dir_all(dir).unwrap();
 }
 

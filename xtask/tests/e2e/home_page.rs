@@ -37,8 +37,17 @@ fn chromium() -> String {
         .to_string()
 }
 
-/// Runs headless Chromium on `url` with `extra` flags; its standard output.
+/// Runs headless Chromium on `url` with `extra` flags; its standard output. The page's console
+/// goes to Chromium's log on standard error, where a Content-Security-Policy violation would show.
 pub(super) fn browse(url: &str, extra: &[&str]) -> String {
+    let (out, log) = browse_logged(url, extra);
+    let refused: Vec<&str> = log.lines().filter(|l| l.contains("Content Security Policy")).collect();
+    assert!(refused.is_empty(), "the page breaks its own Content-Security-Policy:\n{}", refused.join("\n"));
+    out
+}
+
+/// As [`browse`], with Chromium's log (the page's console included) as well.
+fn browse_logged(url: &str, extra: &[&str]) -> (String, String) {
     let profile = std::env::temp_dir().join(format!("xtask-e2e-chromium-{}", std::process::id()));
     let profile_flag = format!("--user-data-dir={}", profile.display());
     let mut args = vec![
@@ -53,6 +62,10 @@ pub(super) fn browse(url: &str, extra: &[&str]) -> String {
         "--disable-background-networking",
         "--disable-sync",
         "--metrics-recording-only",
+        "--enable-logging=stderr",
+        "--v=0",
+        // Time for the page's scripts to run (and for the policy to refuse any) before the dump.
+        "--virtual-time-budget=3000",
         profile_flag.as_str(),
     ];
     args.extend_from_slice(extra);
@@ -60,7 +73,7 @@ pub(super) fn browse(url: &str, extra: &[&str]) -> String {
     let out = Command::new(chromium()).args(&args).output().expect("running chromium");
     let _ = std::fs::remove_dir_all(&profile);
     assert!(out.status.success(), "chromium {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).to_string()
+    (String::from_utf8_lossy(&out.stdout).to_string(), String::from_utf8_lossy(&out.stderr).to_string())
 }
 
 /// The text of some HTML: tags dropped, the few entities React writes decoded.
@@ -138,6 +151,8 @@ fn shows_both_services_version_revision_and_build_date() {
         assert!(text(revision.split("<wbr>").next().unwrap()).starts_with(&head), "{service}-revision: {revision}");
     }
 
+    super::hardening::page_headers_hold(published_port(&frontend, "3000/tcp"));
+
     let shots = root().join("target/xtask/e2e");
     std::fs::create_dir_all(&shots).unwrap();
     for (file, size) in [("home.png", "1024,700"), ("home-phone.png", "390,844")] {
@@ -147,4 +162,9 @@ fn shows_both_services_version_revision_and_build_date() {
         let png = std::fs::read(&path).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", path.display()));
         assert!(png.starts_with(b"\x89PNG") && png.len() > 10_000, "{} is a real screenshot", path.display());
     }
+    // The other health state, under the same policy: the backend gone, the page says so.
+    docker(&["stop", &backend.0]);
+    let dom = browse(&url, &["--dump-dom"]);
+    assert_eq!(text(field(&dom, "backend-status")), "unreachable", "the page shows the backend down");
+    assert_eq!(text(field(&dom, "frontend-status")), "ok");
 }

@@ -15,6 +15,7 @@ use serde_json::Value;
 mod audit;
 mod builds;
 mod commands;
+mod hardening;
 mod home_page;
 mod host;
 mod metrics;
@@ -377,6 +378,8 @@ fn r_a_second_engine_runs_beside_the_first_and_leaves_it_untouched() {
     assert_eq!(run, "up");
     must(&["engine", "down", "--channel", "floor", "--classic"], &[]);
     assert_eq!(interfaces(), before, "down removed the second engine's bridge and nothing else");
+    let run = xtask::engine::Layout::new("floor-classic".parse().unwrap()).run;
+    assert!(!run.exists(), "down removed the second engine's run folder {}", run.display());
     assert!(before.contains(&"docker0".to_string()), "docker0 outlived two starts of the second engine");
     if made_docker0 {
         let _ = Command::new("ip").args(["link", "del", "docker0"]).status();

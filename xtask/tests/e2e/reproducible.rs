@@ -179,6 +179,31 @@ fn c_a_pushed_production_image_names_no_path_or_host_of_the_builder() {
         }
         let source = "https://github.com/contextcleanse/contextcleanse";
         assert!(docs.iter().any(|(_, d)| d.contains(source)), "{name} records the public source URL in its label");
+        provenance_holds_what_the_readme_says(name, &docs, source);
+    }
+}
+
+/// What README's "Attestations" paragraph says a mode=min provenance holds: no build argument (so
+/// not SOURCE_URL), and buildx's git information (the revision, and `origin` as the source) when
+/// the checkout has no remote or its remote is the public URL.
+fn provenance_holds_what_the_readme_says(name: &str, docs: &[(String, String)], source: &str) {
+    let statement: Value = docs
+        .iter()
+        .filter_map(|(_, d)| serde_json::from_str::<Value>(d).ok())
+        .find(|v| v["predicateType"].as_str().is_some_and(|t| t.starts_with("https://slsa.dev/provenance")))
+        .unwrap_or_else(|| panic!("{name}: no provenance statement"));
+    let predicate = &statement["predicate"];
+    let args = predicate["invocation"]["parameters"]["args"].as_object().cloned().unwrap_or_default();
+    assert!(args.keys().all(|k| !k.starts_with("build-arg:")), "{name}: mode=min keeps no build argument: {args:?}");
+    let vcs = &predicate["metadata"]["https://mobyproject.org/buildkit@v1#metadata"]["vcs"];
+    let origin = Command::new("git").args(["config", "--get", "remote.origin.url"]).current_dir(root()).output().unwrap();
+    let origin = String::from_utf8_lossy(&origin.stdout).trim().trim_end_matches(".git").to_string();
+    if origin.is_empty() || origin == source {
+        let revision = vcs["revision"].as_str().unwrap_or_default();
+        assert!(revision.starts_with(&git_head()), "{name}: the provenance records the commit: {vcs}");
+        assert_eq!(vcs["source"].as_str().unwrap_or_default(), origin, "{name}: and `origin` as its source: {vcs}");
+    } else {
+        assert!(vcs.get("source").is_none() && vcs.get("revision").is_none(), "{name}: no git information: {vcs}");
     }
 }
 

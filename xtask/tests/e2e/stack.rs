@@ -29,6 +29,13 @@ fn up_brings_both_services_healthy_and_down_leaves_no_container_or_network() {
     // The images carry the build's metadata: the backend reports this commit.
     let backend = super::health(8000, "/health");
     assert!(backend["revision"].as_str().unwrap_or_default().starts_with(&git_head()), "{backend}");
+    // The running stack under abuse (see hardening.rs), and compose's memory limits.
+    super::hardening::backend_holds_up(8000);
+    super::hardening::page_headers_hold(3000);
+    for service in ["backend", "frontend"] {
+        let limit = super::hardening::memory_limit(&format!("contextcleanse-{service}-1"));
+        assert!(limit > 0 && limit <= 512 << 20, "{service}: memory limit {limit}");
+    }
     let ps = must(&["ps"], &[]);
     assert!(String::from_utf8_lossy(&ps.stdout).contains("contextcleanse-frontend-1"));
     // A second `up` with the stack running reuses it: its own ports are not "taken".

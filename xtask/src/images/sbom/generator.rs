@@ -23,8 +23,19 @@ pub fn named_in(defaults: &bake::Defaults) -> Option<String> {
 }
 
 /// The attestation each production target gets beside the provenance the bake file asks for.
-pub fn attest(generator: &str) -> String {
-    format!("type=sbom,generator={generator}")
+/// BuildKit 0.16 and later hand the generator each further key as `BUILDKIT_SCAN_<key>` (earlier
+/// ones ignore them): the image's name for the SBOM's root package, and the build date for its
+/// `created` (the generator sees only the image's files, which carry neither).
+pub fn attest(generator: &str, image: &str, build_date: &str) -> String {
+    format!("type=sbom,generator={generator},image={image},build_date={build_date}")
+}
+
+/// The image's name without registry or tag (`127.0.0.1:5000/contextcleanse-backend:1.2.3` gives
+/// `contextcleanse-backend`), from a target's first tag; else the target's name.
+pub fn image_name(target: &str, tags: &[String]) -> String {
+    let Some(tag) = tags.first() else { return target.to_string() };
+    let last = tag.rsplit('/').next().unwrap_or(tag);
+    last.split([':', '@']).next().unwrap_or(last).to_string()
 }
 
 /// `doctor`'s line: whether production images get an SBOM on this builder, and with what.
@@ -47,6 +58,10 @@ mod tests {
     fn the_generator_is_named_once_in_the_bake_file() {
         let root = crate::util::paths::project_root();
         assert_eq!(reference(&root).unwrap().as_deref(), Some("localhost/contextcleanse-sbom:dev"));
-        assert_eq!(attest("g:1"), "type=sbom,generator=g:1");
+        assert_eq!(attest("g:1", "i", "2026-01-01T00:00:00Z"), "type=sbom,generator=g:1,image=i,build_date=2026-01-01T00:00:00Z");
+        let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(image_name("backend", &tags(&["127.0.0.1:5000/contextcleanse-backend:1.2.3"])), "contextcleanse-backend");
+        assert_eq!(image_name("backend", &tags(&["contextcleanse-backend:dev", "x:y"])), "contextcleanse-backend");
+        assert_eq!(image_name("backend", &[]), "backend");
     }
 }

@@ -65,13 +65,22 @@ pub fn document(sbom: &Value, platform: &str) -> Option<Value> {
     entry.get("SPDX").filter(|d| d.is_object()).cloned()
 }
 
-/// One package of an SPDX document as a row: name, version, type (the package URL's), hash.
+/// One package of an SPDX document as a row: name, version, type (the package URL's), hash. The
+/// package the document describes (the image itself, which contains the others) is no row.
 pub fn rows(doc: &Value) -> Vec<[String; 4]> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let described: Vec<&Value> = doc["relationships"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["spdxElementId"] == "SPDXRef-DOCUMENT" && r["relationshipType"] == "DESCRIBES")
+        .map(|r| &r["relatedSpdxElement"])
+        .collect();
     let mut rows: Vec<[String; 4]> = doc["packages"]
         .as_array()
         .into_iter()
         .flatten()
+        .filter(|p| !described.contains(&&p["SPDXID"]))
         .map(|p| {
             let purl = p["externalRefs"]
                 .as_array()
@@ -180,6 +189,10 @@ mod tests {
              "checksums": [{"algorithm": "SHA512", "checksumValue": "000000"}]},
             {"name": "libc6", "versionInfo": "2.36", "externalRefs": [{"referenceType": "purl", "referenceLocator": "pkg:deb/debian/libc6@2.36"}]}
         ]});
+        let mut described = doc.clone();
+        described["packages"].as_array_mut().unwrap().push(json!({"SPDXID": "SPDXRef-Image", "name": "contextcleanse-frontend"}));
+        described["relationships"] = json!([{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image"}]);
+        assert_eq!(super::rows(&described), super::rows(&doc), "the image itself is no row");
         let rows = rows(&doc);
         assert_eq!(rows[0], ["libc6", "2.36", "deb", "-"].map(String::from));
         assert_eq!(rows[1], ["next", "16.0.0", "npm", "sha512-AAAA"].map(String::from));

@@ -57,6 +57,7 @@ pub fn inputs(plan: &Plan) -> BTreeMap<String, TargetInputs> {
                 dockerfile: std::fs::read_to_string(&dockerfile).unwrap_or_default(),
                 bases: BTreeMap::new(),
                 no_cache: plan.no_cache,
+                platforms: set_platforms(&plan.sets, t).unwrap_or_else(|| def.platforms.clone()),
             },
         );
     }
@@ -79,6 +80,17 @@ fn set_args(sets: &[String], target: &str) -> Vec<(String, String)> {
             (who == "*" || who == target).then(|| (name.to_string(), value.to_string()))
         })
         .collect()
+}
+
+/// The platforms the last `--set` of them for the target gives (`*.platform=a,b`), if any.
+fn set_platforms(sets: &[String], target: &str) -> Option<Vec<String>> {
+    sets.iter()
+        .filter_map(|s| {
+            let (key, value) = s.split_once('=')?;
+            let who = key.strip_suffix(".platform")?;
+            (who == "*" || who == target).then(|| value.split(',').map(str::to_string).collect())
+        })
+        .last()
 }
 
 /// The `.dockerignore` BuildKit uses: the Dockerfile's own (`Dockerfile.dockerignore`) first,
@@ -202,6 +214,10 @@ mod tests {
     fn set_lines_give_their_targets_arguments() {
         let sets =
             ["*.args.SOURCE_DATE_EPOCH=5", "backend.args.X=1", "frontend.args.Y=2", "backend.tags=t"].map(String::from);
+        assert_eq!(set_platforms(&sets, "backend"), None);
+        let platforms = ["*.platform=linux/amd64", "frontend.platform=linux/amd64,linux/arm64"].map(String::from);
+        assert_eq!(set_platforms(&platforms, "backend").unwrap(), ["linux/amd64"]);
+        assert_eq!(set_platforms(&platforms, "frontend").unwrap(), ["linux/amd64", "linux/arm64"]);
         assert_eq!(
             set_args(&sets, "backend"),
             [("SOURCE_DATE_EPOCH".to_string(), "5".to_string()), ("X".to_string(), "1".to_string())]

@@ -236,10 +236,11 @@ fn why_trend_and_chart_over_ten_builds() {
     }
     let trend = stdout(&must(&["report", "--trend", "--last", "10"], &env));
     assert!(trend.contains("trend over the last 10 builds that passed"), "{trend}");
-    // The source step ran in the first build or not (the engine may hold it), then in builds 3, 6, 9.
+    // The source step ran in builds 3, 6 and 9 at least (its input changed); on a shared engine it
+    // may run in others too (a base made again by another checkout, a cache dropped).
     let source = trend.lines().find(|l| l.contains("[source] RUN")).unwrap_or_else(|| panic!("{trend}"));
     let cached: u32 = source.split_whitespace().nth(1).unwrap().trim_end_matches('%').parse().unwrap();
-    assert!((60..=70).contains(&cached), "source step from cache in 6 or 7 of 10 builds: {source}");
+    assert!(cached <= 70, "source step from cache in at most 7 of 10 builds: {source}");
     let last = xtask::report::last_saved(&xtask::util::paths::reports_dir_in(&dir)).unwrap();
     let page = last.with_extension("html");
     let dom = super::home_page::browse(&format!("file://{}", page.display()), &["--dump-dom"]);

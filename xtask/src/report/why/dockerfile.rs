@@ -174,7 +174,8 @@ mod tests {
 
     #[test]
     fn unnamed_stages_copies_and_variables() {
-        let s = parse("FROM x\nCOPY a.txt  b/ ./dest/\n\n# note\nFROM stage-0\nRUN --mount=type=bind echo \\\n\n  hi\n");
+        let s =
+            parse("FROM x\nCOPY a.txt  b/ ./dest/\n\n# note\nFROM stage-0\nRUN --mount=type=bind echo \\\n\n  hi\n");
         assert_eq!((s[0].name.as_str(), s[1].name.as_str(), s[1].base.as_str()), ("stage-0", "stage-1", "stage-0"));
         assert_eq!(reads(&s[0].instructions[0]).context, ["a.txt", "b/"]);
         assert_eq!(

@@ -100,13 +100,15 @@ impl<'a> Context<'a> {
         let (inside, text) = name.strip_prefix('[')?.split_once("] ")?;
         let words: Vec<&str> = inside.split(' ').collect();
         let stage = words.len().checked_sub(2).map(|i| words[i])?;
-        let text = squeeze(text);
+        // BuildKit's names drop the escapes of the Dockerfile's text (`-exec rmdir {} \;` shows as
+        // `{} ;`): both sides are compared without backslashes.
+        let bare = |t: &str| t.replace('\\', "");
+        let text = bare(&squeeze(text));
         let s = self.stages.iter().position(|st| st.name == stage)?;
         let list = &self.stages[s].instructions;
-        let i = list
-            .iter()
-            .position(|i| i.text == text)
-            .or_else(|| (text.len() >= 100).then(|| list.iter().position(|i| i.text.starts_with(&text))).flatten())?;
+        let i = list.iter().position(|i| bare(&i.text) == text).or_else(|| {
+            (text.len() >= 100).then(|| list.iter().position(|i| bare(&i.text).starts_with(&text))).flatten()
+        })?;
         Some((s, i))
     }
 
@@ -117,6 +119,10 @@ impl<'a> Context<'a> {
             return (Cause::Unknown { why: "the steps' chain is too deep to follow".into() }, here);
         }
         let mut unknown: Option<String> = None;
+        if self.prev.platforms != self.cur.platforms {
+            let (old, new) = (self.prev.platforms.clone(), self.cur.platforms.clone());
+            return (Cause::Platforms { old, new }, here);
+        }
         let own = self
             .instruction_changed(at)
             .or_else(|| self.files_changed(at, &mut unknown))
@@ -219,7 +225,14 @@ impl<'a> Context<'a> {
         if image == "scratch" {
             return None;
         }
-        match (self.prev.bases.get(&image), self.cur.bases.get(&image)) {
+        // The operand may name a variable the bake file sets for the build (a stand-in for the
+        // official image) rather than an argument: with one base on each side, those are the two.
+        let single = |b: &'a BTreeMap<String, String>| (b.len() == 1).then(|| b.values().next()).flatten();
+        let found = match (self.prev.bases.get(&image), self.cur.bases.get(&image)) {
+            (Some(a), Some(b)) => (Some(a), Some(b)),
+            _ => (single(&self.prev.bases), single(&self.cur.bases)),
+        };
+        match found {
             (Some(a), Some(b)) if a != b => Some(Cause::Base { old: a.clone(), new: b.clone() }),
             (Some(_), Some(_)) => None,
             _ => {

@@ -31,6 +31,9 @@ pub struct TargetInputs {
     pub bases: BTreeMap<String, String>,
     #[serde(default)]
     pub no_cache: bool,
+    /// The platforms the target is built for; empty: the engine's own.
+    #[serde(default)]
+    pub platforms: Vec<String>,
 }
 
 /// A build's inputs, per target.
@@ -64,6 +67,11 @@ pub enum Cause {
         name: String,
         old: Option<String>,
         new: Option<String>,
+    },
+    /// The target is built for other platforms (empty: the engine's own).
+    Platforms {
+        old: Vec<String>,
+        new: Vec<String>,
     },
     /// The stage's base image resolved to another digest.
     Base {
@@ -126,6 +134,10 @@ impl Cause {
                     None => "(unset)".to_string(),
                 };
                 format!("build argument {name} changed: {} -> {}", show(old), show(new))
+            }
+            Cause::Platforms { old, new } => {
+                let show = |v: &Vec<String>| if v.is_empty() { "the engine's own".to_string() } else { v.join(",") };
+                format!("the target's platforms changed: {} -> {}", show(old), show(new))
             }
             Cause::Base { old, new } => format!("base image changed: {old} -> {new}"),
             Cause::Instruction { line, before, after } => {

@@ -45,6 +45,7 @@ fn inputs(files: &[(&str, &str)]) -> TargetInputs {
         dockerfile: DOCKERFILE.into(),
         bases: BTreeMap::from([("py:3".into(), "py:3@sha256:aa".into())]),
         no_cache: false,
+        platforms: Vec::new(),
     }
 }
 
@@ -210,6 +211,7 @@ fn a_report_with_every_kind_of_cause_matches_the_schema() {
         Cause::Files { paths: vec!["a".into()], count: 4 },
         Cause::Arg { name: "X".into(), old: None, new: Some("1".into()) },
         Cause::Base { old: "a@sha256:1".into(), new: "a@sha256:2".into() },
+        Cause::Platforms { old: vec![], new: vec!["linux/arm64".into()] },
         Cause::Instruction { line: 3, before: None, after: Some("RUN x".into()) },
         Cause::Upstream { step: "s".into(), cause: Box::new(Cause::CacheDropped) },
         Cause::CacheDropped,
@@ -276,4 +278,24 @@ fn a_new_commit_time_reruns_a_workdir_and_leaves_a_copy_unknown() {
     // The same WORKDIR alone, nothing changed: the engine dropped it.
     let causes = explain(Previous::Found(&old), &old, &ran[1..]);
     assert_eq!(causes[0].cause, Cause::CacheDropped);
+}
+
+#[test]
+fn new_platforms_rerun_everything_and_escapes_do_not_hide_a_step() {
+    let old = inputs(FILES);
+    let mut new = inputs(FILES);
+    new.platforms = vec!["linux/amd64".into()];
+    let causes = explain(Previous::Found(&old), &new, &steps(&[REQS, PIP]));
+    assert_eq!(causes[1].cause, Cause::Platforms { old: vec![], new: vec!["linux/amd64".into()] });
+    assert_eq!(causes[0].text, "the target's platforms changed: the engine's own -> linux/amd64");
+    // `\;` in the Dockerfile is `;` in the step's name.
+    let mut old = inputs(FILES);
+    old.dockerfile = DOCKERFILE.replace("RUN echo setup", "RUN find / -exec true {} \\;");
+    let ran = [step("[t app 1/2] RUN find / -exec true {} ;", false)];
+    assert_eq!(explain(Previous::Found(&old), &old, &ran)[0].cause, Cause::CacheDropped);
+    // A stand-in named by a bake variable rather than the argument: the one base on each side.
+    let mut new = old.clone();
+    new.bases = BTreeMap::from([("standin:1-f".into(), "standin:1-f@sha256:cc".into())]);
+    let causes = explain(Previous::Found(&old), &new, &steps(&[REQS]));
+    assert_eq!(causes[0].cause, Cause::Base { old: "py:3@sha256:aa".into(), new: "standin:1-f@sha256:cc".into() });
 }

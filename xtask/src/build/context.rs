@@ -84,13 +84,11 @@ fn set_args(sets: &[String], target: &str) -> Vec<(String, String)> {
 
 /// The platforms the last `--set` of them for the target gives (`*.platform=a,b`), if any.
 fn set_platforms(sets: &[String], target: &str) -> Option<Vec<String>> {
-    sets.iter()
-        .filter_map(|s| {
-            let (key, value) = s.split_once('=')?;
-            let who = key.strip_suffix(".platform")?;
-            (who == "*" || who == target).then(|| value.split(',').map(str::to_string).collect())
-        })
-        .last()
+    sets.iter().rev().find_map(|s| {
+        let (key, value) = s.split_once('=')?;
+        let who = key.strip_suffix(".platform")?;
+        (who == "*" || who == target).then(|| value.split(',').map(str::to_string).collect())
+    })
 }
 
 /// The `.dockerignore` BuildKit uses: the Dockerfile's own (`Dockerfile.dockerignore`) first,

@@ -114,7 +114,7 @@ fn dispatch(a: &Args) -> anyhow::Result<()> {
         }
         Sub::Metrics => metrics::command(a.positionals.first().map(String::as_str)),
         Sub::Audit => audit::run(a.switch("json")),
-        Sub::Test => test::run(a.switch("no-e2e"), a.value("e2e-filter").as_deref()),
+        Sub::Test => test::run(a.switch("no-e2e"), a.switch("quick"), a.value("e2e-filter").as_deref()),
     }
 }
 

@@ -296,13 +296,13 @@ fn the_tests_left_out_on_a_users_engine_exist() {
     // A renamed test would otherwise run (and fail) on a CI runner's engine, or a typo skip nothing.
     let dir = root().join("xtask/tests/e2e");
     // The floor and classic runs name theirs by module and name: each must be exactly one test.
-    for name in xtask::commands::test::SUBSET {
+    for name in xtask::commands::test::SUBSET.iter().chain([&xtask::commands::test::QUICK_BUILD]) {
         let (module, start) = name.split_once("::").expect("module::name");
         let text = std::fs::read_to_string(dir.join(format!("{module}.rs"))).unwrap_or_default();
         let matching = text.matches(&format!("fn {start}")).count();
         assert_eq!(
             matching, 1,
-            "xtask/src/commands/test.rs SUBSET names `{name}`, which is {matching} end-to-end tests, not one: fix the name there"
+            "xtask/src/commands/test.rs SUBSET or QUICK_BUILD names `{name}`, which is {matching} end-to-end tests, not one: fix the name there"
         );
     }
     let sources: String = std::fs::read_dir(&dir)
@@ -368,25 +368,34 @@ fn folders_use_only_those_below_them_and_no_module_cycle() {
     assert_eq!(declared, architecture::FLOORS, "xtask/src/lib.rs declares exactly the floors, top down");
 }
 
-#[test]
-fn files_and_functions_stay_small() {
-    let mut too_big = Vec::new();
+/// Every file under xtask/src, as its path from the root and its text.
+fn product_sources() -> Vec<(String, String)> {
+    let mut out = Vec::new();
     let mut stack = vec![root().join("xtask/src")];
     while let Some(dir) = stack.pop() {
         for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
             if path.is_dir() {
                 stack.push(path);
-                continue;
+            } else {
+                let rel = path.strip_prefix(root()).unwrap().display().to_string();
+                out.push((rel, std::fs::read_to_string(&path).unwrap()));
             }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let rel = path.strip_prefix(root()).unwrap().display().to_string();
-            let lines = text.lines().count();
-            if lines > architecture::MAX_FILE_LINES {
-                too_big.push(format!("{rel}: {lines} lines (at most {})", architecture::MAX_FILE_LINES));
-            }
-            for f in architecture::long_functions(&text) {
-                too_big.push(format!("{rel}: fn {f} (at most {})", architecture::MAX_FN_LINES));
-            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn files_and_functions_stay_small() {
+    let mut too_big = Vec::new();
+    for (rel, text) in product_sources() {
+        let lines = text.lines().count();
+        if lines > architecture::MAX_FILE_LINES {
+            too_big.push(format!("{rel}: {lines} lines (at most {})", architecture::MAX_FILE_LINES));
+        }
+        for f in architecture::long_functions(&text) {
+            too_big.push(format!("{rel}: fn {f} (at most {})", architecture::MAX_FN_LINES));
         }
     }
     too_big.sort();
@@ -397,19 +406,13 @@ fn files_and_functions_stay_small() {
 fn only_the_orchestrator_acts_on_a_finished_build() {
     // Signing, the metrics push and the cache clean-up work from the outcome `build::run` holds.
     for call in ["sign_built(", "metrics::push(", "gc::after_build("] {
-        let mut callers = Vec::new();
-        let mut stack = vec![root().join("xtask/src")];
-        while let Some(dir) = stack.pop() {
-            for path in std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()) {
-                if path.is_dir() {
-                    stack.push(path);
-                } else if std::fs::read_to_string(&path).unwrap().split("#[cfg(test)]").next().unwrap().lines().any(|l| {
-                    l.contains(call) && !l.contains("fn ")
-                }) {
-                    callers.push(path.strip_prefix(root()).unwrap().display().to_string());
-                }
-            }
-        }
+        let callers: Vec<String> = product_sources()
+            .into_iter()
+            .filter(|(_, text)| {
+                text.split("#[cfg(test)]").next().unwrap().lines().any(|l| l.contains(call) && !l.contains("fn "))
+            })
+            .map(|(rel, _)| rel)
+            .collect();
         assert_eq!(callers, ["xtask/src/build/mod.rs"], "`{call}` belongs to build::run alone: pass the outcome there");
     }
 }

@@ -36,38 +36,58 @@ impl Tally {
     }
 }
 
-pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
-    let ci = crate::settings::in_ci();
-    if no_e2e && ci {
-        bail!("--no-e2e is refused with CI=true: CI must run the end-to-end tests");
+/// The end-to-end test `--quick` runs: one real build of both images, warm once an engine has
+/// built them, checked healthy and non-root.
+pub const QUICK_BUILD: &str = "builds::a_default_build";
+
+pub fn run(no_e2e: bool, quick: bool, filter: Option<&str>) -> Result<()> {
+    if crate::settings::in_ci() && (no_e2e || quick) {
+        bail!("--no-e2e and --quick are refused with CI=true: CI must run every suite");
+    }
+    if quick && (no_e2e || filter.is_some()) {
+        bail!("--quick runs its own end-to-end build: leave out --no-e2e and --e2e-filter, or leave out --quick");
     }
     let root = paths::project_root();
     let mut tally = Tally::default();
+    suites(&root, quick, &mut tally)?;
+    if no_e2e {
+        println!("end-to-end tests skipped (--no-e2e)");
+    } else {
+        e2e(&root, if quick { Some(QUICK_BUILD) } else { filter }, &mut tally)?;
+    }
+    if !tally.broken.is_empty() {
+        println!("failing suites: {}", tally.broken.join(", "));
+    }
+    let skipped = if tally.skipped > 0 { format!(", {} skipped", tally.skipped) } else { String::new() };
+    println!("{} passed, {} failed{skipped}", tally.passed, tally.failed);
+    if tally.failed > 0 {
+        bail!("{} test(s) failed", tally.failed);
+    }
+    Ok(())
+}
 
+/// Every suite but the end-to-end one; `quick` keeps the unit, tidy and app tests and leaves out
+/// the linters and the cross-compile checks.
+fn suites(root: &Path, quick: bool, tally: &mut Tally) -> Result<()> {
     let (ok, out) = suite(
-        &Cmd::new("cargo")
-            .args(["test", "--package", "xtask", "--lib", "--bins", "--test", "tidy", "--quiet"])
-            .dir(&root),
+        &Cmd::new("cargo").args(["test", "--package", "xtask", "--lib", "--bins", "--test", "tidy", "--quiet"]).dir(root),
     )?;
     tally.add("xtask unit and tidy tests", ok, cargo_counts(&out));
-    for (name, ok) in crate::commands::crosscheck::run(&root)? {
-        tally.add(&name, ok, (usize::from(ok), 0, 0));
+    if !quick {
+        for (name, ok) in crate::commands::crosscheck::run(root)? {
+            tally.add(&name, ok, (usize::from(ok), 0, 0));
+        }
     }
-
     let venv = paths::xtask_dir().join("venv");
     let python = venv.join("bin/python");
-    let prepared = prepare_venv(&venv, &root);
-    match &prepared {
+    match prepare_venv(&venv, root) {
         Ok(()) => {
-            let (ok, out) =
-                suite(&Cmd::new(python.display().to_string()).args(["-m", "pytest", "-q"]).dir(root.join("backend")))?;
-            tally.add("backend pytest", ok, pytest_counts(&out));
-            let (ok, out) =
-                suite(&Cmd::new(python.display().to_string()).args(["-m", "pytest", "-q"]).dir(root.join("sbom")))?;
-            tally.add("sbom generator pytest", ok, pytest_counts(&out));
-            for dockerfile in ["backend/Dockerfile", "frontend/Dockerfile", "sbom/Dockerfile"] {
-                let (ok, _) =
-                    suite(&Cmd::new(venv.join("bin/hadolint").display().to_string()).arg(dockerfile).dir(&root))?;
+            for (name, dir) in [("backend pytest", "backend"), ("sbom generator pytest", "sbom")] {
+                let (ok, out) = suite(&Cmd::new(python.display().to_string()).args(["-m", "pytest", "-q"]).dir(root.join(dir)))?;
+                tally.add(name, ok, pytest_counts(&out));
+            }
+            for dockerfile in ["backend/Dockerfile", "frontend/Dockerfile", "sbom/Dockerfile"].into_iter().filter(|_| !quick) {
+                let (ok, _) = suite(&Cmd::new(venv.join("bin/hadolint").display().to_string()).arg(dockerfile).dir(root))?;
                 tally.add(&format!("hadolint {dockerfile}"), ok, (usize::from(ok), 0, 0));
             }
         }
@@ -76,32 +96,17 @@ pub fn run(no_e2e: bool, filter: Option<&str>) -> Result<()> {
             tally.add("backend test environment", false, (0, 0, 0));
         }
     }
-
     let (ok, out) = suite(&Cmd::new("node").args(["--test"]).dir(root.join("frontend")))?;
     tally.add("frontend node tests", ok, node_counts(&out));
-
-    let (ok, _) = match crate::commands::actionlint::command(&root) {
-        Ok(cmd) => suite(&cmd)?,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            (false, String::new())
-        }
-    };
-    tally.add("actionlint .github/workflows", ok, (usize::from(ok), 0, 0));
-
-    if no_e2e {
-        println!("end-to-end tests skipped (--no-e2e)");
-    } else {
-        e2e(&root, filter, &mut tally)?;
-    }
-
-    if !tally.broken.is_empty() {
-        println!("failing suites: {}", tally.broken.join(", "));
-    }
-    let skipped = if tally.skipped > 0 { format!(", {} skipped", tally.skipped) } else { String::new() };
-    println!("{} passed, {} failed{skipped}", tally.passed, tally.failed);
-    if tally.failed > 0 {
-        bail!("{} test(s) failed", tally.failed);
+    if !quick {
+        let (ok, _) = match crate::commands::actionlint::command(root) {
+            Ok(cmd) => suite(&cmd)?,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                (false, String::new())
+            }
+        };
+        tally.add("actionlint .github/workflows", ok, (usize::from(ok), 0, 0));
     }
     Ok(())
 }
@@ -323,6 +328,14 @@ fn number_before(line: &str, word: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quick_is_refused_with_another_choice_of_end_to_end_tests() {
+        for (no_e2e, filter) in [(true, None), (false, Some("stack"))] {
+            let e = run(no_e2e, true, filter).unwrap_err().to_string();
+            assert!(e.contains("--quick") && !e.contains("passed"), "{e}");
+        }
+    }
 
     #[test]
     fn counts_are_read_from_each_runner_summary() {

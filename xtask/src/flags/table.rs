@@ -278,8 +278,9 @@ pub const COMMANDS: &[Command] = &[
         positional: None,
         flags: &[&[
             switch("no-e2e", "Skip the end-to-end tests (not allowed with CI=true)."),
+            switch("quick", "The inner loop: unit, tidy and app tests, then one real build on the engine (not allowed with CI=true)."),
             valued("e2e-filter", "FILTER", "Only run end-to-end tests whose name contains this."),
         ]],
-        examples: &["cargo xtask test", "cargo xtask test --no-e2e", "cargo xtask test --e2e-filter stack"],
+        examples: &["cargo xtask test", "cargo xtask test --quick", "cargo xtask test --e2e-filter stack"],
     },
 ];

@@ -133,9 +133,9 @@ fn j_status_doctor_print_and_report_work() {
 }
 
 /// The `docker buildx bake` lines of the README's "Without the xtask" section, as argument vectors.
-fn readme_bake_commands() -> Vec<Vec<String>> {
-    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
-    let section = readme.split("### Without the xtask").nth(1).expect("the README has a Without the xtask section");
+fn documented_bake_commands() -> Vec<Vec<String>> {
+    let doc = std::fs::read_to_string(root().join("docs/images.md")).unwrap();
+    let section = doc.split("## Without the xtask").nth(1).expect("docs/images.md has a Without the xtask section");
     let section = section.split("\n#").next().unwrap();
     section
         .lines()
@@ -146,8 +146,8 @@ fn readme_bake_commands() -> Vec<Vec<String>> {
 
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
-fn p_readme_bake_commands_ask_for_exactly_the_access_they_show() {
-    let commands = readme_bake_commands();
+fn p_the_documented_bake_commands_ask_for_exactly_the_access_they_show() {
+    let commands = documented_bake_commands();
     assert!(commands.len() >= 2, "{commands:?}");
     let run = |args: &[String]| {
         Command::new("docker").args(&args[1..]).current_dir(root()).stdin(std::process::Stdio::null()).output().unwrap()

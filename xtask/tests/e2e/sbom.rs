@@ -51,13 +51,7 @@ fn validate(image: &str, platform: &str) -> String {
     let _ = std::fs::remove_file(&file);
     let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
     assert!(checked.status.success() && !said.contains("invalid"), "{image} {platform}: pyspdxtools says:\n{said}");
-    let described: Vec<&Value> = doc["relationships"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|r| r["spdxElementId"] == "SPDXRef-DOCUMENT" && r["relationshipType"] == "DESCRIBES")
-        .map(|r| &r["relatedSpdxElement"])
-        .collect();
+    let described = xtask::images::sbom::read::described(&doc);
     assert_eq!(described.len(), 1, "{image} {platform}: the document describes the image");
     let namespace = doc["documentNamespace"].as_str().unwrap().to_string();
     assert!(namespace.contains(&format!("/{platform}/sha256-")), "{image} {platform}: {namespace}");

@@ -65,17 +65,22 @@ pub fn document(sbom: &Value, platform: &str) -> Option<Value> {
     entry.get("SPDX").filter(|d| d.is_object()).cloned()
 }
 
-/// One package of an SPDX document as a row: name, version, type (the package URL's), hash. The
-/// package the document describes (the image itself, which contains the others) is no row.
-pub fn rows(doc: &Value) -> Vec<[String; 4]> {
-    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
-    let described: Vec<&Value> = doc["relationships"]
+/// The SPDX ids the document says it describes (`SPDXRef-DOCUMENT DESCRIBES …`).
+pub fn described(doc: &Value) -> Vec<&Value> {
+    doc["relationships"]
         .as_array()
         .into_iter()
         .flatten()
         .filter(|r| r["spdxElementId"] == "SPDXRef-DOCUMENT" && r["relationshipType"] == "DESCRIBES")
         .map(|r| &r["relatedSpdxElement"])
-        .collect();
+        .collect()
+}
+
+/// One package of an SPDX document as a row: name, version, type (the package URL's), hash. The
+/// package the document describes (the image itself, which contains the others) is no row.
+pub fn rows(doc: &Value) -> Vec<[String; 4]> {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    let described = described(doc);
     let mut rows: Vec<[String; 4]> = doc["packages"]
         .as_array()
         .into_iter()

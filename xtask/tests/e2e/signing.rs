@@ -136,3 +136,68 @@ fn a_signed_push_verifies_and_an_unsigned_copy_or_another_key_fails() {
     let _ = std::fs::remove_dir_all(&tmp);
     eprintln!("signing e2e took {:.1}s", t0.elapsed().as_secs_f64());
 }
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn b_two_signed_releases_at_once_each_sign_their_own_digests() {
+    let registry = registry();
+    let pid = std::process::id();
+    let tmp = std::env::temp_dir().join(format!("xtask-e2e-sign-both-{pid}"));
+    let password = format!("pw-both-{pid}");
+    let (key, public) = key_pair(&tmp.join("key"), &password);
+    let (key_s, public_s) = (key.display().to_string(), public.display().to_string());
+    // Two checkouts of different commits: the second's backend source differs, so its image does.
+    let releases: Vec<(PathBuf, String)> = ["one", "two"]
+        .iter()
+        .map(|n| (scratch_copy(&format!("sign-both-{n}-{pid}")), format!("{}-e2e-both-{n}.{pid}", product_version())))
+        .collect();
+    // One history for both, as in one checkout: a release that read "the newest build" from it
+    // could sign the other's images.
+    std::fs::create_dir_all(releases[0].0.join("target")).unwrap();
+    std::os::unix::fs::symlink(releases[0].0.join("target"), releases[1].0.join("target")).unwrap();
+    let main_py = releases[1].0.join("backend/app/main.py");
+    let text = std::fs::read_to_string(&main_py).unwrap();
+    std::fs::write(&main_py, format!("{text}\n# the second release {pid}\n")).unwrap();
+    let children: Vec<std::process::Child> = releases
+        .iter()
+        .enumerate()
+        .map(|(i, (dir, version))| {
+            Command::new(env!("CARGO_BIN_EXE_xtask"))
+                .args(["production", "--push", "--sign", "--key", &key_s, "--registry", &registry])
+                .args(["--release-version", version])
+                .current_dir(root())
+                .env_remove("CI")
+                .env("XTASK_PROJECT_ROOT", dir)
+                .env("XTASK_SOURCE_COMMIT", format!("{:040x}", i + 1))
+                .env("SOURCE_DATE_EPOCH", "1700000000")
+                .env("COSIGN_PASSWORD", &password)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outputs: Vec<Output> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let mut digests = Vec::new();
+    for out in &outputs {
+        assert!(out.status.success(), "{}", tail(out, 20));
+        let said = String::from_utf8_lossy(&out.stderr).to_string();
+        let report = said.lines().find_map(|l| l.strip_prefix("report: ")).expect("each release names its report");
+        let report: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(report).with_extension("json")).unwrap()).unwrap();
+        let digest = target(&report, "backend-production")["digest"].as_str().unwrap().to_string();
+        assert!(said.contains(&format!("signed: {registry}/contextcleanse-backend@{digest}")), "{said}");
+        digests.push((digest, said));
+    }
+    assert_ne!(digests[0].0, digests[1].0, "the two releases build different backend images");
+    for (i, (digest, said)) in digests.iter().enumerate() {
+        let other = &digests[1 - i].0;
+        assert!(!said.contains(other.as_str()), "release {i} signed the other release's image:\n{said}");
+        let image = format!("{registry}/contextcleanse-backend@{digest}");
+        let ok = must(&["verify", "--no-rebuild", &image, "--key", &public_s], &[]);
+        assert!(String::from_utf8_lossy(&ok.stdout).contains("signature: ok"), "{}", tail(&ok, 5));
+    }
+    for (dir, _) in &releases {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+}

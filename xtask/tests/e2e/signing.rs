@@ -154,7 +154,7 @@ fn b_two_signed_releases_at_once_each_sign_their_own_digests() {
     // One history for both, as in one checkout: a release that read "the newest build" from it
     // could sign the other's images.
     std::fs::create_dir_all(releases[0].0.join("target")).unwrap();
-    std::os::unix::fs::symlink(releases[0].0.join("target"), releases[1].0.join("target")).unwrap();
+    xtask::util::os::symlink(releases[0].0.join("target"), releases[1].0.join("target")).unwrap();
     let main_py = releases[1].0.join("backend/app/main.py");
     let text = std::fs::read_to_string(&main_py).unwrap();
     std::fs::write(&main_py, format!("{text}\n# the second release {pid}\n")).unwrap();

@@ -4,19 +4,23 @@
 use std::io::ErrorKind;
 use std::path::Path;
 
-/// Removes what a stopped engine left under `dir`: sockets nobody listens on any more and folders
-/// that are empty once those are gone (dockerd's exec root among them), deepest first. Anything
-/// else (a regular file, a folder a mount still fills) stays, and so does every folder above it:
-/// nothing is removed that the engine's processes did not make for their own use. Returns
-/// whether `dir` itself is gone.
+/// Removes what a stopped engine left under `dir`: sockets nobody listens on any more, dockerd's
+/// exec root (`exec/`, its own state: the embedded containerd writes its generated config there),
+/// and folders that are empty once those are gone, deepest first. Anything else (a regular file
+/// outside the exec root, a folder a mount still fills) stays, and so does every folder above it.
+/// Returns whether `dir` itself is gone.
 pub(crate) fn clear(dir: &Path) -> std::io::Result<bool> {
+    clear_in(dir, false)
+}
+
+fn clear_in(dir: &Path, exec_root: bool) -> std::io::Result<bool> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Ok(!dir.exists()) };
     for entry in entries {
         let entry = entry?;
         let kind = entry.file_type()?;
         if kind.is_dir() {
-            clear(&entry.path())?;
-        } else if crate::util::os::is_socket(&kind) {
+            clear_in(&entry.path(), exec_root || entry.file_name() == "exec")?;
+        } else if crate::util::os::is_socket(&kind) || (exec_root && kind.is_file()) {
             remove(std::fs::remove_file(entry.path()))?;
         }
     }
@@ -53,6 +57,7 @@ mod tests {
     fn a_stopped_engine_s_empty_exec_root_and_dead_sockets_go_with_the_folder() {
         let run = scratch("stopped");
         std::fs::create_dir_all(run.join("exec/containerd/daemon")).unwrap();
+        std::fs::write(run.join("exec/containerd/containerd.toml"), "version = 2\n").unwrap();
         drop(std::os::unix::net::UnixListener::bind(run.join("docker.sock")).unwrap());
         drop(std::os::unix::net::UnixListener::bind(run.join("exec/containerd/containerd.sock")).unwrap());
         assert!(clear(&run).unwrap());

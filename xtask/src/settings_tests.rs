@@ -3,7 +3,10 @@
 use super::*;
 
 fn parse(text: &str) -> Result<Settings> {
-    let path = std::env::temp_dir().join(format!("xtask-env-{}-{}", std::process::id(), text.len()));
+    // Tests run on several threads: each call gets a file of its own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("xtask-env-{}-{n}", std::process::id()));
     std::fs::write(&path, text).unwrap();
     let parsed = Settings::parse_file(&path);
     std::fs::remove_file(&path).unwrap();

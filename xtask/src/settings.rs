@@ -10,7 +10,7 @@ use crate::util::paths;
 
 /// Where a setting from `.env` takes effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
+pub(crate) enum Scope {
     /// Read by the Dockerfile frontend: passed as a build argument.
     BuildArg,
     /// Read by the BuildKit daemon: only the daemon's own environment changes it.
@@ -24,7 +24,7 @@ pub enum Scope {
     NoEffect,
 }
 
-pub fn classify(key: &str) -> Scope {
+pub(crate) fn classify(key: &str) -> Scope {
     match key {
         "DOCKER_BUILDKIT" | "COMPOSE_DOCKER_CLI_BUILD" => Scope::NoEffect,
         "BUILDKIT_INLINE_CACHE" | "BUILDKIT_CACHE_MOUNT_NS" => Scope::BuildArg,
@@ -35,7 +35,7 @@ pub fn classify(key: &str) -> Scope {
 
 /// Where a known setting acts, in a few words (doctor's lines; `.env` says the same); None for a
 /// setting the xtask does not know.
-pub fn acts(key: &str) -> Option<&'static str> {
+pub(crate) fn acts(key: &str) -> Option<&'static str> {
     Some(match key {
         "BUILDKIT_CACHE_MOUNT_NS" => "build argument: the namespace of the cache mounts",
         "BUILDKIT_INLINE_CACHE" => "build argument: 1 writes inline cache, dated, into the image config",
@@ -56,7 +56,7 @@ pub fn acts(key: &str) -> Option<&'static str> {
 
 /// The progress displays the xtask offers (`--progress` and `BUILDKIT_PROGRESS`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum ProgressMode {
+pub(crate) enum ProgressMode {
     /// `tty` on a terminal, else `plain`.
     #[default]
     Auto,
@@ -67,10 +67,10 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
-    pub const ALL: [ProgressMode; 4] =
+    pub(crate) const ALL: [ProgressMode; 4] =
         [ProgressMode::Auto, ProgressMode::Plain, ProgressMode::Tty, ProgressMode::Rawjson];
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ProgressMode::Auto => "auto",
             ProgressMode::Plain => "plain",
@@ -99,7 +99,7 @@ impl std::fmt::Display for ProgressMode {
 
 /// The rule each known setting's value must follow, as one message naming what is allowed; the
 /// flags that carry the same values (`--progress`, `--registry`) use the same rules.
-pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
+pub(crate) fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
     plain(value)?;
     let boolean = || matches!(value, "0" | "1" | "true" | "false");
     let ok = match key {
@@ -140,7 +140,7 @@ pub fn check_value(key: &str, value: &str) -> std::result::Result<(), String> {
 
 /// A value without control characters: a line break or a carriage return in a setting would end a
 /// header of the HTTP request it goes into, or a line of a file it is written to.
-pub fn plain(value: &str) -> std::result::Result<(), String> {
+pub(crate) fn plain(value: &str) -> std::result::Result<(), String> {
     match value.char_indices().find(|(_, c)| c.is_control()) {
         Some((at, c)) => {
             Err(format!("holds a control character ({} at byte {}): remove it", c.escape_default(), at + 1))
@@ -151,7 +151,7 @@ pub fn plain(value: &str) -> std::result::Result<(), String> {
 
 /// An environment variable the xtask reads as a setting, refused in one line when it holds a
 /// control character; None when unset.
-pub fn from_env(key: &str) -> Result<Option<String>> {
+pub(crate) fn from_env(key: &str) -> Result<Option<String>> {
     match std::env::var(key) {
         Ok(value) => match plain(&value) {
             Ok(()) => Ok(Some(value)),
@@ -198,7 +198,7 @@ impl Settings {
     /// Reads `.env`. Every error names the file, the line and the key: dotenvy reports a value it
     /// cannot parse (`REGISTRY=not a host`) with the value alone, so each item is placed on its
     /// line by walking the file's lines alongside the parser.
-    pub fn parse_file(path: &Path) -> Result<Settings> {
+    pub(crate) fn parse_file(path: &Path) -> Result<Settings> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("reading {} (copy it from git: `git checkout -- .env`)", path.display()))?;
         let lines: Vec<&str> = text.lines().collect();
@@ -234,11 +234,11 @@ impl Settings {
         Ok(Settings { vars })
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.vars.get(key).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &str, Scope)> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &str, Scope)> {
         self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str(), classify(k)))
     }
 
@@ -247,12 +247,12 @@ impl Settings {
     }
 
     /// Build arguments that BuildKit's Dockerfile frontend reads.
-    pub fn build_args(&self) -> Vec<(String, String)> {
+    pub(crate) fn build_args(&self) -> Vec<(String, String)> {
         self.scoped(Scope::BuildArg)
     }
 
     /// Variables for the BuildKit daemon's own environment.
-    pub fn daemon_env(&self) -> Vec<(String, String)> {
+    pub(crate) fn daemon_env(&self) -> Vec<(String, String)> {
         self.scoped(Scope::Daemon)
     }
 }
@@ -272,26 +272,26 @@ fn key_of(line: &str) -> Option<&str> {
 
 /// The project's cache-mount namespace (`BUILDKIT_CACHE_MOUNT_NS`, else the project's name): the
 /// mark its cache mounts carry.
-pub fn own_namespace(settings: &Settings) -> String {
+pub(crate) fn own_namespace(settings: &Settings) -> String {
     settings.get("BUILDKIT_CACHE_MOUNT_NS").unwrap_or("contextcleanse").to_string()
 }
 
 /// A fresh namespace for one run (a bench's cold build, `verify`'s rebuild) inside the project's:
 /// `NS--what`, so that `du` and `clean` know its cache mounts by that mark, and no other
 /// project's (`contextcleanse-other`) is taken for it.
-pub fn run_namespace(settings: &Settings, what: &str) -> String {
+pub(crate) fn run_namespace(settings: &Settings, what: &str) -> String {
     format!("{}--{what}", own_namespace(settings))
 }
 
 /// Where a Prometheus Pushgateway (`PUSHGATEWAY`) lives: `http://host:port` with an optional path prefix.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Gateway {
-    pub host: String,
-    pub port: u16,
-    pub prefix: String,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) prefix: String,
 }
 
-pub fn parse_gateway(url: &str) -> Result<Gateway> {
+pub(crate) fn parse_gateway(url: &str) -> Result<Gateway> {
     let Some(rest) = url.strip_prefix("http://") else {
         bail!("PUSHGATEWAY `{url}`: use http://HOST:PORT, e.g. http://127.0.0.1:9091 (https is not supported)")
     };

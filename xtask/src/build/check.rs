@@ -11,7 +11,7 @@ use crate::util::runner;
 /// The groups whose targets cover every stage the project builds.
 pub const GROUPS: [&str; 3] = ["default", "development", "production"];
 
-pub fn run(plan: &Plan) -> Result<()> {
+pub(crate) fn run(plan: &Plan) -> Result<()> {
     // The plan asked the engine already; only a plan made without one has no answers.
     let facts = match &plan.facts {
         Some(f) => f.clone(),
@@ -38,7 +38,7 @@ pub fn run(plan: &Plan) -> Result<()> {
 
 /// Reads `--call check`'s report: each target's name on a line of its own, then either
 /// "Check complete, no warnings found." or its warnings. Returns how many targets were clean.
-pub fn verdict(out: &str, targets: &[String]) -> Result<usize> {
+pub(crate) fn verdict(out: &str, targets: &[String]) -> Result<usize> {
     let lines: Vec<&str> = out.lines().map(str::trim).collect();
     let mut dirty = Vec::new();
     let mut clean = 0;

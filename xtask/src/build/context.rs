@@ -36,7 +36,7 @@ fn stat_file() -> PathBuf {
 
 /// Each target's inputs (its bases are filled in from the build's own steps afterwards). A
 /// context that cannot be read is recorded as unread, never as empty: its causes are then unknown.
-pub fn inputs(plan: &Plan) -> BTreeMap<String, TargetInputs> {
+pub(crate) fn inputs(plan: &Plan) -> BTreeMap<String, TargetInputs> {
     let file = stat_file();
     let before: StatCache = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     let mut cache = StatCache::new();

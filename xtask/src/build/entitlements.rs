@@ -12,7 +12,7 @@ use crate::util::paths::normalize;
 
 /// Whether bake reads or writes a path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Access {
+pub(crate) enum Access {
     Read,
     Write,
 }
@@ -27,19 +27,19 @@ impl Access {
 }
 
 /// The paths the xtask may grant by itself, and what the person granted.
-pub struct Granted<'a> {
+pub(crate) struct Granted<'a> {
     /// The folder bake runs in: paths inside it need no entitlement.
-    pub root: &'a Path,
+    pub(crate) root: &'a Path,
     /// The CA bundle the build mounts as a secret (the `CA_BUNDLE` setting, or the system's).
-    pub ca_bundle: Option<&'a Path>,
+    pub(crate) ca_bundle: Option<&'a Path>,
     /// The project's own folders under `target/` (the checkout's, when the sources are a copy).
-    pub own: &'a [PathBuf],
+    pub(crate) own: &'a [PathBuf],
     /// `--allow` values, as given: `fs.read=PATH`, `fs.write=PATH` or `fs=PATH`.
-    pub by_user: &'a [String],
+    pub(crate) by_user: &'a [String],
 }
 
 /// Checks one `--allow` value before anything runs.
-pub fn check_flag(value: &str) -> Result<()> {
+pub(crate) fn check_flag(value: &str) -> Result<()> {
     match value.split_once('=') {
         Some(("fs.read" | "fs.write" | "fs", path)) if !path.is_empty() => Ok(()),
         _ => bail!("--allow `{value}`: give fs.read=PATH or fs.write=PATH (buildx's spelling), one path each"),
@@ -48,7 +48,7 @@ pub fn check_flag(value: &str) -> Result<()> {
 
 /// The paths outside the root that bake reads (secrets, local cache imports) and writes (local
 /// cache exports, OCI archives), each with the target that names it.
-pub fn outside(def: &Definition, exports: bool, oci_dir: Option<&Path>, root: &Path) -> Vec<(String, Access, PathBuf)> {
+pub(crate) fn outside(def: &Definition, exports: bool, oci_dir: Option<&Path>, root: &Path) -> Vec<(String, Access, PathBuf)> {
     let outside = |p: &str| {
         let path = root.join(p);
         (!normalize(&path).starts_with(normalize(root))).then_some(path)
@@ -76,7 +76,7 @@ pub fn outside(def: &Definition, exports: bool, oci_dir: Option<&Path>, root: &P
 
 /// The `--allow` values for bake: the xtask's own grants, then the person's; a path neither
 /// covers is refused in one line naming its target.
-pub fn grant(found: &[(String, Access, PathBuf)], granted: &Granted) -> Result<Vec<String>> {
+pub(crate) fn grant(found: &[(String, Access, PathBuf)], granted: &Granted) -> Result<Vec<String>> {
     let mut allow = Vec::new();
     for (target, access, path) in found {
         let by_user = granted.by_user.iter().any(|g| covers(g, *access, path));

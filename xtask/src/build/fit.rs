@@ -13,37 +13,37 @@ use crate::images::bake::Definition;
 
 /// What the plan adds to the bake command for this builder.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Fit {
+pub(crate) struct Fit {
     /// `--set` overrides that leave out what the builder cannot do.
-    pub sets: Vec<String>,
+    pub(crate) sets: Vec<String>,
     /// `--allow` entitlements, each naming one path outside the working folder.
-    pub allow: Vec<String>,
-    pub notes: Vec<String>,
+    pub(crate) allow: Vec<String>,
+    pub(crate) notes: Vec<String>,
     /// The SBOM generator the attesting targets name, when they get an SBOM.
-    pub sbom_generator: Option<String>,
+    pub(crate) sbom_generator: Option<String>,
 }
 
 /// What the builder is asked to do besides the definition itself.
-pub struct Asked<'a> {
+pub(crate) struct Asked<'a> {
     /// The folder bake runs in: paths inside it need no entitlement.
-    pub root: &'a Path,
+    pub(crate) root: &'a Path,
     /// `--oci`: the folder the archives go to.
-    pub oci_dir: Option<&'a Path>,
+    pub(crate) oci_dir: Option<&'a Path>,
     /// One line naming the builder, for messages ("docker driver, classic image store").
-    pub builder: &'a str,
+    pub(crate) builder: &'a str,
     /// The SBOM generator to attest with beside the provenance (none for `--call check`).
-    pub sbom: Option<&'a str>,
+    pub(crate) sbom: Option<&'a str>,
     /// The build date (RFC 3339), the SBOMs' `created`.
-    pub build_date: &'a str,
+    pub(crate) build_date: &'a str,
     /// The CA bundle the build mounts, granted for reading by the xtask itself.
-    pub ca_bundle: Option<&'a Path>,
+    pub(crate) ca_bundle: Option<&'a Path>,
     /// The project's own folders under `target/`, granted by the xtask itself.
-    pub own: &'a [PathBuf],
+    pub(crate) own: &'a [PathBuf],
     /// `--allow` values the person gave.
-    pub allow: &'a [String],
+    pub(crate) allow: &'a [String],
 }
 
-pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> {
+pub(crate) fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> {
     let mut fit = Fit::default();
     let multi: Vec<&String> = def.target.iter().filter(|(_, t)| t.platforms.len() > 1).map(|(n, _)| n).collect();
     if !multi.is_empty() && !caps.multi_platform {
@@ -89,12 +89,12 @@ pub fn fit(def: &Definition, caps: &Capabilities, asked: &Asked) -> Result<Fit> 
 }
 
 /// The one line `multiplatform` and `doctor` give when the builder cannot hold two platforms.
-pub fn multiplatform_refusal(builder: &str) -> String {
+pub(crate) fn multiplatform_refusal(builder: &str) -> String {
     format!("multiplatform needs a builder that can build several platforms into one image, and this one ({builder}) cannot: turn on the containerd image store (`\"features\": {{\"containerd-snapshotter\": true}}` in daemon.json), or create a docker-container builder (`docker buildx create --use --driver docker-container`, which pulls moby/buildkit), or use `cargo xtask engine up --channel current`")
 }
 
 /// The doctor's check of the store and QEMU, for a linux/amd64 + linux/arm64 build.
-pub fn check_multiplatform(f: &Facts, platforms: &[String]) -> Result<()> {
+pub(crate) fn check_multiplatform(f: &Facts, platforms: &[String]) -> Result<()> {
     if !f.capabilities().multi_platform {
         bail!("{}", multiplatform_refusal(&f.builder_line()));
     }
@@ -103,7 +103,7 @@ pub fn check_multiplatform(f: &Facts, platforms: &[String]) -> Result<()> {
 
 /// A build for several platforms needs each one registered with binfmt_misc (the store was
 /// already checked by [`fit`]).
-pub fn check_emulation(f: &Facts, platforms: &[String]) -> Result<()> {
+pub(crate) fn check_emulation(f: &Facts, platforms: &[String]) -> Result<()> {
     let missing: Vec<&str> =
         platforms.iter().map(String::as_str).filter(|p| !f.platforms.iter().any(|q| q == p)).collect();
     if !missing.is_empty() {

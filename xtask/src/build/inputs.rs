@@ -24,53 +24,52 @@ use crate::build::syntax::{self, FrontendSource};
 const DEFAULT_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Everything a plan is made from besides the request.
-pub struct Inputs {
+pub(crate) struct Inputs {
     /// Where bake runs (the checkout, or the scratch copy of `XTASK_PROJECT_ROOT`).
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// The xtask's own folder under `root`'s `target/`.
-    pub xtask_dir: PathBuf,
+    pub(crate) xtask_dir: PathBuf,
     /// One per run, so two builds at once never read each other's digests.
-    pub metadata_file: PathBuf,
-    pub metadata: Metadata,
-    pub npm_pin: String,
+    pub(crate) metadata_file: PathBuf,
+    pub(crate) metadata: Metadata,
     /// The CA bundle given to the build as a secret: `CA_BUNDLE`, else the host's if it has one.
-    pub ca_bundle: Option<String>,
-    pub build_args: Vec<(String, String)>,
+    pub(crate) ca_bundle: Option<String>,
+    pub(crate) build_args: Vec<(String, String)>,
     /// `BUILDKIT_PROGRESS` from `.env`.
-    pub progress: Option<ProgressMode>,
-    pub engine: Engine,
+    pub(crate) progress: Option<ProgressMode>,
+    pub(crate) engine: Engine,
     /// What the engine and buildx said of themselves, or why they could not say.
-    pub facts: Result<Facts, String>,
-    pub bases: Choice,
-    pub frontend: FrontendSource,
+    pub(crate) facts: Result<Facts, String>,
+    pub(crate) bases: Choice,
+    pub(crate) frontend: FrontendSource,
     /// The bake definition of the request's names, resolved without the base image variables
     /// (they change build arguments only, not the set of targets).
-    pub definition: Definition,
+    pub(crate) definition: Definition,
     /// Each target's Dockerfile, when the syntax fallback may need a copy of it.
-    pub dockerfiles: BTreeMap<PathBuf, String>,
+    pub(crate) dockerfiles: BTreeMap<PathBuf, String>,
     /// Every platform the bake file builds for, read only when a `--set` names a platform.
-    pub platforms: Vec<String>,
+    pub(crate) platforms: Vec<String>,
     /// Whether (and why) this build exports its cache: decided before the definition is
     /// resolved, since the bake file's `cache-to` depends on it.
-    pub cache_export: Option<policy::Export>,
+    pub(crate) cache_export: Option<policy::Export>,
     /// Why a CI build exports nothing, when it does not (see `policy::note`).
-    pub cache_note: Option<&'static str>,
+    pub(crate) cache_note: Option<&'static str>,
     /// The checkout's `origin` remote (provenance records a source only when it is public).
-    pub origin: Option<String>,
+    pub(crate) origin: Option<String>,
     /// `BUILDKIT_INLINE_CACHE` is on.
-    pub inline_cache: bool,
+    pub(crate) inline_cache: bool,
     /// `SOURCE_URL` from the settings, else the bake file's default (empty: record no source).
-    pub source_url: String,
+    pub(crate) source_url: String,
     /// The SBOM generator image the bake file names (none in a bake file from before SBOMs).
-    pub sbom_generator: Option<String>,
+    pub(crate) sbom_generator: Option<String>,
     /// The bake variables the definition was resolved with (metadata, npm pin, registry, CA
     /// bundle, cache export): the plan starts from them.
-    pub vars: Vec<(String, String)>,
+    pub(crate) vars: Vec<(String, String)>,
 }
 
 /// The engine that answers, else (for a dry run, which starts none) the private engine's
 /// plug-ins if its prefix exists, so `bake --print` still resolves the file.
-pub fn engine_if_any(settings: &Settings) -> Engine {
+pub(crate) fn engine_if_any(settings: &Settings) -> Engine {
     engine::connect(settings, false).unwrap_or_else(|_| {
         let layout = engine::Layout::new(engine::Spec::DEFAULT);
         if layout.prefix.exists() {
@@ -84,7 +83,7 @@ pub fn engine_if_any(settings: &Settings) -> Engine {
 impl Inputs {
     /// Reads what the plan needs, asking the engine several questions side by side (each is a
     /// program start or a socket round trip; the xtask's own overhead per build is measured).
-    pub fn gather(request: &Request, settings: &Settings, engine: Engine) -> Result<Inputs> {
+    pub(crate) fn gather(request: &Request, settings: &Settings, engine: Engine) -> Result<Inputs> {
         let opts = &request.opts;
         let metadata = meta::collect(request.version.as_ref())?;
         if let (true, Some(registry)) = (opts.push, &request.registry) {
@@ -144,7 +143,6 @@ impl Inputs {
             metadata_file: paths::xtask_dir().join(format!("metadata-{}.json", std::process::id())),
             root,
             metadata,
-            npm_pin,
             ca_bundle,
             build_args,
             progress: settings.get("BUILDKIT_PROGRESS").and_then(|p| p.parse().ok()),
@@ -168,7 +166,7 @@ impl Inputs {
 
 /// The bake variables that carry the metadata, the npm pin, the registry and the CA bundle (the
 /// base images are added once they are known).
-pub fn bake_vars(
+pub(crate) fn bake_vars(
     metadata: &Metadata,
     npm_pin: &str,
     registry: Option<&str>,
@@ -198,12 +196,12 @@ fn standin_platforms(engine: &Engine, mut bases: Choice, def: &Definition, sets:
 }
 
 /// True for a `--set` of a target's platforms (`*.platform=…`).
-pub fn names_platform(kv: &str) -> bool {
+pub(crate) fn names_platform(kv: &str) -> bool {
     kv.split_once('=').is_some_and(|(key, _)| key.ends_with(".platform") || key.ends_with(".platforms"))
 }
 
 /// The platforms some target of the definition builds for: the bake file is their one statement.
-pub fn platforms_of(def: &Definition) -> Vec<String> {
+pub(crate) fn platforms_of(def: &Definition) -> Vec<String> {
     let set: std::collections::BTreeSet<String> =
         def.target.values().flat_map(|t| t.platforms.iter().cloned()).collect();
     set.into_iter().collect()

@@ -5,17 +5,17 @@
 use anyhow::Result;
 
 pub mod check;
-pub mod context;
-pub mod entitlements;
-pub mod fit;
-pub mod inputs;
-pub mod plan;
-pub mod print;
-pub mod provision;
-pub mod reproducible;
+pub(crate) mod context;
+pub(crate) mod entitlements;
+pub(crate) mod fit;
+pub(crate) mod inputs;
+pub(crate) mod plan;
+pub(crate) mod print;
+pub(crate) mod provision;
+pub(crate) mod reproducible;
 pub mod request;
-pub mod run;
-pub mod syntax;
+pub(crate) mod run;
+pub(crate) mod syntax;
 
 use inputs::Inputs;
 use plan::Output;

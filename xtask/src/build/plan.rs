@@ -20,7 +20,7 @@ use super::{fit, reproducible};
 
 /// Where the built images go.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
+pub(crate) enum Output {
     /// Into the engine's image store.
     Load,
     Push,
@@ -32,42 +32,42 @@ pub enum Output {
 
 /// Everything a build will do, resolved but not run.
 #[derive(Debug)]
-pub struct Plan {
-    pub names: Vec<String>,
-    pub targets: Vec<String>,
-    pub metadata: Metadata,
+pub(crate) struct Plan {
+    pub(crate) names: Vec<String>,
+    pub(crate) targets: Vec<String>,
+    pub(crate) metadata: Metadata,
     /// Bake variables, set in the bake command's environment.
-    pub vars: Vec<(String, String)>,
-    pub build_args: Vec<(String, String)>,
-    pub output: Output,
-    pub definition: Definition,
-    pub notes: Vec<String>,
-    pub metadata_file: PathBuf,
-    pub progress: ProgressMode,
-    pub engine: Engine,
+    pub(crate) vars: Vec<(String, String)>,
+    pub(crate) build_args: Vec<(String, String)>,
+    pub(crate) output: Output,
+    pub(crate) definition: Definition,
+    pub(crate) notes: Vec<String>,
+    pub(crate) metadata_file: PathBuf,
+    pub(crate) progress: ProgressMode,
+    pub(crate) engine: Engine,
     /// What the engine said of itself (none in a dry run without an engine).
-    pub facts: Option<Facts>,
+    pub(crate) facts: Option<Facts>,
     /// Where bake runs.
-    pub root: PathBuf,
+    pub(crate) root: PathBuf,
     /// bake's own flags.
-    pub builder: Option<String>,
-    pub no_cache: bool,
-    pub pull: bool,
+    pub(crate) builder: Option<String>,
+    pub(crate) no_cache: bool,
+    pub(crate) pull: bool,
     /// `--allow` entitlements and `--set` overrides, in the order they are passed.
-    pub allow: Vec<String>,
-    pub sets: Vec<String>,
+    pub(crate) allow: Vec<String>,
+    pub(crate) sets: Vec<String>,
     /// The outputs are set per target (in `sets`), so neither `--load` nor `--push` is passed.
-    pub outputs_in_sets: bool,
+    pub(crate) outputs_in_sets: bool,
     /// Files the build reads that are written before it runs (path, text).
-    pub files: Vec<(PathBuf, String)>,
+    pub(crate) files: Vec<(PathBuf, String)>,
     /// The local cache folders this build exports to: cleaned after it succeeds.
-    pub local_caches: Vec<PathBuf>,
+    pub(crate) local_caches: Vec<PathBuf>,
     /// The SBOM generator the build attests with: built into the engine first (provision).
-    pub sbom_generator: Option<String>,
+    pub(crate) sbom_generator: Option<String>,
     /// Drop the engine's kept copies of build contexts first (see `policy::fresh_contexts`).
-    pub fresh_contexts: bool,
+    pub(crate) fresh_contexts: bool,
     /// Seconds spent before buildx starts (the xtask's own overhead), filled in by the caller.
-    pub planned_in: f64,
+    pub(crate) planned_in: f64,
 }
 
 /// Whether some target is tagged from VERSION_TAGS (the release targets: X.Y.Z, X.Y, X, latest).
@@ -80,7 +80,7 @@ pub(crate) fn uses_release_tags(def: &Definition, version: &semver::Version) -> 
 
 /// Makes the plan. What a dry run could not learn (no engine, stand-ins not made yet) becomes a
 /// note instead of an error.
-pub fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
+pub(crate) fn plan(request: &Request, inputs: &Inputs) -> Result<Plan> {
     let opts = &request.opts;
     let mut notes = Vec::new();
     let facts = known_facts(inputs, opts.dry_run)?;
@@ -265,7 +265,7 @@ fn output(request: &Request, oci_dir: &std::path::Path) -> Output {
 
 impl Plan {
     /// The bake command, made from the plan's parts.
-    pub fn bake(&self) -> Cmd {
+    pub(crate) fn bake(&self) -> Cmd {
         let mut bake = self
             .engine
             .docker()
@@ -330,7 +330,7 @@ fn check_set_targets(sets: &[String], targets: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn check_floors(f: &Facts) -> Result<()> {
+pub(crate) fn check_floors(f: &Facts) -> Result<()> {
     match &f.buildx_version {
         None => bail!(
             "docker buildx is missing: install the buildx plug-in {}+ (or use `cargo xtask engine up`)",

@@ -41,7 +41,7 @@ fn resolved(all: &str, names: &[String]) -> Definition {
 
 /// The official base images as the bake file names them.
 fn officials() -> Vec<String> {
-    crate::images::bake::base_images(&crate::util::paths::project_root()).unwrap()
+    crate::images::bake::Defaults::read(&crate::util::paths::project_root()).unwrap().base_images().unwrap()
 }
 
 /// The source URL the bake file states.
@@ -81,7 +81,6 @@ fn inputs(all: &str, names: &[String], facts: Facts) -> Inputs {
             git_commit: "0123abc".to_string(),
             build_date: "2026-01-01T00:00:00Z".to_string(),
         },
-        npm_pin: "11.5.2".to_string(),
         ca_bundle: Some("/etc/ssl/certs/ca-certificates.crt".to_string()),
         build_args: vec![("BUILDKIT_INLINE_CACHE".to_string(), "0".to_string())],
         progress: None,
@@ -118,9 +117,9 @@ fn plan_of(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>
     // As `Inputs::gather` decides it, with CI unset.
     inputs.cache_export = crate::cache::policy::decide(opts.cache_export, false, registry.is_some());
     inputs.vars =
-        crate::build::inputs::bake_vars(&inputs.metadata, &inputs.npm_pin, registry, inputs.ca_bundle.as_deref());
+        crate::build::inputs::bake_vars(&inputs.metadata, "11.5.2", registry, inputs.ca_bundle.as_deref());
     inputs.vars.extend(crate::cache::policy::bake_var(inputs.cache_export));
-    let request = Request { recipe, names: names.clone(), opts, registry: registry.map(str::to_string), version: None };
+    let request = Request { names: names.clone(), opts, registry: registry.map(str::to_string), version: None };
     plan(&request, &inputs)
 }
 
@@ -326,9 +325,7 @@ fn a_dry_run_without_engine_or_stand_ins_notes_what_it_cannot_know() {
     let mut i = inputs(ALL_0_29, &names, current());
     i.facts = Err("no Docker engine answers".to_string());
     i.bases.missing = vec![officials()[0].clone()];
-    let request = |dry_run| Request {
-        recipe: Recipe::Local,
-        names: names.clone(),
+    let request = |dry_run| Request { names: names.clone(),
         opts: Options { dry_run, ..Options::default() },
         registry: None,
         version: None,
@@ -346,7 +343,7 @@ fn an_unreachable_frontend_builds_from_copies_without_the_syntax_line() {
     let mut i = inputs(ALL_0_29, &names, classic());
     i.frontend = FrontendSource::Unreachable;
     i.dockerfiles.insert("backend/Dockerfile".into(), "# syntax=docker/dockerfile:1.7\nFROM x\n".to_string());
-    let request = Request { recipe: Recipe::Local, names, opts: Options::default(), registry: None, version: None };
+    let request = Request { names, opts: Options::default(), registry: None, version: None };
     let p = plan(&request, &i).unwrap();
     let copy = PathBuf::from("/src/cc/target/xtask/dockerfiles/backend/Dockerfile");
     assert_eq!(p.files, [(copy.clone(), "\nFROM x\n".to_string())]);
@@ -385,9 +382,7 @@ fn a_path_outside_that_the_xtask_does_not_name_is_refused_unless_granted_and_the
     // The recorded definition mounts /etc/ssl/certs/ca-certificates.crt; here no CA bundle setting names it.
     let mut bare = inputs(ALL_0_29, &names, current());
     bare.ca_bundle = None;
-    let request = |allow: &[&str]| Request {
-        recipe: Recipe::Local,
-        names: names.clone(),
+    let request = |allow: &[&str]| Request { names: names.clone(),
         opts: Options { allow: allow.iter().map(|a| a.to_string()).collect(), ..Options::default() },
         registry: None,
         version: None,

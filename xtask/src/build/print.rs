@@ -9,13 +9,13 @@ use crate::util::runner;
 
 /// Prints the build's bake command as JSON (program, arguments, environment, folder, and the
 /// variables it must not inherit): what a script or the bench runs to compare with the xtask.
-pub fn print_json(plan: &Plan) -> Result<()> {
+pub(crate) fn print_json(plan: &Plan) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(&plan.bake())?);
     Ok(())
 }
 
 /// Prints the plan: what a person would paste, and the bake definition buildx resolves.
-pub fn print_plan(plan: &Plan) -> Result<()> {
+pub(crate) fn print_plan(plan: &Plan) -> Result<()> {
     println!("# targets: {} ({})", plan.targets.join(", "), plan.names.join(", "));
     println!(
         "# version {} from {}; commit {}; date {}",

@@ -15,7 +15,7 @@ use crate::settings::Settings;
 use crate::images::{standin, standin_share};
 
 /// The engine that answers, or the project's private one, started now.
-pub fn engine(settings: &Settings) -> Result<Engine> {
+pub(crate) fn engine(settings: &Settings) -> Result<Engine> {
     engine::connect(settings, true)
 }
 
@@ -23,7 +23,7 @@ pub fn engine(settings: &Settings) -> Result<Engine> {
 /// engine shared them there, else made (a few minutes, once per engine and recipe). With a cache
 /// registry that answers, the stand-ins this engine holds are shared through it in turn. Only the
 /// platforms this command builds are made (see `standin_platforms`).
-pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
+pub(crate) fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
     let shared = registry.filter(|r| !inputs.bases.standin_images.is_empty() && standin_share::answers(r));
     let bases = &mut inputs.bases;
     if let Some(r) = shared {
@@ -62,7 +62,7 @@ pub fn standins(inputs: &mut Inputs, registry: Option<&str>) -> Result<()> {
 }
 
 /// Builds the SBOM generator the plan attests with, when the engine lacks it.
-pub fn sbom_generator(plan: &Plan) -> Result<()> {
+pub(crate) fn sbom_generator(plan: &Plan) -> Result<()> {
     let phase = crate::util::progress::Phase::start("SBOM generator: checking or building it", None);
     if let Some(line) = build_sbom_generator(plan)? {
         eprintln!("xtask: {line}");
@@ -124,7 +124,7 @@ fn build_sbom_generator(plan: &Plan) -> Result<Option<String>> {
 /// Drops the engine's kept copies of build contexts when the plan says so, so that the contexts
 /// are sent whole and key their steps as any other engine's would. A prune that fails costs a
 /// note, never the build.
-pub fn fresh_contexts(plan: &Plan) {
+pub(crate) fn fresh_contexts(plan: &Plan) {
     if !plan.fresh_contexts {
         return;
     }
@@ -135,7 +135,7 @@ pub fn fresh_contexts(plan: &Plan) {
 }
 
 /// Writes the Dockerfile copies the plan builds from and makes the OCI archives' folder.
-pub fn files(plan: &Plan) -> Result<()> {
+pub(crate) fn files(plan: &Plan) -> Result<()> {
     for (path, text) in &plan.files {
         write_atomic(path, text.as_bytes())?;
     }

@@ -18,7 +18,7 @@ use crate::images::meta::Metadata;
 
 /// Where the images go, as far as reproducibility is concerned.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Exporter {
+pub(crate) enum Exporter {
     /// Loaded into the engine: the engine unpacks the image, and BuildKit refuses
     /// `rewrite-timestamp` together with unpacking, so files keep the times they were made.
     Load,
@@ -32,7 +32,7 @@ pub enum Exporter {
 
 impl Exporter {
     /// From the building flags: `--call check`, `--push`, `--oci`, else a load.
-    pub fn of(check: bool, push: bool, oci: bool) -> Exporter {
+    pub(crate) fn of(check: bool, push: bool, oci: bool) -> Exporter {
         match (check, push, oci) {
             (true, _, _) => Exporter::None,
             (_, true, _) => Exporter::Push,
@@ -42,44 +42,44 @@ impl Exporter {
     }
 }
 
-pub struct Asked<'a> {
+pub(crate) struct Asked<'a> {
     /// The commit time, RFC 3339 (the metadata's BUILD_DATE).
-    pub build_date: &'a str,
+    pub(crate) build_date: &'a str,
     /// False when the checkout has no git: then the date is the wall clock's.
-    pub from_commit: bool,
-    pub exporter: Exporter,
-    pub caps: &'a Capabilities,
+    pub(crate) from_commit: bool,
+    pub(crate) exporter: Exporter,
+    pub(crate) caps: &'a Capabilities,
     /// BUILDKIT_INLINE_CACHE is on.
-    pub inline_cache: bool,
+    pub(crate) inline_cache: bool,
     /// SOURCE_URL from the settings: None leaves the bake file's default.
-    pub source_url: Option<&'a str>,
+    pub(crate) source_url: Option<&'a str>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Repro {
-    pub exporter: Exporter,
+pub(crate) struct Repro {
+    pub(crate) exporter: Exporter,
     /// `--set` overrides (the SOURCE_DATE_EPOCH build argument).
-    pub sets: Vec<String>,
+    pub(crate) sets: Vec<String>,
     /// Appended to each target's output (`,source-date-epoch=N,rewrite-timestamp=true`).
-    pub attrs: String,
+    pub(crate) attrs: String,
     /// For the bake command's environment.
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// Bake variables.
-    pub vars: Vec<(String, String)>,
-    pub notes: Vec<String>,
+    pub(crate) vars: Vec<(String, String)>,
+    pub(crate) notes: Vec<String>,
 }
 
 /// The buildx environment every build gets. Provenance is asked for by the bake file's
 /// `production` targets only, so a local build carries no attestation (buildx would add one by
 /// default, dated and with a fresh invocation id, making every build a new image).
-pub const BUILDX_ENV: [(&str, &str); 1] = [("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")];
+pub(crate) const BUILDX_ENV: [(&str, &str); 1] = [("BUILDX_NO_DEFAULT_ATTESTATIONS", "1")];
 
 /// Whether buildx may record git information in the provenance. buildx records the checkout's
 /// `origin` remote as the source, which is a folder or an internal host of the builder's machine
 /// unless it is the public URL; buildx runs git with an environment of its own, so the remote
 /// cannot be rewritten for it. So: on when the remote is SOURCE_URL (or there is no remote: then
 /// only the revision is recorded), off otherwise; the source label always carries SOURCE_URL.
-pub fn git_info(source_url: Option<&str>, origin: Option<&str>) -> (String, String) {
+pub(crate) fn git_info(source_url: Option<&str>, origin: Option<&str>) -> (String, String) {
     let plain = |u: &str| u.trim_end_matches('/').trim_end_matches(".git").to_string();
     let on = match origin.filter(|o| !o.is_empty()) {
         None => true,
@@ -90,7 +90,7 @@ pub fn git_info(source_url: Option<&str>, origin: Option<&str>) -> (String, Stri
 
 /// Gathers the plan's inputs: the build date, the builder's capabilities (all of them in a dry
 /// run without an engine) and the settings (SOURCE_URL set but empty records no source).
-pub fn for_plan(
+pub(crate) fn for_plan(
     exporter: Exporter,
     meta: &Metadata,
     facts: Option<&Facts>,
@@ -113,7 +113,7 @@ pub fn for_plan(
     Ok(r)
 }
 
-pub fn plan(asked: &Asked) -> Result<Repro> {
+pub(crate) fn plan(asked: &Asked) -> Result<Repro> {
     let mut r = Repro {
         exporter: asked.exporter,
         env: BUILDX_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -153,7 +153,7 @@ pub fn plan(asked: &Asked) -> Result<Repro> {
 
 /// The properties this engine and these settings lose, one line each with the reason; `doctor`
 /// shows them too. `cold` asks about two cold builds as well (pushed and OCI images).
-pub fn lost(caps: &Capabilities, inline_cache: bool, from_commit: bool, cold: bool) -> Vec<String> {
+pub(crate) fn lost(caps: &Capabilities, inline_cache: bool, from_commit: bool, cold: bool) -> Vec<String> {
     let mut out = Vec::new();
     if !from_commit {
         out.push("same image on a rebuild lost: no git here, so the build date is the wall clock's".to_string());
@@ -170,11 +170,11 @@ pub fn lost(caps: &Capabilities, inline_cache: bool, from_commit: bool, cold: bo
 }
 
 /// The one line on images loaded into the engine, for `doctor` and `print`.
-pub const LOAD_NOTE: &str = "images loaded into the engine keep the file times of the build that made them (the engine unpacks them, which BuildKit's rewrite-timestamp cannot be combined with): a warm rebuild keeps their ids, but only pushed and OCI images have the same digest from two cold builds";
+pub(crate) const LOAD_NOTE: &str = "images loaded into the engine keep the file times of the build that made them (the engine unpacks them, which BuildKit's rewrite-timestamp cannot be combined with): a warm rebuild keeps their ids, but only pushed and OCI images have the same digest from two cold builds";
 
 /// The output of each target when the exporter gets attributes: `--load` and `--push` cannot
 /// carry them.
-pub fn output_sets(exporter: Exporter, targets: &[String], attrs: &str) -> Option<Vec<String>> {
+pub(crate) fn output_sets(exporter: Exporter, targets: &[String], attrs: &str) -> Option<Vec<String>> {
     let kind = match exporter {
         _ if attrs.is_empty() => return None,
         Exporter::Load => "type=docker",
@@ -185,7 +185,7 @@ pub fn output_sets(exporter: Exporter, targets: &[String], attrs: &str) -> Optio
 }
 
 /// The source an image and its provenance record: a public https URL, or nothing.
-pub fn check_source_url(url: &str) -> Result<()> {
+pub(crate) fn check_source_url(url: &str) -> Result<()> {
     let host = url.strip_prefix("https://").map(|rest| rest.split(['/', ':']).next().unwrap_or_default());
     match host {
         _ if url.is_empty() => Ok(()),

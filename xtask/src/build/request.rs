@@ -42,16 +42,15 @@ pub enum Recipe {
     Multiplatform,
 }
 
-/// A checked request: the recipe, the groups or targets it builds (its default group when none
-/// was named), the flags, and the registry (`--registry`, else REGISTRY in `.env`).
+/// A checked request: the groups or targets it builds (the recipe's default group when none was
+/// named), the flags, and the registry (`--registry`, else REGISTRY in `.env`).
 #[derive(Clone, Debug)]
 pub struct Request {
-    pub recipe: Recipe,
-    pub names: Vec<String>,
-    pub opts: Options,
-    pub registry: Option<String>,
+    pub(crate) names: Vec<String>,
+    pub(crate) opts: Options,
+    pub(crate) registry: Option<String>,
     /// `--release-version`, parsed (the one place it is).
-    pub version: Option<semver::Version>,
+    pub(crate) version: Option<semver::Version>,
 }
 
 impl Request {
@@ -63,12 +62,12 @@ impl Request {
             bail!("--push needs a registry: pass --registry HOST:PORT or set REGISTRY in .env")
         }
         let names = if names.is_empty() { vec![default_group(recipe).to_string()] } else { names.to_vec() };
-        Ok(Request { recipe, names, opts: opts.clone(), registry, version })
+        Ok(Request { names, opts: opts.clone(), registry, version })
     }
 }
 
 /// The bake group each recipe builds when no name is given.
-pub fn default_group(recipe: Recipe) -> &'static str {
+pub(crate) fn default_group(recipe: Recipe) -> &'static str {
     match recipe {
         Recipe::Local => "default",
         Recipe::Production => "production",
@@ -80,7 +79,7 @@ pub fn default_group(recipe: Recipe) -> &'static str {
 /// service's multi-platform target (`backend-multiplatform`) when the bake file has one, since the
 /// plain target is built for the engine's platform only. Any other name passes through for bake to
 /// resolve (or refuse, naming the valid ones).
-pub fn recipe_names(recipe: Recipe, names: &[String], targets: &[String]) -> Vec<String> {
+pub(crate) fn recipe_names(recipe: Recipe, names: &[String], targets: &[String]) -> Vec<String> {
     names
         .iter()
         .map(|n| {
@@ -94,7 +93,7 @@ pub fn recipe_names(recipe: Recipe, names: &[String], targets: &[String]) -> Vec
 }
 
 /// Checks the flags that need no engine: `--set`, `--progress`, `--release-version`.
-pub fn check_options(opts: &Options) -> Result<()> {
+pub(crate) fn check_options(opts: &Options) -> Result<()> {
     for kv in &opts.set {
         let Some((key, _)) = kv.split_once('=') else {
             bail!("--set `{kv}`: expected TARGET.KEY=VALUE, e.g. --set backend.args.X=1")

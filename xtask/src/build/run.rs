@@ -21,21 +21,21 @@ use crate::settings::ProgressMode;
 /// orchestrator (`build::run`) carries it forward to the store, the metrics, signing and the cache
 /// clean-up; nothing after the run reads the history to find out what was built.
 pub struct Outcome {
-    pub report: BuildReport,
+    pub(crate) report: BuildReport,
     /// Set when a stop signal ended the run.
-    pub stop: Option<crate::util::stop::Stop>,
+    pub(crate) stop: Option<crate::util::stop::Stop>,
     /// Set when buildx failed: the error that names the failing targets and their last lines.
-    pub failure: Option<anyhow::Error>,
+    pub(crate) failure: Option<anyhow::Error>,
 }
 
 impl Outcome {
     /// The known intermittent engine error, worth one more attempt.
-    pub fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         self.stop.is_none() && self.failure.as_ref().is_some_and(|e| is_transient(&format!("{e:#}")))
     }
 
     /// The run as the command's result: the stop, the failure, or success.
-    pub fn result(self) -> Result<BuildReport> {
+    pub(crate) fn result(self) -> Result<BuildReport> {
         if let Some(stop) = self.stop {
             return Err(crate::util::stop::Stopped { stop, history: paths::history_file() }.into());
         }
@@ -48,7 +48,7 @@ impl Outcome {
 
 /// The containerd image store sometimes loses a parent snapshot while unpacking a fresh image; a
 /// second attempt, fully cached, goes through.
-pub fn is_transient(error: &str) -> bool {
+pub(crate) fn is_transient(error: &str) -> bool {
     error.contains("failed to prepare extraction snapshot") && error.contains("parent snapshot")
 }
 
@@ -64,7 +64,7 @@ struct Streamed {
 
 /// Runs the plan's build once and makes its report, whatever the outcome: a stop signal included.
 /// The caller records it (`build::run`).
-pub fn build(plan: &Plan) -> Result<Outcome> {
+pub(crate) fn build(plan: &Plan) -> Result<Outcome> {
     let _recording = crate::util::stop::recording();
     let t0 = Instant::now();
     let streamed = stream(plan)?;
@@ -147,7 +147,7 @@ fn record(plan: &Plan, run: &Streamed, stop: Option<crate::util::stop::Stop>) ->
 
 /// Prints a saved report's table (against the last comparable build before it), its path and
 /// any warning lines.
-pub fn show(report: &BuildReport, previous: Option<&report::HistoryLine>, saved: &std::path::Path) {
+pub(crate) fn show(report: &BuildReport, previous: Option<&report::HistoryLine>, saved: &std::path::Path) {
     report::print_table(report, previous);
     // After SIGHUP the terminal may be gone: a failed write must not end the run before its exit code.
     let mut err = std::io::stderr();

@@ -15,14 +15,14 @@ use crate::settings::Settings;
 const FRONTEND: &str = "docker/dockerfile:1.7";
 
 /// Where the `# syntax=docker/dockerfile:1.7` frontend can come from.
-pub enum FrontendSource {
+pub(crate) enum FrontendSource {
     Registry,
     Mirror(String),
     Unreachable,
 }
 
 /// Asks the registry (then the mirror) for the Dockerfile frontend image; nothing is pulled.
-pub fn frontend_source(engine: &Engine, settings: &Settings) -> FrontendSource {
+pub(crate) fn frontend_source(engine: &Engine, settings: &Settings) -> FrontendSource {
     if engine.registry_has(FRONTEND) {
         return FrontendSource::Registry;
     }
@@ -35,15 +35,15 @@ pub fn frontend_source(engine: &Engine, settings: &Settings) -> FrontendSource {
 /// What the fallback adds to a plan: bake `--set`s, notes, and the Dockerfile copies to write
 /// before the build (path and text).
 #[derive(Debug, Default)]
-pub struct Fallback {
-    pub sets: Vec<String>,
-    pub notes: Vec<String>,
-    pub files: Vec<(PathBuf, String)>,
+pub(crate) struct Fallback {
+    pub(crate) sets: Vec<String>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) files: Vec<(PathBuf, String)>,
 }
 
 /// Each target's Dockerfile, by its path below `root` as the definition names it (read only when
 /// the frontend is unreachable: the fallback may build from copies of them).
-pub fn dockerfiles(source: &FrontendSource, def: &Definition, root: &Path) -> BTreeMap<PathBuf, String> {
+pub(crate) fn dockerfiles(source: &FrontendSource, def: &Definition, root: &Path) -> BTreeMap<PathBuf, String> {
     if !matches!(source, FrontendSource::Unreachable) {
         return BTreeMap::new();
     }
@@ -63,7 +63,7 @@ fn dockerfile_of(target: &Target) -> PathBuf {
 /// line, so the engine's built-in frontend (Dockerfile 1.7 in BuildKit 0.13) reads it; with a
 /// mirror, BUILDKIT_SYNTAX points at the mirror's copy instead. Pure: the copies are returned,
 /// written under `xtask_dir` by the caller.
-pub fn fallback(
+pub(crate) fn fallback(
     source: &FrontendSource,
     facts: Option<&Facts>,
     def: &Definition,
@@ -113,7 +113,7 @@ pub fn fallback(
 }
 
 /// The Dockerfile without its `# syntax=` directive (only a leading parser directive counts).
-pub fn strip_syntax(text: &str) -> String {
+pub(crate) fn strip_syntax(text: &str) -> String {
     let mut lines = text.lines();
     let mut out = String::new();
     if let Some(first) = lines.next() {

@@ -17,8 +17,8 @@ use crate::cache::ownership::{self, Record, World};
 /// What to remove; neither flag means both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Asked {
-    pub cache: bool,
-    pub images: bool,
+    pub(crate) cache: bool,
+    pub(crate) images: bool,
 }
 
 impl Asked {
@@ -30,35 +30,35 @@ impl Asked {
 
 /// One image to remove: the references to delete (its own tags, or its id when untagged).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ImageRemoval {
-    pub refs: Vec<String>,
-    pub size: u64,
+pub(crate) struct ImageRemoval {
+    pub(crate) refs: Vec<String>,
+    pub(crate) size: u64,
 }
 
 /// What a clean removes, in the order it removes it.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Record ids, every record after the records built on it.
-    pub records: Vec<String>,
-    pub record_bytes: u64,
-    pub images: Vec<ImageRemoval>,
-    pub dirs: Vec<(PathBuf, u64)>,
+    pub(crate) records: Vec<String>,
+    pub(crate) record_bytes: u64,
+    pub(crate) images: Vec<ImageRemoval>,
+    pub(crate) dirs: Vec<(PathBuf, u64)>,
     /// Local cache folders the bake file names outside the project's `target/` (an absolute
     /// `CACHE_DIR`): never removed, whatever they hold.
-    pub outside: Vec<PathBuf>,
+    pub(crate) outside: Vec<PathBuf>,
     /// The project's records that stay (see [`held`]).
-    pub held: usize,
+    pub(crate) held: usize,
 }
 
 impl Plan {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.records.is_empty() && self.images.is_empty() && self.dirs.iter().all(|(_, b)| *b == 0)
     }
 }
 
 /// Orders the chosen records so that each comes after every chosen record built on it (BuildKit
 /// removes no record another still holds as its parent).
-pub fn removal_order(records: &[Record], chosen: &BTreeSet<String>) -> Vec<String> {
+pub(crate) fn removal_order(records: &[Record], chosen: &BTreeSet<String>) -> Vec<String> {
     let mut left: BTreeSet<String> = chosen.clone();
     let mut order = Vec::new();
     while !left.is_empty() {
@@ -79,7 +79,7 @@ pub fn removal_order(records: &[Record], chosen: &BTreeSet<String>) -> Vec<Strin
 
 /// The project's records that must stay: in use, or below a record that is not the project's,
 /// and everything below those.
-pub fn held(records: &[Record], ours: &BTreeSet<String>) -> BTreeSet<String> {
+pub(crate) fn held(records: &[Record], ours: &BTreeSet<String>) -> BTreeSet<String> {
     let mut held: BTreeSet<String> =
         records.iter().filter(|r| ours.contains(&r.id) && r.in_use).map(|r| r.id.clone()).collect();
     let mut holders: Vec<&Record> = records.iter().filter(|r| !ours.contains(&r.id) || r.in_use).collect();
@@ -94,7 +94,7 @@ pub fn held(records: &[Record], ours: &BTreeSet<String>) -> BTreeSet<String> {
 }
 
 /// The pure part: what to remove of the world read.
-pub fn plan(world: &World, asked: Asked, dir_sizes: &[(PathBuf, u64)]) -> Plan {
+pub(crate) fn plan(world: &World, asked: Asked, dir_sizes: &[(PathBuf, u64)]) -> Plan {
     let mut plan = Plan::default();
     if asked.cache {
         let records = world.usage.records.clone().unwrap_or_default();
@@ -180,7 +180,7 @@ pub fn asks(cache: bool, images: bool, all: bool, yes: bool) -> bool {
 }
 
 /// Only "y" or "yes" (any case) is a yes; anything else, an empty line included, removes nothing.
-pub fn is_yes(answer: &str) -> bool {
+pub(crate) fn is_yes(answer: &str) -> bool {
     matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
 }
 

@@ -24,14 +24,14 @@ const JSON_LIMIT: u64 = 64 << 20;
 
 /// What one clean-up removed.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Freed {
-    pub blobs: usize,
-    pub bytes: u64,
+pub(crate) struct Freed {
+    pub(crate) blobs: usize,
+    pub(crate) bytes: u64,
 }
 
 /// The `type=local` cache destinations of the resolved bake definition; relative ones are
 /// relative to `root`, where bake runs.
-pub fn local_dirs(def: &Definition, root: &Path) -> Vec<PathBuf> {
+pub(crate) fn local_dirs(def: &Definition, root: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = def
         .target
         .values()
@@ -71,7 +71,7 @@ fn clean_all(dirs: &[PathBuf]) -> Option<String> {
 
 /// After a successful build that has let go of its share of the build lock: [`clean_all`] while
 /// no other build runs, else a line saying it was left for later.
-pub fn after_build(dirs: &[PathBuf]) -> Result<Option<String>> {
+pub(crate) fn after_build(dirs: &[PathBuf]) -> Result<Option<String>> {
     after_build_at(&crate::cache::lock::file(), dirs)
 }
 
@@ -90,7 +90,7 @@ fn after_build_at(lock: &Path, dirs: &[PathBuf]) -> Result<Option<String>> {
 
 /// Every blob digest (`sha256:…`) reachable from the layout's `index.json`: indexes, manifests,
 /// configs, layers, and the layers a BuildKit cache config names. `None` without an index.
-pub fn reachable(dir: &Path) -> Result<Option<BTreeSet<String>>> {
+pub(crate) fn reachable(dir: &Path) -> Result<Option<BTreeSet<String>>> {
     let index_file = dir.join("index.json");
     let text = match std::fs::read_to_string(&index_file) {
         Ok(t) => t,
@@ -163,7 +163,7 @@ fn modified(path: &Path) -> Option<SystemTime> {
 /// after the index may belong to an export still running in another build (its index comes
 /// last), so only blobs older than the index go; and if the index changes while this runs,
 /// nothing is deleted this time.
-pub fn collect(dir: &Path) -> Result<Freed> {
+pub(crate) fn collect(dir: &Path) -> Result<Freed> {
     let index_file = dir.join("index.json");
     let Some(index_time) = modified(&index_file) else { return Ok(Freed::default()) };
     let Some(keep) = reachable(dir)? else { return Ok(Freed::default()) };
@@ -213,12 +213,12 @@ fn blobs(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
 
 /// Size of a cache folder: all blob bytes, and how many of them no index reaches.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub bytes: u64,
-    pub unreferenced: u64,
+pub(crate) struct Usage {
+    pub(crate) bytes: u64,
+    pub(crate) unreferenced: u64,
 }
 
-pub fn usage(dir: &Path) -> Result<Usage> {
+pub(crate) fn usage(dir: &Path) -> Result<Usage> {
     let keep = reachable(dir)?.unwrap_or_default();
     let mut u = Usage::default();
     for (algo, path) in blobs(dir)? {
@@ -233,7 +233,7 @@ pub fn usage(dir: &Path) -> Result<Usage> {
 }
 
 /// `doctor`'s line: the local cache folders of the default group and their sizes.
-pub fn doctor_line(def: Option<&Definition>, root: &Path) -> String {
+pub(crate) fn doctor_line(def: Option<&Definition>, root: &Path) -> String {
     let Some(def) = def else { return "size unknown: the bake file could not be resolved".to_string() };
     let dirs = local_dirs(def, root);
     if dirs.is_empty() {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
-pub fn file() -> PathBuf {
+pub(crate) fn file() -> PathBuf {
     crate::util::paths::checkout_target().join("xtask").join("build.lock")
 }
 
@@ -40,7 +40,7 @@ pub(crate) fn shared_at(path: &std::path::Path) -> Result<Lock> {
 }
 
 /// The whole lock, or None at once when a build holds it.
-pub fn exclusive_now() -> Result<Option<Lock>> {
+pub(crate) fn exclusive_now() -> Result<Option<Lock>> {
     exclusive_now_at(&file())
 }
 

@@ -3,7 +3,7 @@
 //! (`clean`), and the build lock that keeps clean-up and builds apart (`lock`).
 
 pub mod clean;
-pub mod gc;
+pub(crate) mod gc;
 pub mod lock;
 pub mod ownership;
-pub mod policy;
+pub(crate) mod policy;

@@ -26,55 +26,55 @@ use crate::settings::Settings;
 
 /// One build cache record, as the engine's `/system/df` lists it.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Record {
+pub(crate) struct Record {
     #[serde(rename = "ID")]
-    pub id: String,
+    pub(crate) id: String,
     // Docker 26 spells the key with a leading space; newer engines fixed it.
     #[serde(rename = "Parents", alias = " Parents", default)]
-    pub parents: Option<Vec<String>>,
+    pub(crate) parents: Option<Vec<String>>,
     #[serde(rename = "Type", default)]
-    pub kind: String,
+    pub(crate) kind: String,
     #[serde(rename = "Description", default)]
-    pub description: String,
+    pub(crate) description: String,
     #[serde(rename = "Size", default)]
-    pub size: u64,
+    pub(crate) size: u64,
     #[serde(rename = "InUse", default)]
-    pub in_use: bool,
+    pub(crate) in_use: bool,
 }
 
 /// One image, as `/system/df` lists it.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Image {
+pub(crate) struct Image {
     #[serde(rename = "Id")]
-    pub id: String,
+    pub(crate) id: String,
     #[serde(rename = "RepoTags", default)]
-    pub tags: Option<Vec<String>>,
+    pub(crate) tags: Option<Vec<String>>,
     #[serde(rename = "Labels", default)]
-    pub labels: Option<BTreeMap<String, String>>,
+    pub(crate) labels: Option<BTreeMap<String, String>>,
     #[serde(rename = "Size", default)]
-    pub size: i64,
+    pub(crate) size: i64,
 }
 
 #[derive(Debug, Default, Deserialize)]
-pub struct DiskUsage {
+pub(crate) struct DiskUsage {
     #[serde(rename = "BuildCache", default)]
-    pub records: Option<Vec<Record>>,
+    pub(crate) records: Option<Vec<Record>>,
     #[serde(rename = "Images", default)]
-    pub images: Option<Vec<Image>>,
+    pub(crate) images: Option<Vec<Image>>,
     #[serde(rename = "LayersSize", default)]
-    pub layers_size: i64,
+    pub(crate) layers_size: i64,
 }
 
 /// What marks a thing as the project's.
 #[derive(Clone, Debug, Default)]
-pub struct Owner {
-    pub namespaces: Vec<String>,
+pub(crate) struct Owner {
+    pub(crate) namespaces: Vec<String>,
     /// RUN commands of the project's Dockerfiles, whitespace collapsed.
-    pub runs: BTreeSet<String>,
+    pub(crate) runs: BTreeSet<String>,
     /// Every other instruction (`COPY app/ ./app/`), whitespace collapsed.
-    pub steps: BTreeSet<String>,
+    pub(crate) steps: BTreeSet<String>,
     /// Image repositories without a registry (`contextcleanse-backend`).
-    pub repos: BTreeSet<String>,
+    pub(crate) repos: BTreeSet<String>,
 }
 
 fn collapse(text: &str) -> String {
@@ -83,7 +83,7 @@ fn collapse(text: &str) -> String {
 
 /// A Dockerfile's instructions with continuation lines joined (the backslash and line break go,
 /// the next line's indentation stays, comment lines inside are dropped, as BuildKit reads them).
-pub fn instructions(dockerfile: &str) -> Vec<String> {
+pub(crate) fn instructions(dockerfile: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut current = String::new();
     for line in dockerfile.lines() {
@@ -149,7 +149,7 @@ impl Owner {
     }
 
     /// The ids of the project's records.
-    pub fn records(&self, records: &[Record]) -> BTreeSet<String> {
+    pub(crate) fn records(&self, records: &[Record]) -> BTreeSet<String> {
         let mut ours: BTreeSet<String> = records.iter().filter(|r| self.is_seed(r)).map(|r| r.id.clone()).collect();
         // Steps built on the project's layers, to any depth.
         loop {
@@ -167,7 +167,7 @@ impl Owner {
     }
 
     /// The project's images: by repository, or, untagged, by title label.
-    pub fn images<'a>(&self, images: &'a [Image]) -> Vec<&'a Image> {
+    pub(crate) fn images<'a>(&self, images: &'a [Image]) -> Vec<&'a Image> {
         images
             .iter()
             .filter(|i| {
@@ -183,7 +183,7 @@ impl Owner {
     }
 
     /// The tags of an image that are the project's (a foreign tag on the same image stays).
-    pub fn own_tags(&self, image: &Image) -> Vec<String> {
+    pub(crate) fn own_tags(&self, image: &Image) -> Vec<String> {
         let tags = image.tags.clone().unwrap_or_default();
         tags.into_iter()
             .filter(|t| !t.starts_with("<none>") && self.repos.contains(crate::images::meta::short_name(t)))
@@ -192,16 +192,16 @@ impl Owner {
 }
 
 /// Everything `du` and `clean` read, read once.
-pub struct World {
-    pub engine: Engine,
+pub(crate) struct World {
+    pub(crate) engine: Engine,
     /// The engine's API: its unix socket, or the docker CLI's connection (ssh://, a context).
-    pub api: api::Endpoint,
-    pub usage: DiskUsage,
-    pub owner: Owner,
+    pub(crate) api: api::Endpoint,
+    pub(crate) usage: DiskUsage,
+    pub(crate) owner: Owner,
     /// The local cache folders the bake file exports to.
-    pub cache_dirs: Vec<PathBuf>,
+    pub(crate) cache_dirs: Vec<PathBuf>,
     /// The project's `target/`: the only place `clean` removes a cache folder from.
-    pub target: PathBuf,
+    pub(crate) target: PathBuf,
 }
 
 /// While a build runs or a cancelled one is torn down, the engine can list a snapshot that is gone
@@ -211,7 +211,7 @@ fn df_raced_a_removal(body: &str) -> bool {
     body.contains("does not exist") || (body.contains("lstat ") && body.contains("no such file or directory"))
 }
 
-pub fn read_world() -> Result<World> {
+pub(crate) fn read_world() -> Result<World> {
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, false)?;
     let endpoint = engine.api();
@@ -251,7 +251,7 @@ pub fn read_world() -> Result<World> {
 }
 
 /// Bytes under a folder (files only, symbolic links not followed).
-pub fn dir_size(dir: &Path) -> u64 {
+pub(crate) fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .flatten()
@@ -360,7 +360,7 @@ pub fn du() -> Result<()> {
     Ok(())
 }
 
-pub fn short(id: &str) -> &str {
+pub(crate) fn short(id: &str) -> &str {
     let id = id.strip_prefix("sha256:").unwrap_or(id);
     id.get(..12).unwrap_or(id)
 }

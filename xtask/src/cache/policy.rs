@@ -6,7 +6,7 @@
 
 /// Why this build exports its cache, or `None` when it does not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Export {
+pub(crate) enum Export {
     /// `--cache-export` on the command line.
     Flag,
     /// REGISTRY (or `--registry`) is set: other engines import from it.
@@ -14,7 +14,7 @@ pub enum Export {
 }
 
 impl Export {
-    pub fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Export::Flag => "--cache-export",
             Export::Registry => "a cache registry is set",
@@ -25,7 +25,7 @@ impl Export {
 /// The decision, from the flag, the CI variable's value and whether a registry is configured.
 /// A registry is read by the next run wherever it runs; a local folder only by this machine, which
 /// in CI is discarded after the job, so there the folder export is never made, even when asked.
-pub fn decide(flag: bool, ci: bool, registry: bool) -> Option<Export> {
+pub(crate) fn decide(flag: bool, ci: bool, registry: bool) -> Option<Export> {
     match (flag, registry) {
         (true, true) => Some(Export::Flag),
         (false, true) => Some(Export::Registry),
@@ -35,14 +35,14 @@ pub fn decide(flag: bool, ci: bool, registry: bool) -> Option<Export> {
 }
 
 /// What a CI build without a cache registry is told: it exports nothing, and how to keep a cache.
-pub fn note(ci: bool, registry: bool) -> Option<&'static str> {
+pub(crate) fn note(ci: bool, registry: bool) -> Option<&'static str> {
     (ci && !registry).then_some(
         "no cache exported: CI=true and no cache registry (a folder on the runner is thrown away with it; set REGISTRY to keep the cache)",
     )
 }
 
 /// The bake variable that turns the bake file's `cache-to` on (empty leaves it off).
-pub fn bake_var(export: Option<Export>) -> Option<(String, String)> {
+pub(crate) fn bake_var(export: Option<Export>) -> Option<(String, String)> {
     export.map(|_| ("CACHE_EXPORT".to_string(), "1".to_string()))
 }
 
@@ -53,7 +53,7 @@ pub fn bake_var(export: Option<Export>) -> Option<(String, String)> {
 /// the copies are dropped). That matters only when another engine reads this build's registry
 /// cache, and the copies are only dropped on the project's private engines, which hold no other
 /// project's: elsewhere they are another project's too.
-pub fn fresh_contexts(export: Option<Export>, registry: bool, private_engine: bool) -> bool {
+pub(crate) fn fresh_contexts(export: Option<Export>, registry: bool, private_engine: bool) -> bool {
     export.is_some() && registry && private_engine
 }
 

@@ -14,7 +14,7 @@ use crate::util::paths;
 use crate::util::runner::{self, Cmd};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub enum Ecosystem {
+pub(crate) enum Ecosystem {
     PyPI,
     #[serde(rename = "npm")]
     Npm,
@@ -23,7 +23,7 @@ pub enum Ecosystem {
 /// What the sources said of one locked package.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "result", rename_all = "kebab-case")]
-pub enum Finding {
+pub(crate) enum Finding {
     /// A source answered for this version and listed no advisory.
     Clean,
     /// The advisories' ids.
@@ -36,16 +36,16 @@ pub enum Finding {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Entry {
-    pub ecosystem: Ecosystem,
-    pub name: String,
-    pub version: String,
+pub(crate) struct Entry {
+    pub(crate) ecosystem: Ecosystem,
+    pub(crate) name: String,
+    pub(crate) version: String,
     #[serde(flatten)]
-    pub finding: Finding,
+    pub(crate) finding: Finding,
 }
 
 /// The `name==version` pins of a requirements file (hash lines and comments left out).
-pub fn python_pins(requirements: &str) -> Vec<(String, String)> {
+pub(crate) fn python_pins(requirements: &str) -> Vec<(String, String)> {
     requirements
         .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim().trim_end_matches('\\').trim())
@@ -55,7 +55,7 @@ pub fn python_pins(requirements: &str) -> Vec<(String, String)> {
 }
 
 /// Every package a package-lock.json (version 2 or 3) installs, by name and version.
-pub fn npm_packages(lock: &Value) -> Vec<(String, String)> {
+pub(crate) fn npm_packages(lock: &Value) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = lock["packages"]
         .as_object()
         .into_iter()
@@ -72,7 +72,7 @@ pub fn npm_packages(lock: &Value) -> Vec<(String, String)> {
 
 /// The finding for `version` from the index's JSON answer for its project: its advisories
 /// (withdrawn ones left out) describe the latest release only.
-pub fn pypi_finding(version: &str, project: &Value) -> Finding {
+pub(crate) fn pypi_finding(version: &str, project: &Value) -> Finding {
     let latest = project["info"]["version"].as_str().unwrap_or("");
     if latest != version {
         return Finding::NotChecked {
@@ -95,7 +95,7 @@ pub fn pypi_finding(version: &str, project: &Value) -> Finding {
 
 /// The findings for npm packages from the bulk endpoint's answer (`{name: [advisory, ...]}`
 /// for the versions asked about), or the reason none could be had.
-pub fn npm_findings(packages: &[(String, String)], status: u16, body: &str) -> Vec<Finding> {
+pub(crate) fn npm_findings(packages: &[(String, String)], status: u16, body: &str) -> Vec<Finding> {
     let answer: Option<Value> = (status == 200).then(|| serde_json::from_str(body).ok()).flatten();
     packages
         .iter()
@@ -125,7 +125,7 @@ pub fn npm_findings(packages: &[(String, String)], status: u16, body: &str) -> V
 }
 
 /// The table, and the error that ends the audit when anything was found or left unchecked.
-pub fn verdict(entries: &[Entry]) -> (String, Option<String>) {
+pub(crate) fn verdict(entries: &[Entry]) -> (String, Option<String>) {
     let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(7).max(7);
     let mut table = format!("{:<9} {:<width$} {:<12} result\n", "ecosystem", "package", "version");
     for e in entries {

@@ -12,12 +12,12 @@ use crate::util::runner::{self, Cmd};
 const NAMES: [&str; 3] = ["chromium", "chromium-browser", "google-chrome"];
 
 /// The browser on PATH, if any.
-pub fn find() -> Option<PathBuf> {
+pub(crate) fn find() -> Option<PathBuf> {
     NAMES.iter().find_map(|n| which::which(n).ok())
 }
 
 /// The browser, installed first when it is missing and this machine can install it.
-pub fn ensure() -> Result<PathBuf> {
+pub(crate) fn ensure() -> Result<PathBuf> {
     if let Some(path) = find() {
         return Ok(path);
     }

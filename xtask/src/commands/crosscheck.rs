@@ -22,7 +22,7 @@ fn check(target: &str, root: &Path) -> Cmd {
 }
 
 /// Checks each target that can be checked here: (suite name, passed) for each.
-pub fn run(root: &Path) -> Result<Vec<(String, bool)>> {
+pub(crate) fn run(root: &Path) -> Result<Vec<(String, bool)>> {
     let mut outcomes = Vec::new();
     for target in TARGETS {
         if !installed(target) {

@@ -6,24 +6,24 @@ use std::net::{Ipv4Addr, TcpListener};
 
 /// A port the stack publishes (`127.0.0.1:8000`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Published {
-    pub service: String,
-    pub host_ip: String,
-    pub port: u16,
+pub(crate) struct Published {
+    pub(crate) service: String,
+    pub(crate) host_ip: String,
+    pub(crate) port: u16,
 }
 
 /// True when the address can be bound now (nothing listens on it, nor on all addresses).
-pub fn free(host_ip: &str, port: u16) -> bool {
+pub(crate) fn free(host_ip: &str, port: u16) -> bool {
     let ip: Ipv4Addr = host_ip.parse().unwrap_or(Ipv4Addr::LOCALHOST);
     TcpListener::bind((ip, port)).is_ok()
 }
 
 // Who holds a port is a question the engine asks too (its registry's port): it lives in util.
-pub use crate::util::net::{holders, listening_inodes, Holder};
+pub(crate) use crate::util::net::{holders, Holder};
 
 /// The one line `up` prints for a taken port. `container` is a container of the engine in use
 /// that publishes the port, if any.
-pub fn taken_line(p: &Published, holders: &[Holder], container: Option<&str>) -> String {
+pub(crate) fn taken_line(p: &Published, holders: &[Holder], container: Option<&str>) -> String {
     let addr = format!("{}:{}", p.host_ip, p.port);
     let who = match (container, holders.first()) {
         (Some(c), _) => format!("container `{c}` of this engine publishes it (`docker stop {c}`)"),
@@ -39,6 +39,7 @@ pub fn taken_line(p: &Published, holders: &[Holder], container: Option<&str>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::util::net::listening_inodes;
 
     // Two lines of a real /proc/net/tcp: a listener on 127.0.0.1:8000 (0x1F40) and an
     // established connection from port 3000 (0x0BB8).

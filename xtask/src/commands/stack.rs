@@ -17,14 +17,14 @@ use crate::settings::Settings;
 
 /// A service of the compose file, as `docker compose config` resolves it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Service {
-    pub name: String,
-    pub ports: Vec<Published>,
-    pub depends_on: Vec<String>,
+pub(crate) struct Service {
+    pub(crate) name: String,
+    pub(crate) ports: Vec<Published>,
+    pub(crate) depends_on: Vec<String>,
 }
 
 /// The services of `docker compose config --format json`, in name order.
-pub fn parse_config(json: &str) -> Result<Vec<Service>> {
+pub(crate) fn parse_config(json: &str) -> Result<Vec<Service>> {
     let config: serde_json::Value = serde_json::from_str(json).context("reading `docker compose config`'s JSON")?;
     let services = config["services"].as_object().context("`docker compose config` lists no services")?;
     Ok(services
@@ -51,7 +51,7 @@ pub fn parse_config(json: &str) -> Result<Vec<Service>> {
 }
 
 /// The services `up NAME...` starts: the named ones (all without names) and what they depend on.
-pub fn closure(services: &[Service], names: &[String]) -> Result<Vec<String>> {
+pub(crate) fn closure(services: &[Service], names: &[String]) -> Result<Vec<String>> {
     let known: Vec<&str> = services.iter().map(|s| s.name.as_str()).collect();
     check_services(&known, names)?;
     let mut wanted: Vec<String> =
@@ -68,7 +68,7 @@ pub fn closure(services: &[Service], names: &[String]) -> Result<Vec<String>> {
 }
 
 /// Refuses a name that is not a service of the compose file, before any command carries it.
-pub fn check_services(known: &[&str], names: &[String]) -> Result<()> {
+pub(crate) fn check_services(known: &[&str], names: &[String]) -> Result<()> {
     match names.iter().find(|n| !known.contains(&n.as_str())) {
         Some(name) => bail!("`{name}` is not a service of docker-compose.yml; its services are {}", known.join(", ")),
         None => Ok(()),
@@ -83,7 +83,7 @@ fn compose(engine: &Engine, vars: &[(String, String)]) -> Cmd {
 
 /// The arguments of `docker compose up` for these services: detached, no build of its own (the
 /// xtask built them), waiting for health.
-pub fn up_args(services: &[String]) -> Vec<String> {
+pub(crate) fn up_args(services: &[String]) -> Vec<String> {
     let mut args: Vec<String> = ["up", "--detach", "--wait", "--wait-timeout", "180", "--no-build", "--remove-orphans"]
         .map(String::from)
         .to_vec();
@@ -98,7 +98,7 @@ fn after_dashes(services: &[String]) -> Vec<String> {
 }
 
 /// The lines `up` ends with: each published port as a URL.
-pub fn url_lines(services: &[Service], started: &[String]) -> Vec<String> {
+pub(crate) fn url_lines(services: &[Service], started: &[String]) -> Vec<String> {
     services
         .iter()
         .filter(|s| started.contains(&s.name))
@@ -175,7 +175,7 @@ pub fn down() -> Result<()> {
 }
 
 /// `docker compose logs`'s arguments for `logs [--follow] [--tail N] [SERVICE...]`.
-pub fn logs_args(follow: bool, tail: Option<&str>, services: &[String]) -> Vec<String> {
+pub(crate) fn logs_args(follow: bool, tail: Option<&str>, services: &[String]) -> Vec<String> {
     let mut args = vec!["logs".to_string()];
     args.extend(follow.then(|| "--follow".to_string()));
     args.extend(tail.iter().flat_map(|n| ["--tail".to_string(), n.to_string()]));

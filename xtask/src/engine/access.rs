@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// What a connection attempt to a socket found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     Open,
     /// No socket file at that path.
     Missing,
@@ -18,7 +18,7 @@ pub enum Access {
 }
 
 /// The kind of a failed connect, told apart by what the fix is.
-pub fn classify(kind: ErrorKind) -> Access {
+pub(crate) fn classify(kind: ErrorKind) -> Access {
     match kind {
         ErrorKind::PermissionDenied => Access::Denied,
         ErrorKind::NotFound => Access::Missing,
@@ -28,7 +28,7 @@ pub fn classify(kind: ErrorKind) -> Access {
 }
 
 /// Connects once to `socket` and says what happened.
-pub fn probe(socket: &Path) -> Access {
+pub(crate) fn probe(socket: &Path) -> Access {
     match crate::util::os::connect_socket(socket) {
         Ok(_) => Access::Open,
         Err(e) => classify(e.kind()),
@@ -36,7 +36,7 @@ pub fn probe(socket: &Path) -> Access {
 }
 
 /// Doctor's line for a socket that refuses this user, with the fix.
-pub fn denied_line(socket: &Path) -> String {
+pub(crate) fn denied_line(socket: &Path) -> String {
     format!(
         "{} refuses this user (permission denied): an engine may run there, but this user may not use it; \
          add the user to the socket's group (`sudo usermod -aG docker $USER`, then log in again), \

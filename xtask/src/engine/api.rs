@@ -12,7 +12,7 @@ use crate::util::os;
 
 /// The engine's unix socket when the docker CLI would use one: `DOCKER_HOST=unix://…`, or the
 /// default socket when neither DOCKER_HOST nor a docker context is set.
-pub fn socket(docker_host: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn socket(docker_host: Option<&str>) -> Option<PathBuf> {
     if !cfg!(unix) {
         // Docker Desktop on Windows listens on a named pipe: the CLI knows the way.
         return None;
@@ -30,7 +30,7 @@ pub fn socket(docker_host: Option<&str>) -> Option<PathBuf> {
 
 /// The docker context the CLI uses when DOCKER_HOST is unset: `DOCKER_CONTEXT`, else the config's
 /// `currentContext`; None for the default context.
-pub fn current_context() -> Option<String> {
+pub(crate) fn current_context() -> Option<String> {
     let config = std::env::var_os("DOCKER_CONFIG")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
@@ -58,7 +58,7 @@ impl Endpoint {
         }
     }
 
-    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+    pub(crate) fn get(&self, path: &str) -> Option<(u16, String)> {
         self.request("GET", path)
     }
 }
@@ -69,7 +69,7 @@ fn timeout(method: &str) -> Duration {
 }
 
 /// GET `path`; the status code and body, or None when the socket does not answer.
-pub fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
+pub(crate) fn get(socket: &Path, path: &str) -> Option<(u16, String)> {
     request(socket, "GET", path)
 }
 
@@ -82,7 +82,7 @@ pub fn request(socket: &Path, method: &str, path: &str) -> Option<(u16, String)>
 }
 
 /// GET `path` as JSON, for a 200 answer only.
-pub fn get_json(socket: &Path, path: &str) -> Option<serde_json::Value> {
+pub(crate) fn get_json(socket: &Path, path: &str) -> Option<serde_json::Value> {
     match get(socket, path)? {
         (200, body) => serde_json::from_str(&body).ok(),
         _ => None,
@@ -90,7 +90,7 @@ pub fn get_json(socket: &Path, path: &str) -> Option<serde_json::Value> {
 }
 
 /// Image references go into the URL path: escape what a path cannot hold.
-pub fn escape(reference: &str) -> String {
+pub(crate) fn escape(reference: &str) -> String {
     reference
         .bytes()
         .map(|b| match b {

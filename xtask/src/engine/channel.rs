@@ -39,14 +39,14 @@ impl fmt::Display for Channel {
 /// One private engine: a channel and whether it keeps images in the classic store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Spec {
-    pub channel: Channel,
-    pub classic: bool,
+    pub(crate) channel: Channel,
+    pub(crate) classic: bool,
 }
 
 impl Spec {
-    pub const DEFAULT: Spec = Spec { channel: Channel::Current, classic: false };
+    pub(crate) const DEFAULT: Spec = Spec { channel: Channel::Current, classic: false };
     /// Every private engine a checkout can run, in the order builds look for a running one.
-    pub const ALL: [Spec; 4] = [
+    pub(crate) const ALL: [Spec; 4] = [
         Spec::DEFAULT,
         Spec { channel: Channel::Floor, classic: false },
         Spec { channel: Channel::Current, classic: true },
@@ -67,11 +67,11 @@ impl Spec {
     }
 
     /// Each engine has a registry of its own on loopback, so two side by side never share one.
-    pub fn registry_port(&self) -> u16 {
+    pub(crate) fn registry_port(&self) -> u16 {
         5000 + self.index()
     }
 
-    pub fn packages(&self) -> &'static [Package] {
+    pub(crate) fn packages(&self) -> &'static [Package] {
         match self.channel {
             Channel::Current => CURRENT,
             Channel::Floor => FLOOR,
@@ -93,11 +93,11 @@ impl FromStr for Spec {
 /// One pinned Debian package: the suite it comes from, the upstream series it must belong to,
 /// and the exact version the project was tested with.
 #[derive(Debug)]
-pub struct Package {
-    pub name: &'static str,
-    pub suite: &'static str,
-    pub series: &'static str,
-    pub tested: &'static str,
+pub(crate) struct Package {
+    pub(crate) name: &'static str,
+    pub(crate) suite: &'static str,
+    pub(crate) series: &'static str,
+    pub(crate) tested: &'static str,
 }
 
 const fn pkg(name: &'static str, suite: &'static str, series: &'static str, tested: &'static str) -> Package {
@@ -148,7 +148,7 @@ const FLOOR: &[Package] = shared_packages![
 
 /// What to do with the version a suite offers for a pinned package.
 #[derive(Debug, PartialEq, Eq)]
-pub enum PinCheck {
+pub(crate) enum PinCheck {
     Tested,
     /// Same series, another version: installed, and said in one line.
     Drifted(String),
@@ -156,7 +156,7 @@ pub enum PinCheck {
 
 /// Checks the version a suite has against the pin: another series is refused (the channel was
 /// never tested with it); another version of the same series is taken and named.
-pub fn check_pin(p: &Package, found: &str) -> Result<PinCheck> {
+pub(crate) fn check_pin(p: &Package, found: &str) -> Result<PinCheck> {
     if found == p.tested {
         return Ok(PinCheck::Tested);
     }
@@ -172,7 +172,7 @@ pub fn check_pin(p: &Package, found: &str) -> Result<PinCheck> {
     )))
 }
 
-pub fn series_matches(version: &str, series: &str) -> bool {
+pub(crate) fn series_matches(version: &str, series: &str) -> bool {
     version.strip_prefix(series).is_some_and(|rest| {
         rest.starts_with('.') || rest.starts_with('+') || rest.starts_with('-') || rest.starts_with('~')
     })

@@ -15,7 +15,7 @@ const SUITES: [&str; 3] = ["testing", "trixie", "bookworm"];
 
 /// The Debian archive this machine already uses (from its apt sources), so the xtask never names
 /// a host of its own; `DEBIAN_MIRROR` overrides it.
-pub fn debian_mirror() -> Result<String> {
+pub(crate) fn debian_mirror() -> Result<String> {
     // Written into an apt sources file: a line break in it would add a source of its own.
     if let Some(m) = crate::settings::from_env("DEBIAN_MIRROR")? {
         return Ok(m.trim_end_matches('/').to_string());
@@ -33,7 +33,7 @@ pub fn debian_mirror() -> Result<String> {
 }
 
 /// Finds the URI of a Debian archive (not the security one) in one-line or deb822 apt sources.
-pub fn mirror_from_sources(text: &str) -> Option<String> {
+pub(crate) fn mirror_from_sources(text: &str) -> Option<String> {
     let good = |uri: &str| uri.starts_with("http") && uri.trim_end_matches('/').ends_with("/debian");
     for line in text.lines().map(str::trim) {
         let words: Vec<&str> = line.split_whitespace().collect();
@@ -68,7 +68,7 @@ fn apt_get(apt: &Path, args: &[&str]) -> Cmd {
 /// Downloads the channel's pinned packages (kept, so a rerun resumes), checks each against its
 /// pin, and unpacks them into the prefix. The prefix appears whole or not at all: it is unpacked
 /// beside, then renamed; a refused pin leaves nothing behind.
-pub fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
+pub(crate) fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     if layout.prefix.join(".complete").exists() {
         return add_missing(layout);
     }
@@ -191,7 +191,7 @@ fn find_deb(dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 /// The version in a downloaded file name (`name_1%3a7.2+dfsg-7_amd64.deb` is `7.2+dfsg-7`).
-pub fn deb_version(deb: &Path) -> String {
+pub(crate) fn deb_version(deb: &Path) -> String {
     let name = deb.file_name().unwrap_or_default().to_string_lossy();
     let version = name.split('_').nth(1).unwrap_or_default().replace("%3a", ":");
     version.split_once(':').map_or(version.clone(), |(_, v)| v.to_string())

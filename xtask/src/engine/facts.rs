@@ -13,44 +13,44 @@ use crate::util::runner;
 
 /// What the engine, buildx and the builder say about themselves.
 #[derive(Clone, Debug, Default)]
-pub struct Facts {
-    pub endpoint: String,
-    pub engine_version: String,
-    pub buildx_version: Option<Version>,
-    pub buildkit_version: Option<Version>,
-    pub buildkit_note: String,
-    pub driver: String,
-    pub containerd_store: bool,
-    pub platforms: Vec<String>,
+pub(crate) struct Facts {
+    pub(crate) endpoint: String,
+    pub(crate) engine_version: String,
+    pub(crate) buildx_version: Option<Version>,
+    pub(crate) buildkit_version: Option<Version>,
+    pub(crate) buildkit_note: String,
+    pub(crate) driver: String,
+    pub(crate) containerd_store: bool,
+    pub(crate) platforms: Vec<String>,
 }
 
 /// What the builder can do, which decides what a plan may ask of it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Capabilities {
+pub(crate) struct Capabilities {
     /// `cache-to` of any kind (the docker driver needs the containerd image store for it).
-    pub cache_export: bool,
+    pub(crate) cache_export: bool,
     /// Several platforms in one image (the same condition).
-    pub multi_platform: bool,
+    pub(crate) multi_platform: bool,
     /// `type=oci` archives.
-    pub oci_export: bool,
+    pub(crate) oci_export: bool,
     /// Provenance and SBOM attestations.
-    pub attestations: bool,
+    pub(crate) attestations: bool,
     /// bake checks reads and writes outside the working folder (buildx 0.19+): the plan must
     /// pass `--allow fs.read=...` / `fs.write=...` for them.
-    pub fs_entitlements: bool,
+    pub(crate) fs_entitlements: bool,
     /// `docker buildx history` (buildx 0.20+).
-    pub history: bool,
+    pub(crate) history: bool,
     /// `bake --call check`: BuildKit's own Dockerfile checks (BuildKit 0.15+, buildx 0.15+).
-    pub checks: bool,
+    pub(crate) checks: bool,
     /// The image exporter dates the config and history from `source-date-epoch` (the docker
     /// driver needs the containerd image store for it).
-    pub source_epoch: bool,
+    pub(crate) source_epoch: bool,
     /// The exporter's `rewrite-timestamp`: file times in layers clamped too (BuildKit 0.13+).
-    pub rewrite_timestamp: bool,
+    pub(crate) rewrite_timestamp: bool,
     /// A push with `store=false`, which `rewrite-timestamp` needs on the docker driver: BuildKit
     /// pushes without unpacking into the engine. Tested with buildx 0.29; buildx 0.13 pushes
     /// through the engine's store instead and finds no tag there.
-    pub push_unstored: bool,
+    pub(crate) push_unstored: bool,
 }
 
 /// The engine a build ran on, as its report and history line keep it: enough to tell two engines
@@ -58,22 +58,22 @@ pub struct Capabilities {
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct EngineRecord {
     /// DOCKER_HOST, else `docker context NAME` (a context other than the default), else "the current docker context".
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     /// The private engine (`current`, `floor-classic`, ...); none for an engine the user runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub private: Option<String>,
-    pub docker: String,
+    pub(crate) private: Option<String>,
+    pub(crate) docker: String,
     /// As [`facts`] gives it: the builder's own answer, else the one Docker's release notes name.
-    pub buildkit: Option<String>,
-    pub buildx: Option<String>,
+    pub(crate) buildkit: Option<String>,
+    pub(crate) buildx: Option<String>,
     /// "containerd" or "classic".
-    pub store: String,
-    pub driver: String,
+    pub(crate) store: String,
+    pub(crate) driver: String,
 }
 
 impl EngineRecord {
     /// A few words for a list: the private engine's name, else the Docker version.
-    pub fn short(&self) -> String {
+    pub(crate) fn short(&self) -> String {
         match &self.private {
             Some(name) => name.clone(),
             None => format!("docker {}", self.docker),
@@ -81,7 +81,7 @@ impl EngineRecord {
     }
 
     /// One line for people: "private current engine: Docker 28.5.2, BuildKit 0.25.1, ...".
-    pub fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".to_string());
         let whose = match &self.private {
             Some(name) => format!("private {name} engine at {}", self.endpoint),
@@ -100,7 +100,7 @@ impl EngineRecord {
 
 impl Facts {
     /// What a report keeps of these facts; `private` names the private engine, if it is one.
-    pub fn record(&self, private: Option<String>) -> EngineRecord {
+    pub(crate) fn record(&self, private: Option<String>) -> EngineRecord {
         EngineRecord {
             endpoint: self.endpoint.clone(),
             private,
@@ -112,7 +112,7 @@ impl Facts {
         }
     }
 
-    pub fn capabilities(&self) -> Capabilities {
+    pub(crate) fn capabilities(&self) -> Capabilities {
         // The docker driver on the classic image store can only load single-platform images;
         // every other driver and store exports caches, OCI archives and attestations.
         let full = self.driver != "docker" || self.containerd_store;
@@ -133,13 +133,13 @@ impl Facts {
     }
 
     /// One line for people: "docker driver, classic image store".
-    pub fn builder_line(&self) -> String {
+    pub(crate) fn builder_line(&self) -> String {
         let store = if self.containerd_store { "containerd image store" } else { "classic image store" };
         format!("{} driver, {store}", self.driver)
     }
 }
 
-pub fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
+pub(crate) fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
     let mut f = Facts { endpoint: engine.describe(), ..Facts::default() };
     let info = match engine.socket().and_then(|sock| api::get_json(&sock, "/info")) {
         Some(info) => info,
@@ -247,12 +247,12 @@ fn buildx_identity(engine: &Engine) -> String {
 }
 
 /// `github.com/docker/buildx v0.13.1 abc` or Debian's `... 0.13.1+ds1 0.13.1+ds1-3`.
-pub fn parse_buildx_version(text: &str) -> Option<Version> {
+pub(crate) fn parse_buildx_version(text: &str) -> Option<Version> {
     text.split_whitespace().nth(1).and_then(loose_version)
 }
 
 /// Reads `1.2.3`, `v1.2.3`, `1.2.3+ds1` or `26.1.5+dfsg1` as a plain semver version.
-pub fn loose_version(text: &str) -> Option<Version> {
+pub(crate) fn loose_version(text: &str) -> Option<Version> {
     let core = text.trim().trim_start_matches('v');
     let core: String = core.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
     let mut parts = core.split('.').filter(|p| !p.is_empty()).map(|p| p.parse::<u64>());
@@ -263,7 +263,7 @@ pub fn loose_version(text: &str) -> Option<Version> {
 }
 
 /// The driver, the BuildKit version (None when unknown) and the platforms from `buildx inspect`.
-pub fn parse_inspect(text: &str) -> (String, Option<Version>, Vec<String>) {
+pub(crate) fn parse_inspect(text: &str) -> (String, Option<Version>, Vec<String>) {
     let field = |name: &str| {
         text.lines().find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
     };
@@ -279,7 +279,7 @@ pub fn parse_inspect(text: &str) -> (String, Option<Version>, Vec<String>) {
 /// Which BuildKit a dockerd release embeds, from Docker Engine's release notes ("Update BuildKit
 /// to ..."). Distribution builds of dockerd report their BuildKit as v0.0.0+unknown, so this table
 /// is the one source for them; a patch level is given only where the notes name it.
-pub fn buildkit_of_engine(engine: &str) -> Option<Version> {
+pub(crate) fn buildkit_of_engine(engine: &str) -> Option<Version> {
     let v = loose_version(engine)?;
     let (minor, patch) = match (v.major, v.minor, v.patch) {
         (23 | 24, _, _) => (11, 0),
@@ -298,7 +298,7 @@ pub fn buildkit_of_engine(engine: &str) -> Option<Version> {
     Some(Version::new(0, minor, patch))
 }
 
-pub fn binfmt_status() -> String {
+pub(crate) fn binfmt_status() -> String {
     let dir = Path::new("/proc/sys/fs/binfmt_misc");
     let names: Vec<String> = std::fs::read_dir(dir)
         .map(|d| {

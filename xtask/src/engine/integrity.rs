@@ -71,7 +71,7 @@ pub(super) fn check(layout: &Layout) -> Result<()> {
 impl Layout {
     /// Whether root alone can change this engine's prefix and the folders above it (so its programs
     /// may run).
-    pub fn root_only(&self) -> bool {
+    pub(crate) fn root_only(&self) -> bool {
         first_open(&self.prefix).is_none()
     }
 }

@@ -17,7 +17,7 @@ pub fn host_arch() -> &'static str {
     }
 }
 
-pub fn multiarch(arch: &str) -> &'static str {
+pub(crate) fn multiarch(arch: &str) -> &'static str {
     if arch == "arm64" {
         "aarch64-linux-gnu"
     } else {
@@ -28,14 +28,14 @@ pub fn multiarch(arch: &str) -> &'static str {
 /// One private engine's files. Sockets and exec state go under /run (short paths: a unix socket
 /// path is limited to 108 bytes), named after the engine's folder so two never share one.
 pub struct Layout {
-    pub spec: Spec,
+    pub(crate) spec: Spec,
     /// The folder's name: the spec's (`current`, ...) or one given with `engine up --name`.
-    pub name: String,
+    pub(crate) name: String,
     port: u16,
     /// The folder every private engine of this checkout lives in (downloads are shared there).
-    pub base: PathBuf,
-    pub root: PathBuf,
-    pub prefix: PathBuf,
+    pub(crate) base: PathBuf,
+    pub(crate) root: PathBuf,
+    pub(crate) prefix: PathBuf,
     pub run: PathBuf,
 }
 
@@ -49,10 +49,10 @@ impl Layout {
         let run = PathBuf::from(format!("/run/xtask-engine-{:08x}", short_hash(&root.display().to_string())));
         Layout { spec, name: name.to_string(), port, prefix: root.join("prefix"), root, run, base }
     }
-    pub fn socket(&self) -> PathBuf {
+    pub(crate) fn socket(&self) -> PathBuf {
         self.run.join("docker.sock")
     }
-    pub fn dockerd_pid(&self) -> PathBuf {
+    pub(crate) fn dockerd_pid(&self) -> PathBuf {
         self.run.join("dockerd.pid")
     }
     pub(super) fn registry_pid(&self) -> PathBuf {
@@ -61,20 +61,20 @@ impl Layout {
     pub(super) fn binfmt_marker(&self) -> PathBuf {
         self.run.join("binfmt-registered")
     }
-    pub fn docker_config(&self) -> PathBuf {
+    pub(crate) fn docker_config(&self) -> PathBuf {
         self.root.join("docker-config")
     }
-    pub fn registry_addr(&self) -> String {
+    pub(crate) fn registry_addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
-    pub fn registry_port(&self) -> u16 {
+    pub(crate) fn registry_port(&self) -> u16 {
         self.port
     }
     /// A bridge name of at most 15 bytes, unique to this engine's folder.
     pub(super) fn bridge(&self) -> String {
         format!("xtask{:08x}", short_hash(&self.root.display().to_string()))
     }
-    pub fn bin(&self, name: &str) -> PathBuf {
+    pub(crate) fn bin(&self, name: &str) -> PathBuf {
         ["usr/bin", "usr/sbin"]
             .iter()
             .map(|d| self.prefix.join(d).join(name))
@@ -82,34 +82,34 @@ impl Layout {
             .unwrap_or_else(|| self.prefix.join("usr/bin").join(name))
     }
     /// The variables that point the docker CLI at this engine and its plug-ins.
-    pub fn client_env(&self) -> Vec<(String, String)> {
+    pub(crate) fn client_env(&self) -> Vec<(String, String)> {
         vec![
             ("DOCKER_HOST".to_string(), format!("unix://{}", self.socket().display())),
             ("DOCKER_CONFIG".to_string(), self.docker_config().display().to_string()),
         ]
     }
-    pub fn engine(&self, started_now: bool) -> Engine {
+    pub(crate) fn engine(&self, started_now: bool) -> Engine {
         Engine { env: self.client_env(), spec: Some(self.spec), name: Some(self.name.clone()), started_now }
     }
     /// The exact package versions unpacked into the prefix.
-    pub fn installed_versions(&self) -> Vec<(String, String)> {
+    pub(crate) fn installed_versions(&self) -> Vec<(String, String)> {
         std::fs::read(self.prefix.join("versions.json"))
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default()
     }
-    pub fn running(&self) -> bool {
+    pub(crate) fn running(&self) -> bool {
         read_pid(&self.dockerd_pid()).is_some_and(|pid| self.owns(pid))
     }
     /// A pid counts as ours only while it runs a program from our prefix: a stale pid file whose
     /// number was reused by something else is never signalled.
-    pub fn owns(&self, pid: u32) -> bool {
+    pub(crate) fn owns(&self, pid: u32) -> bool {
         std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe.starts_with(&self.prefix))
     }
-    pub fn dockerd(&self) -> Option<u32> {
+    pub(crate) fn dockerd(&self) -> Option<u32> {
         read_pid(&self.dockerd_pid()).filter(|p| self.owns(*p))
     }
-    pub fn registry(&self) -> Option<u32> {
+    pub(crate) fn registry(&self) -> Option<u32> {
         read_pid(&self.registry_pid()).filter(|p| self.owns(*p))
     }
 }

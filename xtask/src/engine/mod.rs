@@ -7,11 +7,11 @@
 //! Docker, the default) or the `floor` (Debian stable's), each with the containerd image store or,
 //! as `<channel>-classic`, the classic one. Nothing is installed system-wide.
 
-pub mod access;
+pub(crate) mod access;
 pub mod api;
 mod channel;
 mod debian;
-pub mod dialstdio;
+pub(crate) mod dialstdio;
 mod facts;
 mod integrity;
 mod layout;
@@ -29,9 +29,9 @@ use anyhow::{bail, Context, Result};
 use semver::Version;
 
 pub use channel::{Channel, Spec};
-pub use debian::debian_mirror;
+pub(crate) use debian::debian_mirror;
 pub use layout::host_arch;
-pub use facts::{binfmt_status, facts, Capabilities, EngineRecord, Facts};
+pub(crate) use facts::{binfmt_status, facts, Capabilities, EngineRecord, Facts};
 pub use layout::Layout;
 
 use crate::util::memo::Cache;
@@ -40,23 +40,23 @@ use crate::settings::Settings;
 
 /// The floors below which the xtask refuses to build: bake with `--metadata-file` and rawjson
 /// progress needs buildx 0.13; the Dockerfile 1.7 features the images use need BuildKit 0.13.
-pub const BUILDX_FLOOR: Version = Version::new(0, 13, 0);
-pub const BUILDKIT_FLOOR: Version = Version::new(0, 13, 0);
+pub(crate) const BUILDX_FLOOR: Version = Version::new(0, 13, 0);
+pub(crate) const BUILDKIT_FLOOR: Version = Version::new(0, 13, 0);
 
 /// How to reach an engine: the variables every docker command gets.
 #[derive(Clone, Debug, Default)]
 pub struct Engine {
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// Which private engine this is; None for an engine the user runs.
-    pub spec: Option<Spec>,
+    pub(crate) spec: Option<Spec>,
     /// The private engine's name (`current`, or one given with `engine up --name`).
-    pub name: Option<String>,
+    pub(crate) name: Option<String>,
     /// True when this run of the xtask started it (so `test` knows to stop it again).
-    pub started_now: bool,
+    pub(crate) started_now: bool,
 }
 
 impl Engine {
-    pub fn docker(&self) -> Cmd {
+    pub(crate) fn docker(&self) -> Cmd {
         Cmd::new("docker").envs(&self.env)
     }
 
@@ -69,12 +69,12 @@ impl Engine {
     }
 
     /// The engine's unix socket, when the API can be asked directly.
-    pub fn socket(&self) -> Option<PathBuf> {
+    pub(crate) fn socket(&self) -> Option<PathBuf> {
         api::socket(self.docker_host().as_deref())
     }
 
     /// Where its API is asked: the socket, else through the docker CLI's connection.
-    pub fn api(&self) -> api::Endpoint {
+    pub(crate) fn api(&self) -> api::Endpoint {
         match self.socket() {
             Some(socket) => api::Endpoint::Socket(socket),
             None => api::Endpoint::Cli(self.env.clone()),
@@ -82,7 +82,7 @@ impl Engine {
     }
 
     /// True when the engine answers: a ping over its socket, or `docker version` otherwise.
-    pub fn answers(&self) -> bool {
+    pub(crate) fn answers(&self) -> bool {
         match self.socket() {
             Some(sock) => api::get(&sock, "/_ping").is_some_and(|(code, _)| code == 200),
             None => {
@@ -93,7 +93,7 @@ impl Engine {
     }
 
     /// The engine as a person names it: DOCKER_HOST, else the docker context in use.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match (self.docker_host(), api::current_context()) {
             (Some(host), _) => host,
             (None, Some(context)) => format!("docker context {context}"),
@@ -102,7 +102,7 @@ impl Engine {
     }
 
     /// True when the image is in the engine's store.
-    pub fn has_image(&self, image: &str) -> bool {
+    pub(crate) fn has_image(&self, image: &str) -> bool {
         match self.socket() {
             Some(sock) => {
                 api::get(&sock, &format!("/images/{}/json", api::escape(image))).is_some_and(|(c, _)| c == 200)
@@ -114,7 +114,7 @@ impl Engine {
     /// Uncompressed bytes of an image's layers for the engine's platform: the sum of `docker
     /// history` sizes. (`docker image inspect`'s Size is not that: with the containerd image store
     /// of Docker 26 it counts the compressed blobs, and older engines counted unpacked layers.)
-    pub fn image_size(&self, image: &str) -> Option<u64> {
+    pub(crate) fn image_size(&self, image: &str) -> Option<u64> {
         if let Some(sock) = self.socket() {
             let history = api::get_json(&sock, &format!("/images/{}/history", api::escape(image)))?;
             return history.as_array()?.iter().map(|layer| layer["Size"].as_u64()).sum();
@@ -126,7 +126,7 @@ impl Engine {
     /// True when a registry answers for the image (a lookup of its manifest, nothing pulled).
     /// Being offline (or online) rarely changes from one build to the next, and each lookup costs
     /// a buildx start, so an answer is kept for 10 minutes.
-    pub fn registry_has(&self, image: &str) -> bool {
+    pub(crate) fn registry_has(&self, image: &str) -> bool {
         let cache = Cache::new("registry-probes.json", 600);
         if let Some(answer) = cache.get::<bool>(image) {
             return answer;
@@ -138,24 +138,24 @@ impl Engine {
 
     /// The digest of what `image` names in its registry (an index or a manifest); `None` when the
     /// registry does not name one within 15 s.
-    pub fn registry_digest(&self, image: &str) -> Option<String> {
+    pub(crate) fn registry_digest(&self, image: &str) -> Option<String> {
         manifest_digest(&self.docker(), image).ok()
     }
 }
 
 impl Engine {
-    pub fn is_private(&self) -> bool {
+    pub(crate) fn is_private(&self) -> bool {
         self.spec.is_some()
     }
 
     /// The private engine's files; the default engine's for an engine the user runs.
-    pub fn layout(&self) -> Layout {
+    pub(crate) fn layout(&self) -> Layout {
         let named = self.name.as_deref().and_then(|n| Layout::open(n).ok());
         named.unwrap_or_else(|| Layout::new(self.spec.unwrap_or(Spec::DEFAULT)))
     }
 
     /// The registry this engine's pushes and registry caches go to by default.
-    pub fn registry_addr(&self) -> String {
+    pub(crate) fn registry_addr(&self) -> String {
         self.layout().registry_addr()
     }
 }
@@ -215,7 +215,7 @@ pub fn connect(settings: &Settings, start: bool) -> Result<Engine> {
 }
 
 /// The named private engine: the running one, or one started now.
-pub fn private_engine(spec: Spec, settings: &Settings) -> Result<Engine> {
+pub(crate) fn private_engine(spec: Spec, settings: &Settings) -> Result<Engine> {
     let layout = Layout::new(spec);
     if layout.running() && layout.engine(false).answers() {
         return Ok(layout.engine(false));
@@ -364,14 +364,14 @@ pub fn down(which: &Which) -> Result<()> {
 }
 
 /// Stops one private engine (the one a command started).
-pub fn down_one(engine: &Engine) -> Result<()> {
+pub(crate) fn down_one(engine: &Engine) -> Result<()> {
     match engine.spec {
         Some(_) => private::stop_engine(&engine.layout()).map(|_| ()),
         None => Ok(()),
     }
 }
 
-pub use private::check_host;
+pub(crate) use private::check_host;
 
 /// `engine status`: one line each, of the engine builds use, or of the private one named.
 pub fn status(settings: &Settings, which: &Which) -> Result<()> {
@@ -411,7 +411,7 @@ pub fn status(settings: &Settings, which: &Which) -> Result<()> {
 
 /// The digest of an image's top manifest (its index, for a multi-platform image) in the registry
 /// that holds it, as buildx reads it with the registry's auth.
-pub fn manifest_digest(docker: &Cmd, image: &str) -> Result<String> {
+pub(crate) fn manifest_digest(docker: &Cmd, image: &str) -> Result<String> {
     let cmd =
         docker.clone().args(["buildx", "imagetools", "inspect", "--format", "{{json .Manifest}}"]).names(&[image]);
     let manifest: serde_json::Value = serde_json::from_str(&runner::read_with_timeout(&cmd, Duration::from_secs(15))?)

@@ -30,7 +30,7 @@ struct Record {
 }
 
 /// The name people give an engine: a folder name and part of a report, so kept plain.
-pub fn check_name(name: &str) -> Result<()> {
+pub(crate) fn check_name(name: &str) -> Result<()> {
     let plain = !name.is_empty()
         && name.len() <= 32
         && name.starts_with(|c: char| c.is_ascii_lowercase())
@@ -54,7 +54,7 @@ impl Layout {
 
     /// The private engine a command names: a built-in one by its name, else a named one that `up`
     /// made here.
-    pub fn open(name: &str) -> Result<Layout> {
+    pub(crate) fn open(name: &str) -> Result<Layout> {
         if let Ok(spec) = name.parse::<Spec>() {
             return Ok(Layout::new(spec));
         }
@@ -68,7 +68,7 @@ impl Layout {
     /// A named engine for `up`: as recorded, or new with the first registry port no engine holds.
     /// Asking for another channel or store than the recorded one is refused (its prefix and data
     /// are of that one).
-    pub fn for_up(name: &str, spec: Spec, running: &[Claim]) -> Result<Layout> {
+    pub(crate) fn for_up(name: &str, spec: Spec, running: &[Claim]) -> Result<Layout> {
         check_name(name)?;
         let root = paths::engine_dir().join(name);
         if let Some(record) = read_record(&root) {
@@ -100,7 +100,7 @@ impl Layout {
     }
 
     /// Every private engine of this engines' folder: the built-in ones, then the named ones.
-    pub fn all() -> Vec<Layout> {
+    pub(crate) fn all() -> Vec<Layout> {
         Spec::ALL.iter().map(|s| Layout::new(*s)).chain(named_layouts()).collect()
     }
 }
@@ -123,22 +123,22 @@ fn named_layouts() -> Vec<Layout> {
 
 /// What one engine holds on the host while it runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Claim {
-    pub root: PathBuf,
+pub(crate) struct Claim {
+    pub(crate) root: PathBuf,
     /// `current`, `second`, ...: the engine's folder name.
-    pub name: String,
+    pub(crate) name: String,
     /// The channel and store, where known (an engine of an older xtask has no record of them).
-    pub spec: Option<Spec>,
-    pub socket: PathBuf,
-    pub bridge: String,
+    pub(crate) spec: Option<Spec>,
+    pub(crate) socket: PathBuf,
+    pub(crate) bridge: String,
     /// N of its subnets 10.213.N.0/24 and 10.214.N.0/24.
-    pub subnet: Option<u8>,
-    pub port: Option<u16>,
+    pub(crate) subnet: Option<u8>,
+    pub(crate) port: Option<u16>,
 }
 
 /// Why `want` cannot start beside the running engines: one reason a line, none when it can.
 /// The same folder with the same channel and store is the engine itself, not a collision.
-pub fn collisions(want: &Claim, running: &[Claim]) -> Vec<String> {
+pub(crate) fn collisions(want: &Claim, running: &[Claim]) -> Vec<String> {
     let mut reasons = Vec::new();
     for r in running {
         let whose = format!("the running engine `{}` ({})", r.name, r.root.display());
@@ -176,7 +176,7 @@ pub fn collisions(want: &Claim, running: &[Claim]) -> Vec<String> {
 }
 
 /// Refuses, in one line naming every reason, an engine that would collide with a running one.
-pub fn refuse_collisions(layout: &Layout, subnet: u8) -> Result<()> {
+pub(crate) fn refuse_collisions(layout: &Layout, subnet: u8) -> Result<()> {
     let want = Claim {
         root: layout.root.clone(),
         name: layout.name.clone(),
@@ -199,7 +199,7 @@ pub fn refuse_collisions(layout: &Layout, subnet: u8) -> Result<()> {
 
 /// Every private engine running on this host, of any checkout or engines' folder: found by the
 /// pid files under /run, and read from the files its dockerd was started with.
-pub fn running_claims() -> Vec<Claim> {
+pub(crate) fn running_claims() -> Vec<Claim> {
     let runs = std::fs::read_dir("/run").into_iter().flatten().flatten();
     runs.filter(|e| e.file_name().to_string_lossy().starts_with("xtask-engine-"))
         .filter_map(|e| claim_of_pid_file(&e.path().join("dockerd.pid")))

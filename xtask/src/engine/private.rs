@@ -21,7 +21,7 @@ use crate::util::paths::write_atomic;
 use crate::util::runner::{self, Cmd};
 use crate::settings::Settings;
 
-pub fn check_host() -> Result<()> {
+pub(crate) fn check_host() -> Result<()> {
     let steps = "install Docker Engine 26+ with the buildx and compose plug-ins, start it, and check \
                  `docker buildx version`; or run as root on Debian/Ubuntu where `cargo xtask engine up` \
                  builds a private one";
@@ -49,7 +49,7 @@ pub fn check_host() -> Result<()> {
 }
 
 /// Starts the private engine; false when another `up` had started it meanwhile.
-pub fn start(layout: &Layout, settings: &Settings) -> Result<bool> {
+pub(crate) fn start(layout: &Layout, settings: &Settings) -> Result<bool> {
     check_host()?;
     std::fs::create_dir_all(&layout.root)?;
     // Two `up`s at once: the second waits here, then finds the engine running.
@@ -102,7 +102,7 @@ fn register_binfmt(layout: &Layout) -> Result<()> {
 }
 
 /// The binfmt_misc name, ELF magic and mask of the architecture the host cannot run natively.
-pub fn binfmt_entry(host: &str) -> (&'static str, &'static str, &'static str) {
+pub(crate) fn binfmt_entry(host: &str) -> (&'static str, &'static str, &'static str) {
     const MASK: &str = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff";
     if host == "arm64" {
         ("qemu-x86_64", r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\x3e\x00", MASK)
@@ -183,7 +183,7 @@ fn start_registry(layout: &Layout) -> Result<()> {
 
 /// Stops the registry and dockerd that `up` started, by pid file, and nothing else; returns how
 /// many processes it stopped.
-pub fn stop_engine(layout: &Layout) -> Result<usize> {
+pub(crate) fn stop_engine(layout: &Layout) -> Result<usize> {
     let mut stopped = 0;
     let mut failures = Vec::new();
     for (what, file) in [("registry", layout.registry_pid()), ("dockerd", layout.dockerd_pid())] {

@@ -10,7 +10,7 @@ use crate::util::runner::{self, Cmd};
 /// Whether an engine address is on another machine: ssh always (even to this one, it is a login
 /// elsewhere as far as the engine's files go), tcp unless to loopback; unix sockets and Windows
 /// pipes are local.
-pub fn is_remote(host: &str) -> bool {
+pub(crate) fn is_remote(host: &str) -> bool {
     if host.starts_with("ssh://") {
         return true;
     }
@@ -25,7 +25,7 @@ pub fn is_remote(host: &str) -> bool {
 
 /// The refusal `engine up` and `engine down` give when the engine in use is elsewhere: `how` names
 /// where the address came from (DOCKER_HOST, or the context).
-pub fn refusal(command: &str, host: &str, how: &str) -> Option<String> {
+pub(crate) fn refusal(command: &str, host: &str, how: &str) -> Option<String> {
     is_remote(host).then(|| {
         format!(
             "`engine {command}` starts and stops the project's private engine on this machine, and the engine in use is {host} ({how}): run it on that machine, or unset {} to manage this one's",
@@ -35,7 +35,7 @@ pub fn refusal(command: &str, host: &str, how: &str) -> Option<String> {
 }
 
 /// The same, read from the world: DOCKER_HOST, else the current context's docker endpoint.
-pub fn refuse_if_remote(command: &str) -> Result<()> {
+pub(crate) fn refuse_if_remote(command: &str) -> Result<()> {
     let found = match std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()) {
         Some(host) => Some((host, "DOCKER_HOST".to_string())),
         None => dockerapi::current_context().and_then(|name| {

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use super::{Command, Flag};
 
 /// The widest a help line grows: text is wrapped to fit 100 columns.
-pub const COLUMNS: usize = 100;
+pub(crate) const COLUMNS: usize = 100;
 
 /// `text` broken at spaces into lines of at most `COLUMNS`, the first after `first` (already
 /// written), the rest indented by `indent` spaces. A word longer than a line stays whole.
@@ -28,7 +28,7 @@ pub(super) fn wrap(text: &str, first: usize, indent: usize) -> String {
 }
 
 /// One subcommand's help: usage, what it does, its arguments and flags, then examples.
-pub fn help(command: &Command) -> String {
+pub(crate) fn help(command: &Command) -> String {
     let mut usage = format!("cargo xtask {}", command.name);
     if !command.flags.is_empty() {
         usage.push_str(" [FLAGS]");

@@ -2,6 +2,7 @@
 //! 100-column listing, and the build input's old spelling.
 
 use super::*;
+use crate::flags::help::COLUMNS;
 
 fn parsed(line: &str) -> Result<Parsed, String> {
     parse(&line.split_whitespace().map(String::from).collect::<Vec<_>>())

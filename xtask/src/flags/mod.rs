@@ -13,9 +13,9 @@ pub struct Flag {
     pub long: &'static str,
     /// A one-letter form, for the few flags people type all day (`logs -f`).
     pub short: Option<char>,
-    pub value: Option<&'static str>,
-    pub repeated: bool,
-    pub help: &'static str,
+    pub(crate) value: Option<&'static str>,
+    pub(crate) repeated: bool,
+    pub(crate) help: &'static str,
 }
 
 pub(super) const fn switch(long: &'static str, help: &'static str) -> Flag {
@@ -32,10 +32,10 @@ pub(super) const fn repeated(long: &'static str, value: &'static str, help: &'st
 
 /// The words after the flags, e.g. the services to build.
 #[derive(Debug)]
-pub struct Positional {
-    pub name: &'static str,
-    pub repeated: bool,
-    pub help: &'static str,
+pub(crate) struct Positional {
+    pub(crate) name: &'static str,
+    pub(crate) repeated: bool,
+    pub(crate) help: &'static str,
 }
 
 /// Which subcommand ran: `main` matches on it, so a new entry cannot be left unhandled.
@@ -73,18 +73,18 @@ pub struct Command {
     pub sub: Sub,
     /// The words that name it: `build`, or `engine up`.
     pub name: &'static str,
-    pub about: &'static str,
-    pub positional: Option<Positional>,
+    pub(crate) about: &'static str,
+    pub(crate) positional: Option<Positional>,
     /// Groups of flags: shared groups are stated once and listed here by name.
     pub flags: &'static [&'static [Flag]],
     /// One to three command lines that end its `--help`; a unit test parses each.
-    pub examples: &'static [&'static str],
+    pub(crate) examples: &'static [&'static str],
 }
 
 mod help;
 mod table;
 
-pub use help::{help, COLUMNS};
+pub(crate) use help::help;
 #[cfg(test)]
 use help::wrap;
 
@@ -282,7 +282,7 @@ fn edits(a: &str, b: &str) -> usize {
 }
 
 /// `cargo xtask` alone: the two commands people start with, then every subcommand.
-pub fn overview() -> String {
+pub(crate) fn overview() -> String {
     let mut out = String::from(
         "ContextCleanse's build recipes: Docker BuildKit through `docker buildx bake`.\n\
          `cargo xtask build` builds both images; `cargo xtask test` runs every test suite.\n\n",

@@ -11,42 +11,42 @@ use crate::util::runner::{self, Cmd};
 
 /// What `docker buildx bake --print` prints.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Definition {
+pub(crate) struct Definition {
     #[serde(default)]
-    pub group: BTreeMap<String, Group>,
+    pub(crate) group: BTreeMap<String, Group>,
     #[serde(default)]
-    pub target: BTreeMap<String, Target>,
+    pub(crate) target: BTreeMap<String, Target>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Group {
+pub(crate) struct Group {
     #[serde(default)]
-    pub targets: Vec<String>,
+    pub(crate) targets: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Target {
-    pub context: Option<String>,
-    pub dockerfile: Option<String>,
-    pub target: Option<String>,
+pub(crate) struct Target {
+    pub(crate) context: Option<String>,
+    pub(crate) dockerfile: Option<String>,
+    pub(crate) target: Option<String>,
     #[serde(default)]
-    pub platforms: Vec<String>,
+    pub(crate) platforms: Vec<String>,
     #[serde(default)]
-    pub tags: Vec<String>,
+    pub(crate) tags: Vec<String>,
     #[serde(default)]
-    pub args: BTreeMap<String, String>,
+    pub(crate) args: BTreeMap<String, String>,
     /// Before buildx 0.19 these lists hold CSV strings (`type=local,dest=x`); from 0.19 objects.
     /// Both read as key/value maps.
     #[serde(default, deserialize_with = "entries")]
-    pub output: Vec<BTreeMap<String, String>>,
+    pub(crate) output: Vec<BTreeMap<String, String>>,
     #[serde(default, rename = "cache-from", deserialize_with = "entries")]
-    pub cache_from: Vec<BTreeMap<String, String>>,
+    pub(crate) cache_from: Vec<BTreeMap<String, String>>,
     #[serde(default, rename = "cache-to", deserialize_with = "entries")]
-    pub cache_to: Vec<BTreeMap<String, String>>,
+    pub(crate) cache_to: Vec<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "entries")]
-    pub attest: Vec<BTreeMap<String, String>>,
+    pub(crate) attest: Vec<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "entries")]
-    pub secret: Vec<BTreeMap<String, String>>,
+    pub(crate) secret: Vec<BTreeMap<String, String>>,
 }
 
 #[derive(Deserialize)]
@@ -70,7 +70,7 @@ fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<BTreeMap<String, Strin
 }
 
 /// `type=local,dest=x` as a map; a value may be double-quoted to hold a comma.
-pub fn parse_csv(s: &str) -> BTreeMap<String, String> {
+pub(crate) fn parse_csv(s: &str) -> BTreeMap<String, String> {
     let mut fields = Vec::new();
     let (mut cur, mut quoted) = (String::new(), false);
     for c in s.chars() {
@@ -92,12 +92,12 @@ pub fn parse_csv(s: &str) -> BTreeMap<String, String> {
 }
 
 impl Definition {
-    pub fn parse(json: &str) -> Result<Definition> {
+    pub(crate) fn parse(json: &str) -> Result<Definition> {
         serde_json::from_str(json).context("reading the JSON of `docker buildx bake --print`")
     }
 
     /// Every group and target name, for error messages.
-    pub fn names(&self) -> Vec<String> {
+    pub(crate) fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.group.keys().chain(self.target.keys()).cloned().collect();
         names.sort();
         names.dedup();
@@ -105,7 +105,7 @@ impl Definition {
     }
 
     /// Checks that every name is a group or target of the bake file.
-    pub fn check_names(&self, names: &[String]) -> Result<()> {
+    pub(crate) fn check_names(&self, names: &[String]) -> Result<()> {
         check_known(names, &self.names())
     }
 }
@@ -126,44 +126,39 @@ pub fn variable_default(hcl: &str, name: &str) -> Option<String> {
     line.split('"').nth(1).map(str::to_string)
 }
 
-/// The official base images, in the order of `standin::BASES`, from the bake file in `root`.
-pub fn base_images(root: &std::path::Path) -> Result<Vec<String>> {
-    Defaults::read(root)?.base_images()
-}
-
 /// The bake file's variable defaults, read once: the facts the xtask takes from it (the base
 /// images, the source URL, the SBOM generator).
-pub struct Defaults {
+pub(crate) struct Defaults {
     path: std::path::PathBuf,
     hcl: String,
 }
 
 impl Defaults {
-    pub fn read(root: &std::path::Path) -> Result<Defaults> {
+    pub(crate) fn read(root: &std::path::Path) -> Result<Defaults> {
         let path = root.join("docker-bake.hcl");
         let hcl = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         Ok(Defaults { path, hcl })
     }
 
     /// The variable's default, when the file has the variable.
-    pub fn get(&self, var: &str) -> Option<String> {
+    pub(crate) fn get(&self, var: &str) -> Option<String> {
         variable_default(&self.hcl, var)
     }
 
     /// The variable's default, which the file must have.
-    pub fn require(&self, var: &str) -> Result<String> {
+    pub(crate) fn require(&self, var: &str) -> Result<String> {
         self.get(var).with_context(|| format!("{} has no default for variable {var}", self.path.display()))
     }
 
     /// The names of the file's `target "NAME"` blocks (its text, read without buildx: the names a
     /// request may use are known before any engine answers).
-    pub fn targets(&self) -> Vec<String> {
+    pub(crate) fn targets(&self) -> Vec<String> {
         self.blocks(&["target"])
     }
 
     /// Refuses a name that no `target` or `group` block of the bake file declares, before any
     /// command carries it (bake would read a name it does not know as a file or a flag's value).
-    pub fn check_names(&self, names: &[String]) -> Result<()> {
+    pub(crate) fn check_names(&self, names: &[String]) -> Result<()> {
         let mut declared: Vec<String> =
             self.blocks(&["target", "group"]).into_iter().filter(|name| !name.starts_with('_')).collect();
         declared.sort();
@@ -180,19 +175,19 @@ impl Defaults {
     }
 
     /// The official base images, in the order of `standin::BASES`.
-    pub fn base_images(&self) -> Result<Vec<String>> {
+    pub(crate) fn base_images(&self) -> Result<Vec<String>> {
         crate::images::standin::BASES.iter().map(|b| self.require(b.var)).collect()
     }
 }
 
 /// Resolves the bake file with the given variables. `names` empty means the default group.
-pub fn print(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<Definition> {
+pub(crate) fn print(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<Definition> {
     let cmd = print_cmd(docker, vars, names);
     let json = runner::read(&cmd).context("resolving docker-bake.hcl")?;
     Definition::parse(&json)
 }
 
-pub fn print_cmd(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Cmd {
+pub(crate) fn print_cmd(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Cmd {
     docker
         .clone()
         .envs(vars)
@@ -202,18 +197,13 @@ pub fn print_cmd(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> C
 }
 
 /// The whole graph: every group and target (the bake file's `all` group names every group).
-pub fn graph(docker: &Cmd, vars: &[(String, String)]) -> Result<Definition> {
+pub(crate) fn graph(docker: &Cmd, vars: &[(String, String)]) -> Result<Definition> {
     print(docker, vars, &["all".to_string()])
 }
 
-/// Resolves the given groups or targets. An unknown name is reported with the valid ones, read
-/// from the whole graph (only then, to keep a normal build to one `bake --print`).
-pub fn resolve(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<Definition> {
-    Definition::parse(&resolve_json(docker, vars, names)?)
-}
-
-/// As [`resolve`], the JSON buildx printed.
-pub fn resolve_json(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<String> {
+/// Resolves the given groups or targets as JSON. An unknown name is reported with the valid ones,
+/// read from the whole graph (only then, to keep a normal build to one `bake --print`).
+pub(crate) fn resolve_json(docker: &Cmd, vars: &[(String, String)], names: &[String]) -> Result<String> {
     match runner::read(&print_cmd(docker, vars, names)).context("resolving docker-bake.hcl") {
         Ok(json) => Ok(json),
         Err(e) => {
@@ -260,7 +250,7 @@ mod tests {
         let hcl = "variable \"A\" {\n  # a comment\n  default = \"x:1\"\n}\nvariable \"B\" {\n}\n";
         assert_eq!(variable_default(hcl, "A").as_deref(), Some("x:1"));
         assert_eq!(variable_default(hcl, "B"), None);
-        let bases = base_images(&paths::project_root()).unwrap();
+        let bases = Defaults::read(&paths::project_root()).unwrap().base_images().unwrap();
         assert_eq!(bases.len(), 2);
         assert!(bases.iter().all(|b| b.contains(':')), "{bases:?}");
     }

@@ -14,7 +14,7 @@ use super::bake::{self, Definition};
 use crate::util::runner::Cmd;
 
 /// Resolves the names as `bake::resolve` does, from the kept answer when its key still holds.
-pub fn resolve(docker: &Cmd, vars: &[(String, String)], names: &[String], root: &Path, dir: &Path) -> Result<Definition> {
+pub(crate) fn resolve(docker: &Cmd, vars: &[(String, String)], names: &[String], root: &Path, dir: &Path) -> Result<Definition> {
     let hcl = std::fs::read(root.join("docker-bake.hcl")).unwrap_or_default();
     let key = key(&hcl, docker, vars, names, root);
     let file = dir.join(format!("bake-print-{key:016x}.json"));

@@ -5,17 +5,17 @@
 use anyhow::{bail, Context, Result};
 
 /// The issuer of GitHub Actions' OIDC tokens, which a consumer names when verifying.
-pub const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
+pub(crate) const GITHUB_ISSUER: &str = "https://token.actions.githubusercontent.com";
 
 /// Whether cosign can get an identity token without a person at a browser: GitHub Actions hands
 /// one to a job with `permissions: id-token: write` (cosign asks for it through
 /// `ACTIONS_ID_TOKEN_REQUEST_URL`), or one is given in `SIGSTORE_ID_TOKEN`.
-pub fn token_available(env: impl Fn(&str) -> Option<String>) -> bool {
+pub(crate) fn token_available(env: impl Fn(&str) -> Option<String>) -> bool {
     ["ACTIONS_ID_TOKEN_REQUEST_URL", "SIGSTORE_ID_TOKEN"].iter().any(|v| env(v).is_some_and(|s| !s.is_empty()))
 }
 
 /// The refusal made before anything is built when keyless signing cannot work here.
-pub fn check(key_flag: Option<&str>, token: bool) -> Result<()> {
+pub(crate) fn check(key_flag: Option<&str>, token: bool) -> Result<()> {
     if key_flag.is_some() {
         bail!("--keyless signs without a key: drop --key, or drop --keyless to sign with the key");
     }
@@ -28,14 +28,14 @@ pub fn check(key_flag: Option<&str>, token: bool) -> Result<()> {
 /// The certificate identity a workflow run signs with: the workflow file at the ref it ran for
 /// (`https://github.com/OWNER/REPO/.github/workflows/ci.yml@refs/tags/v1.2.3`), from the variables
 /// GitHub Actions sets; None outside it.
-pub fn workflow_identity(env: impl Fn(&str) -> Option<String>) -> Option<String> {
+pub(crate) fn workflow_identity(env: impl Fn(&str) -> Option<String>) -> Option<String> {
     let server = env("GITHUB_SERVER_URL").unwrap_or_else(|| "https://github.com".to_string());
     env("GITHUB_WORKFLOW_REF").filter(|r| !r.is_empty()).map(|r| format!("{server}/{r}"))
 }
 
 /// The command a consumer runs to check a keyless signature: the identity and its issuer must
 /// both match, so a signature made by any other workflow or repository fails.
-pub fn verify_line(image_by_digest: &str, identity: &str) -> String {
+pub(crate) fn verify_line(image_by_digest: &str, identity: &str) -> String {
     format!(
         "cosign verify --certificate-identity '{identity}' --certificate-oidc-issuer {GITHUB_ISSUER} {image_by_digest}"
     )
@@ -43,7 +43,7 @@ pub fn verify_line(image_by_digest: &str, identity: &str) -> String {
 
 /// The job summary's section on what was signed: each image by digest, and the commands that
 /// check its signature and rebuild it.
-pub fn summary(images: &[String], identity: &str) -> String {
+pub(crate) fn summary(images: &[String], identity: &str) -> String {
     let mut md = String::from("## Signed images\n\n| image | digest |\n|---|---|\n");
     for image in images {
         let (repo, digest) = image.split_once('@').unwrap_or((image, ""));
@@ -63,7 +63,7 @@ pub fn summary(images: &[String], identity: &str) -> String {
 
 /// Says how to check what was just signed, and in GitHub Actions also appends it to the job
 /// summary (the file `GITHUB_STEP_SUMMARY` names), where a release's consumers find it.
-pub fn write_summary(images: &[String]) -> Result<()> {
+pub(crate) fn write_summary(images: &[String]) -> Result<()> {
     let env = |k: &str| std::env::var(k).ok();
     let Some(identity) = workflow_identity(env) else {
         eprintln!("xtask: signed keyless; check with `cosign verify --certificate-identity IDENTITY --certificate-oidc-issuer ISSUER IMAGE@DIGEST` for the token's identity");

@@ -8,12 +8,12 @@ use crate::util::paths;
 use crate::util::runner::{self, Cmd};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Metadata {
-    pub version: Version,
+pub(crate) struct Metadata {
+    pub(crate) version: Version,
     /// Where the version came from, for `print` and `doctor`.
-    pub version_source: String,
-    pub git_commit: String,
-    pub build_date: String,
+    pub(crate) version_source: String,
+    pub(crate) git_commit: String,
+    pub(crate) build_date: String,
 }
 
 impl Metadata {
@@ -24,7 +24,7 @@ impl Metadata {
     /// TARGET.tags=...` would restate the image names in Rust, and a generated override file
     /// would leave `docker buildx bake --print production` on its own with other tags than the
     /// xtask's. Tags hold no comma, so the join loses nothing.
-    pub fn bake_vars(&self) -> Vec<(String, String)> {
+    pub(crate) fn bake_vars(&self) -> Vec<(String, String)> {
         vec![
             ("VERSION".to_string(), self.version.to_string()),
             ("VERSION_TAGS".to_string(), release_tags(&self.version).join(",")),
@@ -49,7 +49,7 @@ pub fn version(explicit: Option<&Version>) -> Result<(Version, String)> {
 }
 
 /// Collects the metadata of the checkout (the version as [`version`] finds it).
-pub fn collect(explicit: Option<&Version>) -> Result<Metadata> {
+pub(crate) fn collect(explicit: Option<&Version>) -> Result<Metadata> {
     let root = paths::project_root();
     let git = |args: &[&str]| runner::read(&Cmd::new("git").args(args.iter().copied()).dir(&root));
     let (version, version_source) = version(explicit)?;
@@ -75,7 +75,7 @@ pub fn collect(explicit: Option<&Version>) -> Result<Metadata> {
     Ok(Metadata { version, version_source, git_commit, build_date })
 }
 
-pub fn parse_version(text: &str, origin: &str) -> Result<Version> {
+pub(crate) fn parse_version(text: &str, origin: &str) -> Result<Version> {
     Version::parse(text.trim().trim_start_matches('v'))
         .with_context(|| format!("{origin}: `{text}` is not a semver version (write it as X.Y.Z or X.Y.Z-pre)"))
 }
@@ -113,7 +113,7 @@ pub fn npm_pin() -> Result<String> {
 }
 
 /// Seconds since the epoch as RFC 3339 UTC (`2026-11-27T21:57:05Z`).
-pub fn rfc3339(epoch: &str) -> Result<String> {
+pub(crate) fn rfc3339(epoch: &str) -> Result<String> {
     let secs: i64 =
         epoch.trim().parse().with_context(|| format!("`{epoch}` is not a number of seconds (SOURCE_DATE_EPOCH)"))?;
     let Some(date) = DateTime::<Utc>::from_timestamp(secs, 0) else { bail!("{secs} is out of range for a date") };
@@ -122,7 +122,7 @@ pub fn rfc3339(epoch: &str) -> Result<String> {
 
 /// A release X.Y.Z is tagged X.Y.Z, X.Y, X and latest; a pre-release only with its full version.
 /// Docker tags cannot hold `+`, so build metadata is joined with `-`.
-pub fn release_tags(v: &Version) -> Vec<String> {
+pub(crate) fn release_tags(v: &Version) -> Vec<String> {
     let full = v.to_string().replace('+', "-");
     if !v.pre.is_empty() {
         return vec![full];
@@ -132,7 +132,7 @@ pub fn release_tags(v: &Version) -> Vec<String> {
 
 /// The repository part of an image reference: `host:port/name:tag` and `host:port/name@sha256:…`
 /// both give `host:port/name` (a registry's port is not a tag).
-pub fn repository(image: &str) -> &str {
+pub(crate) fn repository(image: &str) -> &str {
     let image = image.split('@').next().unwrap_or(image);
     match image.rfind(':') {
         Some(i) if !image[i..].contains('/') => &image[..i],
@@ -142,7 +142,7 @@ pub fn repository(image: &str) -> &str {
 
 /// The repository's last path part: `127.0.0.1:5000/contextcleanse-backend:dev` gives
 /// `contextcleanse-backend`.
-pub fn short_name(image: &str) -> &str {
+pub(crate) fn short_name(image: &str) -> &str {
     let repo = repository(image);
     repo.rsplit('/').next().unwrap_or(repo)
 }

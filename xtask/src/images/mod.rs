@@ -3,13 +3,13 @@
 //! (`oci`), SBOMs (`sbom`), signatures (`signing`, keyless: `keyless`) and checks of a pushed image (`verify`).
 
 pub mod bake;
-pub mod bake_kept;
-pub mod keyless;
+pub(crate) mod bake_kept;
+pub(crate) mod keyless;
 pub mod meta;
 pub mod oci;
 pub mod sbom;
 pub mod signing;
 pub mod standin;
-pub mod standin_platforms;
-pub mod standin_share;
+pub(crate) mod standin_platforms;
+pub(crate) mod standin_share;
 pub mod verify;

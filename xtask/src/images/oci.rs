@@ -13,7 +13,7 @@ const JSON_LIMIT: u64 = 1 << 20;
 
 /// Compressed layer bytes per platform (`linux/amd64`, `linux/arm64/v8`, …) of the image in an
 /// OCI layout tar stream. Attestation manifests (platform unknown/unknown) are left out.
-pub fn platform_sizes(reader: impl Read) -> Result<BTreeMap<String, u64>> {
+pub(crate) fn platform_sizes(reader: impl Read) -> Result<BTreeMap<String, u64>> {
     let files = small_files(reader)?;
     let index: Value = serde_json::from_slice(files.get("index.json").context("no index.json in the OCI layout")?)
         .context("parsing index.json")?;
@@ -24,7 +24,7 @@ pub fn platform_sizes(reader: impl Read) -> Result<BTreeMap<String, u64>> {
 
 /// Sums each platform's layer sizes below an index, fetching indexes and manifests by digest.
 /// A descriptor listed several times (one per tag in `index.json`) counts once.
-pub fn sizes(root: &Value, fetch: impl Fn(&str) -> Option<Value>) -> BTreeMap<String, u64> {
+pub(crate) fn sizes(root: &Value, fetch: impl Fn(&str) -> Option<Value>) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
     let mut seen = std::collections::BTreeSet::new();
     walk(root, None, &fetch, &mut seen, &mut out, 0);
@@ -67,7 +67,7 @@ fn walk(
 }
 
 /// Reads a tar stream, keeping the files no larger than `JSON_LIMIT`.
-pub fn small_files(reader: impl Read) -> Result<BTreeMap<String, Vec<u8>>> {
+pub(crate) fn small_files(reader: impl Read) -> Result<BTreeMap<String, Vec<u8>>> {
     let mut files = BTreeMap::new();
     crate::util::tar::for_each_file(
         reader,

@@ -13,14 +13,14 @@ use anyhow::{bail, Context, Result};
 use crate::util::runner::{self, Cmd};
 
 /// The variable holding a private key's PEM text, read by cosign as `env://COSIGN_PRIVATE_KEY`.
-pub const KEY_VAR: &str = "COSIGN_PRIVATE_KEY";
+pub(crate) const KEY_VAR: &str = "COSIGN_PRIVATE_KEY";
 /// The `.env` setting (or variable) naming a key file.
-pub const KEY_FILE_SETTING: &str = "COSIGN_KEY_FILE";
+pub(crate) const KEY_FILE_SETTING: &str = "COSIGN_KEY_FILE";
 
 /// Where cosign finds the key: a reference it resolves itself, so the key's text never enters an
 /// argument vector or the xtask's memory; or no key at all (`--keyless`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyRef {
+pub(crate) enum KeyRef {
     File(String),
     Env,
     Keyless,
@@ -28,7 +28,7 @@ pub enum KeyRef {
 
 impl KeyRef {
     /// The value of cosign's `--key`, None when signing keyless.
-    pub fn arg(&self) -> Option<String> {
+    pub(crate) fn arg(&self) -> Option<String> {
         match self {
             KeyRef::File(p) => Some(p.clone()),
             KeyRef::Env => Some(format!("env://{KEY_VAR}")),
@@ -39,7 +39,7 @@ impl KeyRef {
 
 /// Resolves the signing key from the flag, the setting and the environment, before any build: a
 /// missing key or a key file that is not there is one line with the fix.
-pub fn signing_key(push: bool, flag: Option<&str>, setting: Option<&str>, env_has_key: bool) -> Result<KeyRef> {
+pub(crate) fn signing_key(push: bool, flag: Option<&str>, setting: Option<&str>, env_has_key: bool) -> Result<KeyRef> {
     if !push {
         bail!("--sign signs what is pushed: add --push (and a registry)");
     }
@@ -56,7 +56,7 @@ pub fn signing_key(push: bool, flag: Option<&str>, setting: Option<&str>, env_ha
 }
 
 /// The same, read from the world: the flags, `.env` and the process environment.
-pub fn key_for_build(push: bool, flag: Option<&str>, keyless: bool) -> Result<KeyRef> {
+pub(crate) fn key_for_build(push: bool, flag: Option<&str>, keyless: bool) -> Result<KeyRef> {
     if keyless {
         if !push {
             bail!("--sign signs what is pushed: add --push (and a registry)");
@@ -92,7 +92,7 @@ fn cosign() -> Cmd {
 /// key is the trust root, and no public log is reachable from a machine of this kind. Keyless,
 /// cosign's defaults: a certificate for the OIDC token's identity and an entry in the public log,
 /// which is what lets a consumer trust a key that existed for one signing only.
-pub fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
+pub(crate) fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
     // The one command that gets the key's text and its password from the xtask's environment.
     let mut cmd = cosign().pass_secrets().args(["sign", "--yes"]);
     if let Some(key) = key.arg() {
@@ -105,7 +105,7 @@ pub fn sign_cmd(key: &KeyRef, image_by_digest: &str) -> Cmd {
 }
 
 /// `cosign verify` against a public key, trusting no log (the signature was made without one).
-pub fn verify_cmd(public_key: &str, image: &str) -> Cmd {
+pub(crate) fn verify_cmd(public_key: &str, image: &str) -> Cmd {
     let mut cmd = cosign().args(["verify", "--key", public_key, "--insecure-ignore-tlog=true"]);
     if local(image) {
         cmd = cmd.args(["--allow-insecure-registry", "--allow-http-registry"]);
@@ -114,7 +114,7 @@ pub fn verify_cmd(public_key: &str, image: &str) -> Cmd {
 }
 
 /// One kind of attestation BuildKit attached to an image (`Provenance` or `SBOM`), as JSON.
-pub fn attestation_cmd(image: &str, kind: &str) -> Cmd {
+pub(crate) fn attestation_cmd(image: &str, kind: &str) -> Cmd {
     let format = format!("{{{{json .{kind}}}}}");
     Cmd::new("docker").args(["buildx", "imagetools", "inspect", "--format", &format]).names(&[image])
 }
@@ -130,7 +130,7 @@ fn present(json: &str) -> bool {
 
 /// Signs each pushed image by digest. A failure (a wrong password, a registry refusing the
 /// signature) is one line naming the image: it stays pushed and is reported unsigned.
-pub fn sign_all(key: &KeyRef, images: &[String]) -> Result<()> {
+pub(crate) fn sign_all(key: &KeyRef, images: &[String]) -> Result<()> {
     let mut failed = Vec::new();
     for image in images {
         match runner::read(&sign_cmd(key, image)) {
@@ -145,20 +145,20 @@ pub fn sign_all(key: &KeyRef, images: &[String]) -> Result<()> {
 }
 
 /// An image pushed by the build as `REPO@DIGEST`: its first name with the tag dropped.
-pub fn by_digest(image: &str, digest: &str) -> String {
+pub(crate) fn by_digest(image: &str, digest: &str) -> String {
     format!("{}@{digest}", crate::images::meta::repository(image))
 }
 
 /// Signs what this build pushed: each target's image by the digest its own report records; returns
 /// the images signed, by digest.
-pub fn sign_built(key: &KeyRef, report: &crate::report::BuildReport) -> Result<Vec<String>> {
+pub(crate) fn sign_built(key: &KeyRef, report: &crate::report::BuildReport) -> Result<Vec<String>> {
     let images = pushed(report)?;
     sign_all(key, &images)?;
     Ok(images)
 }
 
 /// The images a build's report says it pushed, each by digest: what `--sign` signs.
-pub fn pushed(report: &crate::report::BuildReport) -> Result<Vec<String>> {
+pub(crate) fn pushed(report: &crate::report::BuildReport) -> Result<Vec<String>> {
     let images: Vec<String> =
         report.targets.iter().filter_map(|t| Some(by_digest(t.image.as_deref()?, t.digest.as_deref()?))).collect();
     if images.is_empty() {
@@ -177,15 +177,15 @@ fn first_line(text: &str) -> &str {
 
 /// What `verify` found: the signature checked, and the attestations present.
 #[derive(Debug)]
-pub struct Verified {
-    pub image: String,
+pub(crate) struct Verified {
+    pub(crate) image: String,
     /// The kinds present: `provenance`, `sbom`.
-    pub attestations: Vec<&'static str>,
+    pub(crate) attestations: Vec<&'static str>,
 }
 
 /// Checks an image's signature with a public key, then lists its attestations. An unsigned image,
 /// or one signed by another key, fails with one line saying which.
-pub fn verify(image: &str, public_key: &str) -> Result<Verified> {
+pub(crate) fn verify(image: &str, public_key: &str) -> Result<Verified> {
     if !Path::new(public_key).is_file() {
         bail!("no public key at {public_key}: pass the .pub file `cosign generate-key-pair` made");
     }
@@ -230,7 +230,7 @@ pub fn command(image: &str, key: Option<&str>) -> Result<()> {
 }
 
 /// `doctor`'s line: whether cosign is on PATH, and its version.
-pub fn doctor_line() -> Result<String, String> {
+pub(crate) fn doctor_line() -> Result<String, String> {
     match runner::read(&cosign().arg("version")) {
         Ok(out) => {
             let v = out

@@ -16,7 +16,7 @@ use crate::settings::Settings;
 pub struct Base {
     /// The bake variable that carries it; the variable's default in the bake file is the
     /// official image (the one statement of it the xtask reads).
-    pub var: &'static str,
+    pub(crate) var: &'static str,
     /// The stand-in's repository and the version it stands in for; `standin()` adds the recipe's
     /// fingerprint to make its tag.
     repo: &'static str,
@@ -70,25 +70,25 @@ const NPM_SPEC: &str = "10";
 
 /// The image each base variable resolves to, and a line for each choice worth telling.
 #[derive(Debug, Default)]
-pub struct Choice {
-    pub vars: Vec<(String, String)>,
-    pub notes: Vec<String>,
+pub(crate) struct Choice {
+    pub(crate) vars: Vec<(String, String)>,
+    pub(crate) notes: Vec<String>,
     /// True when at least one image is a stand-in.
-    pub standin: bool,
+    pub(crate) standin: bool,
     /// Bases that are neither reachable nor in the engine as stand-ins yet (or lack a platform
     /// this command builds): their stand-ins must be made ([`make_standins`]) before a build.
-    pub missing: Vec<String>,
+    pub(crate) missing: Vec<String>,
     /// The platforms to make the missing stand-ins for (see `standin_platforms`).
-    pub platforms: Vec<String>,
+    pub(crate) platforms: Vec<String>,
     /// True when stand-ins the engine holds lack a platform this command builds.
-    pub adding: bool,
+    pub(crate) adding: bool,
     /// Each base built on a stand-in, found or missing: (official image, stand-in image).
-    pub standin_images: Vec<(String, String)>,
+    pub(crate) standin_images: Vec<(String, String)>,
 }
 
 impl Choice {
     /// Why the build cannot start yet, when stand-ins are missing.
-    pub fn missing_line(&self) -> Option<String> {
+    pub(crate) fn missing_line(&self) -> Option<String> {
         (!self.missing.is_empty()).then(|| {
             format!(
                 "base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them",
@@ -98,7 +98,7 @@ impl Choice {
     }
 
     /// The line said before the missing stand-ins are made.
-    pub fn making_line(&self) -> String {
+    pub(crate) fn making_line(&self) -> String {
         let platforms = self.platforms.join(" and ");
         match self.adding {
             true => format!(
@@ -114,7 +114,7 @@ impl Choice {
 /// a stand-in in the store); a base none of them has is `missing`. `officials` are the official
 /// images of [`BASES`], in order, as the bake file names them. It changes nothing in the engine;
 /// registry answers are kept for a while under `target/xtask/` (`util::memo`).
-pub fn look(engine: &Engine, settings: &Settings, officials: &[String]) -> Choice {
+pub(crate) fn look(engine: &Engine, settings: &Settings, officials: &[String]) -> Choice {
     let mirror = settings.get("BASE_MIRROR").map(|m| m.trim_end_matches('/').to_string());
     // The probes are independent and mostly wait on the network: run them side by side.
     let found: Vec<Option<String>> = std::thread::scope(|s| {
@@ -173,7 +173,7 @@ fn find_existing(engine: &Engine, base: &Base, official: &str, mirror: Option<&s
 /// Python from Debian in it, and Node.js and npm from the npm registry. Independent steps
 /// run side by side (each architecture's root file system, and the Node.js download; then the two
 /// images), and each shows its progress.
-pub fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()> {
+pub(crate) fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()> {
     // The stand-ins belong to the engine, not to one copy of the sources (the benchmark's and
     // the tests' scratch copies share them): their work folder is the checkout's.
     let folder = scratch().map_or("standin".to_string(), |s| format!("standin-{s}"));

@@ -8,7 +8,7 @@ use crate::engine::{self, Engine};
 use crate::images::standin::Choice;
 
 /// Every platform a stand-in can be made for (an engine that cannot hold several gets its own).
-pub fn all(multi_platform: bool) -> Vec<String> {
+pub(crate) fn all(multi_platform: bool) -> Vec<String> {
     let arches: &[&str] = if multi_platform { &["amd64", "arm64"] } else { &[engine::host_arch()] };
     arches.iter().map(|a| format!("linux/{a}")).collect()
 }
@@ -17,7 +17,7 @@ pub fn all(multi_platform: bool) -> Vec<String> {
 /// *.platform=…` values ask for (each a comma-separated list); the engine's own when neither names
 /// any. Only platforms a stand-in can be made for count: the plan refuses any other with the valid
 /// ones, before anything is made.
-pub fn needed(target_platforms: &[String], set_values: &[String]) -> Vec<String> {
+pub(crate) fn needed(target_platforms: &[String], set_values: &[String]) -> Vec<String> {
     let mut out: Vec<String> = target_platforms.to_vec();
     for value in set_values {
         out.extend(value.split(',').map(str::trim).filter(|p| !p.is_empty()).map(String::from));
@@ -35,7 +35,7 @@ pub fn needed(target_platforms: &[String], set_values: &[String]) -> Vec<String>
 /// The platforms to make: on an engine that holds one platform per image, its own; on one whose
 /// images' platforms cannot be listed (an engine API before 1.48), every platform as before, since
 /// a later command could not tell that one was missing; else what is needed and what is held.
-pub fn to_make(needed: &[String], held: &[String], multi_platform: bool, lists: bool) -> Vec<String> {
+pub(crate) fn to_make(needed: &[String], held: &[String], multi_platform: bool, lists: bool) -> Vec<String> {
     if !multi_platform {
         return all(false);
     }
@@ -50,7 +50,7 @@ pub fn to_make(needed: &[String], held: &[String], multi_platform: bool, lists: 
 
 /// The platforms of an image in the engine's store, or None when the engine cannot say (no unix
 /// socket, an API before 1.48, the classic store) or does not hold the image.
-pub fn held(engine: &Engine, image: &str) -> Option<Vec<String>> {
+pub(crate) fn held(engine: &Engine, image: &str) -> Option<Vec<String>> {
     let socket = engine.socket()?;
     let path = format!("/v1.48/images/{}/json?manifests=1", dockerapi::escape(image));
     let json = dockerapi::get_json(&socket, &path)?;
@@ -68,7 +68,7 @@ pub fn held(engine: &Engine, image: &str) -> Option<Vec<String>> {
 }
 
 /// True when the engine can list an image's platforms (API 1.48 and newer).
-pub fn lists(engine: &Engine) -> bool {
+pub(crate) fn lists(engine: &Engine) -> bool {
     let Some(socket) = engine.socket() else { return false };
     let api = dockerapi::get_json(&socket, "/version").and_then(|v| v["ApiVersion"].as_str().map(String::from));
     api.and_then(|v| {
@@ -80,7 +80,7 @@ pub fn lists(engine: &Engine) -> bool {
 
 /// Marks as missing the stand-ins the engine holds without a platform this command builds, and
 /// sets the platforms the missing ones are to be made for.
-pub fn complete(engine: &Engine, choice: &mut Choice, needed: &[String], multi_platform: bool) {
+pub(crate) fn complete(engine: &Engine, choice: &mut Choice, needed: &[String], multi_platform: bool) {
     if choice.standin_images.is_empty() {
         return;
     }

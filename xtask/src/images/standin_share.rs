@@ -21,14 +21,14 @@ use crate::util::runner;
 
 /// Where a stand-in lives in the registry: `localhost/standin-python:3.11-F` becomes
 /// `REGISTRY/standin-python:3.11-F`.
-pub fn remote(registry: &str, standin: &str) -> String {
+pub(crate) fn remote(registry: &str, standin: &str) -> String {
     let name = standin.strip_prefix("localhost/").unwrap_or(standin);
     format!("{}/{name}", registry.trim_end_matches('/'))
 }
 
 /// True when something listens at the registry's host and port (a second, not the 15 s a
 /// refused pull or push can take).
-pub fn answers(registry: &str) -> bool {
+pub(crate) fn answers(registry: &str) -> bool {
     crate::util::net::answers(registry.split('/').next().unwrap_or(registry), Duration::from_secs(1))
 }
 
@@ -36,7 +36,7 @@ pub fn answers(registry: &str) -> bool {
 /// name; false when the registry does not have it. A plain pull fetches the host's platform
 /// only, and a multi-platform build on the stand-in then looks for the other one at
 /// `https://localhost/`.
-pub fn pull(engine: &Engine, registry: &str, standin: &str, platforms: &[String]) -> Result<bool> {
+pub(crate) fn pull(engine: &Engine, registry: &str, standin: &str, platforms: &[String]) -> Result<bool> {
     let remote = remote(registry, standin);
     let Some(digest) = recorded(&digests_file(), &remote) else { return Ok(false) };
     let pinned = crate::images::signing::by_digest(&remote, &digest);
@@ -88,7 +88,7 @@ fn record(file: &Path, remote: &str, digest: &str) -> Result<()> {
 
 /// Pushes the engine's stand-in to the registry unless the registry has it already; true when
 /// it pushed.
-pub fn push(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
+pub(crate) fn push(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {
     let remote = remote(registry, standin);
     if engine.registry_has(&remote) {
         // Pushed before (by an engine of another checkout, or before digests were kept): recorded

@@ -38,23 +38,23 @@ pub fn signature_key(
 
 /// One platform's image: its manifest's digest, the manifest and the config.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Platform {
-    pub digest: String,
-    pub manifest: Value,
-    pub config: Value,
+pub(crate) struct Platform {
+    pub(crate) digest: String,
+    pub(crate) manifest: Value,
+    pub(crate) config: Value,
 }
 
 /// What the labels of an image say about where it came from.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Origin {
-    pub commit: String,
+pub(crate) struct Origin {
+    pub(crate) commit: String,
     /// The service, from the title label (`contextcleanse-backend` gives `backend`).
-    pub service: String,
-    pub version: String,
+    pub(crate) service: String,
+    pub(crate) version: String,
 }
 
 /// Reads the labels of an image's config; one clear line for an image this project did not build.
-pub fn origin(image: &str, config: &Value) -> Result<Origin> {
+pub(crate) fn origin(image: &str, config: &Value) -> Result<Origin> {
     let labels = &config["config"]["Labels"];
     let label = |k: &str| labels[format!("org.opencontainers.image.{k}")].as_str().unwrap_or_default().to_string();
     let commit = label("revision");
@@ -72,7 +72,7 @@ pub fn origin(image: &str, config: &Value) -> Result<Origin> {
 
 /// The per-platform manifests below an index (attestations, platform unknown/unknown, left out),
 /// fetching each child by digest; a single manifest stands for the platform in its config.
-pub fn platforms(top: &Value, top_digest: &str, fetch: &dyn Fn(&str) -> Option<Value>) -> BTreeMap<String, String> {
+pub(crate) fn platforms(top: &Value, top_digest: &str, fetch: &dyn Fn(&str) -> Option<Value>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Some(list) = top["manifests"].as_array() else {
         out.insert(String::new(), top_digest.to_string());
@@ -99,7 +99,7 @@ pub fn platforms(top: &Value, top_digest: &str, fetch: &dyn Fn(&str) -> Option<V
 
 /// The lines that say how a rebuilt platform differs from the original: config fields first,
 /// then each layer that differs with the step that made it.
-pub fn differences(original: &Platform, rebuilt: &Platform) -> Vec<String> {
+pub(crate) fn differences(original: &Platform, rebuilt: &Platform) -> Vec<String> {
     let mut out = Vec::new();
     // The registry's config is read through buildx, which keeps the OCI fields only (no
     // Healthcheck): compare fields only when the config blobs differ, and only those it has.

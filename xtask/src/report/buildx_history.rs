@@ -20,20 +20,20 @@ use crate::util::runner;
 /// test's captures), but the solve may begin a little before its first step (session and
 /// frontend set-up), more so on a loaded machine. A step counted under the wrong target or a
 /// lost part of the stream shows up as whole seconds and as a different step count, far beyond it.
-pub const TOLERANCE_SECS: f64 = 0.5;
-pub const TOLERANCE_SHARE: f64 = 0.05;
+pub(crate) const TOLERANCE_SECS: f64 = 0.5;
+pub(crate) const TOLERANCE_SHARE: f64 = 0.05;
 
 /// What a report says when buildx keeps no records.
-pub const NOT_AVAILABLE: &str = "history not available (buildx < 0.20)";
+pub(crate) const NOT_AVAILABLE: &str = "history not available (buildx < 0.20)";
 
 /// The part of `docker buildx history inspect --format json` the cross-check reads.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct Record {
+pub(crate) struct Record {
     /// Nanoseconds.
-    pub duration: u64,
-    pub num_total_steps: usize,
-    pub num_cached_steps: usize,
+    pub(crate) duration: u64,
+    pub(crate) num_total_steps: usize,
+    pub(crate) num_cached_steps: usize,
 }
 
 /// Steps buildx runs in the client, which the stream shows but BuildKit's record does not count:
@@ -43,7 +43,7 @@ fn client_side(name: &str) -> bool {
 }
 
 /// Compares one record with the report's steps for the same target (BuildKit's steps only).
-pub fn check(record: &Record, target: &TargetReport) -> HistoryCheck {
+pub(crate) fn check(record: &Record, target: &TargetReport) -> HistoryCheck {
     let steps: Vec<_> = target.steps_detail.iter().filter(|s| !client_side(&s.name)).collect();
     let first = steps.iter().map(|s| s.start).fold(f64::INFINITY, f64::min);
     let last = steps.iter().map(|s| s.start + s.secs).fold(0.0, f64::max);
@@ -62,7 +62,7 @@ pub fn check(record: &Record, target: &TargetReport) -> HistoryCheck {
 }
 
 /// Each target's record reference (`builder/node/id`) from the bake metadata file.
-pub fn references(meta: &serde_json::Value, report: &mut BuildReport) {
+pub(crate) fn references(meta: &serde_json::Value, report: &mut BuildReport) {
     for t in &mut report.targets {
         t.history_ref = meta[&t.name]["buildx.build.ref"].as_str().map(str::to_string);
     }
@@ -85,7 +85,7 @@ fn inspect(engine: &Engine, reference: &str) -> Result<Record> {
 /// records are asked of the engine the build ran on, and only when this shell reaches it (`reach`
 /// connects, and is called only when the records can be read); else the report says why and
 /// stays as it was, to be cross-checked another time.
-pub fn check_when_shown(report: &mut BuildReport, reach: &dyn Fn() -> Result<Engine>) -> (bool, Option<String>) {
+pub(crate) fn check_when_shown(report: &mut BuildReport, reach: &dyn Fn() -> Result<Engine>) -> (bool, Option<String>) {
     if !report.history.is_empty() {
         return (false, None);
     }
@@ -119,7 +119,7 @@ pub fn check_when_shown(report: &mut BuildReport, reach: &dyn Fn() -> Result<Eng
 
 /// Fills each target's cross-check and the report's one-line summary of it; returns the warning
 /// line when a record and the report disagree. `available`: buildx keeps records (0.20+).
-pub fn cross_check(engine: &Engine, report: &mut BuildReport, available: bool) -> Option<String> {
+pub(crate) fn cross_check(engine: &Engine, report: &mut BuildReport, available: bool) -> Option<String> {
     if !available {
         report.history = NOT_AVAILABLE.to_string();
         return None;

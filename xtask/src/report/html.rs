@@ -6,7 +6,7 @@ use crate::engine::EngineRecord;
 
 /// A self-contained page: the summary table and a timeline per target, cached steps grey, each
 /// step that ran with its cause, and a chart of the target's last builds from `history`.
-pub fn html(r: &BuildReport, history: &[HistoryLine]) -> String {
+pub(crate) fn html(r: &BuildReport, history: &[HistoryLine]) -> String {
     let (rows, timelines) = (rows(r), timelines(r, history));
     format!(
         r#"<!doctype html>

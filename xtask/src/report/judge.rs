@@ -10,14 +10,14 @@ use super::rawjson::{self, is_cache_step, is_failure, Progress};
 /// once this step finished cleanly: buildx may close a cancelled target's session with any message
 /// (`Unavailable: connection error` was seen) after its first steps completed and before the rest
 /// ever reached the stream.
-pub fn is_export_step(name: &str) -> bool {
+pub(crate) fn is_export_step(name: &str) -> bool {
     name.contains("exporting to ")
 }
 
 /// The cache imports and exports that failed, one line each: the step, and the cause as the
 /// last part of BuildKit's error chain (`dial tcp 127.0.0.1:5999: connect: connection refused`)
 /// next to the whole chain for the report.
-pub fn cache_trouble(progress: &Progress) -> Vec<String> {
+pub(crate) fn cache_trouble(progress: &Progress) -> Vec<String> {
     let mut out = Vec::new();
     for d in &progress.order {
         let v = &progress.vertexes[d];
@@ -40,12 +40,12 @@ pub fn cache_trouble(progress: &Progress) -> Vec<String> {
 
 /// A registry that answered that it holds no cache under the reference: the first build to
 /// export there (a new registry, a new path), as a missing local cache folder is. Not trouble.
-pub fn no_cache_yet(step: &str, error: &str) -> bool {
+pub(crate) fn no_cache_yet(step: &str, error: &str) -> bool {
     step.contains("importing cache manifest") && error.ends_with(": not found")
 }
 
 /// The one warning line for cache trouble: each step with the innermost cause only.
-pub fn cache_warning_line(trouble: &[String]) -> String {
+pub(crate) fn cache_warning_line(trouble: &[String]) -> String {
     let short: Vec<String> = trouble
         .iter()
         .map(|t| {
@@ -61,17 +61,17 @@ pub fn cache_warning_line(trouble: &[String]) -> String {
 }
 
 /// A Dockerfile a target builds from: its path in the repository and its text.
-pub struct Source {
-    pub target: String,
-    pub path: String,
-    pub text: String,
+pub(crate) struct Source {
+    pub(crate) target: String,
+    pub(crate) path: String,
+    pub(crate) text: String,
 }
 
 /// Judges each target of a finished build: failed, cancelled or ok, which failed first, and the
 /// Dockerfile and line behind an error buildx only printed (a parse error fails before any step,
 /// so no step carries it). `stray` is the text buildx wrote outside the JSON objects. It also keeps
 /// the cache trouble of a build that passed (a failed build's cache steps only failed with it).
-pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, stray: &str, sources: &[Source]) {
+pub(crate) fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, stray: &str, sources: &[Source]) {
     let targets: Vec<String> = report.targets.iter().map(|t| t.name.clone()).collect();
     // buildx names every Dockerfile `Dockerfile` (the syntax fallback's copy too): the excerpt's
     // lines say which one it is.
@@ -140,7 +140,7 @@ pub fn judge(report: &mut BuildReport, progress: &Progress, succeeded: bool, str
 /// The error without buildx's wrapping: `failed to solve: ` (buildx 0.13) or
 /// `target backend: failed to solve: ` (buildx 0.29, which names the bake target first; the report
 /// names the target and its Dockerfile already).
-pub fn solve_error(error: &str) -> &str {
+pub(crate) fn solve_error(error: &str) -> &str {
     let unnamed = match error.strip_prefix("target ").and_then(|rest| rest.split_once(": ")) {
         Some((_, rest)) if rest.starts_with("failed to solve: ") => rest,
         _ => error,
@@ -150,7 +150,7 @@ pub fn solve_error(error: &str) -> &str {
 
 /// The failure summary: the target that failed first, then any other failed ones, then the
 /// cancelled ones by name only (their steps only say "context canceled").
-pub fn failure_summary(report: &BuildReport) -> String {
+pub(crate) fn failure_summary(report: &BuildReport) -> String {
     let mut failed: Vec<&TargetReport> = report.targets.iter().filter(|t| t.outcome == Outcome::Failed).collect();
     failed.sort_by_key(|t| Some(&t.name) != report.failed_first.as_ref());
     let mut parts: Vec<String> = Vec::new();

@@ -12,7 +12,7 @@ fn cell(s: &str) -> String {
 
 /// One build: a line with its outcome, a row per target, then the engine, the cross-check with
 /// BuildKit's records, cache warnings and errors.
-pub fn build(r: &BuildReport) -> String {
+pub(crate) fn build(r: &BuildReport) -> String {
     let signal = r.signal.as_ref().map(|s| format!(" by {s}")).unwrap_or_default();
     let mut out = format!(
         "### Build `{}`: {}{signal} in {:.1} s\n\n{} · version {} · commit `{}` · buildx {:.1} s\n\n",
@@ -72,7 +72,7 @@ pub fn build(r: &BuildReport) -> String {
 
 /// Two builds compared: a row per target present in either, the whole build last, and the
 /// warnings above the table.
-pub fn compare(a: &HistoryLine, b: &HistoryLine, rows: &[Row], warnings: &[String]) -> String {
+pub(crate) fn compare(a: &HistoryLine, b: &HistoryLine, rows: &[Row], warnings: &[String]) -> String {
     let mut out = format!("### Builds `{}` ({}) and `{}` ({})\n\n", a.id, a.status, b.id, b.status);
     for w in warnings {
         out.push_str(&format!("> {}\n", cell(w.trim_start_matches("xtask: "))));
@@ -127,7 +127,7 @@ pub fn compare(a: &HistoryLine, b: &HistoryLine, rows: &[Row], warnings: &[Strin
 }
 
 /// The history, one build a row.
-pub fn list(history: &[HistoryLine]) -> String {
+pub(crate) fn list(history: &[HistoryLine]) -> String {
     let mut out = "| id | started | status | time | engine | built |\n|---|---|---|---:|---|---|\n".to_string();
     for h in history {
         let signal = h.signal.as_ref().map(|s| format!(" {s}")).unwrap_or_default();

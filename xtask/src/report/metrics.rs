@@ -12,11 +12,11 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::report::BuildReport;
-pub use crate::settings::{parse_gateway, Gateway};
+pub(crate) use crate::settings::{parse_gateway, Gateway};
 use crate::util::http::{exchange, Bounds};
 
 /// The Pushgateway job every build's metrics are grouped under.
-pub const JOB: &str = "xtask_build";
+pub(crate) const JOB: &str = "xtask_build";
 
 /// A label value as the text format wants it: backslash, double quote and newline escaped.
 fn escape(value: &str) -> String {
@@ -51,7 +51,7 @@ fn family(out: &mut String, name: &str, help: &str, samples: &[(Vec<(&str, Strin
 /// The report as Prometheus text: whole-build gauges labelled by recipe, engine and channel, and
 /// per-target gauges with a `target` label as well. Every value is a gauge: each push replaces the
 /// last build's values, and Prometheus keeps the series over time.
-pub fn exposition(report: &BuildReport) -> String {
+pub(crate) fn exposition(report: &BuildReport) -> String {
     let base = build_labels(report);
     let with =
         |extra: Vec<(&'static str, String)>| -> Vec<(&str, String)> { base.iter().cloned().chain(extra).collect() };
@@ -131,13 +131,13 @@ fn base64_url(bytes: &[u8]) -> String {
 
 /// The whole push (connect, send, answer) ends within this, so a gateway that hangs costs a build
 /// ten seconds at most.
-pub const PUSH_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const PUSH_DEADLINE: Duration = Duration::from_secs(10);
 
 /// The most of the gateway's answer that is read: its status line is all that is needed.
 const ANSWER_CAP: usize = 64 * 1024;
 
 /// Sends the report's metrics; the answer must be a 2xx. A stop signal (Ctrl-C) ends the wait.
-pub fn push(url: &str, report: &BuildReport) -> Result<()> {
+pub(crate) fn push(url: &str, report: &BuildReport) -> Result<()> {
     let stopped = || crate::util::stop::stopped().is_some();
     push_within(url, report, &Bounds { deadline: PUSH_DEADLINE, cap: ANSWER_CAP, stopped: &stopped })
 }

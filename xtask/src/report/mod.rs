@@ -12,35 +12,35 @@ mod judge;
 mod markdown;
 pub mod metrics;
 mod model;
-pub mod rawjson;
+pub(crate) mod rawjson;
 mod schema;
 mod store;
 mod table;
-pub mod trend;
-pub mod why;
+pub(crate) mod trend;
+pub(crate) mod why;
 
 use anyhow::Result;
 
-pub use buildx_history::references;
+pub(crate) use buildx_history::references;
 pub use command::{command, Request};
-pub use html::html;
-pub use judge::{cache_warning_line, failure_summary, judge, Source};
-pub use rawjson::is_failure;
+pub(crate) use html::html;
+pub(crate) use judge::{cache_warning_line, failure_summary, judge, Source};
+pub(crate) use rawjson::is_failure;
 pub use model::{is_instruction, summarize, BuildReport, HistoryLine, Outcome, Status, TargetReport};
 pub use store::{comparable, history, last_saved, pick, read_history, read_report};
-pub use table::{print_table, table};
+pub(crate) use table::{print_table, table};
 
 use crate::util::paths::{self, write_atomic};
 use store::{append_history, history_line};
 
 /// The last build of the same targets on the same engine that passed: what a report's table
 /// compares against.
-pub fn last_comparable(report: &BuildReport) -> Option<HistoryLine> {
+pub(crate) fn last_comparable(report: &BuildReport) -> Option<HistoryLine> {
     history().into_iter().rev().find(|h| comparable(h, &report.names, &report.engine))
 }
 
 /// Writes the JSON and HTML reports (each atomically), then adds the build's line to the history.
-pub fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
+pub(crate) fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
     write_files(report, &history())?;
     append_history(&paths::history_file(), &history_line(report))?;
     Ok(paths::reports_dir().join(format!("{}.html", report.id)))
@@ -56,15 +56,15 @@ fn write_files(report: &BuildReport, history: &[HistoryLine]) -> Result<()> {
 
 /// Captured streams and small builders the renderers' and judges' tests share.
 #[cfg(test)]
-pub mod testing {
+pub(crate) mod testing {
     use crate::report::model::{HistoryLine, HistoryTarget};
     use crate::report::rawjson::{Progress, Splitter};
 
     /// A rawjson stream of `bake default` captured from buildx 0.13.1 on Docker 26.1.5 (private
     /// engine), a warm build after a source-only change to the backend.
-    pub const STREAM: &[u8] = include_bytes!("../../testdata/rawjson-bake-default-buildx-0.13.1.json");
+    pub(crate) const STREAM: &[u8] = include_bytes!("../../testdata/rawjson-bake-default-buildx-0.13.1.json");
 
-    pub fn parse(stream: &[u8]) -> Progress {
+    pub(crate) fn parse(stream: &[u8]) -> Progress {
         let mut s = Splitter::default();
         let mut p = Progress::default();
         for chunk in stream.chunks(4096) {
@@ -75,7 +75,7 @@ pub mod testing {
         p
     }
 
-    pub fn parse_with_stray(stream: &[u8]) -> (Progress, String) {
+    pub(crate) fn parse_with_stray(stream: &[u8]) -> (Progress, String) {
         let mut s = Splitter::default();
         let mut p = Progress::default();
         for chunk in stream.chunks(4096) {
@@ -86,11 +86,11 @@ pub mod testing {
         (p, s.stray())
     }
 
-    pub fn two() -> Vec<String> {
+    pub(crate) fn two() -> Vec<String> {
         vec!["backend".to_string(), "frontend".to_string()]
     }
 
-    pub fn built(id: &str, targets: &[&str]) -> HistoryLine {
+    pub(crate) fn built(id: &str, targets: &[&str]) -> HistoryLine {
         HistoryLine {
             id: id.into(),
             status: super::Status::Ok,

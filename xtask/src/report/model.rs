@@ -59,107 +59,107 @@ impl std::fmt::Display for Outcome {
 pub struct BuildReport {
     /// [`super::schema::VERSION`]; 0 in reports written before there was one.
     #[serde(default)]
-    pub schema_version: u32,
+    pub(crate) schema_version: u32,
     pub id: String,
-    pub started: String,
-    pub status: Status,
+    pub(crate) started: String,
+    pub(crate) status: Status,
     /// For an interrupted build, the signal that stopped it ("SIGINT", "SIGTERM", "SIGHUP").
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<String>,
+    pub(crate) signal: Option<String>,
     /// buildx's exit code (none when a signal ended it).
-    pub exit_code: Option<i32>,
+    pub(crate) exit_code: Option<i32>,
     pub names: Vec<String>,
-    pub version: String,
-    pub git_commit: String,
+    pub(crate) version: String,
+    pub(crate) git_commit: String,
     /// Wall time of the whole xtask command, and of buildx alone; the difference is the xtask's
     /// own overhead (engine checks, planning, reading sizes).
-    pub wall_secs: f64,
-    pub buildx_secs: f64,
-    pub command: String,
-    pub notes: Vec<String>,
+    pub(crate) wall_secs: f64,
+    pub(crate) buildx_secs: f64,
+    pub(crate) command: String,
+    pub(crate) notes: Vec<String>,
     /// Cache imports and exports that failed while the build went on without them (a registry
     /// down or refusing): the build passes, but the next one may not find its cache.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cache_warnings: Vec<String>,
+    pub(crate) cache_warnings: Vec<String>,
     /// In a failed build, the target whose failure came first (the others were cancelled by it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failed_first: Option<String>,
+    pub(crate) failed_first: Option<String>,
     pub targets: Vec<TargetReport>,
     #[serde(default)]
-    pub errors: Vec<String>,
+    pub(crate) errors: Vec<String>,
     /// The engine the build ran on (none in reports written before it was recorded).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub engine: Option<EngineRecord>,
+    pub(crate) engine: Option<EngineRecord>,
     /// The cross-check against `docker buildx history` in one line, or why there is none.
     #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub history: String,
+    pub(crate) history: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct TargetReport {
     pub name: String,
     #[serde(default)]
-    pub outcome: Outcome,
-    pub wall_secs: f64,
-    pub steps: usize,
-    pub cached: usize,
-    pub cache_hit_ratio: f64,
+    pub(crate) outcome: Outcome,
+    pub(crate) wall_secs: f64,
+    pub(crate) steps: usize,
+    pub(crate) cached: usize,
+    pub(crate) cache_hit_ratio: f64,
     /// Steps that really ran a command (RUN), and how many of them did.
-    pub run_steps: usize,
-    pub run_steps_executed: usize,
-    pub context_bytes: i64,
-    pub image: Option<String>,
-    pub digest: Option<String>,
+    pub(crate) run_steps: usize,
+    pub(crate) run_steps_executed: usize,
+    pub(crate) context_bytes: i64,
+    pub(crate) image: Option<String>,
+    pub(crate) digest: Option<String>,
     /// Uncompressed bytes of the image's layers for the engine's platform (see `image_size`).
-    pub size_bytes: Option<u64>,
+    pub(crate) size_bytes: Option<u64>,
     /// For a multi-platform image: compressed layer bytes per platform, from its manifests.
     #[serde(default)]
-    pub platform_sizes: BTreeMap<String, u64>,
-    pub slowest: Vec<Step>,
-    pub steps_detail: Vec<Step>,
-    pub errors: Vec<String>,
+    pub(crate) platform_sizes: BTreeMap<String, u64>,
+    pub(crate) slowest: Vec<Step>,
+    pub(crate) steps_detail: Vec<Step>,
+    pub(crate) errors: Vec<String>,
     /// BuildKit's record of this target's build (`builder/node/id`, for `docker buildx history`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub history_ref: Option<String>,
+    pub(crate) history_ref: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub history_check: Option<HistoryCheck>,
+    pub(crate) history_check: Option<HistoryCheck>,
     /// Why each step that ran did, against the last build of this target on this engine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub causes: Vec<super::why::StepCause>,
+    pub(crate) causes: Vec<super::why::StepCause>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Step {
-    pub name: String,
+pub(crate) struct Step {
+    pub(crate) name: String,
     /// Seconds from the start of the target's first step.
-    pub start: f64,
-    pub secs: f64,
-    pub cached: bool,
-    pub error: bool,
+    pub(crate) start: f64,
+    pub(crate) secs: f64,
+    pub(crate) cached: bool,
+    pub(crate) error: bool,
 }
 
 /// One line of history.jsonl: the numbers needed to compare builds (`history_line` in the schema).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct HistoryLine {
     pub id: String,
-    pub started: String,
-    pub status: Status,
+    pub(crate) started: String,
+    pub(crate) status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub signal: Option<String>,
+    pub(crate) signal: Option<String>,
     pub names: Vec<String>,
-    pub wall_secs: f64,
+    pub(crate) wall_secs: f64,
     pub targets: Vec<HistoryTarget>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub engine: Option<EngineRecord>,
+    pub(crate) engine: Option<EngineRecord>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct HistoryTarget {
     pub name: String,
-    pub wall_secs: f64,
-    pub steps: usize,
-    pub cached: usize,
-    pub size_bytes: Option<u64>,
+    pub(crate) wall_secs: f64,
+    pub(crate) steps: usize,
+    pub(crate) cached: usize,
+    pub(crate) size_bytes: Option<u64>,
 }
 
 /// Per-target numbers from the final state of every vertex. `succeeded`: buildx finished the
@@ -236,7 +236,7 @@ pub fn summarize(targets: &[String], progress: &Progress, started: String, succe
 /// completed; the step counts as cached when every completed one was, or when the build finished
 /// without ever starting it (another build's identical step did the work, or a cached later step
 /// made it unnecessary): either way this build did not run it.
-pub fn merge_step(
+pub(crate) fn merge_step(
     vertices: &[&rawjson::Vertex],
     first: Option<chrono::DateTime<chrono::FixedOffset>>,
     succeeded: bool,
@@ -257,7 +257,7 @@ pub fn merge_step(
 }
 
 /// The target a step belongs to; in a one-target build every step is its own.
-pub fn owner<'a>(name: &str, targets: &'a [String]) -> Option<&'a String> {
+pub(crate) fn owner<'a>(name: &str, targets: &'a [String]) -> Option<&'a String> {
     rawjson::target_of(name, targets).or_else(|| (targets.len() == 1).then(|| &targets[0]))
 }
 
@@ -272,15 +272,15 @@ pub fn is_instruction(name: &str) -> bool {
     numbered && !name[end + 2..].starts_with("FROM ")
 }
 
-pub fn new_id() -> String {
+pub(crate) fn new_id() -> String {
     format!("{}-{}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ"), std::process::id())
 }
 
-pub fn mb(bytes: Option<u64>) -> String {
+pub(crate) fn mb(bytes: Option<u64>) -> String {
     bytes.map_or("-".to_string(), crate::util::units::human)
 }
 
-pub fn pct(old: f64, new: f64) -> String {
+pub(crate) fn pct(old: f64, new: f64) -> String {
     if old == 0.0 {
         return "-".to_string();
     }
@@ -289,15 +289,15 @@ pub fn pct(old: f64, new: f64) -> String {
 
 /// A target's build record next to the report's numbers for it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct HistoryCheck {
-    pub record_secs: f64,
-    pub report_secs: f64,
-    pub record_steps: usize,
-    pub report_steps: usize,
-    pub record_cached: usize,
-    pub report_cached: usize,
+pub(crate) struct HistoryCheck {
+    pub(crate) record_secs: f64,
+    pub(crate) report_secs: f64,
+    pub(crate) record_steps: usize,
+    pub(crate) report_steps: usize,
+    pub(crate) record_cached: usize,
+    pub(crate) report_cached: usize,
     /// Same step count, and durations within the tolerance.
-    pub agrees: bool,
+    pub(crate) agrees: bool,
 }
 
 #[cfg(test)]

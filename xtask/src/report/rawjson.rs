@@ -8,64 +8,64 @@ use chrono::{DateTime, FixedOffset};
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct SolveStatus {
+pub(crate) struct SolveStatus {
     #[serde(default)]
-    pub vertexes: Vec<Vertex>,
+    pub(crate) vertexes: Vec<Vertex>,
     #[serde(default)]
-    pub statuses: Vec<VertexStatus>,
+    pub(crate) statuses: Vec<VertexStatus>,
     #[serde(default)]
-    pub logs: Vec<VertexLog>,
+    pub(crate) logs: Vec<VertexLog>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Vertex {
-    pub digest: String,
+pub(crate) struct Vertex {
+    pub(crate) digest: String,
     #[serde(default)]
-    pub name: String,
-    pub started: Option<String>,
-    pub completed: Option<String>,
+    pub(crate) name: String,
+    pub(crate) started: Option<String>,
+    pub(crate) completed: Option<String>,
     #[serde(default)]
-    pub cached: bool,
+    pub(crate) cached: bool,
     #[serde(default)]
-    pub error: String,
+    pub(crate) error: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct VertexStatus {
+pub(crate) struct VertexStatus {
     #[serde(default)]
-    pub vertex: String,
+    pub(crate) vertex: String,
     #[serde(default)]
-    pub name: String,
+    pub(crate) name: String,
     #[serde(default)]
-    pub current: i64,
+    pub(crate) current: i64,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct VertexLog {
+pub(crate) struct VertexLog {
     #[serde(default)]
-    pub vertex: String,
+    pub(crate) vertex: String,
     /// Base64, as BuildKit's JSON encoding of bytes.
     #[serde(default)]
-    pub data: String,
+    pub(crate) data: String,
 }
 
 #[path = "rawjson_split.rs"]
 mod split;
-pub use split::{Splitter, STRAY_CAP};
+pub(crate) use split::Splitter;
 
 /// The last known state of every vertex, in the order first seen, with context bytes and logs.
 #[derive(Default)]
 pub struct Progress {
-    pub order: Vec<String>,
-    pub vertexes: BTreeMap<String, Vertex>,
+    pub(crate) order: Vec<String>,
+    pub(crate) vertexes: BTreeMap<String, Vertex>,
     /// Bytes of build context sent, per vertex (the "transferring context" status).
-    pub context_bytes: BTreeMap<String, i64>,
-    pub log_tail: BTreeMap<String, Vec<String>>,
+    pub(crate) context_bytes: BTreeMap<String, i64>,
+    pub(crate) log_tail: BTreeMap<String, Vec<String>>,
 }
 
 impl Progress {
     /// Applies one status; returns the vertices that changed, for the display.
-    pub fn apply(&mut self, s: SolveStatus) -> Vec<Event> {
+    pub(crate) fn apply(&mut self, s: SolveStatus) -> Vec<Event> {
         let mut events = Vec::new();
         for v in s.vertexes {
             let previous = self.vertexes.get(&v.digest);
@@ -108,23 +108,23 @@ impl Progress {
         events
     }
 
-    pub fn index(&self, digest: &str) -> usize {
+    pub(crate) fn index(&self, digest: &str) -> usize {
         self.order.iter().position(|d| d == digest).map_or(0, |i| i + 1)
     }
 }
 
-pub enum Event {
+pub(crate) enum Event {
     Started(String),
     Completed(String),
     Log(String, String),
 }
 
-pub fn timestamp(t: &Option<String>) -> Option<DateTime<FixedOffset>> {
+pub(crate) fn timestamp(t: &Option<String>) -> Option<DateTime<FixedOffset>> {
     t.as_deref().and_then(|s| DateTime::parse_from_rfc3339(s).ok())
 }
 
 /// Seconds between a vertex's start and completion (0 for one that never ran).
-pub fn duration(v: &Vertex) -> f64 {
+pub(crate) fn duration(v: &Vertex) -> f64 {
     match (timestamp(&v.started), timestamp(&v.completed)) {
         (Some(a), Some(b)) => (b - a).num_microseconds().unwrap_or(0) as f64 / 1e6,
         _ => 0.0,
@@ -133,7 +133,7 @@ pub fn duration(v: &Vertex) -> f64 {
 
 /// The bake target a step belongs to: in a multi-target bake, step names start with
 /// `[target stage n/m]` or `[target internal]`.
-pub fn target_of<'a>(name: &str, targets: &'a [String]) -> Option<&'a String> {
+pub(crate) fn target_of<'a>(name: &str, targets: &'a [String]) -> Option<&'a String> {
     let inner = name.strip_prefix('[')?;
     let first = inner.split([' ', ']']).next()?;
     targets.iter().find(|t| t.as_str() == first)
@@ -141,7 +141,7 @@ pub fn target_of<'a>(name: &str, targets: &'a [String]) -> Option<&'a String> {
 
 /// A vertex error that only says the step was stopped because the build as a whole was (another
 /// target failed, or the build was interrupted): BuildKit cancels the solve's context.
-pub fn is_cancel(error: &str) -> bool {
+pub(crate) fn is_cancel(error: &str) -> bool {
     error.contains("context canceled")
 }
 
@@ -151,23 +151,23 @@ pub fn is_cancel(error: &str) -> bool {
 /// desc = error reading from server: connection reset by peer` after the backend's parse error.
 /// buildx also words it `Unavailable: connection error`. Alone (an engine that died), it is a
 /// failure; beside another target's failure, a cancellation.
-pub fn is_session_lost(error: &str) -> bool {
+pub(crate) fn is_session_lost(error: &str) -> bool {
     ["code = Unavailable", "Unavailable: ", "code = Canceled", "transport is closing"].iter().any(|s| error.contains(s))
 }
 
 /// The Dockerfile excerpt buildx prints under a failed build (`Dockerfile:25`, a rule, numbered
 /// lines with `>>>` marking the culprit), and the `ERROR:` line that follows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Snippet {
+pub(crate) struct Snippet {
     /// The line numbers and text shown, culprit lines and context alike.
-    pub lines: Vec<(usize, String)>,
+    pub(crate) lines: Vec<(usize, String)>,
     /// The first line marked `>>>`.
-    pub line: usize,
-    pub error: String,
+    pub(crate) line: usize,
+    pub(crate) error: String,
 }
 
 /// Every excerpt in the text buildx wrote outside the JSON objects, in order.
-pub fn snippets(stray: &str) -> Vec<Snippet> {
+pub(crate) fn snippets(stray: &str) -> Vec<Snippet> {
     let mut out = Vec::new();
     let mut current: Option<Snippet> = None;
     for raw in stray.lines() {
@@ -211,7 +211,7 @@ fn is_snippet_header(line: &str) -> bool {
 
 /// True when the file's text holds the excerpt's lines at their numbers: which of several
 /// Dockerfiles an excerpt came from (buildx names every one `Dockerfile`).
-pub fn snippet_matches(snippet: &Snippet, text: &str) -> bool {
+pub(crate) fn snippet_matches(snippet: &Snippet, text: &str) -> bool {
     let file: Vec<&str> = text.lines().collect();
     !snippet.lines.is_empty()
         && snippet.lines.iter().all(|(n, shown)| {
@@ -250,14 +250,14 @@ fn decode_log(data: &str) -> Vec<u8> {
 
 /// A step that failed on its own account: not one cancelled because something else failed, and
 /// not a cache import or export, which BuildKit gets past without.
-pub fn is_failure(v: &Vertex) -> bool {
+pub(crate) fn is_failure(v: &Vertex) -> bool {
     !v.error.is_empty() && !is_cancel(&v.error) && !is_cache_step(&v.name)
 }
 
 /// BuildKit's cache import and export steps: `importing cache manifest from REF`,
 /// `exporting cache to registry`, `exporting cache to client directory`, with or without a
 /// `[target]` prefix.
-pub fn is_cache_step(name: &str) -> bool {
+pub(crate) fn is_cache_step(name: &str) -> bool {
     name.contains("importing cache manifest") || name.contains("exporting cache")
 }
 

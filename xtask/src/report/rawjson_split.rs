@@ -5,7 +5,7 @@ use super::SolveStatus;
 
 /// At most this many bytes of the text outside the JSON objects are kept: the last ones, as buildx
 /// ends with its error and the Dockerfile excerpt.
-pub const STRAY_CAP: usize = 16 * 1024;
+pub(crate) const STRAY_CAP: usize = 16 * 1024;
 
 /// An object still open after this many bytes is not one of BuildKit's (a log chunk is at most a
 /// few MiB): it is kept as text, so memory stays bounded whatever buildx writes.
@@ -15,7 +15,7 @@ const OBJECT_CAP: usize = 64 << 20;
 /// between them (a warning line, a message from the docker CLI). It works on bytes throughout, so
 /// no input (text that is not UTF-8, a character split across two chunks) can make it fail.
 #[derive(Default)]
-pub struct Splitter {
+pub(crate) struct Splitter {
     buf: Vec<u8>,
     in_object: bool,
     depth: usize,
@@ -27,7 +27,7 @@ pub struct Splitter {
 }
 
 impl Splitter {
-    pub fn feed(&mut self, mut chunk: &[u8]) -> Vec<SolveStatus> {
+    pub(crate) fn feed(&mut self, mut chunk: &[u8]) -> Vec<SolveStatus> {
         let mut out = Vec::new();
         while !chunk.is_empty() {
             if !self.in_object {
@@ -98,7 +98,7 @@ impl Splitter {
 
     /// The last [`STRAY_CAP`] bytes of text outside the objects, as text (bytes that are not UTF-8
     /// shown as U+FFFD). A character cut in two by the cap is left out whole.
-    pub fn stray(&self) -> String {
+    pub(crate) fn stray(&self) -> String {
         let kept = &self.stray[self.stray.len().saturating_sub(STRAY_CAP)..];
         let cut = self.stray_total > kept.len();
         let start = if cut { kept.iter().take(3).take_while(|b| *b & 0xC0 == 0x80).count() } else { 0 };
@@ -106,7 +106,7 @@ impl Splitter {
     }
 
     /// When the text outside the objects was longer than [`STRAY_CAP`], a line saying so.
-    pub fn stray_note(&self) -> Option<String> {
+    pub(crate) fn stray_note(&self) -> Option<String> {
         (self.stray_total > STRAY_CAP).then(|| {
             format!(
                 "buildx wrote {} bytes of text outside its progress stream; the report keeps the last {STRAY_CAP}",

@@ -10,16 +10,16 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 /// The schema version every document the xtask writes carries (`schema_version`).
-pub const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 2;
 
-pub const TEXT: &str = include_str!("../../report.schema.json");
+pub(crate) const TEXT: &str = include_str!("../../report.schema.json");
 
 /// The first place a document departs from the schema.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Mismatch {
+pub(crate) struct Mismatch {
     /// A JSON pointer to the field (`/targets/0/wall_secs`); empty for the whole document.
-    pub field: String,
-    pub problem: String,
+    pub(crate) field: String,
+    pub(crate) problem: String,
 }
 
 impl std::fmt::Display for Mismatch {
@@ -29,14 +29,14 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
-pub fn schema() -> &'static Value {
+pub(crate) fn schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| serde_json::from_str(TEXT).expect("xtask/report.schema.json is JSON (a unit test says so)"))
 }
 
 /// Checks a document against one of the schema's definitions (`build`, `history_line`, `list`,
 /// `compare`), or against the whole schema when `def` is empty.
-pub fn check(doc: &Value, def: &str) -> Result<(), Mismatch> {
+pub(crate) fn check(doc: &Value, def: &str) -> Result<(), Mismatch> {
     let root = schema();
     let node = if def.is_empty() { root } else { &root["$defs"][def] };
     assert!(node.is_object(), "report.schema.json has no definition `{def}`");

@@ -15,9 +15,9 @@ use crate::util::paths;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Unreadable {
     /// Relative to the project root; `history.jsonl:N` for a history line.
-    pub file: String,
-    pub field: String,
-    pub problem: String,
+    pub(crate) file: String,
+    pub(crate) field: String,
+    pub(crate) problem: String,
 }
 
 impl std::fmt::Display for Unreadable {
@@ -60,7 +60,7 @@ pub fn read_report(path: &Path) -> Result<BuildReport, Unreadable> {
 /// The history's lines that match the schema, and the others named by line. The file is read as
 /// bytes, so one line that is not UTF-8 is named (and stays in the file) while the others are
 /// read. An empty line is skipped; a torn one (a writer that died mid-line) is named like any other.
-pub fn read_history_checked(path: &Path) -> (Vec<HistoryLine>, Vec<Unreadable>) {
+pub(crate) fn read_history_checked(path: &Path) -> (Vec<HistoryLine>, Vec<Unreadable>) {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -86,7 +86,7 @@ pub fn read_history_checked(path: &Path) -> (Vec<HistoryLine>, Vec<Unreadable>) 
     (good, bad)
 }
 
-pub fn history_line(r: &BuildReport) -> HistoryLine {
+pub(crate) fn history_line(r: &BuildReport) -> HistoryLine {
     HistoryLine {
         id: r.id.clone(),
         started: r.started.clone(),
@@ -118,7 +118,7 @@ pub fn comparable(h: &HistoryLine, names: &[String], engine: &Option<EngineRecor
 /// Appends one line under the file's exclusive lock, flushed to disk before the lock goes. Earlier
 /// lines are never rewritten: a line that cannot be read stays for a person to look at, and a torn
 /// last line (its writer died) is ended first so the new line stays whole.
-pub fn append_history(path: &Path, line: &HistoryLine) -> Result<()> {
+pub(crate) fn append_history(path: &Path, line: &HistoryLine) -> Result<()> {
     use std::io::{Read, Seek, SeekFrom, Write};
     let dir = path.parent().context("the history needs a folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

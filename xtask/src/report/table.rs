@@ -8,7 +8,7 @@ use super::model::{mb, pct, BuildReport, HistoryLine, HistoryTarget, Outcome};
 use crate::engine::EngineRecord;
 
 /// The short table printed after each build.
-pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
+pub(crate) fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
     let mut out = format!("{:<24} {:>8} {:>10} {:>10}  {}\n", "target", "time", "cached", "size", "vs previous build");
     for t in &r.targets {
         let before = previous.and_then(|p| p.targets.iter().find(|x| x.name == t.name));
@@ -61,18 +61,18 @@ pub fn table(r: &BuildReport, previous: Option<&HistoryLine>) -> String {
     out
 }
 
-pub fn print_table(r: &BuildReport, previous: Option<&HistoryLine>) {
+pub(crate) fn print_table(r: &BuildReport, previous: Option<&HistoryLine>) {
     let _ = std::io::stderr().write_all(table(r, previous).as_bytes());
 }
 
 /// The targets two builds share, and those only one of them built (each in its build's order).
-pub struct TargetSets {
-    pub shared: Vec<String>,
-    pub only_before: Vec<String>,
-    pub only_after: Vec<String>,
+pub(crate) struct TargetSets {
+    pub(crate) shared: Vec<String>,
+    pub(crate) only_before: Vec<String>,
+    pub(crate) only_after: Vec<String>,
 }
 
-pub fn target_sets(a: &HistoryLine, b: &HistoryLine) -> TargetSets {
+pub(crate) fn target_sets(a: &HistoryLine, b: &HistoryLine) -> TargetSets {
     let has = |h: &HistoryLine, name: &str| h.targets.iter().any(|t| t.name == name);
     let names = |h: &HistoryLine| h.targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
     TargetSets {
@@ -83,7 +83,7 @@ pub fn target_sets(a: &HistoryLine, b: &HistoryLine) -> TargetSets {
 }
 
 /// The one warning line when two compared builds built different targets, if they did.
-pub fn different_targets_warning(sets: &TargetSets) -> Option<String> {
+pub(crate) fn different_targets_warning(sets: &TargetSets) -> Option<String> {
     if sets.only_before.is_empty() && sets.only_after.is_empty() {
         return None;
     }
@@ -98,15 +98,15 @@ pub fn different_targets_warning(sets: &TargetSets) -> Option<String> {
 
 /// One target of a comparison: its numbers in each build, none where that build did not build it.
 #[derive(Clone, Debug, Serialize)]
-pub struct Row {
-    pub name: String,
-    pub before: Option<HistoryTarget>,
-    pub after: Option<HistoryTarget>,
+pub(crate) struct Row {
+    pub(crate) name: String,
+    pub(crate) before: Option<HistoryTarget>,
+    pub(crate) after: Option<HistoryTarget>,
 }
 
 /// A row per target present in either build: the before build's targets in its order, then those
 /// only the after build has.
-pub fn rows(a: &HistoryLine, b: &HistoryLine) -> Vec<Row> {
+pub(crate) fn rows(a: &HistoryLine, b: &HistoryLine) -> Vec<Row> {
     let find = |h: &HistoryLine, name: &str| h.targets.iter().find(|t| t.name == name).cloned();
     let mut names: Vec<&String> = a.targets.iter().map(|t| &t.name).collect();
     names.extend(b.targets.iter().map(|t| &t.name).filter(|n| !a.targets.iter().any(|t| &t.name == *n)));
@@ -114,7 +114,7 @@ pub fn rows(a: &HistoryLine, b: &HistoryLine) -> Vec<Row> {
 }
 
 /// The warning lines of a comparison: different targets, different engines.
-pub fn compare_warnings(a: &HistoryLine, b: &HistoryLine) -> Vec<String> {
+pub(crate) fn compare_warnings(a: &HistoryLine, b: &HistoryLine) -> Vec<String> {
     let mut out: Vec<String> = different_targets_warning(&target_sets(a, b)).into_iter().collect();
     if a.engine != b.engine {
         let which = |e: &Option<EngineRecord>| {
@@ -131,7 +131,7 @@ pub fn compare_warnings(a: &HistoryLine, b: &HistoryLine) -> Vec<String> {
 
 /// Two builds side by side: time and size, absolute and percent, for the targets both built; a
 /// target only one built gets a row saying so.
-pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
+pub(crate) fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
     let sets = target_sets(a, b);
     let mut out = format!("before {} ({})  after {} ({})\n", a.id, a.status, b.id, b.status);
     out.push_str(&format!(
@@ -179,7 +179,7 @@ pub fn compare(a: &HistoryLine, b: &HistoryLine) -> String {
 
 /// The history as a table with a header; the id column is as wide as the longest id, so the
 /// columns stay aligned whatever the process ids were.
-pub fn list(history: &[HistoryLine]) -> String {
+pub(crate) fn list(history: &[HistoryLine]) -> String {
     let width = history.iter().map(|h| h.id.len()).max().unwrap_or(0).max(2);
     let mut out = format!(
         "{:<width$}  {:<24}  {:<18}  {:>8}  {:<16}  {}\n",

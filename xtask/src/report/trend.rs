@@ -7,30 +7,30 @@ use std::collections::BTreeMap;
 use super::model::{is_instruction, BuildReport, HistoryLine};
 
 /// The builds a trend covers unless `--last N` says otherwise.
-pub const DEFAULT_LAST: usize = 20;
+pub(crate) const DEFAULT_LAST: usize = 20;
 
 /// One step over the builds that had it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct StepTrend {
-    pub target: String,
+pub(crate) struct StepTrend {
+    pub(crate) target: String,
     /// The step's name without its `n/m` counter, which moves when a line is added above it.
-    pub step: String,
-    pub builds: usize,
-    pub hit_rate: f64,
+    pub(crate) step: String,
+    pub(crate) builds: usize,
+    pub(crate) hit_rate: f64,
     /// The median seconds of the builds in which it ran; none if it never ran.
-    pub median_run: Option<f64>,
+    pub(crate) median_run: Option<f64>,
     /// Why it is named as worse, if it is.
-    pub worse: Option<String>,
+    pub(crate) worse: Option<String>,
 }
 
 /// The step's name without its counter: `[backend app 2/5] COPY x` → `[backend app] COPY x`.
-pub fn key(name: &str) -> String {
+pub(crate) fn key(name: &str) -> String {
     let Some((inside, text)) = name.strip_prefix('[').and_then(|n| n.split_once("] ")) else { return name.to_string() };
     let words: Vec<&str> = inside.split(' ').filter(|w| !w.contains('/')).collect();
     format!("[{}] {text}", words.join(" "))
 }
 
-pub fn median(values: &mut [f64]) -> Option<f64> {
+pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;
     }
@@ -45,7 +45,7 @@ const NOISE_SECS: f64 = 0.5;
 /// The trend of each step of the reports (oldest first). A step is worse when its hit rate in the
 /// newer half of its builds is below that of the older half (with four builds at least), or when
 /// its newest run took more than twice the median of its runs before.
-pub fn trend(reports: &[BuildReport]) -> Vec<StepTrend> {
+pub(crate) fn trend(reports: &[BuildReport]) -> Vec<StepTrend> {
     // (target, step) → (cached, seconds) per build, oldest first; in first-seen order.
     let mut order: Vec<(String, String)> = Vec::new();
     let mut seen: BTreeMap<(String, String), Vec<(bool, f64)>> = BTreeMap::new();
@@ -88,7 +88,7 @@ pub fn trend(reports: &[BuildReport]) -> Vec<StepTrend> {
 }
 
 /// The trend as text: a table per target, then the steps that got worse.
-pub fn text(trends: &[StepTrend], builds: usize) -> String {
+pub(crate) fn text(trends: &[StepTrend], builds: usize) -> String {
     let mut out = format!("trend over the last {builds} builds that passed\n");
     let mut target = "";
     for t in trends {
@@ -115,14 +115,14 @@ pub fn text(trends: &[StepTrend], builds: usize) -> String {
 
 /// One build of a target, as the chart draws it.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Point {
-    pub secs: f64,
-    pub cached: usize,
-    pub steps: usize,
+pub(crate) struct Point {
+    pub(crate) secs: f64,
+    pub(crate) cached: usize,
+    pub(crate) steps: usize,
 }
 
 /// The target's last builds that passed from the history, ending with `report`'s own.
-pub fn series(history: &[HistoryLine], report: &BuildReport, target: &str, last: usize) -> Vec<Point> {
+pub(crate) fn series(history: &[HistoryLine], report: &BuildReport, target: &str, last: usize) -> Vec<Point> {
     let mut points: Vec<Point> = history
         .iter()
         .filter(|h| h.status == super::Status::Ok && h.id != report.id)
@@ -138,7 +138,7 @@ pub fn series(history: &[HistoryLine], report: &BuildReport, target: &str, last:
 
 /// A small inline SVG: a bar per build for its time (top) and its steps from cache against
 /// those that ran (bottom, grey and blue).
-pub fn chart(points: &[Point]) -> String {
+pub(crate) fn chart(points: &[Point]) -> String {
     let (w, top, low) = (12.0, 60.0, 24.0);
     let max = points.iter().map(|p| p.secs).fold(0.001, f64::max);
     let mut bars = String::new();

@@ -36,13 +36,13 @@ pub fn request(
 }
 
 /// How long and how much a TCP exchange may take, and what stops it early.
-pub struct Bounds<'a> {
+pub(crate) struct Bounds<'a> {
     /// For the whole exchange: connecting, sending and reading the answer.
-    pub deadline: Duration,
+    pub(crate) deadline: Duration,
     /// The most of the answer that is read; the rest is left unread.
-    pub cap: usize,
+    pub(crate) cap: usize,
     /// Asked between waits of at most [`SLICE`]: true ends the exchange (a stop signal came).
-    pub stopped: &'a dyn Fn() -> bool,
+    pub(crate) stopped: &'a dyn Fn() -> bool,
 }
 
 /// The longest a bounded exchange waits before it looks at its deadline and its stop again.
@@ -50,7 +50,7 @@ const SLICE: Duration = Duration::from_millis(200);
 
 /// Sends `request` to `addr` and reads the answer until the peer closes, `cap` bytes or the
 /// deadline, whichever comes first; fails at the deadline or a stop, with what it was doing.
-pub fn exchange(addr: SocketAddr, request: &[u8], bounds: &Bounds) -> Result<Vec<u8>> {
+pub(crate) fn exchange(addr: SocketAddr, request: &[u8], bounds: &Bounds) -> Result<Vec<u8>> {
     let end = Instant::now() + bounds.deadline;
     let check = |doing: &str| -> Result<()> {
         if (bounds.stopped)() {
@@ -97,7 +97,7 @@ pub fn exchange(addr: SocketAddr, request: &[u8], bounds: &Bounds) -> Result<Vec
 }
 
 /// The status code and body of a whole response, chunked or not.
-pub fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
+pub(crate) fn parse_response(raw: &[u8]) -> Option<(u16, Vec<u8>)> {
     let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = String::from_utf8_lossy(&raw[..split]).to_string();
     let code = head.split_whitespace().nth(1)?.parse().ok()?;

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::util::paths::{self, write_atomic};
 
-pub struct Cache {
+pub(crate) struct Cache {
     file: PathBuf,
     ttl_secs: i64,
 }
@@ -28,7 +28,7 @@ impl Cache {
     }
 
     /// The value saved under `key`, unless it is older than the time to live.
-    pub fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
+    pub(crate) fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
         let (saved, value) = self.entries().remove(key)?;
         if chrono::Utc::now().timestamp() - saved >= self.ttl_secs {
             return None;
@@ -38,7 +38,7 @@ impl Cache {
 
     /// Saves a value. Several threads may save at once: the file is read again just before the
     /// atomic write, so another key's answer is at worst lost until it is asked again.
-    pub fn put<T: Serialize>(&self, key: &str, value: T) {
+    pub(crate) fn put<T: Serialize>(&self, key: &str, value: T) {
         let Ok(value) = serde_json::to_value(value) else { return };
         let mut entries = self.entries();
         entries.insert(key.to_string(), (chrono::Utc::now().timestamp(), value));

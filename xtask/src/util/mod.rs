@@ -1,16 +1,16 @@
 //! Small parts every folder above may use: the command runner, stop signals, the OS seam, paths,
 //! HTTP over a stream, tar reading and answers kept between runs.
 
-pub mod hash;
+pub(crate) mod hash;
 pub mod http;
-pub mod memo;
-pub mod net;
+pub(crate) mod memo;
+pub(crate) mod net;
 pub mod os;
 pub mod paths;
-pub mod pathmatch;
-pub mod progress;
-pub mod runner;
+pub(crate) mod pathmatch;
+pub(crate) mod progress;
+pub(crate) mod runner;
 pub mod stop;
 pub mod tar;
-pub mod trace;
-pub mod units;
+pub(crate) mod trace;
+pub(crate) mod units;

@@ -6,7 +6,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 /// True when `host:port` resolves and a TCP connection to it opens within `limit`.
-pub fn answers(host_port: &str, limit: Duration) -> bool {
+pub(crate) fn answers(host_port: &str, limit: Duration) -> bool {
     host_port
         .to_socket_addrs()
         .ok()
@@ -16,7 +16,7 @@ pub fn answers(host_port: &str, limit: Duration) -> bool {
 
 /// The inodes of sockets listening on `port` in a `/proc/net/tcp` or `tcp6` table, on any local
 /// address (a listener on 0.0.0.0 or :: holds 127.0.0.1 too).
-pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
+pub(crate) fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
     const LISTEN: &str = "0A";
     table
         .lines()
@@ -33,14 +33,14 @@ pub fn listening_inodes(table: &str, port: u16) -> Vec<u64> {
 
 /// A process holding a socket: its pid and program name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Holder {
-    pub pid: u32,
-    pub program: String,
+pub(crate) struct Holder {
+    pub(crate) pid: u32,
+    pub(crate) program: String,
 }
 
 /// The processes holding a listening socket on `port` (Linux; empty elsewhere, or when the
 /// process table cannot be read).
-pub fn holders(port: u16) -> Vec<Holder> {
+pub(crate) fn holders(port: u16) -> Vec<Holder> {
     #[cfg(target_os = "linux")]
     {
         let mut inodes = Vec::new();

@@ -19,7 +19,7 @@ pub const SIGTERM: i32 = 15;
 pub use imp::*;
 
 /// The user's home folder: HOME, else (on Windows) USERPROFILE.
-pub fn home_dir() -> Option<PathBuf> {
+pub(crate) fn home_dir() -> Option<PathBuf> {
     ["HOME", "USERPROFILE"].iter().find_map(|k| std::env::var_os(k).filter(|v| !v.is_empty())).map(PathBuf::from)
 }
 
@@ -30,7 +30,7 @@ mod imp {
 
     /// Calls `on_signal` on a thread of its own (not in a signal handler, so it may allocate and
     /// start threads) for each SIGINT, SIGTERM and SIGHUP.
-    pub fn on_stop_signals(on_signal: impl Fn(i32) + Send + 'static) -> anyhow::Result<()> {
+    pub(crate) fn on_stop_signals(on_signal: impl Fn(i32) + Send + 'static) -> anyhow::Result<()> {
         use anyhow::Context;
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
@@ -40,24 +40,24 @@ mod imp {
     }
 
     /// Makes the child lead a process group of its own, so one signal reaches everything it starts.
-    pub fn own_process_group(command: &mut Command) {
+    pub(crate) fn own_process_group(command: &mut Command) {
         command.process_group(0);
     }
 
     /// Sends `signal` to process group `group` (0 asks whether any member is left); false when no
     /// process of the group is there.
-    pub fn signal_group(group: u32, signal: i32) -> bool {
+    pub(crate) fn signal_group(group: u32, signal: i32) -> bool {
         // SAFETY: kill(2) with a negative pid signals that process group; it touches no memory.
         unsafe { libc::kill(-(group as libc::pid_t), signal) == 0 }
     }
 
     /// Sends SIGKILL to the group.
-    pub fn kill_group(group: u32) {
+    pub(crate) fn kill_group(group: u32) {
         signal_group(group, libc::SIGKILL);
     }
 
     /// The signal that ended a child, if one did.
-    pub fn exit_signal(status: ExitStatus) -> Option<i32> {
+    pub(crate) fn exit_signal(status: ExitStatus) -> Option<i32> {
         status.signal()
     }
 
@@ -66,18 +66,18 @@ mod imp {
     }
 
     /// The engine's API over its unix socket: one connection per request.
-    pub fn connect_socket(socket: &Path) -> io::Result<std::os::unix::net::UnixStream> {
+    pub(crate) fn connect_socket(socket: &Path) -> io::Result<std::os::unix::net::UnixStream> {
         std::os::unix::net::UnixStream::connect(socket)
     }
 
     /// Whether a directory entry is a Unix socket.
-    pub fn is_socket(kind: &std::fs::FileType) -> bool {
+    pub(crate) fn is_socket(kind: &std::fs::FileType) -> bool {
         use std::os::unix::fs::FileTypeExt;
         kind.is_socket()
     }
 
     /// Whether a process with this id exists (one of another user counts: kill answers EPERM).
-    pub fn process_exists(pid: u32) -> bool {
+    pub(crate) fn process_exists(pid: u32) -> bool {
         let Ok(pid) = libc::pid_t::try_from(pid) else { return false };
         // SAFETY: kill(2) with signal 0 only checks that the process exists; it touches no memory.
         let answered = unsafe { libc::kill(pid, 0) };
@@ -85,19 +85,19 @@ mod imp {
     }
 
     /// Makes a folder's entries durable (a rename into it survives a power cut once this returns).
-    pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()
     }
 
     /// The owner, group and permission bits of a file or folder.
-    pub fn owner_and_mode(meta: &std::fs::Metadata) -> Option<(u32, u32, u32)> {
+    pub(crate) fn owner_and_mode(meta: &std::fs::Metadata) -> Option<(u32, u32, u32)> {
         use std::os::unix::fs::MetadataExt;
         Some((meta.uid(), meta.gid(), meta.mode()))
     }
 
     /// Locks an open file (flock(2)), shared or exclusive, held until the file is closed: true
     /// when taken, false when `wait` is off and another holds it.
-    pub fn flock(file: &std::fs::File, exclusive: bool, wait: bool) -> io::Result<bool> {
+    pub(crate) fn flock(file: &std::fs::File, exclusive: bool, wait: bool) -> io::Result<bool> {
         use std::os::unix::io::AsRawFd;
         let mut op = if exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
         if !wait {
@@ -124,24 +124,24 @@ mod imp {
 
     /// No handler: the console's Ctrl-C ends the xtask and the build it runs together, as it
     /// ends any console program there.
-    pub fn on_stop_signals(_on_signal: impl Fn(i32) + Send + 'static) -> anyhow::Result<()> {
+    pub(crate) fn on_stop_signals(_on_signal: impl Fn(i32) + Send + 'static) -> anyhow::Result<()> {
         Ok(())
     }
 
-    pub fn own_process_group(_command: &mut Command) {}
+    pub(crate) fn own_process_group(_command: &mut Command) {}
 
-    pub fn signal_group(_group: u32, _signal: i32) -> bool {
+    pub(crate) fn signal_group(_group: u32, _signal: i32) -> bool {
         false
     }
 
-    pub fn kill_group(_group: u32) {}
+    pub(crate) fn kill_group(_group: u32) {}
 
     /// No Unix sockets in a directory here.
-    pub fn is_socket(_kind: &std::fs::FileType) -> bool {
+    pub(crate) fn is_socket(_kind: &std::fs::FileType) -> bool {
         false
     }
 
-    pub fn exit_signal(_status: ExitStatus) -> Option<i32> {
+    pub(crate) fn exit_signal(_status: ExitStatus) -> Option<i32> {
         None
     }
 
@@ -155,29 +155,29 @@ mod imp {
 
     /// Never called: [`crate::engine::api::socket`] finds no unix socket off Unix, so the engine is
     /// asked through the docker CLI.
-    pub fn connect_socket(socket: &Path) -> io::Result<std::net::TcpStream> {
+    pub(crate) fn connect_socket(socket: &Path) -> io::Result<std::net::TcpStream> {
         Err(io::Error::new(io::ErrorKind::Unsupported, format!("{} is a unix socket", socket.display())))
     }
 
     /// Unknown here, so every process counts as running: a temporary file is then left in place
     /// rather than taken from a writer that may still use it.
-    pub fn process_exists(_pid: u32) -> bool {
+    pub(crate) fn process_exists(_pid: u32) -> bool {
         true
     }
 
     /// A folder cannot be opened as a file here; NTFS journals its entries itself.
-    pub fn sync_dir(_dir: &Path) -> io::Result<()> {
+    pub(crate) fn sync_dir(_dir: &Path) -> io::Result<()> {
         Ok(())
     }
 
     /// No Unix owner and mode here (the private engine, which asks, needs Linux).
-    pub fn owner_and_mode(_meta: &std::fs::Metadata) -> Option<(u32, u32, u32)> {
+    pub(crate) fn owner_and_mode(_meta: &std::fs::Metadata) -> Option<(u32, u32, u32)> {
         None
     }
 
     /// No flock here: builds and cleans do not exclude each other (BuildKit still keeps records a
     /// build uses), and the history's appends are single writes to a file opened for appending.
-    pub fn flock(_file: &std::fs::File, _exclusive: bool, _wait: bool) -> io::Result<bool> {
+    pub(crate) fn flock(_file: &std::fs::File, _exclusive: bool, _wait: bool) -> io::Result<bool> {
         Ok(true)
     }
 }

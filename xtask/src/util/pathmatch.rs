@@ -11,14 +11,14 @@ struct Pattern {
 
 /// The patterns of one `.dockerignore`, in file order.
 #[derive(Clone, Debug, Default)]
-pub struct Ignore {
+pub(crate) struct Ignore {
     patterns: Vec<Pattern>,
 }
 
 impl Ignore {
     /// Reads the file's text: comments and blank lines skipped, each path cleaned as BuildKit
     /// does (a leading `/` or `./` and a trailing `/` mean nothing).
-    pub fn parse(text: &str) -> Ignore {
+    pub(crate) fn parse(text: &str) -> Ignore {
         let mut patterns = Vec::new();
         for line in text.lines() {
             let line = line.trim();
@@ -40,7 +40,7 @@ impl Ignore {
 
     /// Whether the path (relative, `/`-separated) is left out of the context: the last pattern
     /// that matches it or one of its folders decides.
-    pub fn excludes(&self, path: &str) -> bool {
+    pub(crate) fn excludes(&self, path: &str) -> bool {
         let parts: Vec<&str> = path.split('/').collect();
         let mut out = false;
         for p in &self.patterns {
@@ -54,7 +54,7 @@ impl Ignore {
 
     /// Whether a left-out folder must still be walked: a `!` line may bring back something
     /// below it. Without this, a folder such as `node_modules` would be read file by file.
-    pub fn may_bring_back_below(&self, dir: &str) -> bool {
+    pub(crate) fn may_bring_back_below(&self, dir: &str) -> bool {
         let parts: Vec<&str> = dir.split('/').collect();
         self.patterns.iter().filter(|p| p.negated).any(|p| prefix_may_match(&p.parts, &parts))
     }
@@ -62,7 +62,7 @@ impl Ignore {
 
 /// Whether a `COPY` source or bind-mount `source` (relative to the context, with `*`, `?` and
 /// `[set]`) takes the path: the pattern names it, or a folder above it.
-pub fn source_takes(source: &str, path: &str) -> bool {
+pub(crate) fn source_takes(source: &str, path: &str) -> bool {
     let pat: Vec<String> = source.split('/').filter(|p| !p.is_empty() && *p != ".").map(str::to_string).collect();
     if pat.is_empty() {
         return true;

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 /// The workspace root, found from this crate's manifest so that `cargo xtask` works from any
 /// folder of the checkout. `XTASK_PROJECT_ROOT` points the recipes at another copy of the sources
 /// (the benchmark's and the tests' scratch copies); the engine always stays with the checkout.
-pub fn project_root() -> PathBuf {
+pub(crate) fn project_root() -> PathBuf {
     match std::env::var_os("XTASK_PROJECT_ROOT") {
         Some(dir) => PathBuf::from(dir),
         None => checkout_root(),
@@ -18,20 +18,20 @@ fn checkout_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives one level below the root").to_path_buf()
 }
 
-pub fn dotenv_file() -> PathBuf {
+pub(crate) fn dotenv_file() -> PathBuf {
     project_root().join(".env")
 }
 
-pub fn package_json() -> PathBuf {
+pub(crate) fn package_json() -> PathBuf {
     project_root().join("frontend").join("package.json")
 }
 
 /// Everything the xtask writes lives under `target/`, which `cargo clean` removes.
-pub fn xtask_dir() -> PathBuf {
+pub(crate) fn xtask_dir() -> PathBuf {
     project_root().join("target").join("xtask")
 }
 
-pub fn reports_dir() -> PathBuf {
+pub(crate) fn reports_dir() -> PathBuf {
     reports_dir_in(&project_root())
 }
 
@@ -40,13 +40,13 @@ pub fn reports_dir_in(root: &Path) -> PathBuf {
     root.join("target").join("xtask").join("reports")
 }
 
-pub fn history_file() -> PathBuf {
+pub(crate) fn history_file() -> PathBuf {
     reports_dir().join("history.jsonl")
 }
 
 /// The private engine's prefix, state and logs. `XTASK_ENGINE_DIR` puts them elsewhere (one
 /// engine shared by several checkouts, or a throwaway one in a test).
-pub fn engine_dir() -> PathBuf {
+pub(crate) fn engine_dir() -> PathBuf {
     match std::env::var_os("XTASK_ENGINE_DIR") {
         Some(dir) => PathBuf::from(dir),
         None => checkout_target().join("engine"),
@@ -61,7 +61,7 @@ pub fn checkout_target() -> PathBuf {
 /// Writes a file atomically and durably: a temporary file in the same folder, flushed to disk,
 /// then a rename, then the folder flushed, so a reader never sees half a file, and after a crash or
 /// power cut the path holds either the old file or the new one whole.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
     let dir = path.parent().context("a file to write needs a parent folder")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -118,7 +118,7 @@ pub fn copy_sources(root: &Path, dir: &Path) -> Result<()> {
 
 /// The files of `commit` (all of them, or only `only`) unpacked into `dest`, which is created:
 /// `git archive` to a tar beside it, then `tar -x`. No .git and nothing untracked comes along.
-pub fn export_commit(root: &Path, commit: &str, only: &[&str], dest: &Path) -> Result<()> {
+pub(crate) fn export_commit(root: &Path, commit: &str, only: &[&str], dest: &Path) -> Result<()> {
     use crate::util::runner::{run_quiet, Cmd};
     std::fs::create_dir_all(dest).with_context(|| format!("creating {}", dest.display()))?;
     let tar = PathBuf::from(format!("{}.tar", dest.display()));
@@ -137,7 +137,7 @@ pub fn export_commit(root: &Path, commit: &str, only: &[&str], dest: &Path) -> R
 }
 
 /// A path with `.` and `..` resolved by text alone (the files need not exist yet).
-pub fn normalize(p: &Path) -> PathBuf {
+pub(crate) fn normalize(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in p.components() {
         match c {

@@ -10,10 +10,10 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A phase says nothing for this long: most end sooner, and a line for them would be noise.
-pub const QUIET: Duration = Duration::from_secs(5);
+pub(crate) const QUIET: Duration = Duration::from_secs(5);
 /// The longest a running phase goes without a line (kept under the 10 s it promises, so that a
 /// slow write or a busy machine cannot push a gap past it).
-pub const EVERY: Duration = Duration::from_secs(8);
+pub(crate) const EVERY: Duration = Duration::from_secs(8);
 
 struct Running {
     id: u64,
@@ -38,7 +38,7 @@ fn board() -> &'static Mutex<Board> {
 }
 
 /// `m:ss`, or `h:mm:ss` past an hour.
-pub fn clock(d: Duration) -> String {
+pub(crate) fn clock(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 3600 {
         format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
@@ -48,7 +48,7 @@ pub fn clock(d: Duration) -> String {
 }
 
 /// One phase's line: `label (k/n, elapsed, last time t)`, each part only where known.
-pub fn line(label: &str, step: Option<(usize, usize)>, elapsed: Duration, last: Option<Duration>) -> String {
+pub(crate) fn line(label: &str, step: Option<(usize, usize)>, elapsed: Duration, last: Option<Duration>) -> String {
     let mut parts = Vec::new();
     if let Some((k, n)) = step {
         parts.push(format!("{k}/{n}"));
@@ -72,7 +72,7 @@ fn due(running: &[Running], now: Instant) -> Vec<usize> {
 
 /// A phase while it runs; dropping it ends the phase and records how long it took (only when it
 /// ended well: see [`Phase::done`]).
-pub struct Phase {
+pub(crate) struct Phase {
     id: u64,
     key: String,
     started: Instant,
@@ -82,7 +82,7 @@ pub struct Phase {
 impl Phase {
     /// Starts showing `label` (with `step` k of n where known); `label` also names its record of
     /// durations, so one phase of one command keeps one label.
-    pub fn start(label: &str, step: Option<(usize, usize)>) -> Phase {
+    pub(crate) fn start(label: &str, step: Option<(usize, usize)>) -> Phase {
         let last = times::read().get(label).map(|s| Duration::from_secs_f64(*s));
         let mut b = board().lock().unwrap_or_else(|e| e.into_inner());
         b.next_id += 1;
@@ -97,7 +97,7 @@ impl Phase {
     }
 
     /// Marks the phase as ended well, so its duration is kept for next time.
-    pub fn done(mut self) {
+    pub(crate) fn done(mut self) {
         self.ok = true;
     }
 }

@@ -23,34 +23,34 @@ use crate::util::stop;
 
 /// A program to run: never a shell string, always an argument vector.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Cmd {
-    pub program: String,
-    pub args: Vec<String>,
+pub(crate) struct Cmd {
+    pub(crate) program: String,
+    pub(crate) args: Vec<String>,
     /// Variables set for this command only, on top of the xtask's own environment.
-    pub env: Vec<(String, String)>,
+    pub(crate) env: Vec<(String, String)>,
     /// Variables of the xtask's own environment this command must not see.
-    pub unset: Vec<String>,
-    pub dir: Option<PathBuf>,
+    pub(crate) unset: Vec<String>,
+    pub(crate) dir: Option<PathBuf>,
     /// Whether the xtask's [`SECRETS`] reach this command (cosign's signing alone).
-    pub secrets: bool,
+    pub(crate) secrets: bool,
 }
 
 /// Variables of the xtask's environment that hold secrets: removed from every child's environment
 /// except a command's that asks for them ([`Cmd::pass_secrets`]), so that no other program
 /// (curl, npm, apt-get, a build step's tools) can read or log them.
-pub const SECRETS: [&str; 2] = ["COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD"];
+pub(crate) const SECRETS: [&str; 2] = ["COSIGN_PRIVATE_KEY", "COSIGN_PASSWORD"];
 
 impl Cmd {
     pub fn new(program: impl Into<String>) -> Cmd {
         Cmd { program: program.into(), args: Vec::new(), env: Vec::new(), unset: Vec::new(), dir: None, secrets: false }
     }
 
-    pub fn arg(mut self, arg: impl Into<String>) -> Cmd {
+    pub(crate) fn arg(mut self, arg: impl Into<String>) -> Cmd {
         self.args.push(arg.into());
         self
     }
 
-    pub fn args<I, S>(mut self, args: I) -> Cmd
+    pub(crate) fn args<I, S>(mut self, args: I) -> Cmd
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
@@ -61,7 +61,7 @@ impl Cmd {
 
     /// Names (targets, services, images) after `--`, so that none is read as a flag whatever it
     /// holds; for the tools that take `--` (buildx, compose and cosign, through their flag parser).
-    pub fn names<S: AsRef<str>>(self, names: &[S]) -> Cmd {
+    pub(crate) fn names<S: AsRef<str>>(self, names: &[S]) -> Cmd {
         if names.is_empty() {
             return self;
         }
@@ -69,14 +69,14 @@ impl Cmd {
     }
 
     /// Sets a variable for this command, replacing an earlier value of the same name.
-    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Cmd {
+    pub(crate) fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Cmd {
         let key = key.into();
         self.env.retain(|(k, _)| *k != key);
         self.env.push((key, value.into()));
         self
     }
 
-    pub fn envs(mut self, vars: &[(String, String)]) -> Cmd {
+    pub(crate) fn envs(mut self, vars: &[(String, String)]) -> Cmd {
         for (k, v) in vars {
             self = self.env(k.clone(), v.clone());
         }
@@ -84,21 +84,21 @@ impl Cmd {
     }
 
     /// Keeps a variable of the xtask's own environment away from this command.
-    pub fn env_remove(mut self, key: impl Into<String>) -> Cmd {
+    pub(crate) fn env_remove(mut self, key: impl Into<String>) -> Cmd {
         let key = key.into();
         self.env.retain(|(k, _)| *k != key);
         self.unset.push(key);
         self
     }
 
-    pub fn dir(mut self, dir: impl AsRef<Path>) -> Cmd {
+    pub(crate) fn dir(mut self, dir: impl AsRef<Path>) -> Cmd {
         self.dir = Some(dir.as_ref().to_path_buf());
         self
     }
 
     /// Lets the xtask's [`SECRETS`] through to this command, from the xtask's own environment (their
     /// values never enter the `Cmd`, so printing it shows none).
-    pub fn pass_secrets(mut self) -> Cmd {
+    pub(crate) fn pass_secrets(mut self) -> Cmd {
         self.secrets = true;
         self
     }
@@ -125,7 +125,7 @@ impl Cmd {
     }
 
     /// The command line alone, quoted so that a POSIX shell reads it back as the same vector.
-    pub fn command_line(&self) -> String {
+    pub(crate) fn command_line(&self) -> String {
         std::iter::once(&self.program).chain(&self.args).map(|a| quote(a)).collect::<Vec<_>>().join(" ")
     }
 }
@@ -148,7 +148,7 @@ impl fmt::Display for Cmd {
 }
 
 /// Quotes one word for a POSIX shell, leaving plain words as they are.
-pub fn quote(word: &str) -> String {
+pub(crate) fn quote(word: &str) -> String {
     let plain = !word.is_empty() && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%^".contains(c));
     if plain {
         word.to_string()
@@ -158,14 +158,14 @@ pub fn quote(word: &str) -> String {
 }
 
 /// Runs a command with the terminal attached; a failure names the command and its status.
-pub fn run(cmd: &Cmd) -> Result<()> {
+pub(crate) fn run(cmd: &Cmd) -> Result<()> {
     let out = cmd.expression().unchecked().run().with_context(|| format!("starting `{}`", cmd.command_line()))?;
     check_status(cmd, out.status, "")
 }
 
 /// Runs a command and returns its standard output, trimmed. Its standard error is kept for the
 /// error message only.
-pub fn read(cmd: &Cmd) -> Result<String> {
+pub(crate) fn read(cmd: &Cmd) -> Result<String> {
     let out = cmd
         .expression()
         .stdout_capture()
@@ -179,7 +179,7 @@ pub fn read(cmd: &Cmd) -> Result<String> {
 
 /// Like [`read`], but gives up after `limit` (a probe of something that may hang, like a
 /// registry lookup on a network that drops packets).
-pub fn read_with_timeout(cmd: &Cmd, limit: Duration) -> Result<String> {
+pub(crate) fn read_with_timeout(cmd: &Cmd, limit: Duration) -> Result<String> {
     let handle = cmd
         .expression()
         .stdout_capture()
@@ -197,7 +197,7 @@ pub fn read_with_timeout(cmd: &Cmd, limit: Duration) -> Result<String> {
 }
 
 /// Polls `done` until it holds or `limit` passes; false on the time-out.
-pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let started = Instant::now();
     loop {
         if done() {
@@ -211,7 +211,7 @@ pub fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// True when the command runs and exits 0; its output is discarded.
-pub fn succeeds(cmd: &Cmd) -> bool {
+pub(crate) fn succeeds(cmd: &Cmd) -> bool {
     cmd.expression().stdout_null().stderr_null().unchecked().run().map(|o| o.status.success()).unwrap_or(false)
 }
 
@@ -222,7 +222,7 @@ pub fn succeeds(cmd: &Cmd) -> bool {
 /// (`docker` runs buildx as a plug-in, a child of its own) through one `kill`, and only from
 /// [`stop::handler`]: a Ctrl-C in the terminal reaches the xtask, which passes it on. Its standard
 /// input is closed: bake reads none, and a background group touching the terminal would stop.
-pub fn run_streaming(cmd: &Cmd, mut on_chunk: impl FnMut(&[u8])) -> Result<ExitStatus> {
+pub(crate) fn run_streaming(cmd: &Cmd, mut on_chunk: impl FnMut(&[u8])) -> Result<ExitStatus> {
     // stderr and stdout are merged here: buildx bake writes nothing to stdout without --print, and
     // the stream parser skips any text between JSON objects.
     let mut reader = cmd
@@ -276,7 +276,7 @@ fn each_line(cmd: &Cmd, mut on_line: impl FnMut(String)) -> Result<ExitStatus> {
 
 /// Runs a command with its merged output kept out of the terminal: long setup steps whose output
 /// is only worth showing when they fail (the last lines then go into the error).
-pub fn run_quiet(cmd: &Cmd) -> Result<()> {
+pub(crate) fn run_quiet(cmd: &Cmd) -> Result<()> {
     let mut tail = VecDeque::new();
     let status = each_line(cmd, |line| {
         if tail.len() == 20 {
@@ -289,7 +289,7 @@ pub fn run_quiet(cmd: &Cmd) -> Result<()> {
 
 /// Runs a command with its merged output kept out of the terminal and returned whole (a traced
 /// run's lines); a failure is an error with its last lines.
-pub fn read_merged(cmd: &Cmd) -> Result<String> {
+pub(crate) fn read_merged(cmd: &Cmd) -> Result<String> {
     let mut all = String::new();
     let status = each_line(cmd, |line| {
         all.push_str(&line);
@@ -301,7 +301,7 @@ pub fn read_merged(cmd: &Cmd) -> Result<String> {
 
 /// Runs a command with its merged output shown live and also returned (to read a test runner's
 /// closing summary).
-pub fn run_tee(cmd: &Cmd) -> Result<(ExitStatus, String)> {
+pub(crate) fn run_tee(cmd: &Cmd) -> Result<(ExitStatus, String)> {
     let mut all = String::new();
     let status = each_line(cmd, |line| {
         println!("{line}");
@@ -312,7 +312,7 @@ pub fn run_tee(cmd: &Cmd) -> Result<(ExitStatus, String)> {
 }
 
 /// Turns a non-zero exit into an error naming the command, the status and the last lines it wrote.
-pub fn check_status(cmd: &Cmd, status: ExitStatus, output: &str) -> Result<()> {
+pub(crate) fn check_status(cmd: &Cmd, status: ExitStatus, output: &str) -> Result<()> {
     if status.success() {
         return Ok(());
     }
@@ -323,7 +323,7 @@ pub fn check_status(cmd: &Cmd, status: ExitStatus, output: &str) -> Result<()> {
     bail!("`{}` failed ({}); its last lines:\n{}", cmd.command_line(), describe(status), tail)
 }
 
-pub fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     match (status.code(), os::exit_signal(status)) {
         (Some(code), _) => format!("exit status {code}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
@@ -331,14 +331,14 @@ pub fn describe(status: ExitStatus) -> String {
     }
 }
 
-pub fn last_lines(text: &str, n: usize) -> String {
+pub(crate) fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// Starts a long-running program detached from the xtask (its own process group, so Ctrl-C in
 /// this terminal does not reach it), with output appended to `log`. Returns its pid.
-pub fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
+pub(crate) fn spawn_daemon(cmd: &Cmd, log: &Path) -> Result<u32> {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)

@@ -35,7 +35,7 @@ impl Stop {
 #[derive(Debug)]
 pub struct Stopped {
     pub stop: Stop,
-    pub history: PathBuf,
+    pub(crate) history: PathBuf,
 }
 
 impl fmt::Display for Stopped {
@@ -57,7 +57,7 @@ static RECORDING: AtomicUsize = AtomicUsize::new(0);
 pub(crate) const GRACE: Duration = Duration::from_secs(3);
 
 /// The stop received so far, if any.
-pub fn stopped() -> Option<Stop> {
+pub(crate) fn stopped() -> Option<Stop> {
     match STOP.load(Ordering::SeqCst) {
         0 => None,
         n => Some(Stop(n)),
@@ -66,12 +66,12 @@ pub fn stopped() -> Option<Stop> {
 
 /// While the returned guard lives, a stop signal stops the streaming child (if one runs) and is
 /// left for the caller to record; without one, the xtask exits at once.
-pub fn recording() -> RecordingGuard {
+pub(crate) fn recording() -> RecordingGuard {
     RECORDING.fetch_add(1, Ordering::SeqCst);
     RecordingGuard(())
 }
 
-pub struct RecordingGuard(());
+pub(crate) struct RecordingGuard(());
 
 impl Drop for RecordingGuard {
     fn drop(&mut self) {

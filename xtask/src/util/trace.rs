@@ -6,14 +6,14 @@ use std::time::Instant;
 const PREFIX: &str = "xtask trace: ";
 
 /// A phase under way; it prints its line when dropped.
-pub struct Phase {
+pub(crate) struct Phase {
     name: &'static str,
     started: Instant,
     on: bool,
 }
 
 /// Starts timing a phase.
-pub fn phase(name: &'static str) -> Phase {
+pub(crate) fn phase(name: &'static str) -> Phase {
     Phase { name, started: Instant::now(), on: std::env::var_os("XTASK_TRACE").is_some_and(|v| v == "1") }
 }
 
@@ -26,7 +26,7 @@ impl Drop for Phase {
 }
 
 /// The phases and seconds in a traced run's output, in order.
-pub fn read(output: &str) -> Vec<(String, f64)> {
+pub(crate) fn read(output: &str) -> Vec<(String, f64)> {
     output
         .lines()
         .filter_map(|l| {

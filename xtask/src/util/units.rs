@@ -1,7 +1,7 @@
 //! Sizes as a person reads them, in decimal units as `docker system df` shows them.
 
 /// `1500000` gives `1.5 MB`, `1500` gives `1.5 KB`, `15` gives `15 B`.
-pub fn human(bytes: u64) -> String {
+pub(crate) fn human(bytes: u64) -> String {
     match bytes {
         b if b >= 1_000_000 => format!("{:.1} MB", b as f64 / 1e6),
         b if b >= 1_000 => format!("{:.1} KB", b as f64 / 1e3),

@@ -16,8 +16,8 @@ use crate::report::BuildReport;
 use crate::util::paths::{self, write_atomic};
 use crate::util::runner::{self, Cmd};
 
-pub use scratch::{build, scratch_copy};
-pub use table::machine;
+pub(crate) use scratch::{build, scratch_copy};
+pub(crate) use table::machine;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Scenario {
@@ -55,7 +55,7 @@ struct Sample {
 }
 
 /// The middle value (the mean of the two middle ones for an even count); 0 for none.
-pub fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     let n = values.len();
     if n == 0 {

@@ -12,29 +12,29 @@ use super::median;
 use crate::util::runner::{self, Cmd};
 use crate::util::trace;
 
-pub const PAIRS: usize = 7;
+pub(crate) const PAIRS: usize = 7;
 /// The target for the median difference, in seconds.
-pub const TARGET_SECS: f64 = 0.1;
+pub(crate) const TARGET_SECS: f64 = 0.1;
 
 /// What the pairs measured.
 #[derive(Debug, Default)]
-pub struct Overhead {
-    pub xtask: Vec<f64>,
-    pub raw: Vec<f64>,
+pub(crate) struct Overhead {
+    pub(crate) xtask: Vec<f64>,
+    pub(crate) raw: Vec<f64>,
     /// The median seconds of each traced phase, in the order the xtask runs them.
-    pub phases: Vec<(String, f64)>,
+    pub(crate) phases: Vec<(String, f64)>,
 }
 
 impl Overhead {
     /// The median of the pairs' differences (xtask minus raw).
-    pub fn median_difference(&self) -> f64 {
+    pub(crate) fn median_difference(&self) -> f64 {
         let mut d: Vec<f64> = self.xtask.iter().zip(&self.raw).map(|(x, r)| x - r).collect();
         median(&mut d)
     }
 }
 
 /// Runs the pairs in the scratch copy, which holds a warm build of `names` already.
-pub fn measure(scratch: &Path, names: &[String], identity: &[(String, String)]) -> Result<Overhead> {
+pub(crate) fn measure(scratch: &Path, names: &[String], identity: &[(String, String)]) -> Result<Overhead> {
     let exe = std::env::current_exe().context("finding the xtask binary")?;
     let xtask = Cmd::new(exe.display().to_string())
         .env("XTASK_PROJECT_ROOT", scratch.display().to_string())

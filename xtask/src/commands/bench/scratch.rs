@@ -11,7 +11,7 @@ use crate::util::runner::{self, Cmd};
 
 /// The commit issue 10 measured ("today's configuration": its Dockerfiles, and a bake file that
 /// exports the mode=max cache, gzip, to a local folder on every build).
-pub const ISSUE_COMMIT: &str = "8edd2d8";
+pub(crate) const ISSUE_COMMIT: &str = "8edd2d8";
 
 /// A copy of the scratch tree with the images' recipe of `ISSUE_COMMIT` (backend/, frontend/,
 /// docker-bake.hcl), built by today's xtask on the same bases; `None`, with a line, when this
@@ -42,7 +42,7 @@ pub(super) fn issue_tree(scratch: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// A scratch copy of the sources, one per benchmark run.
-pub fn scratch_copy() -> Result<PathBuf> {
+pub(crate) fn scratch_copy() -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
     paths::copy_sources(&paths::project_root(), &dir).context("copying the sources for the benchmark")?;
     Ok(dir)
@@ -96,7 +96,7 @@ pub(super) fn touch_manifests(dir: &Path, round: usize) -> Result<()> {
     Ok(())
 }
 
-pub fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)]) -> Result<BuildReport> {
+pub(crate) fn build(dir: &Path, names: &[String], extra: &[String], env: &[(String, String)]) -> Result<BuildReport> {
     let exe = std::env::current_exe().context("finding the xtask binary")?;
     let cmd = Cmd::new(exe.display().to_string())
         .arg("build")

@@ -3,7 +3,7 @@
 use super::overhead::Overhead;
 use super::{median, Sample, Scenario, SCENARIOS};
 
-pub fn machine() -> String {
+pub(crate) fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
@@ -21,7 +21,7 @@ pub fn machine() -> String {
 
 /// The whole table: the scenarios' rows, then each target met or missed, then where the xtask's
 /// own time goes.
-pub fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>], compiles: &[f64], overhead: &Overhead) -> String {
+pub(crate) fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>], compiles: &[f64], overhead: &Overhead) -> String {
     let mut cold_walls: Vec<f64> = samples[0].iter().map(|s| s.wall).collect();
     let cold = median(&mut cold_walls);
     let mut out = format!(

@@ -13,12 +13,12 @@ const VARIABLE: &str = "SBOM_GENERATOR";
 
 /// The generator's reference: the bake file's default of SBOM_GENERATOR; None for a bake file
 /// without it (a commit from before SBOMs, which `verify` rebuilds as it was).
-pub fn reference(root: &Path) -> Result<Option<String>> {
+pub(crate) fn reference(root: &Path) -> Result<Option<String>> {
     Ok(named_in(&bake::Defaults::read(root)?))
 }
 
 /// As [`reference`], from bake file defaults already read.
-pub fn named_in(defaults: &bake::Defaults) -> Option<String> {
+pub(crate) fn named_in(defaults: &bake::Defaults) -> Option<String> {
     defaults.get(VARIABLE).filter(|g| !g.is_empty())
 }
 
@@ -26,20 +26,20 @@ pub fn named_in(defaults: &bake::Defaults) -> Option<String> {
 /// BuildKit 0.16 and later hand the generator each further key as `BUILDKIT_SCAN_<key>` (earlier
 /// ones ignore them): the image's name for the SBOM's root package, and the build date for its
 /// `created` (the generator sees only the image's files, which carry neither).
-pub fn attest(generator: &str, image: &str, build_date: &str) -> String {
+pub(crate) fn attest(generator: &str, image: &str, build_date: &str) -> String {
     format!("type=sbom,generator={generator},image={image},build_date={build_date}")
 }
 
 /// The image's name without registry or tag (`127.0.0.1:5000/contextcleanse-backend:1.2.3` gives
 /// `contextcleanse-backend`), from a target's first tag; else the target's name.
-pub fn image_name(target: &str, tags: &[String]) -> String {
+pub(crate) fn image_name(target: &str, tags: &[String]) -> String {
     let Some(tag) = tags.first() else { return target.to_string() };
     let last = tag.rsplit('/').next().unwrap_or(tag);
     last.split([':', '@']).next().unwrap_or(last).to_string()
 }
 
 /// `doctor`'s line: whether production images get an SBOM on this builder, and with what.
-pub fn doctor_line(engine: &crate::engine::Engine, attestations: bool, builder: &str) -> Result<String, String> {
+pub(crate) fn doctor_line(engine: &crate::engine::Engine, attestations: bool, builder: &str) -> Result<String, String> {
     if !attestations {
         return Err(format!("left out with the provenance: this builder ({builder}) cannot attach attestations (the containerd image store can)"));
     }

@@ -2,7 +2,7 @@
 //! `cargo xtask sbom IMAGE`, which reads one back from a pushed image (`read`) and prints it as
 //! a table or as the SPDX JSON.
 
-pub mod generator;
+pub(crate) mod generator;
 pub mod read;
 
 use anyhow::{bail, Context, Result};

@@ -10,15 +10,15 @@ use serde_json::Value;
 
 /// Each platform's manifest digest and, when it has one, its attestation manifest's digest.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct Image {
-    pub platforms: BTreeMap<String, String>,
+pub(crate) struct Image {
+    pub(crate) platforms: BTreeMap<String, String>,
     /// Keyed by the digest of the manifest the attestation is about.
-    pub attestations: BTreeMap<String, String>,
+    pub(crate) attestations: BTreeMap<String, String>,
 }
 
 /// Reads an image index (a single manifest has no attestations: BuildKit makes an index when it
 /// attaches any).
-pub fn image(index: &Value) -> Image {
+pub(crate) fn image(index: &Value) -> Image {
     let mut out = Image::default();
     for desc in index["manifests"].as_array().into_iter().flatten() {
         let Some(digest) = desc["digest"].as_str() else { continue };
@@ -43,7 +43,7 @@ pub fn image(index: &Value) -> Image {
 
 /// The platforms to show: `--platform`'s (which the image must have), else all of them; `--json`
 /// prints one document, so it needs one platform.
-pub fn wanted(image: &Image, reference: &str, only: Option<&str>, json: bool) -> Result<Vec<String>> {
+pub(crate) fn wanted(image: &Image, reference: &str, only: Option<&str>, json: bool) -> Result<Vec<String>> {
     let has = || image.platforms.keys().cloned().collect::<Vec<_>>().join(", ");
     if image.platforms.is_empty() {
         bail!("`{reference}` is a single image without an index, so it carries no attestation: build it with `cargo xtask production --push`");
@@ -60,7 +60,7 @@ pub fn wanted(image: &Image, reference: &str, only: Option<&str>, json: bool) ->
 
 /// A platform's SPDX document from buildx's `{{json .SBOM}}` of the image: keyed by platform
 /// for an index of several, the document itself for one.
-pub fn document(sbom: &Value, platform: &str) -> Option<Value> {
+pub(crate) fn document(sbom: &Value, platform: &str) -> Option<Value> {
     let entry = if sbom.get("SPDX").is_some() { sbom } else { sbom.get(platform)? };
     entry.get("SPDX").filter(|d| d.is_object()).cloned()
 }
@@ -78,7 +78,7 @@ pub fn described(doc: &Value) -> Vec<&Value> {
 
 /// One package of an SPDX document as a row: name, version, type (the package URL's), hash. The
 /// package the document describes (the image itself, which contains the others) is no row.
-pub fn rows(doc: &Value) -> Vec<[String; 4]> {
+pub(crate) fn rows(doc: &Value) -> Vec<[String; 4]> {
     let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
     let described = described(doc);
     let mut rows: Vec<[String; 4]> = doc["packages"]
@@ -120,7 +120,7 @@ fn from_hex(hex: &str) -> Option<Vec<u8>> {
 }
 
 /// The rows as aligned columns under a header.
-pub fn table(rows: &[[String; 4]]) -> String {
+pub(crate) fn table(rows: &[[String; 4]]) -> String {
     let header = ["NAME", "VERSION", "TYPE", "HASH"].map(String::from);
     let all: Vec<&[String; 4]> = std::iter::once(&header).chain(rows).collect();
     let width = |c: usize| all.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);

@@ -5,31 +5,31 @@
 /// One instruction: its keyword (upper case), its whole text with runs of spaces made one, and
 /// its first line in the file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Instruction {
-    pub keyword: String,
-    pub text: String,
-    pub line: usize,
+pub(crate) struct Instruction {
+    pub(crate) keyword: String,
+    pub(crate) text: String,
+    pub(crate) line: usize,
 }
 
 /// One `FROM` and the instructions after it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Stage {
+pub(crate) struct Stage {
     /// Its `AS` name, or `stage-N` as BuildKit calls an unnamed stage.
-    pub name: String,
+    pub(crate) name: String,
     /// What it starts from, as written (an image, a build argument, or another stage's name).
-    pub base: String,
-    pub from: Instruction,
-    pub instructions: Vec<Instruction>,
+    pub(crate) base: String,
+    pub(crate) from: Instruction,
+    pub(crate) instructions: Vec<Instruction>,
 }
 
 /// Runs of white space made one, as the comparisons of instructions need.
-pub fn squeeze(text: &str) -> String {
+pub(crate) fn squeeze(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// The stages of a Dockerfile. Comment lines, the parser directives and blank lines are skipped;
 /// a line ending in `\` goes on, as it does for BuildKit.
-pub fn parse(text: &str) -> Vec<Stage> {
+pub(crate) fn parse(text: &str) -> Vec<Stage> {
     let mut stages: Vec<Stage> = Vec::new();
     let mut current = String::new();
     let mut first = 0;
@@ -79,22 +79,22 @@ fn add(stages: &mut Vec<Stage>, text: &str, line: usize) {
 
 /// Instructions that BuildKit runs as a step of their own; the others (ENV, LABEL, USER, ARG...)
 /// change only the image's settings, which the next step's key carries.
-pub fn is_step(keyword: &str) -> bool {
+pub(crate) fn is_step(keyword: &str) -> bool {
     matches!(keyword, "RUN" | "COPY" | "ADD" | "WORKDIR")
 }
 
 /// What one instruction reads besides the step before it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Reads {
+pub(crate) struct Reads {
     /// Context paths (`COPY` sources, bind-mount sources; "." for the whole context).
-    pub context: Vec<String>,
+    pub(crate) context: Vec<String>,
     /// Other stages (`COPY --from`, `--mount=...,from=`).
-    pub stages: Vec<String>,
+    pub(crate) stages: Vec<String>,
 }
 
 /// The context paths and stages an instruction reads. A bind mount without `source` mounts the
 /// whole context; `--from` of an image rather than a stage is an input this model does not keep.
-pub fn reads(ins: &Instruction) -> Reads {
+pub(crate) fn reads(ins: &Instruction) -> Reads {
     let mut out = Reads::default();
     let words: Vec<&str> = ins.text.split(' ').skip(1).collect();
     for w in words.iter().filter(|w| w.starts_with("--mount=")) {
@@ -122,7 +122,7 @@ pub fn reads(ins: &Instruction) -> Reads {
 }
 
 /// The build arguments a stage declares (`ARG NAME[=default]`) before its instruction `upto`.
-pub fn declared_args(stage: &Stage, upto: usize) -> Vec<String> {
+pub(crate) fn declared_args(stage: &Stage, upto: usize) -> Vec<String> {
     stage.instructions[..upto]
         .iter()
         .filter(|i| i.keyword == "ARG")
@@ -133,7 +133,7 @@ pub fn declared_args(stage: &Stage, upto: usize) -> Vec<String> {
 }
 
 /// Whether the text uses the variable (`$NAME` or `${NAME...}`).
-pub fn mentions(text: &str, name: &str) -> bool {
+pub(crate) fn mentions(text: &str, name: &str) -> bool {
     let plain = format!("${name}");
     let braced = format!("${{{name}");
     text.match_indices(&plain).any(|(i, _)| {

@@ -10,7 +10,7 @@ use crate::util::pathmatch::source_takes;
 
 /// The causes of the steps that ran (not from cache), in the order of `steps`. FROM steps and
 /// BuildKit's own bookkeeping are not instructions of the Dockerfile and get none.
-pub fn explain(previous: Previous, current: &TargetInputs, steps: &[Step]) -> Vec<StepCause> {
+pub(crate) fn explain(previous: Previous, current: &TargetInputs, steps: &[Step]) -> Vec<StepCause> {
     let ran = steps.iter().filter(|s| !s.cached && is_instruction(&s.name));
     let whole = |cause: Cause| -> Vec<StepCause> {
         ran.clone().map(|s| StepCause { step: s.name.clone(), text: cause.text(), cause: cause.clone() }).collect()
@@ -309,7 +309,7 @@ fn resolve(base: &str, args: &BTreeMap<String, String>, globals: &BTreeMap<Strin
 
 /// The bases a build's FROM steps resolved (`[t stage 1/n] FROM image@digest`): image → the name
 /// with its digest.
-pub fn bases(steps: &[Step]) -> BTreeMap<String, String> {
+pub(crate) fn bases(steps: &[Step]) -> BTreeMap<String, String> {
     steps
         .iter()
         .filter_map(|s| s.name.split_once("] FROM ").map(|(_, r)| r.split(' ').next_back().unwrap_or(r).to_string()))

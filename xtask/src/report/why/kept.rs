@@ -38,7 +38,7 @@ fn previous(
 /// Puts each target's causes into the report and keeps this build's inputs beside it (a build
 /// whose inputs cannot be written says so; the next one then calls its causes unknown). The
 /// bases are those the build's own `FROM` steps resolved.
-pub fn attach(report: &mut BuildReport, inputs: BTreeMap<String, TargetInputs>, history: &[HistoryLine]) {
+pub(crate) fn attach(report: &mut BuildReport, inputs: BTreeMap<String, TargetInputs>, history: &[HistoryLine]) {
     attach_in(&paths::reports_dir(), report, inputs, history);
 }
 

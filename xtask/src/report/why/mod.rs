@@ -2,7 +2,7 @@
 //! arguments, the Dockerfile, the bases as resolved) against those of the last build of the same
 //! target on the same engine. [`explain`] is pure; the orchestrator gathers the inputs.
 
-pub mod dockerfile;
+pub(crate) mod dockerfile;
 mod explain;
 mod kept;
 #[cfg(test)]
@@ -12,40 +12,40 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-pub use explain::{bases, explain};
-pub use kept::attach;
+pub(crate) use explain::{bases, explain};
+pub(crate) use kept::attach;
 
 /// What one target's build read, kept beside its report (`reports/inputs/ID.json`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct TargetInputs {
+pub(crate) struct TargetInputs {
     /// The context as the Dockerfile sees it after `.dockerignore`: path → content hash. None when
     /// the context is not a local folder.
     #[serde(default)]
-    pub files: Option<BTreeMap<String, String>>,
+    pub(crate) files: Option<BTreeMap<String, String>>,
     #[serde(default)]
-    pub args: BTreeMap<String, String>,
+    pub(crate) args: BTreeMap<String, String>,
     #[serde(default)]
-    pub dockerfile: String,
+    pub(crate) dockerfile: String,
     /// Each stage's `FROM` step as the engine named it (the image with its digest).
     #[serde(default)]
-    pub bases: BTreeMap<String, String>,
+    pub(crate) bases: BTreeMap<String, String>,
     #[serde(default)]
-    pub no_cache: bool,
+    pub(crate) no_cache: bool,
     /// The platforms the target is built for; empty: the engine's own.
     #[serde(default)]
-    pub platforms: Vec<String>,
+    pub(crate) platforms: Vec<String>,
 }
 
 /// A build's inputs, per target.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct BuildInputs {
-    pub id: String,
-    pub targets: BTreeMap<String, TargetInputs>,
+pub(crate) struct BuildInputs {
+    pub(crate) id: String,
+    pub(crate) targets: BTreeMap<String, TargetInputs>,
 }
 
 /// The build to compare with, as far as it could be found.
 #[derive(Clone, Copy, Debug)]
-pub enum Previous<'a> {
+pub(crate) enum Previous<'a> {
     /// No earlier build of this target on this engine.
     None,
     /// One was found, but its inputs were not kept or cannot be read.
@@ -56,7 +56,7 @@ pub enum Previous<'a> {
 /// Why one step ran.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Cause {
+pub(crate) enum Cause {
     /// Files of the context that the step reads changed: the first few, and how many.
     Files {
         paths: Vec<String>,
@@ -100,17 +100,17 @@ pub enum Cause {
 
 /// A step that ran, with its cause as data and as one line.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct StepCause {
-    pub step: String,
-    pub cause: Cause,
-    pub text: String,
+pub(crate) struct StepCause {
+    pub(crate) step: String,
+    pub(crate) cause: Cause,
+    pub(crate) text: String,
 }
 
 /// How many changed paths a cause names before it only counts.
-pub const NAMED_PATHS: usize = 3;
+pub(crate) const NAMED_PATHS: usize = 3;
 
 /// Whether a build argument's value must not be shown.
-pub fn secret_like(name: &str) -> bool {
+pub(crate) fn secret_like(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
     ["SECRET", "TOKEN", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL", "AUTH", "PRIVATE", "CERT"]
         .iter()
@@ -119,7 +119,7 @@ pub fn secret_like(name: &str) -> bool {
 
 impl Cause {
     /// The cause as the table, `report --why` and the HTML show it.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         match self {
             Cause::Files { paths, count } => {
                 let more = count.saturating_sub(paths.len());
@@ -156,7 +156,7 @@ impl Cause {
     }
 
     /// The cause at the root of a chain of steps that ran.
-    pub fn root(&self) -> &Cause {
+    pub(crate) fn root(&self) -> &Cause {
         match self {
             Cause::Upstream { cause, .. } => cause.root(),
             c => c,
@@ -166,7 +166,7 @@ impl Cause {
 
 /// The line a target's steps that ran get in the end-of-build table: how many ran, and the cause
 /// of the first one.
-pub fn top_cause(causes: &[StepCause]) -> Option<String> {
+pub(crate) fn top_cause(causes: &[StepCause]) -> Option<String> {
     let first = causes.first()?;
     let n = causes.len();
     let steps = if n == 1 { "1 step ran" } else { "steps ran" };
@@ -176,7 +176,7 @@ pub fn top_cause(causes: &[StepCause]) -> Option<String> {
 
 /// `report --why [TARGET]`: each step of a build that ran, with its cause; an error names the
 /// build's targets when `target` is not one of them.
-pub fn listing(r: &crate::report::BuildReport, target: Option<&str>) -> Result<String, String> {
+pub(crate) fn listing(r: &crate::report::BuildReport, target: Option<&str>) -> Result<String, String> {
     if let Some(name) = target.filter(|n| !r.targets.iter().any(|t| t.name == *n)) {
         let names: Vec<&str> = r.targets.iter().map(|t| t.name.as_str()).collect();
         return Err(format!("build {} has no target `{name}`: it built {}", r.id, names.join(", ")));

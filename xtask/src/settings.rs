@@ -220,8 +220,11 @@ impl Settings {
                     let key = key_of(line).filter(|k| !k.is_empty());
                     let named = key.map_or("no KEY= before a value".to_string(), |k| format!("the value of {k}"));
                     // A control character would reach the terminal as it is: only then is the line escaped.
-                    let shown =
-                        if line.contains(char::is_control) { line.escape_debug().to_string() } else { line.to_string() };
+                    let shown = if line.contains(char::is_control) {
+                        line.escape_debug().to_string()
+                    } else {
+                        line.to_string()
+                    };
                     bail!(
                         "{}:{number}: cannot parse `{}` ({named}): write it as KEY=value (quote values with spaces: KEY=\"a b\")",
                         path.display(),

@@ -91,7 +91,8 @@ fn every_subcommand_is_in_the_readme_table() {
     // The engine's subcommands share one row (`engine up`, `down`, `status`, `env`).
     let names = flags::COMMANDS.iter().map(|c| c.name.split(' ').next().unwrap());
     for name in names {
-        let named = |l: &&str| l.contains(&format!("`cargo xtask {name}`")) || l.contains(&format!("`cargo xtask {name} "));
+        let named =
+            |l: &&str| l.contains(&format!("`cargo xtask {name}`")) || l.contains(&format!("`cargo xtask {name} "));
         assert!(rows.iter().any(named), "README.md's command table lacks `cargo xtask {name}`: add it to a row");
     }
     assert!(
@@ -345,7 +346,9 @@ fn no_text_says_a_mode_min_provenance_holds_build_arguments() {
     }
     for path in ["README.md", "docker-bake.hcl", ".env"] {
         let text = read(path).split_whitespace().collect::<Vec<_>>().join(" ").replace(" # ", " ");
-        for claim in ["as a build argument, in the provenance", "build arguments of the provenance", "and in their provenance"] {
+        for claim in
+            ["as a build argument, in the provenance", "build arguments of the provenance", "and in their provenance"]
+        {
             assert!(!text.contains(claim), "{path} says `{claim}`: a mode=min provenance holds no build argument");
         }
     }
@@ -362,7 +365,10 @@ fn folders_use_only_those_below_them_and_no_module_cycle() {
         architecture::FLOORS
     );
     let cycles = architecture::cycles(&edges);
-    assert!(cycles.is_empty(), "modules that import each other; move what both need into one of them or below: {cycles:#?}");
+    assert!(
+        cycles.is_empty(),
+        "modules that import each other; move what both need into one of them or below: {cycles:#?}"
+    );
     let lib = read("xtask/src/lib.rs");
     let declared: Vec<&str> = lib.lines().filter_map(|l| l.strip_prefix("pub mod ")?.strip_suffix(';')).collect();
     assert_eq!(declared, architecture::FLOORS, "xtask/src/lib.rs declares exactly the floors, top down");

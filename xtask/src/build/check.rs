@@ -4,8 +4,8 @@
 
 use anyhow::{bail, Context, Result};
 
-use crate::engine;
 use crate::build::plan::Plan;
+use crate::engine;
 use crate::util::runner;
 
 /// The groups whose targets cover every stage the project builds.

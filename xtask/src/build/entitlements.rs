@@ -48,7 +48,12 @@ pub(crate) fn check_flag(value: &str) -> Result<()> {
 
 /// The paths outside the root that bake reads (secrets, local cache imports) and writes (local
 /// cache exports, OCI archives), each with the target that names it.
-pub(crate) fn outside(def: &Definition, exports: bool, oci_dir: Option<&Path>, root: &Path) -> Vec<(String, Access, PathBuf)> {
+pub(crate) fn outside(
+    def: &Definition,
+    exports: bool,
+    oci_dir: Option<&Path>,
+    root: &Path,
+) -> Vec<(String, Access, PathBuf)> {
     let outside = |p: &str| {
         let path = root.join(p);
         (!normalize(&path).starts_with(normalize(root))).then_some(path)

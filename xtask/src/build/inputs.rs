@@ -9,15 +9,15 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::images::bake::{self, Definition};
+use crate::build::request::Request;
+use crate::build::syntax::{self, FrontendSource};
 use crate::cache::policy;
 use crate::engine::{self, Engine, Facts};
+use crate::images::bake::{self, Definition};
 use crate::images::meta::{self, Metadata};
-use crate::util::paths;
-use crate::build::request::Request;
-use crate::settings::{ProgressMode, Settings};
 use crate::images::standin::{self, Choice};
-use crate::build::syntax::{self, FrontendSource};
+use crate::settings::{ProgressMode, Settings};
+use crate::util::paths;
 
 /// Where Debian and Ubuntu keep the host's CA bundle (also compose's default in
 /// docker-compose.yml).
@@ -185,7 +185,13 @@ pub(crate) fn bake_vars(
 
 /// Which platforms the stand-ins must hold for this command (see `images::standin_platforms`):
 /// those its targets and its `--set *.platform=…` name.
-fn standin_platforms(engine: &Engine, mut bases: Choice, def: &Definition, sets: &[String], facts: Option<&Facts>) -> Choice {
+fn standin_platforms(
+    engine: &Engine,
+    mut bases: Choice,
+    def: &Definition,
+    sets: &[String],
+    facts: Option<&Facts>,
+) -> Choice {
     let multi = facts.is_some_and(|f| f.capabilities().multi_platform);
     let set_platforms: Vec<String> = (sets.iter().filter(|kv| names_platform(kv)))
         .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))

@@ -6,17 +6,17 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::images::bake::Definition;
-use crate::cache::gc;
-use crate::engine::{self, Capabilities, Engine, Facts};
-use crate::build::inputs::{self, Inputs};
-use crate::images::meta::Metadata;
-use crate::build::request::{Options, Request};
-use crate::util::runner::Cmd;
-use crate::settings::ProgressMode;
-use crate::build::syntax;
-use crate::cache::policy;
 use super::{fit, reproducible};
+use crate::build::inputs::{self, Inputs};
+use crate::build::request::{Options, Request};
+use crate::build::syntax;
+use crate::cache::gc;
+use crate::cache::policy;
+use crate::engine::{self, Capabilities, Engine, Facts};
+use crate::images::bake::Definition;
+use crate::images::meta::Metadata;
+use crate::settings::ProgressMode;
+use crate::util::runner::Cmd;
 
 /// Where the built images go.
 #[derive(Clone, Debug, PartialEq, Eq)]

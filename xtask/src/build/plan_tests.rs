@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::*;
 use crate::build::request::{Options, Recipe, Request};
-use crate::images::standin::{Choice, BASES};
 use crate::build::syntax::FrontendSource;
+use crate::images::standin::{Choice, BASES};
 
 /// `bake --print all` by buildx 0.29.1 with CA_BUNDLE set, without and with REGISTRY.
 const ALL_0_29: &str = include_str!("../../testdata/bake-print-all-buildx-0.29.1.json");
@@ -116,8 +116,7 @@ fn plan_of(recipe: Recipe, names: &[&str], opts: Options, registry: Option<&str>
     let mut inputs = inputs(all, &names, facts);
     // As `Inputs::gather` decides it, with CI unset.
     inputs.cache_export = crate::cache::policy::decide(opts.cache_export, false, registry.is_some());
-    inputs.vars =
-        crate::build::inputs::bake_vars(&inputs.metadata, "11.5.2", registry, inputs.ca_bundle.as_deref());
+    inputs.vars = crate::build::inputs::bake_vars(&inputs.metadata, "11.5.2", registry, inputs.ca_bundle.as_deref());
     inputs.vars.extend(crate::cache::policy::bake_var(inputs.cache_export));
     let request = Request { names: names.clone(), opts, registry: registry.map(str::to_string), version: None };
     plan(&request, &inputs)
@@ -325,7 +324,8 @@ fn a_dry_run_without_engine_or_stand_ins_notes_what_it_cannot_know() {
     let mut i = inputs(ALL_0_29, &names, current());
     i.facts = Err("no Docker engine answers".to_string());
     i.bases.missing = vec![officials()[0].clone()];
-    let request = |dry_run| Request { names: names.clone(),
+    let request = |dry_run| Request {
+        names: names.clone(),
         opts: Options { dry_run, ..Options::default() },
         registry: None,
         version: None,
@@ -382,7 +382,8 @@ fn a_path_outside_that_the_xtask_does_not_name_is_refused_unless_granted_and_the
     // The recorded definition mounts /etc/ssl/certs/ca-certificates.crt; here no CA bundle setting names it.
     let mut bare = inputs(ALL_0_29, &names, current());
     bare.ca_bundle = None;
-    let request = |allow: &[&str]| Request { names: names.clone(),
+    let request = |allow: &[&str]| Request {
+        names: names.clone(),
         opts: Options { allow: allow.iter().map(|a| a.to_string()).collect(), ..Options::default() },
         registry: None,
         version: None,

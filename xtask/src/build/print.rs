@@ -3,8 +3,8 @@
 
 use anyhow::{Context, Result};
 
-use crate::images::bake;
 use crate::build::plan::Plan;
+use crate::images::bake;
 use crate::util::runner;
 
 /// Prints the build's bake command as JSON (program, arguments, environment, folder, and the

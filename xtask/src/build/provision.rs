@@ -6,13 +6,13 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
-use crate::engine::{self, Engine};
 use crate::build::inputs::Inputs;
-use crate::util::paths::write_atomic;
 use crate::build::plan::{Output, Plan};
-use crate::util::runner;
-use crate::settings::Settings;
+use crate::engine::{self, Engine};
 use crate::images::{standin, standin_share};
+use crate::settings::Settings;
+use crate::util::paths::write_atomic;
+use crate::util::runner;
 
 /// The engine that answers, or the project's private one, started now.
 pub(crate) fn engine(settings: &Settings) -> Result<Engine> {

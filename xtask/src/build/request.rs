@@ -145,7 +145,10 @@ mod tests {
             recipe_names(Recipe::Multiplatform, &asked, &targets),
             names(&["backend-multiplatform", "frontend-multiplatform", "multiplatform", "nope"])
         );
-        assert_eq!(recipe_names(Recipe::Multiplatform, &names(&["frontend"]), &targets), names(&["frontend-multiplatform"]));
+        assert_eq!(
+            recipe_names(Recipe::Multiplatform, &names(&["frontend"]), &targets),
+            names(&["frontend-multiplatform"])
+        );
         assert_eq!(recipe_names(Recipe::Local, &names(&["backend"]), &targets), names(&["backend"]));
     }
 

@@ -9,13 +9,13 @@ use std::time::Instant;
 use anyhow::Result;
 use chrono::{SecondsFormat, Utc};
 
-use crate::images::oci;
-use crate::util::paths;
 use crate::build::plan::{Output, Plan};
+use crate::images::oci;
 use crate::report::rawjson::{self, Event, Progress, Splitter};
 use crate::report::{self, BuildReport, Source, Status, TargetReport};
-use crate::util::runner;
 use crate::settings::ProgressMode;
+use crate::util::paths;
+use crate::util::runner;
 
 /// What one run of a plan's build left: its report (all but the saving), and how it ended. The
 /// orchestrator (`build::run`) carries it forward to the store, the metrics, signing and the cache

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use crate::images::bake::{Definition, Target};
 use crate::engine::{self, Engine, Facts};
+use crate::images::bake::{Definition, Target};
 use crate::settings::Settings;
 
 const FRONTEND: &str = "docker/dockerfile:1.7";

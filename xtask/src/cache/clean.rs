@@ -9,10 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
-use crate::util::units::human;
-use crate::engine::api;
 use crate::cache::lock;
 use crate::cache::ownership::{self, Record, World};
+use crate::engine::api;
+use crate::util::units::human;
 
 /// What to remove; neither flag means both.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,7 +288,9 @@ mod tests {
     #[test]
     fn only_a_clean_without_scope_or_yes_asks_and_only_yes_is_yes() {
         assert!(asks(false, false, false, false));
-        assert!(!asks(false, false, false, true) && !asks(true, false, false, false) && !asks(false, false, true, false));
+        assert!(
+            !asks(false, false, false, true) && !asks(true, false, false, false) && !asks(false, false, true, false)
+        );
         for yes in ["y", "Y", "yes", " YES\n"] {
             assert!(is_yes(yes), "{yes:?}");
         }

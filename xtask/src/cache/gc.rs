@@ -15,8 +15,8 @@ use std::time::SystemTime;
 use anyhow::{Context, Result};
 use serde_json::Value;
 
-use crate::util::units::human;
 use crate::images::bake::Definition;
+use crate::util::units::human;
 
 /// Blobs larger than this are layers: they are never read as JSON (cache configs of the
 /// project's builds are a few KB).

@@ -18,11 +18,11 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 
-use crate::util::units::human;
 use crate::engine::api;
 use crate::engine::{self, Engine, Layout};
-use crate::util::paths;
 use crate::settings::Settings;
+use crate::util::paths;
+use crate::util::units::human;
 
 /// One build cache record, as the engine's `/system/df` lists it.
 #[derive(Clone, Debug, Default, Deserialize)]

@@ -11,12 +11,12 @@ use anyhow::{bail, Context, Result};
 
 use crate::commands::bench::{self, median};
 use crate::engine::{self, Engine, Layout, Spec};
-use crate::util::paths::{self, write_atomic};
-use crate::report::BuildReport;
-use crate::util::runner::{self, Cmd};
-use crate::settings::Settings;
 use crate::images::standin::BASES;
 use crate::images::standin_share;
+use crate::report::BuildReport;
+use crate::settings::Settings;
+use crate::util::paths::{self, write_atomic};
+use crate::util::runner::{self, Cmd};
 
 const NAME: &str = "bench-second";
 

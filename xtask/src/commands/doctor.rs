@@ -6,9 +6,9 @@ use anyhow::{bail, Result};
 use crate::build::fit;
 use crate::engine::{self, Engine};
 use crate::images::meta;
+use crate::settings::{Scope, Settings};
 use crate::util::paths;
 use crate::util::runner::{self, Cmd};
-use crate::settings::{Scope, Settings};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Level {

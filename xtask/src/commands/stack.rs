@@ -8,12 +8,12 @@ use std::collections::BTreeSet;
 use anyhow::{bail, Context, Result};
 
 use crate::build::{self, Options, Recipe};
+use crate::commands::ports::{self, Published};
 use crate::engine::{self, Engine};
 use crate::images::meta;
-use crate::util::paths;
-use crate::commands::ports::{self, Published};
-use crate::util::runner::{self, Cmd};
 use crate::settings::Settings;
+use crate::util::paths;
+use crate::util::runner::{self, Cmd};
 
 /// A service of the compose file, as `docker compose config` resolves it.
 #[derive(Clone, Debug, PartialEq, Eq)]

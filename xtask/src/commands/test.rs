@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 
 use crate::engine::{self, Channel, Engine, Spec};
 
+use crate::settings::Settings;
 use crate::util::paths;
 use crate::util::runner::{self, Cmd};
-use crate::settings::Settings;
 
 #[derive(Default)]
 struct Tally {
@@ -70,7 +70,9 @@ pub fn run(no_e2e: bool, quick: bool, filter: Option<&str>) -> Result<()> {
 /// the linters and the cross-compile checks.
 fn suites(root: &Path, quick: bool, tally: &mut Tally) -> Result<()> {
     let (ok, out) = suite(
-        &Cmd::new("cargo").args(["test", "--package", "xtask", "--lib", "--bins", "--test", "tidy", "--quiet"]).dir(root),
+        &Cmd::new("cargo")
+            .args(["test", "--package", "xtask", "--lib", "--bins", "--test", "tidy", "--quiet"])
+            .dir(root),
     )?;
     tally.add("xtask unit and tidy tests", ok, cargo_counts(&out));
     if !quick {
@@ -83,11 +85,15 @@ fn suites(root: &Path, quick: bool, tally: &mut Tally) -> Result<()> {
     match prepare_venv(&venv, root) {
         Ok(()) => {
             for (name, dir) in [("backend pytest", "backend"), ("sbom generator pytest", "sbom")] {
-                let (ok, out) = suite(&Cmd::new(python.display().to_string()).args(["-m", "pytest", "-q"]).dir(root.join(dir)))?;
+                let (ok, out) =
+                    suite(&Cmd::new(python.display().to_string()).args(["-m", "pytest", "-q"]).dir(root.join(dir)))?;
                 tally.add(name, ok, pytest_counts(&out));
             }
-            for dockerfile in ["backend/Dockerfile", "frontend/Dockerfile", "sbom/Dockerfile"].into_iter().filter(|_| !quick) {
-                let (ok, _) = suite(&Cmd::new(venv.join("bin/hadolint").display().to_string()).arg(dockerfile).dir(root))?;
+            for dockerfile in
+                ["backend/Dockerfile", "frontend/Dockerfile", "sbom/Dockerfile"].into_iter().filter(|_| !quick)
+            {
+                let (ok, _) =
+                    suite(&Cmd::new(venv.join("bin/hadolint").display().to_string()).arg(dockerfile).dir(root))?;
                 tally.add(&format!("hadolint {dockerfile}"), ok, (usize::from(ok), 0, 0));
             }
         }

@@ -59,7 +59,9 @@ mod tests {
         #[cfg(unix)]
         assert_eq!(classify(std::io::Error::from_raw_os_error(libc::EACCES).kind()), Access::Denied);
         let line = denied_line(Path::new("/var/run/docker.sock"));
-        assert!(line.starts_with("/var/run/docker.sock refuses this user (permission denied)") && line.contains("usermod"));
+        assert!(
+            line.starts_with("/var/run/docker.sock refuses this user (permission denied)") && line.contains("usermod")
+        );
     }
 
     #[cfg(unix)]

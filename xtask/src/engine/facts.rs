@@ -7,8 +7,8 @@ use anyhow::{Context, Result};
 use semver::Version;
 
 use super::Engine;
-use crate::util::memo::Cache;
 use crate::engine::api;
+use crate::util::memo::Cache;
 use crate::util::runner;
 
 /// What the engine, buildx and the builder say about themselves.

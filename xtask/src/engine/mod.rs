@@ -30,13 +30,13 @@ use semver::Version;
 
 pub use channel::{Channel, Spec};
 pub(crate) use debian::debian_mirror;
-pub use layout::host_arch;
 pub(crate) use facts::{binfmt_status, facts, Capabilities, EngineRecord, Facts};
+pub use layout::host_arch;
 pub use layout::Layout;
 
+use crate::settings::Settings;
 use crate::util::memo::Cache;
 use crate::util::runner::{self, Cmd};
-use crate::settings::Settings;
 
 /// The floors below which the xtask refuses to build: bake with `--metadata-file` and rawjson
 /// progress needs buildx 0.13; the Dockerfile 1.7 features the images use need BuildKit 0.13.

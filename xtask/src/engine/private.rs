@@ -16,10 +16,10 @@ use anyhow::{bail, Context, Result};
 use super::debian;
 use super::layout::{host_arch, prefix_env, read_pid, Layout};
 use super::network::Network;
+use crate::settings::Settings;
 use crate::util::net;
 use crate::util::paths::write_atomic;
 use crate::util::runner::{self, Cmd};
-use crate::settings::Settings;
 
 pub(crate) fn check_host() -> Result<()> {
     let steps = "install Docker Engine 26+ with the buildx and compose plug-ins, start it, and check \
@@ -60,7 +60,9 @@ pub(crate) fn start(layout: &Layout, settings: &Settings) -> Result<bool> {
     }
     let net = Network::choose(layout)?;
     super::named::refuse_collisions(layout, net.n)?;
-    let phase = |k: usize, what: &str| crate::util::progress::Phase::start(&format!("engine {}: {what}", layout.name), Some((k, 3)));
+    let phase = |k: usize, what: &str| {
+        crate::util::progress::Phase::start(&format!("engine {}: {what}", layout.name), Some((k, 3)))
+    };
     let p = phase(1, "installing its packages");
     debian::install_prefix(layout)?;
     super::integrity::check(layout)?;

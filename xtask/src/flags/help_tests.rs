@@ -21,13 +21,7 @@ fn version_and_v_print_the_xtask_s_own_version() {
 /// The words of an example after `cargo xtask`, up to a shell operator or the end of `$(…)`.
 fn example_words(example: &str) -> Vec<String> {
     let (_, rest) = example.split_once("cargo xtask ").unwrap_or_else(|| panic!("`{example}` runs no cargo xtask"));
-    rest.split(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .take_while(|w| !w.starts_with(">"))
-        .map(String::from)
-        .collect()
+    rest.split(')').next().unwrap().split_whitespace().take_while(|w| !w.starts_with(">")).map(String::from).collect()
 }
 
 #[test]
@@ -36,7 +30,10 @@ fn every_help_ends_with_one_to_three_examples_that_parse() {
         assert!((1..=3).contains(&c.examples.len()), "`{}` has {} examples (1 to 3)", c.name, c.examples.len());
         let text = help(c);
         let tail = &text[text.rfind("\nExamples:\n").unwrap_or_else(|| panic!("{} has no examples", c.name))..];
-        assert_eq!(tail.lines().filter(|l| l.starts_with("  cargo") || l.starts_with("  eval")).count(), c.examples.len());
+        assert_eq!(
+            tail.lines().filter(|l| l.starts_with("  cargo") || l.starts_with("  eval")).count(),
+            c.examples.len()
+        );
         for e in c.examples {
             match parse(&example_words(e)) {
                 Ok(Parsed::Run(a)) => assert_eq!(a.command.name, c.name, "`{e}`"),
@@ -55,7 +52,12 @@ fn the_listing_and_every_help_fit_100_columns() {
         for line in help(c).lines() {
             // A single word longer than a line (a long example) is left whole.
             let one_word = !line.trim().contains(' ');
-            assert!(one_word || line.chars().count() <= COLUMNS, "`{} --help` line of {} columns: {line}", c.name, line.len());
+            assert!(
+                one_word || line.chars().count() <= COLUMNS,
+                "`{} --help` line of {} columns: {line}",
+                c.name,
+                line.len()
+            );
         }
     }
 }

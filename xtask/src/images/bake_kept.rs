@@ -14,7 +14,13 @@ use super::bake::{self, Definition};
 use crate::util::runner::Cmd;
 
 /// Resolves the names as `bake::resolve` does, from the kept answer when its key still holds.
-pub(crate) fn resolve(docker: &Cmd, vars: &[(String, String)], names: &[String], root: &Path, dir: &Path) -> Result<Definition> {
+pub(crate) fn resolve(
+    docker: &Cmd,
+    vars: &[(String, String)],
+    names: &[String],
+    root: &Path,
+    dir: &Path,
+) -> Result<Definition> {
     let hcl = std::fs::read(root.join("docker-bake.hcl")).unwrap_or_default();
     let key = key(&hcl, docker, vars, names, root);
     let file = dir.join(format!("bake-print-{key:016x}.json"));
@@ -59,11 +65,13 @@ fn key(hcl: &[u8], docker: &Cmd, vars: &[(String, String)], names: &[String], ro
 /// The environment bake reads: a variable of the same name as one the bake file declares, and
 /// the docker CLI's and buildx's own settings.
 fn environment(hcl: &str) -> Vec<(String, String)> {
-    let declared: Vec<&str> =
-        hcl.split("variable \"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
+    let declared: Vec<&str> = hcl.split("variable \"").skip(1).filter_map(|rest| rest.split('"').next()).collect();
     let mut vars: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| {
-            declared.contains(&k.as_str()) || k.starts_with("BUILDX_") || k.starts_with("DOCKER_") || k.starts_with("BAKE_")
+            declared.contains(&k.as_str())
+                || k.starts_with("BUILDX_")
+                || k.starts_with("DOCKER_")
+                || k.starts_with("BAKE_")
         })
         .collect();
     vars.sort();

@@ -120,7 +120,9 @@ mod tests {
         let md = summary(&[image.to_string()], &id);
         assert!(md.contains("| `ghcr.io/acme/contextcleanse-backend` | `sha256:ab` |"), "{md}");
         assert!(
-            md.contains("cargo xtask verify ghcr.io/acme/contextcleanse-backend@sha256:ab --accept-unchecked-signature\n"),
+            md.contains(
+                "cargo xtask verify ghcr.io/acme/contextcleanse-backend@sha256:ab --accept-unchecked-signature\n"
+            ),
             "{md}"
         );
     }

@@ -194,7 +194,7 @@ mod tests {
         assert_eq!(repository("127.0.0.1:5000/contextcleanse-backend:0.4.0"), "127.0.0.1:5000/contextcleanse-backend");
         assert_eq!(repository("127.0.0.1:5000/cc@sha256:ab"), "127.0.0.1:5000/cc");
         assert_eq!(repository("127.0.0.1:5000/cc"), "127.0.0.1:5000/cc");
-            assert_eq!(short_name("127.0.0.1:5000/contextcleanse-backend:0.4.0"), "contextcleanse-backend");
+        assert_eq!(short_name("127.0.0.1:5000/contextcleanse-backend:0.4.0"), "contextcleanse-backend");
         assert_eq!(short_name("contextcleanse-frontend@sha256:ab"), "contextcleanse-frontend");
     }
 }

@@ -8,9 +8,9 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::engine::{self, Engine, Layout};
+use crate::settings::Settings;
 use crate::util::paths::{self, write_atomic};
 use crate::util::runner::{self, Cmd};
-use crate::settings::Settings;
 
 #[derive(Debug)]
 pub struct Base {
@@ -34,7 +34,13 @@ impl Base {
     /// the engine is reused, so the tag names the recipe it was made from: after any change to the
     /// recipe an engine holding older stand-ins makes new ones instead of building on the old.
     pub fn standin(&self) -> String {
-        format!("{}:{}-{}{}", self.repo, self.version, recipe_fingerprint(), scratch().map(|s| format!("-{s}")).unwrap_or_default())
+        format!(
+            "{}:{}-{}{}",
+            self.repo,
+            self.version,
+            recipe_fingerprint(),
+            scratch().map(|s| format!("-{s}")).unwrap_or_default()
+        )
     }
 }
 
@@ -183,7 +189,8 @@ pub(crate) fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()>
     let mirror = engine::debian_mirror()?;
     let arches: Vec<&str> = platforms.iter().map(|p| p.trim_start_matches("linux/")).collect();
     let steps = 1 + arches.len() + BASES.len();
-    let step = |k: usize, what: &str| crate::util::progress::Phase::start(&format!("stand-ins: {what}"), Some((k, steps)));
+    let step =
+        |k: usize, what: &str| crate::util::progress::Phase::start(&format!("stand-ins: {what}"), Some((k, steps)));
     std::thread::scope(|s| -> Result<()> {
         let node = s.spawn(|| {
             let p = step(1, "Node.js and npm from the npm registry");
@@ -314,11 +321,8 @@ fn fetch_node(dir: &Path, arches: &[&str]) -> Result<()> {
         .into_iter()
         .filter(|(arch, _)| arches.contains(arch))
         .collect();
-    let specs: Vec<String> = packages
-        .iter()
-        .map(|(_, pkg)| format!("{pkg}@{NODE_SPEC}"))
-        .chain([format!("npm@{NPM_SPEC}")])
-        .collect();
+    let specs: Vec<String> =
+        packages.iter().map(|(_, pkg)| format!("{pkg}@{NODE_SPEC}")).chain([format!("npm@{NPM_SPEC}")]).collect();
     let tarballs = dir.join("npm");
     std::fs::create_dir_all(&tarballs)?;
     let pack = Cmd::new(npm.display().to_string())
@@ -381,7 +385,14 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     }
     let path = format!("{}:{}", layout.prefix.join("usr/sbin").display(), std::env::var("PATH").unwrap_or_default());
     let debootstrap = Cmd::new(layout.bin("debootstrap").display().to_string())
-        .args(["--variant=minbase", INCLUDE, &format!("--arch={arch}"), "bookworm", &tree.display().to_string(), mirror])
+        .args([
+            "--variant=minbase",
+            INCLUDE,
+            &format!("--arch={arch}"),
+            "bookworm",
+            &tree.display().to_string(),
+            mirror,
+        ])
         .env("DEBOOTSTRAP_DIR", layout.prefix.join("usr/share/debootstrap").display().to_string())
         .env("PATH", path);
     runner::run_quiet(&debootstrap).with_context(|| format!("making the Debian bookworm {arch} root file system"))?;

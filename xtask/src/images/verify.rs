@@ -10,9 +10,9 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::engine;
+use crate::settings::Settings;
 use crate::util::paths;
 use crate::util::runner::{self, Cmd};
-use crate::settings::Settings;
 
 /// The public key the signature is checked with: `--key`, else COSIGN_PUBLIC_KEY (empty counts as
 /// unset). None only when the user said they accept an unchecked signature, and never with
@@ -72,7 +72,11 @@ pub(crate) fn origin(image: &str, config: &Value) -> Result<Origin> {
 
 /// The per-platform manifests below an index (attestations, platform unknown/unknown, left out),
 /// fetching each child by digest; a single manifest stands for the platform in its config.
-pub(crate) fn platforms(top: &Value, top_digest: &str, fetch: &dyn Fn(&str) -> Option<Value>) -> BTreeMap<String, String> {
+pub(crate) fn platforms(
+    top: &Value,
+    top_digest: &str,
+    fetch: &dyn Fn(&str) -> Option<Value>,
+) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let Some(list) = top["manifests"].as_array() else {
         out.insert(String::new(), top_digest.to_string());

@@ -65,7 +65,8 @@ pub fn command(f: &Request, reach: &dyn Fn() -> Result<crate::engine::Engine>) -
             bail!("--why takes one target at most, e.g. `report --why backend`");
         }
         let last = pick(&history, "last")?;
-        let report = read_report(&paths::reports_dir().join(format!("{}.json", last.id))).map_err(|u| anyhow::anyhow!("{u}"))?;
+        let report =
+            read_report(&paths::reports_dir().join(format!("{}.json", last.id))).map_err(|u| anyhow::anyhow!("{u}"))?;
         let text = super::why::listing(&report, f.ids.first().map(String::as_str)).map_err(|e| anyhow::anyhow!(e))?;
         print!("{text}");
         return Ok(());
@@ -171,7 +172,12 @@ fn trend(history: &[HistoryLine], f: &Request, format: Format) -> Result<()> {
 }
 
 /// One build's report, cross-checked with BuildKit's records the first time it is shown.
-fn show(h: &HistoryLine, history: &[HistoryLine], format: Format, reach: &dyn Fn() -> Result<crate::engine::Engine>) -> Result<()> {
+fn show(
+    h: &HistoryLine,
+    history: &[HistoryLine],
+    format: Format,
+    reach: &dyn Fn() -> Result<crate::engine::Engine>,
+) -> Result<()> {
     let path = paths::reports_dir().join(format!("{}.json", h.id));
     let mut report = read_report(&path)
         .map_err(|u| anyhow::anyhow!("{u}; `cargo xtask report --list` shows the builds whose reports can be read"))?;

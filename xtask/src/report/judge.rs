@@ -269,7 +269,8 @@ mod tests {
             let mut p = Progress::default();
             one_step(&mut p, "1", "[frontend internal] load build definition from Dockerfile", "01", "");
             one_step(&mut p, "2", "[frontend internal] load .dockerignore", "02", closing);
-            let stray = format!("{stray}ERROR: target frontend: {}\n", if closing.is_empty() { "closed" } else { closing });
+            let stray =
+                format!("{stray}ERROR: target frontend: {}\n", if closing.is_empty() { "closed" } else { closing });
             let mut r = summarize(&two(), &p, String::new(), false);
             r.status = crate::report::Status::Failed;
             judge(&mut r, &p, false, &stray, &sources);

@@ -25,8 +25,8 @@ pub(crate) use buildx_history::references;
 pub use command::{command, Request};
 pub(crate) use html::html;
 pub(crate) use judge::{cache_warning_line, failure_summary, judge, Source};
-pub(crate) use rawjson::is_failure;
 pub use model::{is_instruction, summarize, BuildReport, HistoryLine, Outcome, Status, TargetReport};
+pub(crate) use rawjson::is_failure;
 pub use store::{comparable, history, last_saved, pick, read_history, read_report};
 pub(crate) use table::{print_table, table};
 

@@ -198,7 +198,8 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
     // checkout (no `target/` yet) without making the OCI folder.
     let fresh = scratch_copy(&format!("multiplatform-dry-run-{}", std::process::id()));
     assert!(!fresh.join("target").exists(), "the scratch copy starts without target/");
-    let dry = must(&["multiplatform", "--oci", "--dry-run", "backend"], &[("XTASK_PROJECT_ROOT", fresh.to_str().unwrap())]);
+    let dry =
+        must(&["multiplatform", "--oci", "--dry-run", "backend"], &[("XTASK_PROJECT_ROOT", fresh.to_str().unwrap())]);
     let text = String::from_utf8_lossy(&dry.stdout);
     assert!(text.contains("# targets: backend-multiplatform (backend-multiplatform)"), "{text}");
     assert!(text.contains("platforms linux/amd64,linux/arm64"), "{text}");

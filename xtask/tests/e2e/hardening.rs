@@ -50,7 +50,9 @@ pub(super) fn page_headers_hold(port: u16) {
     assert_eq!(code, 200, "{head}");
     let header = |name: &str| {
         head.lines()
-            .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string()))
+            .find_map(|l| {
+                l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_string())
+            })
             .unwrap_or_else(|| panic!("GET / has no {name}:\n{head}"))
     };
     let csp = header("content-security-policy");

@@ -196,7 +196,8 @@ fn provenance_holds_what_the_readme_says(name: &str, docs: &[(String, String)], 
     let args = predicate["invocation"]["parameters"]["args"].as_object().cloned().unwrap_or_default();
     assert!(args.keys().all(|k| !k.starts_with("build-arg:")), "{name}: mode=min keeps no build argument: {args:?}");
     let vcs = &predicate["metadata"]["https://mobyproject.org/buildkit@v1#metadata"]["vcs"];
-    let origin = Command::new("git").args(["config", "--get", "remote.origin.url"]).current_dir(root()).output().unwrap();
+    let origin =
+        Command::new("git").args(["config", "--get", "remote.origin.url"]).current_dir(root()).output().unwrap();
     let origin = String::from_utf8_lossy(&origin.stdout).trim().trim_end_matches(".git").to_string();
     if origin.is_empty() || origin == source {
         let revision = vcs["revision"].as_str().unwrap_or_default();

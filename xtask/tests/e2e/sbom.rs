@@ -47,7 +47,8 @@ fn validate(image: &str, platform: &str) -> String {
     let file = std::env::temp_dir().join(format!("xtask-e2e-sbom-{}.spdx.json", std::process::id()));
     std::fs::write(&file, &out.stdout).unwrap();
     let tool = root().join("target/xtask/venv/bin/pyspdxtools");
-    let checked = Command::new(&tool).arg("-i").arg(&file).output().unwrap_or_else(|e| panic!("{}: {e}", tool.display()));
+    let checked =
+        Command::new(&tool).arg("-i").arg(&file).output().unwrap_or_else(|e| panic!("{}: {e}", tool.display()));
     let _ = std::fs::remove_file(&file);
     let said = format!("{}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
     assert!(checked.status.success() && !said.contains("invalid"), "{image} {platform}: pyspdxtools says:\n{said}");
@@ -64,7 +65,11 @@ fn validate(image: &str, platform: &str) -> String {
         assert!(passed, "{image} {platform}: the root package is `{name}`");
     }
     if passed {
-        assert_eq!(doc["creationInfo"]["created"], build_date().as_str(), "{image} {platform}: created is the build date");
+        assert_eq!(
+            doc["creationInfo"]["created"],
+            build_date().as_str(),
+            "{image} {platform}: created is the build date"
+        );
     }
     namespace
 }
@@ -126,7 +131,8 @@ fn a_pushed_production_image_carries_an_sbom_per_platform() {
     one_line_error(&xtask(&["sbom", &backend, "--platform", "linux/s390x"], &[]), "has no such platform");
     one_line_error(&xtask(&["sbom", &format!("{registry}/contextcleanse-none:{version}")], &[]), "in no registry");
     let stand_in = xtask::images::standin::BASES[0].standin().replacen("localhost", &registry, 1);
-    let inspect = Command::new("docker").args(["buildx", "imagetools", "inspect", "--raw", &stand_in]).output().unwrap();
+    let inspect =
+        Command::new("docker").args(["buildx", "imagetools", "inspect", "--raw", &stand_in]).output().unwrap();
     if let (true, Ok(raw)) = (inspect.status.success(), serde_json::from_slice::<Value>(&inspect.stdout)) {
         // A stand-in made for one platform is pushed as a single image, one made for both as an
         // index without attestations: either way the command says there is no SBOM, in one line.

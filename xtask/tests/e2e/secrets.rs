@@ -111,8 +111,11 @@ fn k_planted_secrets_reach_no_layer_and_no_cache() {
         });
         assert!(layers >= 3 && files > 100, "walked {files} files in {layers} layers of {image}");
         // A folder whose every file was left out is not in the image either.
-        let emptied: &[&str] =
-            if name == "backend" { &["/app/app/certs", "/app/app/routes", "/app/app/.git"] } else { &["/app/public/tls"] };
+        let emptied: &[&str] = if name == "backend" {
+            &["/app/app/certs", "/app/app/routes", "/app/app/.git"]
+        } else {
+            &["/app/public/tls"]
+        };
         for path in emptied {
             let ls = ["run", "--rm", "--network", "none", "--entrypoint", "ls", image.as_str(), path];
             assert!(!docker_ok(&ls), "{image} keeps the folder {path}, whose files were all left out");

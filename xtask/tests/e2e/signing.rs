@@ -183,7 +183,8 @@ fn b_two_signed_releases_at_once_each_sign_their_own_digests() {
         assert!(out.status.success(), "{}", tail(out, 20));
         let said = String::from_utf8_lossy(&out.stderr).to_string();
         let report = said.lines().find_map(|l| l.strip_prefix("report: ")).expect("each release names its report");
-        let report: Value = serde_json::from_str(&std::fs::read_to_string(Path::new(report).with_extension("json")).unwrap()).unwrap();
+        let report: Value =
+            serde_json::from_str(&std::fs::read_to_string(Path::new(report).with_extension("json")).unwrap()).unwrap();
         let digest = target(&report, "backend-production")["digest"].as_str().unwrap().to_string();
         assert!(said.contains(&format!("signed: {registry}/contextcleanse-backend@{digest}")), "{said}");
         digests.push((digest, said));

@@ -94,21 +94,22 @@ fn stand_ins_are_made_for_this_platform_with_a_line_at_least_every_10_s() {
     let all = text.join("\n");
     assert!(status.success(), "{all}");
     let host = format!("linux/{}", xtask::engine::host_arch());
-    let making = lines.iter().position(|(_, l)| l.contains("making stand-ins once for")).unwrap_or_else(|| panic!("{all}"));
+    let making =
+        lines.iter().position(|(_, l)| l.contains("making stand-ins once for")).unwrap_or_else(|| panic!("{all}"));
     assert!(text[making].ends_with(&format!("once for {host}")), "only this machine's platform: {}", text[making]);
     assert!(!all.contains("debootstrap linux/arm64"), "{all}");
     // From the line that says stand-ins are being made to the last stand-in phase's end, no
     // silence is longer than 10 s, and the phase lines say step, elapsed time and (where kept)
     // the last time.
     let end = lines.iter().rposition(|(_, l)| l.starts_with("xtask: stand-ins:")).unwrap_or_else(|| panic!("{all}"));
-    let gaps: Vec<f64> =
-        lines[making..=end].windows(2).map(|w| w[1].0.duration_since(w[0].0).as_secs_f64()).collect();
+    let gaps: Vec<f64> = lines[making..=end].windows(2).map(|w| w[1].0.duration_since(w[0].0).as_secs_f64()).collect();
     let longest = gaps.iter().cloned().fold(0.0, f64::max);
     let span = lines[end].0.duration_since(lines[making].0).as_secs_f64();
     eprintln!("stand-ins: {span:.0} s, longest silence {longest:.1} s, whole check {:.0} s", took.as_secs_f64());
     assert!(span > 15.0, "the stand-ins were made in {span:.0} s: too short to show a cadence\n{all}");
     assert!(longest <= 10.0, "a silence of {longest:.1} s while stand-ins were made:\n{all}");
-    let ticking = text.iter().find(|l| l.starts_with("xtask: stand-ins: debootstrap ")).unwrap_or_else(|| panic!("{all}"));
+    let ticking =
+        text.iter().find(|l| l.starts_with("xtask: stand-ins: debootstrap ")).unwrap_or_else(|| panic!("{all}"));
     let steps = ticking.rsplit_once('(').map(|(_, s)| s).unwrap_or_default();
     // Node.js, one root file system, the two images: four steps on one platform.
     assert!(steps.starts_with("2/4, 0:"), "step k of 4 and the elapsed time: {ticking}");

@@ -206,7 +206,10 @@ mod checks_catch_what_they_are_for {
     fn uses_are_read_through_braces_super_and_self() {
         let mut mods = BTreeMap::new();
         mods.insert("build".to_string(), "pub mod plan;\nuse self::plan::Plan;".to_string());
-        mods.insert("build::plan".to_string(), "use crate::{util::tar, images::bake::Defaults};\nuse super::fit;".into());
+        mods.insert(
+            "build::plan".to_string(),
+            "use crate::{util::tar, images::bake::Defaults};\nuse super::fit;".into(),
+        );
         mods.insert("build::fit".to_string(), String::new());
         mods.insert("util::tar".to_string(), String::new());
         mods.insert("images::bake".to_string(), String::new());

@@ -64,7 +64,11 @@ fn check(words: &[String]) -> Option<String> {
         let long = w.strip_prefix("--").map(|l| l.split('=').next().unwrap_or(l));
         let short = w.strip_prefix('-').filter(|s| s.chars().count() == 1).and_then(|s| s.chars().next());
         matches!(w, "--help" | "-h")
-            || command.flags.iter().flat_map(|g| g.iter()).any(|f| Some(f.long) == long || f.short.is_some() && f.short == short)
+            || command
+                .flags
+                .iter()
+                .flat_map(|g| g.iter())
+                .any(|f| Some(f.long) == long || f.short.is_some() && f.short == short)
     };
     words
         .iter()
@@ -140,5 +144,9 @@ fn the_readme_and_docs_name_no_commit() {
             }
         }
     }
-    assert!(found.is_empty(), "commit ids in README.md or docs/ (git keeps history; say what is true today):\n{}", found.join("\n"));
+    assert!(
+        found.is_empty(),
+        "commit ids in README.md or docs/ (git keeps history; say what is true today):\n{}",
+        found.join("\n")
+    );
 }

@@ -217,7 +217,12 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
 }
 
 /// The bench's table as its section of `docs/benchmarks.md`, one section per bench and engine.
-pub(crate) fn publish(kind: &str, title: &str, engine: Option<&crate::engine::EngineRecord>, table: &str) -> Result<()> {
+pub(crate) fn publish(
+    kind: &str,
+    title: &str,
+    engine: Option<&crate::engine::EngineRecord>,
+    table: &str,
+) -> Result<()> {
     // The engine without its endpoint: a socket path names this machine, not the engine.
     let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "unknown".to_string());
     let (short, line) = engine.map_or(("unrecorded".to_string(), "not recorded".to_string()), |e| {

@@ -36,9 +36,8 @@ impl Overhead {
 /// Runs the pairs in the scratch copy, which holds a warm build of `names` already.
 pub(crate) fn measure(scratch: &Path, names: &[String], identity: &[(String, String)]) -> Result<Overhead> {
     let exe = std::env::current_exe().context("finding the xtask binary")?;
-    let xtask = Cmd::new(exe.display().to_string())
-        .env("XTASK_PROJECT_ROOT", scratch.display().to_string())
-        .envs(identity);
+    let xtask =
+        Cmd::new(exe.display().to_string()).env("XTASK_PROJECT_ROOT", scratch.display().to_string()).envs(identity);
     let raw = raw_bake(&xtask, names)?;
     let traced = xtask.arg("build").args(names.iter().cloned()).args(["--progress", "tty"]).env("XTASK_TRACE", "1");
     let mut out = Overhead::default();

@@ -22,7 +22,9 @@ pub(super) fn issue_tree(scratch: &Path) -> Result<Option<PathBuf>> {
     let recipe = PathBuf::from(format!("{}-issue-recipe", scratch.display()));
     let parts = ["backend", "frontend", "docker-bake.hcl"];
     if paths::export_commit(&paths::project_root(), ISSUE_COMMIT, &parts, &recipe).is_err() {
-        eprintln!("bench: commit {ISSUE_COMMIT} is not in this clone: the cold build at the issue's commit is left out");
+        eprintln!(
+            "bench: commit {ISSUE_COMMIT} is not in this clone: the cold build at the issue's commit is left out"
+        );
         std::fs::remove_dir_all(&recipe).ok();
         return Ok(None);
     }

@@ -21,7 +21,13 @@ pub(crate) fn machine() -> String {
 
 /// The whole table: the scenarios' rows, then each target met or missed, then where the xtask's
 /// own time goes.
-pub(crate) fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>], compiles: &[f64], overhead: &Overhead) -> String {
+pub(crate) fn markdown(
+    names: &[String],
+    runs: usize,
+    samples: &[Vec<Sample>],
+    compiles: &[f64],
+    overhead: &Overhead,
+) -> String {
     let mut cold_walls: Vec<f64> = samples[0].iter().map(|s| s.wall).collect();
     let cold = median(&mut cold_walls);
     let mut out = format!(
@@ -30,7 +36,9 @@ pub(crate) fn markdown(names: &[String], runs: usize, samples: &[Vec<Sample>], c
         machine(),
         chrono::Utc::now().format("%Y-%m-%d")
     );
-    out.push_str("| scenario | median | spread | RUN steps re-run (median) | dependency steps re-run (max) | ratio to cold |\n");
+    out.push_str(
+        "| scenario | median | spread | RUN steps re-run (median) | dependency steps re-run (max) | ratio to cold |\n",
+    );
     out.push_str("|---|---:|---:|---:|---:|---:|\n");
     let mut verdicts = Vec::new();
     for ((scenario, label), s) in SCENARIOS.iter().zip(samples) {
@@ -79,11 +87,19 @@ fn verdict(scenario: Scenario, s: &[Sample], ratio: f64) -> Vec<String> {
     let check = |ok: bool, text: String| format!("- {} {text}", met(ok));
     let of_other = if ratio > 0.0 { 100.0 / ratio } else { 0.0 };
     match scenario {
-        Scenario::Warm => vec![check(ratio <= 0.05, format!("warm no-change rebuild is {:.1}% of cold (target <= 5%)", ratio * 100.0))],
+        Scenario::Warm => vec![check(
+            ratio <= 0.05,
+            format!("warm no-change rebuild is {:.1}% of cold (target <= 5%)", ratio * 100.0),
+        )],
         Scenario::Deps => {
-            vec![check(ratio <= 0.50, format!("dependency-manifest change is {:.1}% of cold (target <= 50%)", ratio * 100.0))]
+            vec![check(
+                ratio <= 0.50,
+                format!("dependency-manifest change is {:.1}% of cold (target <= 50%)", ratio * 100.0),
+            )]
         }
-        Scenario::ColdIssue if s.is_empty() => vec!["- not measured: the first recipe's commit is not in this clone".to_string()],
+        Scenario::ColdIssue if s.is_empty() => {
+            vec!["- not measured: the first recipe's commit is not in this clone".to_string()]
+        }
         Scenario::ColdIssue => vec![check(
             ratio >= 1.0 / 0.6,
             format!("cold is {of_other:.1}% of a cold build of the first recipe (target <= 60%)"),
@@ -182,7 +198,10 @@ mod tests {
         assert!(md.contains("MISSED: source-only change is 28.6% of cold"), "{md}");
         assert!(md.contains("MISSED: source-only change re-ran 1 dependency step(s)"), "{md}");
         assert!(md.contains("met: metadata-only change re-ran 0 RUN step(s)"), "{md}");
-        assert!(md.contains("met: the xtask's own overhead, paired against the raw bake command (3 alternating pairs"), "{md}");
+        assert!(
+            md.contains("met: the xtask's own overhead, paired against the raw bake command (3 alternating pairs"),
+            "{md}"
+        );
         assert!(md.contains("has a median difference of 0.060 s (target <= 0.1 s)"), "{md}");
         assert!(md.contains("| engine and inputs | 0.021 s |"), "{md}");
         let slow = Overhead { xtask: vec![0.8], raw: vec![0.5], phases: Vec::new() };

@@ -58,9 +58,15 @@ mod tests {
     fn the_generator_is_named_once_in_the_bake_file() {
         let root = crate::util::paths::project_root();
         assert_eq!(reference(&root).unwrap().as_deref(), Some("localhost/contextcleanse-sbom:dev"));
-        assert_eq!(attest("g:1", "i", "2026-01-01T00:00:00Z"), "type=sbom,generator=g:1,image=i,build_date=2026-01-01T00:00:00Z");
+        assert_eq!(
+            attest("g:1", "i", "2026-01-01T00:00:00Z"),
+            "type=sbom,generator=g:1,image=i,build_date=2026-01-01T00:00:00Z"
+        );
         let tags = |t: &[&str]| t.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(image_name("backend", &tags(&["127.0.0.1:5000/contextcleanse-backend:1.2.3"])), "contextcleanse-backend");
+        assert_eq!(
+            image_name("backend", &tags(&["127.0.0.1:5000/contextcleanse-backend:1.2.3"])),
+            "contextcleanse-backend"
+        );
         assert_eq!(image_name("backend", &tags(&["contextcleanse-backend:dev", "x:y"])), "contextcleanse-backend");
         assert_eq!(image_name("backend", &[]), "backend");
     }

@@ -9,8 +9,8 @@ use anyhow::{bail, Context, Result};
 use serde_json::Value;
 
 use crate::engine;
-use crate::util::runner;
 use crate::settings::Settings;
+use crate::util::runner;
 
 /// Prints the SBOM of each wanted platform of a pushed image. The registry is read through
 /// buildx's imagetools, which brings the registry's credentials and TLS settings.

@@ -109,7 +109,9 @@ fn hash(checksum: &Value) -> String {
     let algorithm = checksum["algorithm"].as_str().unwrap_or_default().to_ascii_lowercase();
     let hex = checksum["checksumValue"].as_str().unwrap_or_default();
     match (algorithm.as_str(), from_hex(hex)) {
-        ("sha512", Some(bytes)) => format!("sha512-{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes)),
+        ("sha512", Some(bytes)) => {
+            format!("sha512-{}", base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes))
+        }
         _ => format!("{algorithm}:{hex}"),
     }
 }
@@ -195,7 +197,10 @@ mod tests {
             {"name": "libc6", "versionInfo": "2.36", "externalRefs": [{"referenceType": "purl", "referenceLocator": "pkg:deb/debian/libc6@2.36"}]}
         ]});
         let mut described = doc.clone();
-        described["packages"].as_array_mut().unwrap().push(json!({"SPDXID": "SPDXRef-Image", "name": "contextcleanse-frontend"}));
+        described["packages"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"SPDXID": "SPDXRef-Image", "name": "contextcleanse-frontend"}));
         described["relationships"] = json!([{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": "SPDXRef-Image"}]);
         assert_eq!(super::rows(&described), super::rows(&doc), "the image itself is no row");
         let rows = rows(&doc);
@@ -204,5 +209,4 @@ mod tests {
         let t = table(&rows);
         assert!(t.starts_with("NAME   VERSION  TYPE  HASH\nlibc6  2.36     deb   -\n"), "{t}");
     }
-
 }

@@ -339,7 +339,7 @@ mod tests {
         assert_eq!(a.value("channel").as_deref(), Some("floor"));
         let a = run("build backend frontend --no-cache").unwrap();
         assert_eq!(a.positionals, ["backend", "frontend"]);
-        assert!(run("print a b").unwrap_err().contains("takes one NAME"));
+        assert!(run("sbom a b").unwrap_err().contains("takes one IMAGE"));
         let a = run("logs -f --tail 5 backend").unwrap();
         assert!(a.switch("follow") && a.positionals == ["backend"]);
         assert!(run("ps -x").unwrap_err().contains("`ps` has no flag `-x`"), "{}", run("ps -x").unwrap_err());

@@ -98,8 +98,8 @@ pub const COMMANDS: &[Command] = &[
     Command {
         sub: Sub::Print,
         name: "print",
-        about: "Print the resolved plan of a group or service without building. The commands, the environment this command uses, the build arguments and the bake definition.",
-        positional: Some(Positional { name: "NAME", repeated: false, help: "A group or service (default: the `default` group)." }),
+        about: "Print the resolved plan of groups or services without building. The commands, the environment this command uses, the build arguments and the bake definition.",
+        positional: Some(Positional { name: "NAME", repeated: true, help: "Groups or services, as `build` takes them (default: the `default` group)." }),
         flags: &[PLAN, &[switch("json", "Print only the bake command, as JSON: program, arguments, environment, folder.")]],
         examples: &["cargo xtask print", "cargo xtask print production", "cargo xtask print --json"],
     },

@@ -84,13 +84,20 @@ pub(crate) fn complete(engine: &Engine, choice: &mut Choice, needed: &[String], 
     if choice.standin_images.is_empty() {
         return;
     }
-    let lists = multi_platform && lists(engine);
+    // Each question is a socket round trip of its own: ask them side by side.
+    let (lists, helds): (bool, Vec<Option<Vec<String>>>) = std::thread::scope(|s| {
+        let lists = s.spawn(|| multi_platform && lists(engine));
+        let helds: Vec<_> =
+            choice.standin_images.iter().map(|(_, standin)| s.spawn(move || held(engine, standin))).collect();
+        let helds = helds.into_iter().map(|h| h.join().unwrap_or(None)).collect();
+        (lists.join().unwrap_or(false), helds)
+    });
     let mut held_all: Vec<String> = Vec::new();
-    for (official, standin) in &choice.standin_images {
+    for ((official, _), held) in choice.standin_images.iter().zip(helds) {
         if choice.missing.contains(official) || !lists {
             continue;
         }
-        let held = held(engine, standin).unwrap_or_default();
+        let held = held.unwrap_or_default();
         if needed.iter().any(|p| !held.contains(p)) {
             choice.missing.push(official.clone());
             choice.adding = true;

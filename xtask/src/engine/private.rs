@@ -212,7 +212,7 @@ pub(crate) fn stop_engine(layout: &Layout) -> Result<usize> {
     release_binfmt(layout)?;
     // The run folder (its exec root, sockets) goes once nothing of the engine runs.
     if !layout.running() && !super::rundir::clear(&layout.run).unwrap_or(false) && layout.run.exists() {
-        eprintln!("xtask: kept {}: it still holds files the engine did not leave there", layout.run.display());
+        eprintln!("xtask: kept {}: something in it is still mounted, or is not the engine's", layout.run.display());
     }
     Ok(stopped)
 }

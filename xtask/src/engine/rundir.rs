@@ -10,7 +10,26 @@ use std::path::Path;
 /// outside the exec root, a folder a mount still fills) stays, and so does every folder above it.
 /// Returns whether `dir` itself is gone.
 pub(crate) fn clear(dir: &Path) -> std::io::Result<bool> {
+    // dockerd bind-mounts each container's network namespace under its exec root and, stopped,
+    // can leave some behind: they hold nothing once the engine is gone, but keep the folder.
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for point in namespace_mounts(&mounts, dir) {
+        let detach = crate::util::runner::Cmd::new("umount").args(["--lazy", "--"]).arg(point);
+        let _ = crate::util::runner::run_quiet(&detach);
+    }
     clear_in(dir, false)
+}
+
+/// The network-namespace mounts (`nsfs`) under `dir`, from a `/proc/mounts` text.
+fn namespace_mounts(mounts: &str, dir: &Path) -> Vec<String> {
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (kind == "nsfs" && Path::new(point).starts_with(dir)).then(|| point.to_string())
+        })
+        .collect()
 }
 
 fn clear_in(dir: &Path, exec_root: bool) -> std::io::Result<bool> {
@@ -51,6 +70,14 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
+    }
+
+    #[test]
+    fn only_namespace_mounts_under_the_run_folder_are_detached() {
+        let mounts = "nsfs /run/xtask-engine-1/exec/netns/abc nsfs rw 0 0\n\
+                      nsfs /run/docker/netns/def nsfs rw 0 0\n\
+                      tmpfs /run/xtask-engine-1/exec/other tmpfs rw 0 0\n";
+        assert_eq!(namespace_mounts(mounts, Path::new("/run/xtask-engine-1")), ["/run/xtask-engine-1/exec/netns/abc"]);
     }
 
     #[test]

@@ -77,13 +77,17 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
         progress.done();
         outcome
     };
-    explain(&mut outcome.report, &read);
-    record(&outcome.report, &settings);
+    // The history as it stands before this build's line: read once, for the causes, the table's
+    // comparison and the HTML report.
+    let history = crate::report::history();
+    explain(&mut outcome.report, &read, &history);
+    record(&outcome.report, &settings, &history);
     if outcome.is_transient() {
         eprintln!("xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more");
+        let history = crate::report::history();
         outcome = run::build(&plan)?;
-        explain(&mut outcome.report, &read);
-        record(&outcome.report, &settings);
+        explain(&mut outcome.report, &read, &history);
+        record(&outcome.report, &settings, &history);
     }
     let report = outcome.result()?;
     if let Some(key) = &key {
@@ -107,9 +111,10 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
 fn explain(
     report: &mut crate::report::BuildReport,
     read: &std::collections::BTreeMap<String, crate::report::why::TargetInputs>,
+    history: &[crate::report::HistoryLine],
 ) {
     let _t = trace::phase("causes");
-    crate::report::why::attach(report, read.clone(), &crate::report::history());
+    crate::report::why::attach(report, read.clone(), history);
 }
 
 /// The key `--sign` signs with (or keyless), checked before anything is built; None without `--sign`.
@@ -125,11 +130,11 @@ fn signing_key(opts: &Options) -> Result<Option<crate::images::signing::KeyRef>>
 
 /// Keeps a finished run's report (files and a history line), shows it, and pushes its metrics:
 /// every way a run ends leaves this record.
-fn record(report: &crate::report::BuildReport, settings: &Settings) {
+fn record(report: &crate::report::BuildReport, settings: &Settings, history: &[crate::report::HistoryLine]) {
     let _t = trace::phase("report");
-    let previous = crate::report::last_comparable(report);
-    match crate::report::save(report) {
-        Ok(saved) => run::show(report, previous.as_ref(), &saved),
+    let previous = crate::report::last_comparable(report, history);
+    match crate::report::save(report, history) {
+        Ok(saved) => run::show(report, previous, &saved),
         Err(e) => eprintln!("warning: the build's report was not saved: {e:#}"),
     }
     if let Some(url) = settings.get("PUSHGATEWAY").filter(|u| !u.is_empty()) {

@@ -155,7 +155,7 @@ pub(crate) fn facts(engine: &Engine, builder: Option<&str>) -> Result<Facts> {
         f.endpoint,
         info["ID"].as_str().unwrap_or_default(),
         f.engine_version,
-        buildx_identity(engine),
+        buildx_identity(&engine.env),
         binfmt_status()
     );
     // What buildx says of itself and the builder costs two plug-in starts per build; it is kept
@@ -213,10 +213,10 @@ fn ask_builder(engine: &Engine, builder: Option<&str>) -> BuilderFacts {
     b
 }
 
-/// Which buildx binary the docker CLI will run, as path, size and modification time.
-fn buildx_identity(engine: &Engine) -> String {
-    let config = engine
-        .env
+/// Which buildx binary the docker CLI will run with these variables on top of the environment,
+/// as path, size and modification time: a new version is a new identity.
+pub(crate) fn buildx_identity(env: &[(String, String)]) -> String {
+    let config = env
         .iter()
         .find(|(k, _)| k == "DOCKER_CONFIG")
         .map(|(_, v)| PathBuf::from(v))

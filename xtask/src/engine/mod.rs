@@ -30,7 +30,7 @@ use semver::Version;
 
 pub use channel::{Channel, Spec};
 pub(crate) use debian::debian_mirror;
-pub(crate) use facts::{binfmt_status, facts, Capabilities, EngineRecord, Facts};
+pub(crate) use facts::{binfmt_status, buildx_identity, facts, Capabilities, EngineRecord, Facts};
 pub use layout::host_arch;
 pub use layout::Layout;
 

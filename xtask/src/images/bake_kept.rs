@@ -6,7 +6,7 @@
 //!
 //! The kept answer is parsed like a fresh one, and one that does not parse is asked for again.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::Result;
 
@@ -23,7 +23,9 @@ pub(crate) fn resolve(
 ) -> Result<Definition> {
     let hcl = std::fs::read(root.join("docker-bake.hcl")).unwrap_or_default();
     let key = key(&hcl, docker, vars, names, root);
-    let file = dir.join(format!("bake-print-{key:016x}.json"));
+    // One answer kept per set of names, so `build` and `production` do not push out each other's.
+    let prefix = format!("bake-print-{:08x}-", crate::util::hash::fnv1a_32(names.join(" ").bytes()));
+    let file = dir.join(format!("{prefix}{key:016x}.json"));
     if let Some(def) = std::fs::read_to_string(&file).ok().and_then(|t| Definition::parse(&t).ok()) {
         return Ok(def);
     }
@@ -31,7 +33,7 @@ pub(crate) fn resolve(
     let def = Definition::parse(&json)?;
     // A definition that cannot be kept is still used: keeping it is only a saving.
     if std::fs::create_dir_all(dir).is_ok() {
-        forget_others(dir, &file);
+        forget_others(dir, &prefix, &file);
         let _ = crate::util::paths::write_atomic(&file, json.as_bytes());
     }
     Ok(def)
@@ -56,9 +58,10 @@ fn key(hcl: &[u8], docker: &Cmd, vars: &[(String, String)], names: &[String], ro
     for (k, v) in environment(&String::from_utf8_lossy(hcl)) {
         add(format!("{k}={v}").as_bytes());
     }
-    for binary in binaries(docker) {
-        add(identity(&binary).as_bytes());
+    if let Ok(cli) = which::which(&docker.program) {
+        add(identity(&cli).as_bytes());
     }
+    add(crate::engine::buildx_identity(&docker.env).as_bytes());
     crate::util::hash::fnv1a(text)
 }
 
@@ -78,23 +81,6 @@ fn environment(hcl: &str) -> Vec<(String, String)> {
     vars
 }
 
-/// The docker CLI and every place the CLI looks for the buildx plug-in.
-fn binaries(docker: &Cmd) -> Vec<PathBuf> {
-    let config = docker
-        .env
-        .iter()
-        .find(|(k, _)| k == "DOCKER_CONFIG")
-        .map(|(_, v)| PathBuf::from(v))
-        .or_else(|| std::env::var_os("DOCKER_CONFIG").map(PathBuf::from))
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")));
-    let mut out: Vec<PathBuf> = which::which(&docker.program).into_iter().collect();
-    out.extend(config.map(|c| c.join("cli-plugins/docker-buildx")));
-    for dir in ["/usr/local/lib/docker", "/usr/local/libexec/docker", "/usr/lib/docker", "/usr/libexec/docker"] {
-        out.push(Path::new(dir).join("cli-plugins/docker-buildx"));
-    }
-    out
-}
-
 /// A binary's path, size and modification time: a new version is a new file.
 fn identity(path: &Path) -> String {
     match std::fs::metadata(path) {
@@ -103,12 +89,12 @@ fn identity(path: &Path) -> String {
     }
 }
 
-/// Only the newest answer is kept: others are from an older bake file or setting.
-fn forget_others(dir: &Path, keep: &Path) {
+/// Only the newest answer for these names is kept: others are from an older bake file or setting.
+fn forget_others(dir: &Path, prefix: &str, keep: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for path in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        if name.starts_with("bake-print-") && name.ends_with(".json") && path != keep {
+        if name.starts_with(prefix) && name.ends_with(".json") && path != keep {
             let _ = std::fs::remove_file(&path);
         }
     }

@@ -35,13 +35,14 @@ use store::{append_history, history_line};
 
 /// The last build of the same targets on the same engine that passed: what a report's table
 /// compares against.
-pub(crate) fn last_comparable(report: &BuildReport) -> Option<HistoryLine> {
-    history().into_iter().rev().find(|h| comparable(h, &report.names, &report.engine))
+pub(crate) fn last_comparable<'a>(report: &BuildReport, history: &'a [HistoryLine]) -> Option<&'a HistoryLine> {
+    history.iter().rev().find(|h| comparable(h, &report.names, &report.engine))
 }
 
-/// Writes the JSON and HTML reports (each atomically), then adds the build's line to the history.
-pub(crate) fn save(report: &BuildReport) -> Result<std::path::PathBuf> {
-    write_files(report, &history())?;
+/// Writes the JSON and HTML reports (each atomically), then adds the build's line to the history
+/// (`history`: its lines as read before this build's).
+pub(crate) fn save(report: &BuildReport, history: &[HistoryLine]) -> Result<std::path::PathBuf> {
+    write_files(report, history)?;
     append_history(&paths::history_file(), &history_line(report))?;
     Ok(paths::reports_dir().join(format!("{}.html", report.id)))
 }

@@ -78,6 +78,7 @@ struct Bench {
     /// are dated as the checkout's would be (and a repeat build can keep their ids).
     identity: Vec<(String, String)>,
     docker: Cmd,
+    settings: crate::settings::Settings,
     /// The engine the builds ran on, as their reports record it (for `docs/benchmarks.md`).
     engine: std::sync::OnceLock<crate::engine::EngineRecord>,
 }
@@ -107,10 +108,9 @@ impl Bench {
         let mut env: Vec<(String, String)> = Vec::new();
         // Cold runs: layer cache off and a cache-mount namespace of their own, cold for this
         // project only, without pruning anything another project relies on.
-        let settings = crate::settings::Settings::load()?;
         let cold_ns = |kind: &str| {
             let what = format!("bench-cold-{kind}{}-{round}", std::process::id());
-            ("BUILDKIT_CACHE_MOUNT_NS".to_string(), crate::settings::run_namespace(&settings, &what))
+            ("BUILDKIT_CACHE_MOUNT_NS".to_string(), crate::settings::run_namespace(&self.settings, &what))
         };
         match scenario {
             Scenario::Cold | Scenario::ColdIssue | Scenario::ColdExport | Scenario::ColdFormer => {
@@ -179,7 +179,8 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         ("XTASK_SOURCE_COMMIT".to_string(), format!("{}-bench", git(&["rev-parse", "HEAD"])?)),
         ("SOURCE_DATE_EPOCH".to_string(), git(&["log", "-1", "--format=%ct"])?),
     ];
-    let docker = crate::engine::connect(&crate::settings::Settings::load()?, false)?.docker();
+    let settings = crate::settings::Settings::load()?;
+    let docker = crate::engine::connect(&settings, false)?.docker();
     let bench = Bench {
         former_cache: scratch.join("target/bench-former-cache"),
         issue: scratch::issue_tree(&scratch)?,
@@ -187,6 +188,7 @@ pub fn run(names: &[String], runs: usize) -> Result<()> {
         scratch,
         identity,
         docker,
+        settings,
         engine: std::sync::OnceLock::new(),
     };
     // Warm the scratch copy's caches once, so the first `warm` run measures what it says.

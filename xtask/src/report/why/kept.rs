@@ -17,11 +17,13 @@ fn file(dir: &Path, id: &str) -> PathBuf {
 
 /// The last build that passed with this target on this engine, and its kept inputs for it:
 /// `Ok(None)` when there is no such build, `Err(())` when its inputs are not kept or not readable.
+/// `loaded` keeps each build's inputs file as read, since targets often share their last build.
 fn previous(
     dir: &Path,
     history: &[HistoryLine],
     engine: &Option<EngineRecord>,
     target: &str,
+    loaded: &mut BTreeMap<String, Option<BuildInputs>>,
 ) -> Result<Option<TargetInputs>, ()> {
     let Some(line) = history
         .iter()
@@ -30,9 +32,10 @@ fn previous(
     else {
         return Ok(None);
     };
-    let bytes = std::fs::read(file(dir, &line.id)).map_err(|_| ())?;
-    let kept: BuildInputs = serde_json::from_slice(&bytes).map_err(|_| ())?;
-    kept.targets.get(target).cloned().map(Some).ok_or(())
+    let kept = loaded.entry(line.id.clone()).or_insert_with(|| {
+        std::fs::read(file(dir, &line.id)).ok().and_then(|bytes| serde_json::from_slice(&bytes).ok())
+    });
+    kept.as_ref().and_then(|k| k.targets.get(target)).cloned().map(Some).ok_or(())
 }
 
 /// Puts each target's causes into the report and keeps this build's inputs beside it (a build
@@ -49,10 +52,11 @@ fn attach_in(
     history: &[HistoryLine],
 ) {
     let engine = report.engine.clone();
+    let mut loaded = BTreeMap::new();
     for t in &mut report.targets {
         let Some(now) = inputs.get_mut(&t.name) else { continue };
         now.bases = bases(&t.steps_detail);
-        let before = previous(dir, history, &engine, &t.name);
+        let before = previous(dir, history, &engine, &t.name, &mut loaded);
         let found = match &before {
             Ok(None) => Previous::None,
             Ok(Some(p)) => Previous::Found(p),

@@ -48,6 +48,7 @@ pub(crate) fn inputs(plan: &Plan) -> BTreeMap<String, TargetInputs> {
         let mut args = def.args.clone();
         args.extend(plan.build_args.iter().cloned());
         args.extend(set_args(&plan.sets, t));
+        hide_secrets(&mut args);
         let ignore = dockerignore(&context, &dockerfile);
         out.insert(
             t.clone(),
@@ -167,9 +168,33 @@ fn hash_file(
     Some(hash)
 }
 
+/// A secret-like argument is kept as a fingerprint of its value: enough to tell that it changed,
+/// while neither the kept inputs nor the causes in a report hold the value itself.
+fn hide_secrets<'a>(args: impl IntoIterator<Item = (&'a String, &'a mut String)>) {
+    for (name, value) in args {
+        if crate::report::why::secret_like(name) {
+            *value = format!("fingerprint {:016x}", crate::util::hash::fnv1a(value.bytes()));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_like_argument_is_kept_as_a_fingerprint_that_still_tells_a_change() {
+        let args = |token: &str| {
+            let mut a: BTreeMap<String, String> =
+                [("API_TOKEN".to_string(), token.to_string()), ("VERSION".to_string(), "1.2.3".to_string())].into();
+            hide_secrets(&mut a);
+            a
+        };
+        let (one, two) = (args("abc123"), args("abc124"));
+        assert!(!one["API_TOKEN"].contains("abc123") && one["API_TOKEN"].starts_with("fingerprint "));
+        assert_ne!(one["API_TOKEN"], two["API_TOKEN"], "a changed secret still shows as changed");
+        assert_eq!(one["VERSION"], "1.2.3", "other arguments are kept as they are");
+    }
 
     fn tree(name: &str, files: &[(&str, &str)]) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("xtask-context-{name}-{}", std::process::id()));

@@ -411,13 +411,14 @@ fn files_and_functions_stay_small() {
 #[test]
 fn only_the_orchestrator_acts_on_a_finished_build() {
     // Signing, the metrics push and the cache clean-up work from the outcome `build::run` holds.
+    let sources = product_sources();
     for call in ["sign_built(", "metrics::push(", "gc::after_build("] {
-        let callers: Vec<String> = product_sources()
-            .into_iter()
+        let callers: Vec<String> = sources
+            .iter()
             .filter(|(_, text)| {
                 text.split("#[cfg(test)]").next().unwrap().lines().any(|l| l.contains(call) && !l.contains("fn "))
             })
-            .map(|(rel, _)| rel)
+            .map(|(rel, _)| rel.clone())
             .collect();
         assert_eq!(callers, ["xtask/src/build/mod.rs"], "`{call}` belongs to build::run alone: pass the outcome there");
     }

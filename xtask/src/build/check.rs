@@ -5,18 +5,14 @@
 use anyhow::{bail, Context, Result};
 
 use crate::build::plan::Plan;
-use crate::engine;
 use crate::util::runner;
 
 /// The groups whose targets cover every stage the project builds.
 pub const GROUPS: [&str; 3] = ["default", "development", "production"];
 
 pub(crate) fn run(plan: &Plan) -> Result<()> {
-    // The plan asked the engine already; only a plan made without one has no answers.
-    let facts = match &plan.facts {
-        Some(f) => f.clone(),
-        None => engine::facts(&plan.engine, None)?,
-    };
+    // A plan that is not a dry run always asked the engine (`plan::known_facts`).
+    let facts = plan.facts.clone().context("the plan holds no answers from the engine")?;
     if !facts.capabilities().checks {
         bail!(
             "BuildKit's Dockerfile checks need BuildKit 0.15+ and buildx 0.15+; this engine has BuildKit {} and buildx {}: use `cargo xtask engine up --channel current`",

@@ -185,7 +185,7 @@ fn failure(plan: &Plan, run: &Streamed, report: &BuildReport) -> anyhow::Error {
 /// Each target's Dockerfile as the repository has it: the syntax fallback builds from a copy under
 /// `target/xtask/dockerfiles/`, but a person fixes the file they wrote.
 fn sources(plan: &Plan) -> Vec<Source> {
-    let root = paths::project_root();
+    let root = &plan.root;
     plan.targets
         .iter()
         .filter_map(|t| {
@@ -249,7 +249,7 @@ fn platform_sizes(plan: &Plan, t: &TargetReport) -> Option<BTreeMap<String, u64>
         Output::Push => {}
     }
     let image = t.image.as_deref()?;
-    let repo = image.rsplit_once(':').filter(|(r, _)| !r.ends_with('/')).map_or(image, |(r, _)| r);
+    let repo = crate::images::meta::repository(image);
     let raw = |reference: &str| -> Option<serde_json::Value> {
         let cmd = plan.engine.docker().args(["buildx", "imagetools", "inspect", "--raw", reference]);
         serde_json::from_str(&runner::read(&cmd).ok()?).ok()

@@ -43,8 +43,7 @@ fn connected(r: &mut Report, settings: &Settings) -> Option<Engine> {
             Some(e)
         }
         Err(_) => {
-            let host = std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty());
-            let socket = crate::engine::api::socket(host.as_deref());
+            let socket = engine::Engine::default().socket();
             let denied = socket.as_deref().filter(|s| engine::access::probe(s) == engine::access::Access::Denied);
             if let Some(socket) = denied {
                 r.line(Level::Fail, "engine", engine::access::denied_line(socket));
@@ -196,11 +195,7 @@ fn engine_lines(r: &mut Report, engine: &Engine, settings: &Settings) {
     }
     r.line(Level::Ok, "reproducible", crate::build::reproducible::LOAD_NOTE);
     let multi = crate::images::bake::print(&engine.docker(), &[], &["multiplatform".to_string()]);
-    let platforms: Vec<String> = multi
-        .map(|d| d.target.values().flat_map(|t| t.platforms.iter().cloned()).collect::<std::collections::BTreeSet<_>>())
-        .unwrap_or_default()
-        .into_iter()
-        .collect();
+    let platforms = multi.map(|d| crate::build::inputs::platforms_of(&d)).unwrap_or_default();
     match fit::check_multiplatform(&facts, &platforms) {
         Ok(()) => {
             r.line(Level::Ok, "multiplatform", format!("{} ({})", platforms.join(" + "), facts.platforms.join(", ")))

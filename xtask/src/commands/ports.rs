@@ -18,8 +18,7 @@ pub(crate) fn free(host_ip: &str, port: u16) -> bool {
     TcpListener::bind((ip, port)).is_ok()
 }
 
-// Who holds a port is a question the engine asks too (its registry's port): it lives in util.
-pub(crate) use crate::util::net::{holders, Holder};
+use crate::util::net::Holder;
 
 /// The one line `up` prints for a taken port. `container` is a container of the engine in use
 /// that publishes the port, if any.
@@ -39,20 +38,7 @@ pub(crate) fn taken_line(p: &Published, holders: &[Holder], container: Option<&s
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::util::net::listening_inodes;
-
-    // Two lines of a real /proc/net/tcp: a listener on 127.0.0.1:8000 (0x1F40) and an
-    // established connection from port 3000 (0x0BB8).
-    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 41331 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:0BB8 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 51234 1 0000000000000000 20 4 30 10 -1";
-
-    #[test]
-    fn only_listeners_on_the_port_count() {
-        assert_eq!(listening_inodes(TABLE, 8000), vec![41331]);
-        assert_eq!(listening_inodes(TABLE, 3000), Vec::<u64>::new(), "an established socket holds no port");
-        assert_eq!(listening_inodes("", 8000), Vec::<u64>::new());
-    }
+    use crate::util::net::holders;
 
     #[test]
     fn the_line_names_the_port_and_its_holder() {

@@ -132,7 +132,7 @@ fn check_ports(engine: &Engine, compose: &Cmd, wanted: &[&Published]) -> Result<
         let container = runner::read(&engine.docker().args(["ps", "--filter", &filter, "--format", "{{.Names}}"]))
             .ok()
             .and_then(|names| names.lines().next().map(str::to_string));
-        bail!("{}", ports::taken_line(p, &ports::holders(p.port), container.as_deref()));
+        bail!("{}", ports::taken_line(p, &crate::util::net::holders(p.port), container.as_deref()));
     }
     Ok(())
 }

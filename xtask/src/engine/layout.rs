@@ -99,7 +99,7 @@ impl Layout {
             .unwrap_or_default()
     }
     pub(crate) fn running(&self) -> bool {
-        read_pid(&self.dockerd_pid()).is_some_and(|pid| self.owns(pid))
+        self.dockerd().is_some()
     }
     /// A pid counts as ours only while it runs a program from our prefix: a stale pid file whose
     /// number was reused by something else is never signalled.

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 
 use crate::report::BuildReport;
-pub(crate) use crate::settings::{parse_gateway, Gateway};
+use crate::settings::{parse_gateway, Gateway};
 use crate::util::http::{exchange, Bounds};
 
 /// The Pushgateway job every build's metrics are grouped under.

@@ -30,6 +30,7 @@ pub(crate) fn key(name: &str) -> String {
     format!("[{}] {text}", words.join(" "))
 }
 
+/// The middle value (the mean of the two middle ones for an even count); None for none.
 pub(crate) fn median(values: &mut [f64]) -> Option<f64> {
     if values.is_empty() {
         return None;

@@ -74,6 +74,19 @@ pub(crate) fn holders(port: u16) -> Vec<Holder> {
 mod tests {
     use super::*;
 
+    // Two lines of a real /proc/net/tcp: a listener on 127.0.0.1:8000 (0x1F40) and an
+    // established connection from port 3000 (0x0BB8).
+    const TABLE: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:1F40 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 41331 1 0000000000000000 100 0 0 10 0
+   1: 0100007F:0BB8 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 51234 1 0000000000000000 20 4 30 10 -1";
+
+    #[test]
+    fn only_listeners_on_the_port_count() {
+        assert_eq!(listening_inodes(TABLE, 8000), vec![41331]);
+        assert_eq!(listening_inodes(TABLE, 3000), Vec::<u64>::new(), "an established socket holds no port");
+        assert_eq!(listening_inodes("", 8000), Vec::<u64>::new());
+    }
+
     #[test]
     fn a_listening_port_answers_and_a_closed_one_does_not() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

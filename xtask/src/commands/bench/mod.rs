@@ -54,18 +54,10 @@ struct Sample {
     same_ids: Option<bool>,
 }
 
-/// The middle value (the mean of the two middle ones for an even count); 0 for none.
+/// The middle value (the mean of the two middle ones for an even count); 0 for none, which a
+/// bench table shows as a scenario not run.
 pub(crate) fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        return 0.0;
-    }
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
+    crate::report::trend::median(values).unwrap_or(0.0)
 }
 
 /// The scratch copy the rounds build, and the identity its builds are given.

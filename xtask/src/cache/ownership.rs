@@ -20,6 +20,7 @@ use serde::Deserialize;
 
 use crate::engine::api;
 use crate::engine::{self, Engine, Layout};
+use crate::report::why::dockerfile::squeeze as collapse;
 use crate::settings::Settings;
 use crate::util::paths;
 use crate::util::units::human;
@@ -77,31 +78,9 @@ pub(crate) struct Owner {
     pub(crate) repos: BTreeSet<String>,
 }
 
-fn collapse(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// A Dockerfile's instructions with continuation lines joined (the backslash and line break go,
-/// the next line's indentation stays, comment lines inside are dropped, as BuildKit reads them).
+/// A Dockerfile's instructions with continuation lines joined, as BuildKit reads them.
 pub(crate) fn instructions(dockerfile: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for line in dockerfile.lines() {
-        if line.trim_start().starts_with('#') || (current.is_empty() && line.trim().is_empty()) {
-            continue;
-        }
-        match line.trim_end().strip_suffix('\\') {
-            Some(head) => current.push_str(head),
-            None => {
-                current.push_str(line);
-                out.push(std::mem::take(&mut current));
-            }
-        }
-    }
-    if !current.trim().is_empty() {
-        out.push(current);
-    }
-    out
+    crate::report::why::dockerfile::instructions(dockerfile).into_iter().map(|(_, text)| text).collect()
 }
 
 impl Owner {

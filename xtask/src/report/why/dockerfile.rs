@@ -27,16 +27,16 @@ pub(crate) fn squeeze(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The stages of a Dockerfile. Comment lines, the parser directives and blank lines are skipped;
-/// a line ending in `\` goes on, as it does for BuildKit.
-pub(crate) fn parse(text: &str) -> Vec<Stage> {
-    let mut stages: Vec<Stage> = Vec::new();
+/// A Dockerfile's instructions as BuildKit reads them, each with the number of its first line:
+/// a line ending in `\` goes on (the backslash and the line break go, the next line's indentation
+/// stays), and comment lines, parser directives and blank lines are skipped, inside a continuation
+/// too.
+pub(crate) fn instructions(text: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
     let mut current = String::new();
     let mut first = 0;
-    let lines: Vec<&str> = text.lines().collect();
-    for (n, raw) in lines.iter().enumerate() {
+    for (n, raw) in text.lines().enumerate() {
         let trimmed = raw.trim_start();
-        // A blank line inside a continuation does not end it, for BuildKit either.
         if trimmed.starts_with('#') || trimmed.is_empty() {
             continue;
         }
@@ -44,19 +44,24 @@ pub(crate) fn parse(text: &str) -> Vec<Stage> {
             first = n + 1;
         }
         match raw.trim_end().strip_suffix('\\') {
-            Some(head) => {
-                current.push_str(head);
-                current.push(' ');
-            }
+            Some(head) => current.push_str(head),
             None => {
                 current.push_str(raw);
-                add(&mut stages, &squeeze(&current), first);
-                current.clear();
+                out.push((first, std::mem::take(&mut current)));
             }
         }
     }
     if !current.trim().is_empty() {
-        add(&mut stages, &squeeze(&current), first);
+        out.push((first, current));
+    }
+    out
+}
+
+/// The stages of a Dockerfile, from its instructions.
+pub(crate) fn parse(text: &str) -> Vec<Stage> {
+    let mut stages: Vec<Stage> = Vec::new();
+    for (first, text) in instructions(text) {
+        add(&mut stages, &squeeze(&text), first);
     }
     stages
 }

@@ -53,17 +53,24 @@ pub(crate) fn to_make(needed: &[String], held: &[String], multi_platform: bool, 
 pub(crate) fn held(engine: &Engine, image: &str) -> Option<Vec<String>> {
     let socket = engine.socket()?;
     let path = format!("/v1.48/images/{}/json?manifests=1", dockerapi::escape(image));
-    let json = dockerapi::get_json(&socket, &path)?;
-    let manifests = json.get("Manifests")?.as_array()?;
+    platforms_available(&dockerapi::get_json(&socket, &path)?)
+}
+
+/// The platforms whose content an image inspection (`?manifests=1`) says the store holds. An
+/// index names each manifest's platform in its descriptor; a single-platform image has no index,
+/// so its one descriptor carries none, and the platform is only in the image data.
+fn platforms_available(inspect: &serde_json::Value) -> Option<Vec<String>> {
+    let manifests = inspect.get("Manifests")?.as_array()?;
     let mut out: Vec<String> = manifests
         .iter()
         .filter(|m| m["Kind"] == "image" && m["Available"] == true)
         .filter_map(|m| {
-            let p = &m["Descriptor"]["platform"];
+            let p = [&m["ImageData"]["Platform"], &m["Descriptor"]["platform"]].into_iter().find(|p| p.is_object())?;
             Some(format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?))
         })
         .collect();
     out.sort();
+    out.dedup();
     Some(out)
 }
 
@@ -133,5 +140,24 @@ mod tests {
         assert_eq!(to_make(&amd, &v(&["linux/arm64"]), true, true), both, "a held platform stays");
         assert_eq!(to_make(&amd, &[], true, false), both, "an engine that cannot list platforms gets both");
         assert_eq!(to_make(&both, &[], false, true), all(false), "a classic store holds one platform");
+    }
+
+    #[test]
+    fn held_platforms_come_from_an_index_and_from_a_single_image() {
+        let index = serde_json::json!({"Manifests": [
+            {"Kind": "image", "Available": true, "Descriptor": {"platform": {"os": "linux", "architecture": "arm64"}}},
+            {"Kind": "image", "Available": false, "Descriptor": {"platform": {"os": "linux", "architecture": "s390x"}}},
+            {"Kind": "attestation", "Available": true, "Descriptor": {"platform": {"os": "unknown", "architecture": "unknown"}}},
+            {"Kind": "image", "Available": true, "Descriptor": {"platform": {"os": "linux", "architecture": "amd64"}},
+             "ImageData": {"Platform": {"os": "linux", "architecture": "amd64"}}},
+        ]});
+        assert_eq!(platforms_available(&index), Some(v(&["linux/amd64", "linux/arm64"])));
+        // What Docker 28 answers for an image built for one platform: no platform in the descriptor.
+        let single = serde_json::json!({"Manifests": [
+            {"Kind": "image", "Available": true, "Descriptor": {"mediaType": "application/vnd.oci.image.manifest.v1+json"},
+             "ImageData": {"Platform": {"architecture": "amd64", "os": "linux"}}},
+        ]});
+        assert_eq!(platforms_available(&single), Some(v(&["linux/amd64"])));
+        assert_eq!(platforms_available(&serde_json::json!({"Id": "sha256:ab"})), None, "an API before 1.48");
     }
 }

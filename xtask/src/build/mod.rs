@@ -12,13 +12,17 @@ pub(crate) mod inputs;
 pub(crate) mod plan;
 pub(crate) mod print;
 pub(crate) mod provision;
+pub(crate) mod registry_cache;
 pub(crate) mod reproducible;
 pub mod request;
 pub(crate) mod run;
 pub(crate) mod syntax;
 
+use std::collections::BTreeMap;
+
 use inputs::Inputs;
-use plan::Output;
+use plan::{Output, Plan};
+use registry_cache::Side;
 pub use request::{Options, Recipe, Request};
 
 use crate::cache::gc;
@@ -69,6 +73,7 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
         let _t = trace::phase("context manifest");
         context::inputs(&plan)
     };
+    let read_caches = registry_cache::digests(&plan, Side::Read);
     let mut outcome = {
         let _t = trace::phase("buildx");
         // BuildKit's own lines can pause for a long step: the phase keeps a line coming meanwhile.
@@ -80,13 +85,15 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // The history as it stands before this build's line: read once, for the causes, the table's
     // comparison and the HTML report.
     let history = crate::report::history();
-    explain(&mut outcome.report, &read, &history);
+    caches(&plan, &mut outcome.report, read_caches.clone());
+    explain(&plan, &mut outcome.report, &read, &history);
     record(&outcome.report, &settings, &history);
     if outcome.is_transient() {
         eprintln!("xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more");
         let history = crate::report::history();
         outcome = run::build(&plan)?;
-        explain(&mut outcome.report, &read, &history);
+        caches(&plan, &mut outcome.report, read_caches);
+        explain(&plan, &mut outcome.report, &read, &history);
         record(&outcome.report, &settings, &history);
     }
     let report = outcome.result()?;
@@ -106,15 +113,25 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     Ok(())
 }
 
+/// The registry caches the build read (as they were before it) and, when it passed, wrote.
+fn caches(plan: &Plan, report: &mut crate::report::BuildReport, read: BTreeMap<String, BTreeMap<String, String>>) {
+    registry_cache::note(report, Side::Read, read);
+    if report.status == crate::report::Status::Ok {
+        registry_cache::note(report, Side::Written, registry_cache::digests(plan, Side::Written));
+    }
+}
+
 /// Says why each step that ran did, against the last build of its target on this engine, and
 /// keeps this build's inputs beside its report for the next one.
 fn explain(
+    plan: &Plan,
     report: &mut crate::report::BuildReport,
     read: &std::collections::BTreeMap<String, crate::report::why::TargetInputs>,
     history: &[crate::report::HistoryLine],
 ) {
     let _t = trace::phase("causes");
-    crate::report::why::attach(report, read.clone(), history);
+    let prunes = |since: &str| crate::engine::events::cache_prunes_since(&plan.engine, since);
+    crate::report::why::attach(report, read.clone(), history, &prunes);
 }
 
 /// The key `--sign` signs with (or keyless), checked before anything is built; None without `--sign`.

@@ -12,6 +12,7 @@ pub mod api;
 mod channel;
 mod debian;
 pub(crate) mod dialstdio;
+pub(crate) mod events;
 mod facts;
 mod integrity;
 mod layout;

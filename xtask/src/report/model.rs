@@ -126,6 +126,19 @@ pub struct TargetReport {
     /// Why each step that ran did, against the last build of this target on this engine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub(crate) causes: Vec<super::why::StepCause>,
+    /// The build the causes were found against, in words (none when there was none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) compared_with: Option<String>,
+    /// Each registry cache the target imported, with its cache manifest's digest as the build
+    /// started; and each it exported, with the digest after the build.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) cache_read: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) cache_written: BTreeMap<String, String>,
+    /// When a step's cache was dropped: the engine's prunes of its build cache since the build
+    /// compared with, as it recorded them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub(crate) cache_prunes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -160,6 +173,9 @@ pub struct HistoryTarget {
     pub(crate) steps: usize,
     pub(crate) cached: usize,
     pub(crate) size_bytes: Option<u64>,
+    /// The registry caches this target's build exported, with their digests (see `TargetReport`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) cache_written: BTreeMap<String, String>,
 }
 
 /// Per-target numbers from the final state of every vertex. `succeeded`: buildx finished the

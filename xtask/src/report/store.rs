@@ -103,6 +103,7 @@ pub(crate) fn history_line(r: &BuildReport) -> HistoryLine {
                 steps: t.steps,
                 cached: t.cached,
                 size_bytes: t.size_bytes,
+                cache_written: t.cache_written.clone(),
             })
             .collect(),
         engine: r.engine.clone(),
@@ -281,8 +282,10 @@ mod tests {
         let old = read_report(&dir.join("old.json")).unwrap_err();
         assert_eq!(old.field, "/schema_version");
         assert!(
-            old.to_string()
-                .contains("old.json does not match the report schema (version 2) at /schema_version: missing"),
+            old.to_string().contains(&format!(
+                "old.json does not match the report schema (version {}) at /schema_version: missing",
+                crate::report::schema::VERSION
+            )),
             "{old}"
         );
         std::fs::remove_dir_all(&dir).unwrap();

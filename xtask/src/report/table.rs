@@ -221,6 +221,7 @@ mod tests {
                 steps: 5,
                 cached: 0,
                 size_bytes: Some(size),
+                ..Default::default()
             }],
             ..Default::default()
         };

@@ -75,7 +75,7 @@ fn every_form_matches_the_schema_and_a_bad_report_is_named() {
     let out = must(&["report", "--list"], &envs);
     let (table, warned) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert_eq!(table.lines().count(), 3, "header and both builds:\n{table}");
-    let expected = format!("{first}.json does not match the report schema (version 2) at /targets/0/wall_secs");
+    let expected = format!("{first}.json does not match the report schema (version 3) at /targets/0/wall_secs");
     assert!(warned.contains(&expected), "{warned}");
     let listed = json(&["report", "--list", "--json"]);
     assert_eq!(listed["unreadable"][0]["field"], "/targets/0/wall_secs", "{listed}");

@@ -112,6 +112,7 @@ fn a_second_engine_builds_from_the_first_ones_registry_cache() {
         [("XTASK_PROJECT_ROOT", project.as_str()), ("REGISTRY", cache.as_str()), ("SOURCE_DATE_EPOCH", epoch.as_str())];
     must(&["build"], &on_first);
     let first = last_report(&dir);
+    let standins = foreign_image_under_each_standin_tag(&cache);
 
     // The second engine builds the same commit from that cache while the first keeps building
     // (warm builds of another copy, one after the other, until the second engine is done).
@@ -148,6 +149,10 @@ fn a_second_engine_builds_from_the_first_ones_registry_cache() {
     assert!(first_builds >= 1, "the first engine built while the second one did");
     let second = last_report(&dir);
     assert_eq!(second["engine"]["private"], "second", "{}", second["engine"]);
+    for (local, digest) in &standins {
+        let id = docker_with(&on_second, &["image", "inspect", "--format", "{{.Id}}", local]);
+        assert_eq!(&id, digest, "the second engine holds {local} as recorded, not what its tag names now");
+    }
     let (steps, cached) = cached_share(&second);
     assert!(cached * 10 >= steps * 9, "{cached} of {steps} steps came from the registry cache (at least 90%)");
 
@@ -160,12 +165,44 @@ fn a_second_engine_builds_from_the_first_ones_registry_cache() {
     assert_eq!(warnings.len(), 1, "one warning line:\n{err}");
     assert!(warnings[0].contains("cache") && warnings[0].contains("127.0.0.1:5999"), "{}", warnings[0]);
 
+    // The first engine writes the registry cache again; then a file changes, and the second
+    // engine's build of it names that file, found against the build that wrote the cache it read
+    // (newer than the second engine's own last build).
+    must(&["build", "backend"], &on_first);
+    let writer = last_report(&dir);
+    assert!(target(&writer, "backend")["cache_written"].as_object().is_some_and(|m| !m.is_empty()), "{writer}");
+    let main = dir.join("backend/app/main.py");
+    let mut text = std::fs::read_to_string(&main).unwrap();
+    text.push_str(&format!("\n# changed for the second engine at {:?}\n", std::time::SystemTime::now()));
+    std::fs::write(&main, text).unwrap();
+    must(&["build", "backend"], &on_second);
+    let changed = target(&last_report(&dir), "backend").clone();
+    let against = changed["compared_with"].as_str().unwrap_or_default().to_string();
+    let expected = format!("build {} on current, which wrote the registry cache", writer["id"].as_str().unwrap());
+    assert!(against.starts_with(&expected), "compared with `{against}`, not `{expected} ...`");
+    let causes: Vec<&str> = changed["causes"].as_array().unwrap().iter().filter_map(|c| c["text"].as_str()).collect();
+    assert!(!causes.is_empty() && causes.iter().all(|c| c.contains("app/main.py")), "{causes:?}");
+
     // Down stops the second engine only: its bridge goes, the first engine runs on as before.
     drop(guard);
     let now = bridges();
     assert!(!now.contains(&added[0]), "down removed the second engine's bridge {}", added[0]);
     assert!(first_bridges.iter().all(|i| now.contains(i)), "no bridge of the first engine went away: {now:?}");
     assert_eq!(dockerd_pid(&[]), first_pid, "the first engine kept running");
+
+    // A port that answers but is not the engine's registry is refused in one line naming its
+    // holder, and nothing of the engine is left behind.
+    let port: u16 = second_registry
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("127.0.0.1:")?.parse().ok())
+        .unwrap_or_else(|| panic!("no port in `{second_registry}`"));
+    let holder = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let out = xtask(&["engine", "up", "--name", "second"], &[]);
+    one_line_error(&out, &format!("127.0.0.1:{port}, the second engine's registry port, is held by"));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains(&format!("(pid {})", std::process::id())), "the holder is named: {said}");
+    assert_eq!(bridges(), now, "a refused start leaves no bridge behind");
+    drop(holder);
     eprintln!(
         "second engine: {cached} of {steps} steps cached, its build {:.1}s while the first built {first_builds} time(s); test {:.0}s",
         second_took.as_secs_f64(),
@@ -179,4 +216,52 @@ fn a_second_engine_builds_from_the_first_ones_registry_cache() {
     for d in [dir, other] {
         std::fs::remove_dir_all(d).unwrap();
     }
+}
+
+/// `docker` with the variables of another engine.
+fn docker_with(envs: &[(&str, &str)], args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).envs(envs.iter().copied()).output().expect("running docker");
+    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// One request to the first engine's registry: its status and body.
+fn registry_request(method: &str, path: &str) -> (u16, String) {
+    let stream = TcpStream::connect(registry()).expect("connecting to the registry");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let accept = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, \
+                  application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+    let (code, body) =
+        xtask::util::http::request(stream, method, &registry(), path, &[("Accept", accept)]).unwrap_or_default();
+    (code, String::from_utf8_lossy(&body).to_string())
+}
+
+/// Any local process can push to the registry. For each stand-in the first engine pushed under
+/// `cache` (and recorded), this checks that the registry refuses to delete it, then pushes an
+/// image of another content under its tag. Returns each stand-in's local name and recorded digest.
+fn foreign_image_under_each_standin_tag(cache: &str) -> Vec<(String, String)> {
+    let file = engine_dir().join("standin-digests.json");
+    let recorded: std::collections::BTreeMap<String, String> =
+        serde_json::from_slice(&std::fs::read(&file).expect("the recorded stand-in digests")).unwrap();
+    let prefix = format!("{cache}/");
+    let ours: Vec<(&String, &String)> = recorded.iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
+    assert_eq!(ours.len(), 2, "both stand-ins pushed under {cache} and recorded: {recorded:?}");
+    let foreign = std::env::temp_dir().join(format!("xtask-e2e-foreign-{}", std::process::id()));
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("Dockerfile"), "FROM scratch\nCOPY marker /marker\n").unwrap();
+    std::fs::write(foreign.join("marker"), "not a stand-in\n").unwrap();
+    let mut standins = Vec::new();
+    for (remote, digest) in ours {
+        let (repo, _tag) = remote.strip_prefix(&format!("{}/", registry())).unwrap().rsplit_once(':').unwrap();
+        let (code, body) = registry_request("DELETE", &format!("/v2/{repo}/manifests/{digest}"));
+        assert_eq!(code, 405, "the registry refuses a delete: {body}");
+        assert_eq!(registry_request("GET", &format!("/v2/{repo}/manifests/{digest}")).0, 200, "{remote} is still there");
+        let output = format!("type=image,name={remote},push=true");
+        docker(&["buildx", "build", "--provenance=false", "--output", &output, foreign.to_str().unwrap()]);
+        docker(&["image", "rm", remote]);
+        let local = format!("localhost/{}", remote.strip_prefix(&prefix).unwrap());
+        standins.push((local, digest.clone()));
+    }
+    std::fs::remove_dir_all(&foreign).unwrap();
+    standins
 }

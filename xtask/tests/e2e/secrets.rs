@@ -225,3 +225,59 @@ fn l_local_cache_drops_the_blob_of_a_deleted_file() {
     let _ = Command::new("docker").args(["image", "rm", "contextcleanse-backend:e2e-cache-gc"]).output();
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Every blob `index.json` reaches (indexes, manifests, configs, layers) that the cache folder
+/// lacks: what a build importing the cache would miss.
+fn missing_blobs(cache: &Path) -> Vec<String> {
+    let read = |digest: &str| std::fs::read(cache.join("blobs/sha256").join(digest.trim_start_matches("sha256:")));
+    let index: Value = serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap();
+    let mut todo = vec![index];
+    let mut missing = Vec::new();
+    while let Some(doc) = todo.pop() {
+        let descriptors = ["manifests", "layers"].iter().flat_map(|k| doc[k].as_array().cloned().unwrap_or_default());
+        for d in descriptors.chain(doc.get("config").cloned()) {
+            let Some(digest) = d["digest"].as_str() else { continue };
+            match read(digest) {
+                Err(_) => missing.push(digest.to_string()),
+                Ok(bytes) if d["mediaType"].as_str().is_some_and(|m| m.ends_with("json")) => {
+                    todo.extend(serde_json::from_slice::<Value>(&bytes).ok());
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    missing
+}
+
+#[test]
+#[ignore = "needs the engine: run through `cargo xtask test`"]
+fn m_two_exporting_builds_at_once_leave_a_cache_the_next_build_imports_whole() {
+    let dir = scratch_copy("cache-race");
+    let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
+    let tag = "backend.tags=contextcleanse-backend:e2e-cache-race";
+    must(&["backend", "--cache-export", "--set", tag], &env);
+    // Both re-run the app stage, so each writes layers of its own into the one cache folder while
+    // the other may be cleaning it up.
+    let rerun = ["backend", "--cache-export", "--set", tag, "--set", "backend.no-cache-filter=app"];
+    let outs = std::thread::scope(|s| {
+        let a = s.spawn(|| must(&rerun, &env));
+        let b = s.spawn(|| must(&rerun, &env));
+        [a.join().unwrap(), b.join().unwrap()]
+    });
+    let said: String = outs.iter().map(|o| String::from_utf8_lossy(&o.stderr).to_string()).collect();
+    let cache = dir.join("target/buildx-cache/backend");
+    assert_eq!(missing_blobs(&cache), Vec::<String>::new(), "the cache lost blobs its index names:\n{said}");
+    assert!(
+        said.contains("local cache clean-up left for a later build") || said.contains("xtask: local cache: removed "),
+        "one build cleaned up, or said why it left it:\n{said}"
+    );
+    // The next build imports it, says nothing of a missing blob, and its own clean-up runs alone.
+    let out = must(&["backend", "--cache-export", "--set", tag], &env);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let complaints: Vec<&str> =
+        text.lines().filter(|l| l.contains("not found") || l.starts_with("xtask: warning") || l.contains("ERROR")).collect();
+    assert_eq!(complaints, Vec::<&str>::new(), "{text}");
+    assert_eq!(missing_blobs(&cache), Vec::<String>::new());
+    let _ = Command::new("docker").args(["image", "rm", "contextcleanse-backend:e2e-cache-race"]).output();
+    std::fs::remove_dir_all(dir).unwrap();
+}

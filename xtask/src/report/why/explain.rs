@@ -23,6 +23,10 @@ pub(crate) fn explain(previous: Previous, current: &TargetInputs, steps: &[Step]
         Previous::Unreadable => {
             return whole(Cause::Unknown { why: "the inputs of the last build on this engine were not kept".into() })
         }
+        Previous::Foreign(r) => {
+            let why = format!("the registry cache {r} it read was written by a build this history does not hold");
+            return whole(Cause::Unknown { why });
+        }
         Previous::Found(p) => p,
     };
     let ctx = Context::new(prev, current, steps);

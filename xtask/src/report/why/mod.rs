@@ -51,6 +51,9 @@ pub(crate) enum Previous<'a> {
     /// One was found, but its inputs were not kept or cannot be read.
     Unreadable,
     Found(&'a TargetInputs),
+    /// None on this engine, and the registry cache this build read was written by a build this
+    /// history does not hold.
+    Foreign(&'a str),
 }
 
 /// Why one step ran.
@@ -190,6 +193,9 @@ pub(crate) fn listing(r: &crate::report::BuildReport, target: Option<&str>) -> R
             continue;
         }
         out.push_str(&format!("{}: {} of {} steps ran\n", t.name, ran.len(), t.steps));
+        if let Some(base) = &t.compared_with {
+            out.push_str(&format!("  (against {base})\n"));
+        }
         for s in ran {
             let why = t.causes.iter().find(|c| c.step == s.name).map_or_else(
                 || "cause not recorded (the report was written before causes were kept)".to_string(),

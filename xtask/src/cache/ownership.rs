@@ -13,7 +13,7 @@
 //! file's tags) or, untagged, by their `org.opencontainers.image.title` label.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -229,19 +229,6 @@ pub(crate) fn read_world() -> Result<World> {
     Ok(World { engine, api: endpoint, usage, owner, cache_dirs, target })
 }
 
-/// Bytes under a folder (files only, symbolic links not followed).
-pub(crate) fn dir_size(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_size(&e.path()),
-            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => 0,
-        })
-        .sum()
-}
-
 /// The bytes of the blobs the private registry keeps for the project's repositories.
 fn registry_bytes(engine: &Engine, owner: &Owner) -> Option<(PathBuf, u64)> {
     let storage = Layout::new(engine.spec?).root.join("registry/docker/registry/v2");
@@ -301,7 +288,7 @@ pub fn du() -> Result<()> {
     }
     for dir in &w.cache_dirs {
         let shown = dir.strip_prefix(paths::project_root()).unwrap_or(dir);
-        println!("  {:<44} {:>13} {:>10}", shown.display(), "local", human(dir_size(dir)));
+        println!("  {:<44} {:>13} {:>10}", shown.display(), "local", human(paths::dir_size(dir)));
     }
     let images = w.usage.images.clone().unwrap_or_default();
     let own = w.owner.images(&images);
@@ -324,7 +311,7 @@ pub fn du() -> Result<()> {
         if name == "engine" {
             println!("  {name:<20} (the private engines: their disk is the engine's, below)");
         } else if e.file_type().is_ok_and(|t| t.is_dir()) {
-            println!("  {name:<20} {:>10}", human(dir_size(&e.path())));
+            println!("  {name:<20} {:>10}", human(paths::dir_size(&e.path())));
         }
     }
     let image_bytes: i64 = images.iter().map(|i| i.size.max(0)).sum();

@@ -90,17 +90,30 @@ pub(crate) fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
     if partial.exists() {
         std::fs::remove_dir_all(&partial)?;
     }
-    for (_, _, deb) in &chosen {
-        runner::run(&Cmd::new("dpkg-deb").arg("-x").arg(deb.display().to_string()).arg(partial.display().to_string()))?;
+    let versions: Vec<(String, String)> = chosen.iter().map(|(n, v, _)| (n.clone(), v.clone())).collect();
+    match twin(layout, &versions) {
+        // Another engine of these very packages (a named engine, the classic store beside the
+        // containerd one): its files are linked, not copied, and the disk holds them once. The
+        // integrity check that follows reads them as this engine's own.
+        Some(other) => runner::run(&Cmd::new("cp").arg("-al").arg(other.display().to_string()).arg(partial.display().to_string()))?,
+        None => {
+            for (_, _, deb) in &chosen {
+                let unpack = Cmd::new("dpkg-deb").arg("-x").arg(deb.display().to_string()).arg(partial.display().to_string());
+                runner::run(&unpack)?;
+            }
+            // Debian chooses iptables' backend with update-alternatives; the prefix has none, so
+            // link the legacy backend, which needs no nftables support in the kernel.
+            for link in ["iptables", "ip6tables"] {
+                let path = partial.join("usr/sbin").join(link);
+                let _ = std::fs::remove_file(&path);
+                crate::util::os::symlink("xtables-legacy-multi", &path)?;
+            }
+        }
     }
-    // Debian chooses iptables' backend with update-alternatives; the prefix has none, so link
-    // the legacy backend, which needs no nftables support in the kernel.
-    for link in ["iptables", "ip6tables"] {
-        let path = partial.join("usr/sbin").join(link);
-        let _ = std::fs::remove_file(&path);
-        crate::util::os::symlink("xtables-legacy-multi", &path)?;
+    // New files, never written through a link into the twin's.
+    for name in ["versions.json", ".complete"] {
+        let _ = std::fs::remove_file(partial.join(name));
     }
-    let versions: Vec<(String, String)> = chosen.into_iter().map(|(n, v, _)| (n, v)).collect();
     std::fs::write(partial.join("versions.json"), serde_json::to_vec_pretty(&versions)?)?;
     std::fs::write(partial.join(".complete"), format!("{}\n", host_arch()))?;
     if layout.prefix.exists() {
@@ -116,6 +129,15 @@ pub(crate) fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
         crate::util::os::symlink(layout.prefix.join("usr/libexec/docker/cli-plugins").join(name), &link)?;
     }
     Ok(versions)
+}
+
+/// The complete prefix of another engine in the same folder that holds exactly `versions`.
+fn twin(layout: &Layout, versions: &[(String, String)]) -> Option<PathBuf> {
+    Layout::all().into_iter().filter(|l| l.root != layout.root).map(|l| l.prefix).find(|prefix| {
+        let theirs: Option<Vec<(String, String)>> =
+            std::fs::read(prefix.join("versions.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        prefix.join(".complete").is_file() && theirs.as_deref() == Some(versions)
+    })
 }
 
 /// Downloads the packages not yet in the shared download folder (kept, so a rerun resumes).

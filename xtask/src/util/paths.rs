@@ -54,6 +54,19 @@ pub(crate) fn engine_dir() -> PathBuf {
 }
 
 /// The checkout's own `target/` (not a scratch copy's): what belongs to this machine's engine.
+/// Bytes under a folder (files only, symbolic links not followed).
+pub(crate) fn dir_size(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_size(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
+}
+
 pub fn checkout_target() -> PathBuf {
     checkout_root().join("target")
 }

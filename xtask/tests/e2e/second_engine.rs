@@ -203,6 +203,8 @@ fn a_second_engine_builds_from_the_first_ones_registry_cache() {
     assert!(said.contains(&format!("(pid {})", std::process::id())), "the holder is named: {said}");
     assert_eq!(bridges(), now, "a refused start leaves no bridge behind");
     drop(holder);
+    // Its store is of no use to a later test, and holds the stand-ins and both images.
+    std::fs::remove_dir_all(&data).unwrap();
     eprintln!(
         "second engine: {cached} of {steps} steps cached, its build {:.1}s while the first built {first_builds} time(s); test {:.0}s",
         second_took.as_secs_f64(),

@@ -85,15 +85,13 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // The history as it stands before this build's line: read once, for the causes, the table's
     // comparison and the HTML report.
     let history = crate::report::history();
-    caches(&plan, &mut outcome.report, read_caches.clone());
-    explain(&plan, &mut outcome.report, &read, &history);
+    explain(&plan, &mut outcome.report, &read, &read_caches, &history);
     record(&outcome.report, &settings, &history);
     if outcome.is_transient() {
         eprintln!("xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more");
         let history = crate::report::history();
         outcome = run::build(&plan)?;
-        caches(&plan, &mut outcome.report, read_caches);
-        explain(&plan, &mut outcome.report, &read, &history);
+        explain(&plan, &mut outcome.report, &read, &read_caches, &history);
         record(&outcome.report, &settings, &history);
     }
     let report = outcome.result()?;
@@ -113,23 +111,22 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     Ok(())
 }
 
-/// The registry caches the build read (as they were before it) and, when it passed, wrote.
-fn caches(plan: &Plan, report: &mut crate::report::BuildReport, read: BTreeMap<String, BTreeMap<String, String>>) {
-    registry_cache::note(report, Side::Read, read);
-    if report.status == crate::report::Status::Ok {
-        registry_cache::note(report, Side::Written, registry_cache::digests(plan, Side::Written));
-    }
-}
-
-/// Says why each step that ran did, against the last build of its target on this engine, and
-/// keeps this build's inputs beside its report for the next one.
+/// Notes the registry caches the build read and wrote, says why each step that ran did (against
+/// the last build of its target on this engine, or a newer one that wrote the registry cache it
+/// read), and keeps this build's inputs beside its report for the next one.
 fn explain(
     plan: &Plan,
     report: &mut crate::report::BuildReport,
-    read: &std::collections::BTreeMap<String, crate::report::why::TargetInputs>,
+    read: &BTreeMap<String, crate::report::why::TargetInputs>,
+    read_caches: &BTreeMap<String, BTreeMap<String, String>>,
     history: &[crate::report::HistoryLine],
 ) {
     let _t = trace::phase("causes");
+    // The registry caches the build read (as they were before it) and, when it passed, wrote.
+    registry_cache::note(report, Side::Read, read_caches.clone());
+    if report.status == crate::report::Status::Ok {
+        registry_cache::note(report, Side::Written, registry_cache::digests(plan, Side::Written));
+    }
     let prunes = |since: &str| crate::engine::events::cache_prunes_since(&plan.engine, since);
     crate::report::why::attach(report, read.clone(), history, &prunes);
 }

@@ -38,8 +38,10 @@ fn refs(plan: &Plan, side: Side) -> Vec<(String, String)> {
 pub(crate) fn digests(plan: &Plan, side: Side) -> BTreeMap<String, BTreeMap<String, String>> {
     let wanted = refs(plan, side);
     let found: Vec<Option<String>> = std::thread::scope(|s| {
-        let asks: Vec<_> =
-            wanted.iter().map(|(_, r)| s.spawn(|| answers(r).then(|| plan.engine.registry_digest(r)).flatten())).collect();
+        let asks: Vec<_> = wanted
+            .iter()
+            .map(|(_, r)| s.spawn(|| answers(r).then(|| plan.engine.registry_digest(r)).flatten()))
+            .collect();
         asks.into_iter().map(|h| h.join().unwrap_or(None)).collect()
     });
     let mut out: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();

@@ -217,16 +217,25 @@ fn fill_images(plan: &Plan, meta: &serde_json::Value, report: &mut BuildReport) 
         t.digest = m["containerimage.digest"].as_str().map(str::to_string);
         t.image = m["image.name"].as_str().and_then(|n| n.split(',').next()).map(str::to_string);
     }
-    // One `docker history` per image, side by side.
+    // One `docker history` per image, side by side. What an image of a given digest weighs on an
+    // engine never changes: a warm build, whose images are those of the last one, asks nothing.
     let engine = &plan.engine;
+    let sizes = crate::util::memo::Cache::new("image-sizes.json", 30 * 24 * 3600);
+    let keys: Vec<Option<String>> =
+        report.targets.iter().map(|t| t.digest.as_ref().map(|d| format!("{}|{d}", engine.describe()))).collect();
+    let known: Vec<Option<u64>> = keys.iter().map(|k| k.as_ref().and_then(|k| sizes.get::<u64>(k))).collect();
     std::thread::scope(|s| {
-        let jobs: Vec<_> = report
-            .targets
-            .iter()
-            .map(|t| t.image.clone().map(|image| s.spawn(move || engine.image_size(&image))))
+        let jobs: Vec<_> = (report.targets.iter().zip(&known))
+            .map(|(t, known)| match known {
+                Some(_) => None,
+                None => t.image.clone().map(|image| s.spawn(move || engine.image_size(&image))),
+            })
             .collect();
-        for (t, job) in report.targets.iter_mut().zip(jobs) {
-            t.size_bytes = job.and_then(|j| j.join().ok().flatten());
+        for (((t, job), known), key) in report.targets.iter_mut().zip(jobs).zip(&known).zip(&keys) {
+            t.size_bytes = known.or_else(|| job.and_then(|j| j.join().ok().flatten()));
+            if let (None, Some(k), Some(size)) = (known, key, t.size_bytes) {
+                sizes.put(k, size);
+            }
         }
     });
     for t in &mut report.targets {

@@ -207,7 +207,8 @@ fn list(plan: &Plan, verb: &str) {
 fn confirm(asked: &Asked) -> Result<bool> {
     use std::io::IsTerminal;
     let world = ownership::read_world()?;
-    let dir_sizes: Vec<(PathBuf, u64)> = world.cache_dirs.iter().map(|d| (d.clone(), crate::util::paths::dir_size(d))).collect();
+    let dir_sizes: Vec<(PathBuf, u64)> =
+        world.cache_dirs.iter().map(|d| (d.clone(), crate::util::paths::dir_size(d))).collect();
     let plan = plan(&world, *asked, &dir_sizes);
     if plan.is_empty() {
         return Ok(true); // nothing to ask about: the run below says so
@@ -239,7 +240,8 @@ pub fn run(asked: &Asked, dry_run: bool, ask: bool) -> Result<()> {
         )
     };
     let world = ownership::read_world()?;
-    let dir_sizes: Vec<(PathBuf, u64)> = world.cache_dirs.iter().map(|d| (d.clone(), crate::util::paths::dir_size(d))).collect();
+    let dir_sizes: Vec<(PathBuf, u64)> =
+        world.cache_dirs.iter().map(|d| (d.clone(), crate::util::paths::dir_size(d))).collect();
     let plan = plan(&world, *asked, &dir_sizes);
     for dir in &plan.outside {
         println!("left {} alone: a cache folder outside target/ is not the xtask's to remove", dir.display());

@@ -95,10 +95,13 @@ pub(crate) fn install_prefix(layout: &Layout) -> Result<Vec<(String, String)>> {
         // Another engine of these very packages (a named engine, the classic store beside the
         // containerd one): its files are linked, not copied, and the disk holds them once. The
         // integrity check that follows reads them as this engine's own.
-        Some(other) => runner::run(&Cmd::new("cp").arg("-al").arg(other.display().to_string()).arg(partial.display().to_string()))?,
+        Some(other) => {
+            runner::run(&Cmd::new("cp").arg("-al").arg(other.display().to_string()).arg(partial.display().to_string()))?
+        }
         None => {
             for (_, _, deb) in &chosen {
-                let unpack = Cmd::new("dpkg-deb").arg("-x").arg(deb.display().to_string()).arg(partial.display().to_string());
+                let unpack =
+                    Cmd::new("dpkg-deb").arg("-x").arg(deb.display().to_string()).arg(partial.display().to_string());
                 runner::run(&unpack)?;
             }
             // Debian chooses iptables' backend with update-alternatives; the prefix has none, so

@@ -372,23 +372,7 @@ pub(crate) fn down_one(engine: &Engine) -> Result<()> {
     }
 }
 
-/// Removes a stopped private engine's store (images, containers, build cache), keeping its
-/// packages, registry and settings: what the next start makes again is the stand-ins and the
-/// cache. Returns the bytes it freed.
-pub(crate) fn forget_store(engine: &Engine) -> Result<u64> {
-    let layout = engine.layout();
-    if engine.spec.is_none() || layout.running() {
-        anyhow::bail!("only a stopped private engine's store is removed");
-    }
-    let data = layout.root.join("data");
-    let bytes = crate::util::paths::dir_size(&data);
-    if data.exists() {
-        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
-    }
-    Ok(bytes)
-}
-
-pub(crate) use private::check_host;
+pub(crate) use private::{check_host, forget_store};
 
 /// `engine status`: one line each, of the engine builds use, or of the private one named.
 pub fn status(settings: &Settings, which: &Which) -> Result<()> {

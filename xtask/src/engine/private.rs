@@ -183,6 +183,22 @@ fn start_registry(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
+/// Removes a stopped private engine's store (images, containers, build cache), keeping its
+/// packages, registry and settings: what the next start makes again is the stand-ins and the
+/// cache. Returns the bytes it freed.
+pub(crate) fn forget_store(engine: &super::Engine) -> Result<u64> {
+    let layout = engine.layout();
+    if engine.spec.is_none() || layout.running() {
+        anyhow::bail!("only a stopped private engine's store is removed");
+    }
+    let data = layout.root.join("data");
+    let bytes = crate::util::paths::dir_size(&data);
+    if data.exists() {
+        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    }
+    Ok(bytes)
+}
+
 /// Stops the registry and dockerd that `up` started, by pid file, and nothing else; returns how
 /// many processes it stopped.
 pub(crate) fn stop_engine(layout: &Layout) -> Result<usize> {

@@ -79,7 +79,13 @@ fn the_chart_has_a_bar_per_build_ending_with_this_one() {
     let line = |id: &str, secs: f64, status: Status| HistoryLine {
         id: id.into(),
         status,
-        targets: vec![HistoryTarget { name: "backend".into(), wall_secs: secs, steps: 4, cached: 3, ..Default::default() }],
+        targets: vec![HistoryTarget {
+            name: "backend".into(),
+            wall_secs: secs,
+            steps: 4,
+            cached: 3,
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let mut h: Vec<HistoryLine> = (0..25).map(|n| line(&format!("h{n}"), n as f64, Status::Ok)).collect();

@@ -257,7 +257,11 @@ fn foreign_image_under_each_standin_tag(cache: &str) -> Vec<(String, String)> {
         let (repo, _tag) = remote.strip_prefix(&format!("{}/", registry())).unwrap().rsplit_once(':').unwrap();
         let (code, body) = registry_request("DELETE", &format!("/v2/{repo}/manifests/{digest}"));
         assert_eq!(code, 405, "the registry refuses a delete: {body}");
-        assert_eq!(registry_request("GET", &format!("/v2/{repo}/manifests/{digest}")).0, 200, "{remote} is still there");
+        assert_eq!(
+            registry_request("GET", &format!("/v2/{repo}/manifests/{digest}")).0,
+            200,
+            "{remote} is still there"
+        );
         let output = format!("type=image,name={remote},push=true");
         docker(&["buildx", "build", "--provenance=false", "--output", &output, foreign.to_str().unwrap()]);
         docker(&["image", "rm", remote]);

@@ -274,8 +274,10 @@ fn m_two_exporting_builds_at_once_leave_a_cache_the_next_build_imports_whole() {
     // The next build imports it, says nothing of a missing blob, and its own clean-up runs alone.
     let out = must(&["backend", "--cache-export", "--set", tag], &env);
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    let complaints: Vec<&str> =
-        text.lines().filter(|l| l.contains("not found") || l.starts_with("xtask: warning") || l.contains("ERROR")).collect();
+    let complaints: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("not found") || l.starts_with("xtask: warning") || l.contains("ERROR"))
+        .collect();
     assert_eq!(complaints, Vec::<&str>::new(), "{text}");
     assert_eq!(missing_blobs(&cache), Vec::<String>::new());
     let _ = Command::new("docker").args(["image", "rm", "contextcleanse-backend:e2e-cache-race"]).output();

@@ -162,7 +162,8 @@ fn why_a_pruned_step_names_the_dropped_cache() {
     // Through the engine's API, as `clean` prunes: the engine records the prune as an event.
     let socket = std::env::var("DOCKER_HOST").unwrap().trim_start_matches("unix://").to_string();
     let filters = format!("%7B%22id%22%3A%5B%22{}%22%5D%7D", ours[0]);
-    let pruned = xtask::engine::api::request(Path::new(&socket), "POST", &format!("/build/prune?all=1&filters={filters}"));
+    let pruned =
+        xtask::engine::api::request(Path::new(&socket), "POST", &format!("/build/prune?all=1&filters={filters}"));
     assert_eq!(pruned.as_ref().map(|(c, _)| *c), Some(200), "{pruned:?}");
     assert_eq!(records_with(&marker), Vec::<String>::new(), "the record was pruned");
     let out = must(&["backend"], &env);
@@ -173,7 +174,10 @@ fn why_a_pruned_step_names_the_dropped_cache() {
     assert!(found.iter().all(|(_, c)| c["kind"] == "cache_dropped"), "{found:?}");
     assert!(stdout(&out).contains("the engine no longer held this step's cache"), "{}", stdout(&out));
     let prunes = target(&report, "backend")["cache_prunes"].clone();
-    assert!(prunes.as_array().is_some_and(|p| p.iter().any(|p| p.as_str().unwrap().starts_with("pruned at "))), "{prunes}");
+    assert!(
+        prunes.as_array().is_some_and(|p| p.iter().any(|p| p.as_str().unwrap().starts_with("pruned at "))),
+        "{prunes}"
+    );
     let texts: Vec<&str> =
         target(&report, "backend")["causes"].as_array().unwrap().iter().filter_map(|c| c["text"].as_str()).collect();
     assert!(texts.iter().all(|t| t.contains("the engine's build cache was pruned at")), "{texts:?}");

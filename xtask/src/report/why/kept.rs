@@ -38,7 +38,8 @@ fn baseline<'h>(
     read: &BTreeMap<String, String>,
 ) -> Baseline<'h> {
     let passed = |h: &HistoryLine| h.status == Status::Ok;
-    let own = history.iter().rposition(|h| passed(h) && &h.engine == engine && h.targets.iter().any(|t| t.name == target));
+    let own =
+        history.iter().rposition(|h| passed(h) && &h.engine == engine && h.targets.iter().any(|t| t.name == target));
     let writer = history.iter().enumerate().rev().filter(|(_, h)| passed(h)).find_map(|(i, h)| {
         let t = h.targets.iter().find(|t| t.name == target)?;
         t.cache_written.iter().find(|(r, d)| read.get(*r) == Some(*d)).map(|(r, _)| (i, r.clone()))

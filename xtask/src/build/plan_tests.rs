@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::*;
 use crate::build::request::{Options, Recipe, Request};
 use crate::build::syntax::FrontendSource;
-use crate::images::standin::{Choice, BASES};
+use crate::images::bases::Choice;
+use crate::images::standin::BASES;
 
 /// `bake --print all` by buildx 0.29.1 with CA_BUNDLE set, without and with REGISTRY.
 const ALL_0_29: &str = include_str!("../../testdata/bake-print-all-buildx-0.29.1.json");

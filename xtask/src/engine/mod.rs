@@ -22,6 +22,7 @@ mod private;
 mod registry;
 mod remote;
 mod rundir;
+pub(crate) mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -52,21 +52,26 @@ pub fn version(explicit: Option<&Version>) -> Result<(Version, String)> {
 pub(crate) fn collect(explicit: Option<&Version>) -> Result<Metadata> {
     let root = paths::project_root();
     let git = |args: &[&str]| runner::read(&Cmd::new("git").args(args.iter().copied()).dir(&root));
-    let (version, version_source) = version(explicit)?;
-    let (git_commit, build_date) = match git(&["rev-parse", "HEAD"]) {
-        Ok(commit) => {
-            let dirty = !git(&["status", "--porcelain", "--untracked-files=no"])?.is_empty();
-            let commit = if dirty { format!("{commit}-dirty") } else { commit };
-            let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-                Ok(e) => e,
-                Err(_) => git(&["log", "-1", "--format=%ct"])?,
-            };
+    // Each git question is a process start: asked side by side, and the commit with its time in one.
+    let (version, head, status) = std::thread::scope(|s| {
+        let version = s.spawn(|| version(explicit));
+        let status = s.spawn(|| git(&["status", "--porcelain", "--untracked-files=no"]));
+        let head = git(&["log", "-1", "--format=%H %ct"]);
+        let panicked = |_| anyhow::anyhow!("asking git panicked");
+        (version.join().map_err(panicked).and_then(|v| v), head, status.join().map_err(panicked).and_then(|v| v))
+    });
+    let (version, version_source) = version?;
+    let (git_commit, build_date) = match head.as_deref().map(|h| h.split_once(' ')) {
+        Ok(Some((commit, time))) => {
+            let dirty = !status?.is_empty();
+            let commit = if dirty { format!("{commit}-dirty") } else { commit.to_string() };
+            let epoch = std::env::var("SOURCE_DATE_EPOCH").unwrap_or_else(|_| time.to_string());
             (commit, rfc3339(&epoch)?)
         }
         // A tarball without .git: say so rather than invent a commit; `verify`'s scratch export
         // of a commit is told its commit and time, and SOURCE_DATE_EPOCH alone dates it (two
         // engines building one export of a commit then agree); else now.
-        Err(_) => match (std::env::var("XTASK_SOURCE_COMMIT"), std::env::var("SOURCE_DATE_EPOCH")) {
+        _ => match (std::env::var("XTASK_SOURCE_COMMIT"), std::env::var("SOURCE_DATE_EPOCH")) {
             (Ok(commit), Ok(epoch)) if !commit.is_empty() => (commit, rfc3339(&epoch)?),
             (_, Ok(epoch)) => ("unknown".to_string(), rfc3339(&epoch)?),
             _ => ("unknown".to_string(), Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true)),

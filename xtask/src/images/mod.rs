@@ -4,6 +4,7 @@
 
 pub mod bake;
 pub(crate) mod bake_kept;
+pub(crate) mod bases;
 pub(crate) mod keyless;
 pub mod meta;
 pub mod oci;

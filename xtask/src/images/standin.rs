@@ -1,14 +1,13 @@
-//! Base images when the official ones cannot be had: a mirror, the engine's store, the registry,
-//! or else stand-ins laid out like the official images, made once from Debian (Python 3.11, and
-//! busybox and glibc for Node.js) and the npm registry (Node.js 22), for the platforms the
-//! command builds, tagged under `localhost/standin-*` with a fingerprint of their recipe.
+//! Stand-ins for the base images when the official ones cannot be had (`images::bases` chooses):
+//! laid out like the official images, made once from Debian (Python 3.11, and busybox and glibc
+//! for Node.js) and the npm registry (Node.js 22), for the platforms the command builds, tagged
+//! under `localhost/standin-*` with a fingerprint of their recipe.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 
 use crate::engine::{self, Engine, Layout};
-use crate::settings::Settings;
 use crate::util::paths::{self, write_atomic};
 use crate::util::runner::{self, Cmd};
 
@@ -73,107 +72,6 @@ const BUILD_OPTIONS: [&str; 2] = ["--provenance=false", "--sbom=false"];
 /// The Node.js and npm packages the node stand-in is made of.
 const NODE_SPEC: &str = "22";
 const NPM_SPEC: &str = "10";
-
-/// The image each base variable resolves to, and a line for each choice worth telling.
-#[derive(Debug, Default)]
-pub(crate) struct Choice {
-    pub(crate) vars: Vec<(String, String)>,
-    pub(crate) notes: Vec<String>,
-    /// True when at least one image is a stand-in.
-    pub(crate) standin: bool,
-    /// Bases that are neither reachable nor in the engine as stand-ins yet (or lack a platform
-    /// this command builds): their stand-ins must be made ([`make_standins`]) before a build.
-    pub(crate) missing: Vec<String>,
-    /// The platforms to make the missing stand-ins for (see `standin_platforms`).
-    pub(crate) platforms: Vec<String>,
-    /// True when stand-ins the engine holds lack a platform this command builds.
-    pub(crate) adding: bool,
-    /// Each base built on a stand-in, found or missing: (official image, stand-in image).
-    pub(crate) standin_images: Vec<(String, String)>,
-}
-
-impl Choice {
-    /// Why the build cannot start yet, when stand-ins are missing.
-    pub(crate) fn missing_line(&self) -> Option<String> {
-        (!self.missing.is_empty()).then(|| {
-            format!(
-                "base images {} are not reachable and no stand-ins exist yet: run `cargo xtask build` once to make them",
-                names(&self.missing)
-            )
-        })
-    }
-
-    /// The line said before the missing stand-ins are made.
-    pub(crate) fn making_line(&self) -> String {
-        let platforms = self.platforms.join(" and ");
-        match self.adding {
-            true => format!(
-                "the stand-ins for {} lack a platform this command builds: making them for {platforms} once (arm64 runs under QEMU: several minutes)",
-                names(&self.missing)
-            ),
-            false => format!("{} cannot be pulled; making stand-ins once for {platforms}", names(&self.missing)),
-        }
-    }
-}
-
-/// How each base image can be had, tried in order (a mirror, the engine's store, the registry,
-/// a stand-in in the store); a base none of them has is `missing`. `officials` are the official
-/// images of [`BASES`], in order, as the bake file names them. It changes nothing in the engine;
-/// registry answers are kept for a while under `target/xtask/` (`util::memo`).
-pub(crate) fn look(engine: &Engine, settings: &Settings, officials: &[String]) -> Choice {
-    let mirror = settings.get("BASE_MIRROR").map(|m| m.trim_end_matches('/').to_string());
-    // The probes are independent and mostly wait on the network: run them side by side.
-    let found: Vec<Option<String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = BASES
-            .iter()
-            .zip(officials)
-            .map(|(b, o)| s.spawn(|| find_existing(engine, b, o, mirror.as_deref())))
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or(None)).collect()
-    });
-    let mut choice = Choice::default();
-    let mut standins = Vec::new();
-    for ((base, official), found) in BASES.iter().zip(officials).zip(found) {
-        let standin = base.standin();
-        let image = found.unwrap_or_else(|| {
-            choice.missing.push(official.clone());
-            standin.clone()
-        });
-        if image == standin {
-            standins.push(official.clone());
-            choice.standin_images.push((official.clone(), standin.clone()));
-        }
-        choice.vars.push((base.var.to_string(), image));
-    }
-    if !standins.is_empty() {
-        choice.standin = true;
-        choice.notes.push(format!(
-            "images built on stand-ins for {} (official images unreachable; set BASE_MIRROR to use a mirror)",
-            names(&standins)
-        ));
-    }
-    choice
-}
-
-fn names(officials: &[String]) -> String {
-    officials.join(" and ")
-}
-
-/// A mirror's copy, the official image in the engine's store, or the official image from its
-/// registry, whichever answers first; a stand-in already in the store otherwise.
-fn find_existing(engine: &Engine, base: &Base, official: &str, mirror: Option<&str>) -> Option<String> {
-    if let Some(m) = mirror {
-        let mirrored = format!("{m}/library/{official}");
-        if engine.registry_has(&mirrored) {
-            return Some(mirrored);
-        }
-    }
-    if engine.has_image(official) || engine.registry_has(official) {
-        return Some(official.to_string());
-    }
-    let standin = base.standin();
-    engine.has_image(&standin).then_some(standin)
-}
 
 /// Makes both stand-ins for `platforms`: a Debian minbase root file system per architecture,
 /// Python from Debian in it, and Node.js and npm from the npm registry. Independent steps

@@ -5,7 +5,7 @@
 
 use crate::engine::api as dockerapi;
 use crate::engine::{self, Engine};
-use crate::images::standin::Choice;
+use crate::images::bases::Choice;
 
 /// Every platform a stand-in can be made for (an engine that cannot hold several gets its own).
 pub(crate) fn all(multi_platform: bool) -> Vec<String> {
@@ -48,32 +48,6 @@ pub(crate) fn to_make(needed: &[String], held: &[String], multi_platform: bool, 
     out
 }
 
-/// The platforms of an image in the engine's store, or None when the engine cannot say (no unix
-/// socket, an API before 1.48, the classic store) or does not hold the image.
-pub(crate) fn held(engine: &Engine, image: &str) -> Option<Vec<String>> {
-    let socket = engine.socket()?;
-    let path = format!("/v1.48/images/{}/json?manifests=1", dockerapi::escape(image));
-    platforms_available(&dockerapi::get_json(&socket, &path)?)
-}
-
-/// The platforms whose content an image inspection (`?manifests=1`) says the store holds. An
-/// index names each manifest's platform in its descriptor; a single-platform image has no index,
-/// so its one descriptor carries none, and the platform is only in the image data.
-fn platforms_available(inspect: &serde_json::Value) -> Option<Vec<String>> {
-    let manifests = inspect.get("Manifests")?.as_array()?;
-    let mut out: Vec<String> = manifests
-        .iter()
-        .filter(|m| m["Kind"] == "image" && m["Available"] == true)
-        .filter_map(|m| {
-            let p = [&m["ImageData"]["Platform"], &m["Descriptor"]["platform"]].into_iter().find(|p| p.is_object())?;
-            Some(format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?))
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    Some(out)
-}
-
 /// True when the engine can list an image's platforms (API 1.48 and newer).
 pub(crate) fn lists(engine: &Engine) -> bool {
     let Some(socket) = engine.socket() else { return false };
@@ -87,20 +61,13 @@ pub(crate) fn lists(engine: &Engine) -> bool {
 
 /// Marks as missing the stand-ins the engine holds without a platform this command builds, and
 /// sets the platforms the missing ones are to be made for.
-pub(crate) fn complete(engine: &Engine, choice: &mut Choice, needed: &[String], multi_platform: bool) {
+/// `lists`: the engine holds several platforms per image and can list them.
+pub(crate) fn complete(choice: &mut Choice, needed: &[String], multi_platform: bool, lists: bool) {
     if choice.standin_images.is_empty() {
         return;
     }
-    // Each question is a socket round trip of its own: ask them side by side.
-    let (lists, helds): (bool, Vec<Option<Vec<String>>>) = std::thread::scope(|s| {
-        let lists = s.spawn(|| multi_platform && lists(engine));
-        let helds: Vec<_> =
-            choice.standin_images.iter().map(|(_, standin)| s.spawn(move || held(engine, standin))).collect();
-        let helds = helds.into_iter().map(|h| h.join().unwrap_or(None)).collect();
-        (lists.join().unwrap_or(false), helds)
-    });
     let mut held_all: Vec<String> = Vec::new();
-    for ((official, _), held) in choice.standin_images.iter().zip(helds) {
+    for ((official, _), held) in choice.standin_images.iter().zip(choice.held.clone()) {
         if choice.missing.contains(official) || !lists {
             continue;
         }
@@ -140,24 +107,5 @@ mod tests {
         assert_eq!(to_make(&amd, &v(&["linux/arm64"]), true, true), both, "a held platform stays");
         assert_eq!(to_make(&amd, &[], true, false), both, "an engine that cannot list platforms gets both");
         assert_eq!(to_make(&both, &[], false, true), all(false), "a classic store holds one platform");
-    }
-
-    #[test]
-    fn held_platforms_come_from_an_index_and_from_a_single_image() {
-        let index = serde_json::json!({"Manifests": [
-            {"Kind": "image", "Available": true, "Descriptor": {"platform": {"os": "linux", "architecture": "arm64"}}},
-            {"Kind": "image", "Available": false, "Descriptor": {"platform": {"os": "linux", "architecture": "s390x"}}},
-            {"Kind": "attestation", "Available": true, "Descriptor": {"platform": {"os": "unknown", "architecture": "unknown"}}},
-            {"Kind": "image", "Available": true, "Descriptor": {"platform": {"os": "linux", "architecture": "amd64"}},
-             "ImageData": {"Platform": {"os": "linux", "architecture": "amd64"}}},
-        ]});
-        assert_eq!(platforms_available(&index), Some(v(&["linux/amd64", "linux/arm64"])));
-        // What Docker 28 answers for an image built for one platform: no platform in the descriptor.
-        let single = serde_json::json!({"Manifests": [
-            {"Kind": "image", "Available": true, "Descriptor": {"mediaType": "application/vnd.oci.image.manifest.v1+json"},
-             "ImageData": {"Platform": {"architecture": "amd64", "os": "linux"}}},
-        ]});
-        assert_eq!(platforms_available(&single), Some(v(&["linux/amd64"])));
-        assert_eq!(platforms_available(&serde_json::json!({"Id": "sha256:ab"})), None, "an API before 1.48");
     }
 }

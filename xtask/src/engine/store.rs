@@ -1,0 +1,57 @@
+//! The engine's image store, asked image by image: which platforms an image holds.
+
+use super::{api, Engine};
+
+/// The platforms of an image in the engine's store, or None when the engine cannot say (no unix
+/// socket, an API before 1.48, the classic store) or does not hold the image.
+pub(crate) fn image_platforms(engine: &Engine, image: &str) -> Option<Vec<String>> {
+    let socket = engine.socket()?;
+    let path = format!("/v1.48/images/{}/json?manifests=1", api::escape(image));
+    platforms_available(&api::get_json(&socket, &path)?)
+}
+
+/// The platforms whose content an image inspection (`?manifests=1`) says the store holds. An
+/// index names each manifest's platform in its descriptor; a single-platform image has no index,
+/// so its one descriptor carries none, and the platform is only in the image data.
+fn platforms_available(inspect: &serde_json::Value) -> Option<Vec<String>> {
+    let manifests = inspect.get("Manifests")?.as_array()?;
+    let mut out: Vec<String> = manifests
+        .iter()
+        .filter(|m| m["Kind"] == "image" && m["Available"] == true)
+        .filter_map(|m| {
+            let p = [&m["ImageData"]["Platform"], &m["Descriptor"]["platform"]].into_iter().find(|p| p.is_object())?;
+            Some(format!("{}/{}", p["os"].as_str()?, p["architecture"].as_str()?))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn held_platforms_come_from_an_index_and_from_a_single_image() {
+        let index = serde_json::json!({"Manifests": [
+            {"Kind": "image", "Available": true, "Descriptor": {"platform": {"os": "linux", "architecture": "arm64"}}},
+            {"Kind": "image", "Available": false, "Descriptor": {"platform": {"os": "linux", "architecture": "s390x"}}},
+            {"Kind": "attestation", "Available": true, "Descriptor": {"platform": {"os": "unknown", "architecture": "unknown"}}},
+            {"Kind": "image", "Available": true, "Descriptor": {"platform": {"os": "linux", "architecture": "amd64"}},
+             "ImageData": {"Platform": {"os": "linux", "architecture": "amd64"}}},
+        ]});
+        assert_eq!(platforms_available(&index), Some(v(&["linux/amd64", "linux/arm64"])));
+        // What Docker 28 answers for an image built for one platform: no platform in the descriptor.
+        let single = serde_json::json!({"Manifests": [
+            {"Kind": "image", "Available": true, "Descriptor": {"mediaType": "application/vnd.oci.image.manifest.v1+json"},
+             "ImageData": {"Platform": {"architecture": "amd64", "os": "linux"}}},
+        ]});
+        assert_eq!(platforms_available(&single), Some(v(&["linux/amd64"])));
+        assert_eq!(platforms_available(&serde_json::json!({"Id": "sha256:ab"})), None, "an API before 1.48");
+    }
+}

@@ -143,7 +143,9 @@ fn records_with(text: &str) -> Vec<String> {
 }
 
 /// The engine is shared with other checkouts: only the one record this test made (its step's
-/// command holds a unique mark) is pruned, by its id, so no other build loses its cache.
+/// command holds a unique mark) is pruned, by its id, so no other build loses its cache. The prune
+/// goes through the engine's API, as `clean` prunes, so the engine records it as an event (and
+/// BuildKit then runs more of the build again than the one step: nothing those steps read changed).
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn why_a_pruned_step_names_the_dropped_cache() {
@@ -159,7 +161,6 @@ fn why_a_pruned_step_names_the_dropped_cache() {
     must(&["backend"], &env);
     let ours = records_with(&marker);
     assert_eq!(ours.len(), 1, "one record holds the mark: {ours:?}");
-    // Through the engine's API, as `clean` prunes: the engine records the prune as an event.
     let socket = std::env::var("DOCKER_HOST").unwrap().trim_start_matches("unix://").to_string();
     let filters = format!("%7B%22id%22%3A%5B%22{}%22%5D%7D", ours[0]);
     let pruned =
@@ -170,17 +171,28 @@ fn why_a_pruned_step_names_the_dropped_cache() {
     let report = last_report(&dir);
     each_ran_step_has_a_cause(&report, "backend");
     let found = causes(&report, "backend");
-    assert!(found.iter().any(|(s, _)| s.contains(&marker)), "the pruned step ran: {found:?}");
-    assert!(found.iter().all(|(_, c)| c["kind"] == "cache_dropped"), "{found:?}");
+    let marked = found.iter().find(|(s, _)| s.contains(&marker));
+    assert!(marked.is_some_and(|(_, c)| c["kind"] == "cache_dropped"), "the pruned step ran: {found:?}");
+    // Nothing changed, so no step gets a change as its cause (one whose name shows an argument's
+    // value rather than the Dockerfile's text is not placed, and is unknown).
+    assert!(found.iter().all(|(_, c)| c["kind"] == "cache_dropped" || c["kind"] == "unknown"), "{found:?}");
     assert!(stdout(&out).contains("the engine no longer held this step's cache"), "{}", stdout(&out));
     let prunes = target(&report, "backend")["cache_prunes"].clone();
     assert!(
         prunes.as_array().is_some_and(|p| p.iter().any(|p| p.as_str().unwrap().starts_with("pruned at "))),
         "{prunes}"
     );
-    let texts: Vec<&str> =
-        target(&report, "backend")["causes"].as_array().unwrap().iter().filter_map(|c| c["text"].as_str()).collect();
-    assert!(texts.iter().all(|t| t.contains("the engine's build cache was pruned at")), "{texts:?}");
+    let texts: Vec<&str> = target(&report, "backend")["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["text"].as_str().unwrap().contains("no longer held"))
+        .filter_map(|c| c["text"].as_str())
+        .collect();
+    assert!(
+        !texts.is_empty() && texts.iter().all(|t| t.contains("the engine's build cache was pruned at")),
+        "{texts:?}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

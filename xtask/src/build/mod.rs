@@ -86,13 +86,13 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
     // comparison and the HTML report.
     let history = crate::report::history();
     explain(&plan, &mut outcome.report, &read, &read_caches, &history);
-    record(&outcome.report, &settings, &history);
+    record(&plan, &outcome.report, &settings, &history);
     if outcome.is_transient() {
         eprintln!("xtask: the engine hit a known intermittent error while unpacking the image (moby/buildkit#6521); building once more");
         let history = crate::report::history();
         outcome = run::build(&plan)?;
         explain(&plan, &mut outcome.report, &read, &read_caches, &history);
-        record(&outcome.report, &settings, &history);
+        record(&plan, &outcome.report, &settings, &history);
     }
     let report = outcome.result()?;
     if let Some(key) = &key {
@@ -142,14 +142,24 @@ fn signing_key(opts: &Options) -> Result<Option<crate::images::signing::KeyRef>>
     crate::images::signing::key_for_build(opts.push, opts.key.as_deref(), opts.keyless).map(Some)
 }
 
-/// Keeps a finished run's report (files and a history line), shows it, and pushes its metrics:
-/// every way a run ends leaves this record.
-fn record(report: &crate::report::BuildReport, settings: &Settings, history: &[crate::report::HistoryLine]) {
+/// Keeps a finished run's report (files and a history line) and the ids of the cache records it
+/// made, shows it, and pushes its metrics: every way a run ends leaves this record.
+fn record(
+    plan: &Plan,
+    report: &crate::report::BuildReport,
+    settings: &Settings,
+    history: &[crate::report::HistoryLine],
+) {
     let _t = trace::phase("report");
     let previous = crate::report::last_comparable(report, history);
     match crate::report::save(report, history) {
         Ok(saved) => run::show(report, previous, &saved),
         Err(e) => eprintln!("warning: the build's report was not saved: {e:#}"),
+    }
+    if report.targets.iter().any(|t| t.steps_detail.iter().any(|s| !s.cached)) {
+        if let Err(e) = crate::cache::records::keep_made_since(&plan.engine, &report.started) {
+            eprintln!("warning: the cache records this build made were not kept (`clean` will leave them): {e:#}");
+        }
     }
     if let Some(url) = settings.get("PUSHGATEWAY").filter(|u| !u.is_empty()) {
         match crate::report::metrics::push(url, report) {

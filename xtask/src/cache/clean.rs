@@ -331,9 +331,8 @@ mod tests {
     #[test]
     fn the_plan_takes_only_what_was_asked_and_only_the_projects() {
         use crate::cache::ownership::{DiskUsage, Image, Owner};
-        let dockerfile = "FROM base\nRUN make\nCOPY app/ ./app/\n".to_string();
-        let owner =
-            Owner::new(&[dockerfile], vec!["contextcleanse".into()], ["contextcleanse-backend".to_string()].into());
+        let kept = ["run", "copy"].map(String::from).into();
+        let owner = Owner::new(vec!["contextcleanse".into()], kept, ["contextcleanse-backend".to_string()].into());
         let described = |id: &str, parent: Option<&str>, description: &str| Record {
             description: description.into(),
             size: 5,

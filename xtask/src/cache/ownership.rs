@@ -1,14 +1,14 @@
 //! `cargo xtask du`, and what `clean` may remove: which of the engine's build cache records and
 //! images are this project's, and the disk the project uses besides (registry storage, `target/`).
 //!
-//! BuildKit's records carry no project label, so a record is the project's when it is
+//! BuildKit's records carry no project label, and a layer's description is the same in every
+//! project with the same Dockerfiles, so a record is the project's only by a mark the project set:
 //! - a cache mount whose id lies in the project's namespace (`BUILDKIT_CACHE_MOUNT_NS`, or one of
 //!   the runs inside it, `NS--…`: the bench's cold builds, `verify`'s rebuild), or
-//! - the layer of a RUN step whose command is, word for word, one of the project's Dockerfiles', or
-//! - a step of the project's Dockerfiles (`[stage i/n] COPY …`) built on top of such a layer.
+//! - a record one of the project's builds made, by the id it kept (`cache::records`).
 //!
-//! Anything else (another project's steps, the build contexts BuildKit keeps for every project,
-//! steps before a stage's first RUN) is left alone: a record that cannot be told apart is never
+//! Anything else (another project's steps, layers this project only reused, the build contexts
+//! BuildKit keeps for every project) is left alone: a record that cannot be told apart is never
 //! taken. Images are the project's by their repository (`contextcleanse-backend`, from the bake
 //! file's tags) or, untagged, by their `org.opencontainers.image.title` label.
 
@@ -20,7 +20,6 @@ use serde::Deserialize;
 
 use crate::engine::api;
 use crate::engine::{self, Engine, Layout};
-use crate::report::why::dockerfile::squeeze as collapse;
 use crate::settings::Settings;
 use crate::util::paths;
 use crate::util::units::human;
@@ -70,36 +69,15 @@ pub(crate) struct DiskUsage {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Owner {
     pub(crate) namespaces: Vec<String>,
-    /// RUN commands of the project's Dockerfiles, whitespace collapsed.
-    pub(crate) runs: BTreeSet<String>,
-    /// Every other instruction (`COPY app/ ./app/`), whitespace collapsed.
-    pub(crate) steps: BTreeSet<String>,
+    /// The ids of the records the project's builds made on this engine.
+    pub(crate) kept: BTreeSet<String>,
     /// Image repositories without a registry (`contextcleanse-backend`).
     pub(crate) repos: BTreeSet<String>,
 }
 
-/// A Dockerfile's instructions with continuation lines joined, as BuildKit reads them.
-pub(crate) fn instructions(dockerfile: &str) -> Vec<String> {
-    crate::report::why::dockerfile::instructions(dockerfile).into_iter().map(|(_, text)| text).collect()
-}
-
 impl Owner {
-    pub fn new(dockerfiles: &[String], namespaces: Vec<String>, repos: BTreeSet<String>) -> Owner {
-        let mut owner = Owner { namespaces, repos, ..Owner::default() };
-        for text in dockerfiles {
-            for inst in instructions(text) {
-                let inst = collapse(&inst);
-                let (word, rest) = inst.split_once(' ').unwrap_or((&inst, ""));
-                if word.eq_ignore_ascii_case("RUN") {
-                    // Flags (`--mount=…`) come first; the command is the rest.
-                    let words: Vec<&str> = rest.split(' ').skip_while(|w| w.starts_with("--")).collect();
-                    owner.runs.insert(words.join(" "));
-                } else if !word.eq_ignore_ascii_case("FROM") {
-                    owner.steps.insert(format!("{} {rest}", word.to_ascii_uppercase()));
-                }
-            }
-        }
-        owner
+    pub fn new(namespaces: Vec<String>, kept: BTreeSet<String>, repos: BTreeSet<String>) -> Owner {
+        Owner { namespaces, kept, repos }
     }
 
     /// The namespace of a cache mount's description (`… with id "NS//path"`).
@@ -108,41 +86,18 @@ impl Owner {
         Some(id.split_once('/')?.0)
     }
 
-    fn is_seed(&self, r: &Record) -> bool {
+    fn is_ours(&self, r: &Record) -> bool {
         if r.kind == "exec.cachemount" {
             return Owner::cache_mount_ns(&r.description).is_some_and(|ns| {
                 !ns.is_empty() && self.namespaces.iter().any(|n| ns == n || (n.ends_with('-') && ns.starts_with(n)))
             });
         }
-        r.description
-            .strip_prefix("mount / from exec /bin/sh -c ")
-            .is_some_and(|cmd| self.runs.contains(&collapse(cmd)))
-    }
-
-    fn is_step(&self, r: &Record) -> bool {
-        let text = match r.description.strip_prefix('[') {
-            Some(rest) => rest.split_once("] ").map_or("", |(_, t)| t),
-            None => return false,
-        };
-        self.steps.contains(&collapse(text))
+        self.kept.contains(&r.id)
     }
 
     /// The ids of the project's records.
     pub(crate) fn records(&self, records: &[Record]) -> BTreeSet<String> {
-        let mut ours: BTreeSet<String> = records.iter().filter(|r| self.is_seed(r)).map(|r| r.id.clone()).collect();
-        // Steps built on the project's layers, to any depth.
-        loop {
-            let more: Vec<String> = records
-                .iter()
-                .filter(|r| !ours.contains(&r.id) && self.is_step(r))
-                .filter(|r| r.parents.iter().flatten().any(|p| ours.contains(p)))
-                .map(|r| r.id.clone())
-                .collect();
-            if more.is_empty() {
-                return ours;
-            }
-            ours.extend(more);
-        }
+        records.iter().filter(|r| self.is_ours(r)).map(|r| r.id.clone()).collect()
     }
 
     /// The project's images: by repository, or, untagged, by title label.
@@ -217,13 +172,9 @@ pub(crate) fn read_world() -> Result<World> {
         .flat_map(|t| t.tags.iter())
         .map(|t| crate::images::meta::short_name(t).to_string())
         .collect();
-    let dockerfiles = ["backend/Dockerfile", "frontend/Dockerfile"]
-        .iter()
-        .map(|p| std::fs::read_to_string(root.join(p)).with_context(|| format!("reading {p}")))
-        .collect::<Result<Vec<_>>>()?;
     let own = crate::settings::own_namespace(&settings);
     let namespaces = vec![own.clone(), format!("{own}--")];
-    let owner = Owner::new(&dockerfiles, namespaces, repos);
+    let owner = Owner::new(namespaces, crate::cache::records::kept(&engine), repos);
     let cache_dirs = crate::cache::gc::local_dirs(&def, &root);
     let target = crate::util::paths::normalize(&root.join("target"));
     Ok(World { engine, api: endpoint, usage, owner, cache_dirs, target })

@@ -11,8 +11,6 @@ fn df_is_asked_again_only_when_it_raced_a_removal() {
     assert!(!df_raced_a_removal(r#"{"message":"open /etc/x: no such file or directory"}"#));
 }
 
-const DOCKERFILE: &str = "# syntax=docker/dockerfile:1.7\nFROM base AS app\nRUN --mount=type=cache,target=/root/.npm \\\n    set -eu; \\\n    # a comment inside\n    npm ci\nWORKDIR /app\nCOPY app/ ./app/\n";
-
 fn record(id: &str, parent: Option<&str>, kind: &str, description: &str) -> Record {
     Record {
         id: id.into(),
@@ -26,22 +24,15 @@ fn record(id: &str, parent: Option<&str>, kind: &str, description: &str) -> Reco
 
 fn owner() -> Owner {
     let repos = ["contextcleanse-backend".to_string()].into();
-    Owner::new(&[DOCKERFILE.to_string()], vec!["contextcleanse".into(), "contextcleanse--".into()], repos)
+    let kept = ["run", "wd", "copy", "gone"].map(String::from).into();
+    Owner::new(vec!["contextcleanse".into(), "contextcleanse--".into()], kept, repos)
 }
 
 #[test]
-fn continuation_lines_join_as_buildkit_reads_them() {
-    let inst = instructions(DOCKERFILE);
-    assert_eq!(inst[1], "RUN --mount=type=cache,target=/root/.npm     set -eu;     npm ci");
-    let o = owner();
-    assert!(o.runs.contains("set -eu; npm ci"), "{:?}", o.runs);
-    assert!(o.steps.contains("COPY app/ ./app/") && o.steps.contains("WORKDIR /app"));
-}
-
-#[test]
-fn only_the_projects_records_are_taken() {
+fn only_the_projects_records_are_taken_by_namespace_or_kept_id_never_by_text() {
+    let npm_ci = "mount / from exec /bin/sh -c set -eu;     npm ci";
     let records = vec![
-        record("run", Some("base"), "regular", "mount / from exec /bin/sh -c set -eu;     npm ci"),
+        record("run", Some("base"), "regular", npm_ci),
         record("wd", Some("run"), "regular", "[app 2/3] WORKDIR /app"),
         record("copy", Some("wd"), "regular", "[linux/arm64 app 3/3] COPY app/ ./app/"),
         record(
@@ -58,10 +49,10 @@ fn only_the_projects_records_are_taken() {
         ),
         // Another project's bench, which the old guess (`bench-cold-*`) took.
         record("f-bench", None, "exec.cachemount", "cached mount /x from exec y with id \"bench-cold-12-0//x\""),
-        // Another project: its own step, the same COPY text on its own layer, its cache mount,
-        // an un-namespaced mount, and a build context.
-        record("f-run", Some("base"), "regular", "mount / from exec /bin/sh -c echo foreign > /f"),
-        record("f-copy", Some("f-run"), "regular", "[app 2/2] COPY app/ ./app/"),
+        // Another project with the same Dockerfiles: the very same text on layers of its own, and
+        // one built on ours; its cache mounts, an un-namespaced one, and a build context.
+        record("f-run", Some("base"), "regular", npm_ci),
+        record("f-copy", Some("copy"), "regular", "[app 3/3] COPY app/ ./app/"),
         record("f-ns", None, "exec.cachemount", "cached mount /c from exec echo with id \"/foreignns/c\""),
         record("f-like", None, "exec.cachemount", "cached mount /c from exec echo with id \"contextcleanse-other//c\""),
         record("ctx", None, "source.local", "local source for context"),

@@ -1,0 +1,91 @@
+//! The engine's build cache records this project's builds made, by id: the mark `du` and `clean`
+//! know the project's layers by (BuildKit records carry no label, and their text is the same in
+//! any project with the same Dockerfiles). After a build that ran a step, the records the engine
+//! created since the build started are added to `target/xtask/cache-records.json`, per engine;
+//! a build that ran none made none, and asks nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, FixedOffset};
+
+use crate::engine::Engine;
+use crate::util::paths::{self, write_atomic};
+
+/// Engine (as `Engine::describe` names it) → the ids of the records the project's builds made.
+type Kept = BTreeMap<String, BTreeSet<String>>;
+
+fn file() -> PathBuf {
+    paths::checkout_target().join("xtask").join("cache-records.json")
+}
+
+fn read(file: &Path) -> Kept {
+    std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// The ids the project's builds made on this engine.
+pub(crate) fn kept(engine: &Engine) -> BTreeSet<String> {
+    read(&file()).remove(&engine.describe()).unwrap_or_default()
+}
+
+/// One record as the engine lists it: its id and when it was made.
+#[derive(serde::Deserialize)]
+struct Listed {
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "CreatedAt", default)]
+    created: String,
+}
+
+/// Keeps the ids of the records the engine made since `started` (an RFC 3339 time, with a few
+/// seconds' slack for an engine whose clock is not the host's), and forgets kept ids the engine no
+/// longer has.
+pub(crate) fn keep_made_since(engine: &Engine, started: &str) -> Result<()> {
+    let since = DateTime::parse_from_rfc3339(started).context("reading the build's start time")? - Duration::seconds(3);
+    let (code, body) = engine
+        .api()
+        .get("/system/df?type=build-cache")
+        .with_context(|| format!("asking the engine at {} for its build cache", engine.describe()))?;
+    anyhow::ensure!(code == 200, "the engine's /system/df answered {code}");
+    let listed: serde_json::Value = serde_json::from_str(&body).context("reading the engine's /system/df")?;
+    let records: Vec<Listed> = serde_json::from_value(listed["BuildCache"].clone()).unwrap_or_default();
+    let file = file();
+    // Builds may end at the same time: one at a time reads, adds and writes.
+    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(file.with_extension("lock"));
+    let lock = lock.with_context(|| format!("opening {}", file.with_extension("lock").display()))?;
+    crate::util::os::flock(&lock, true, true).context("waiting for another build to keep its records")?;
+    let mut all = read(&file);
+    let ids = all.entry(engine.describe()).or_default();
+    *ids = merged(ids, &records, since);
+    write_atomic(&file, serde_json::to_string(&all)?.as_bytes())
+}
+
+/// The kept ids the engine still lists, and those it made since `since`.
+fn merged(kept: &BTreeSet<String>, records: &[Listed], since: DateTime<FixedOffset>) -> BTreeSet<String> {
+    let listed: BTreeSet<&str> = records.iter().map(|r| r.id.as_str()).collect();
+    let made = records
+        .iter()
+        .filter(|r| DateTime::parse_from_rfc3339(&r.created).is_ok_and(|c| c >= since))
+        .map(|r| r.id.clone());
+    kept.iter().filter(|id| listed.contains(id.as_str())).cloned().chain(made).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_made_since_the_start_are_kept_and_gone_ones_forgotten() {
+        let listed = |id: &str, created: &str| Listed { id: id.into(), created: created.into() };
+        let records = [
+            listed("old-ours", "2026-12-01T10:00:00Z"),
+            listed("old-other", "2026-12-01T10:00:00Z"),
+            listed("new", "2026-12-01T12:00:01.5Z"),
+            listed("undated", ""),
+        ];
+        let kept: BTreeSet<String> = ["old-ours", "pruned"].map(String::from).into();
+        let since = DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z").unwrap();
+        assert_eq!(merged(&kept, &records, since), ["new", "old-ours"].map(String::from).into());
+    }
+}

@@ -70,9 +70,14 @@ fn clean_all(dirs: &[PathBuf]) -> Option<String> {
 }
 
 /// After a successful build that has let go of its share of the build lock: [`clean_all`] while
-/// no other build runs, else a line saying it was left for later.
+/// no other build runs, else a line saying it was left for later. Only folders under this
+/// checkout's `target/` are cleaned: the lock covers the builds of this checkout alone, and a
+/// folder elsewhere (an absolute `CACHE_DIR`) may be another checkout's export in progress.
 pub(crate) fn after_build(dirs: &[PathBuf]) -> Result<Option<String>> {
-    after_build_at(&crate::cache::lock::file(), dirs)
+    let target = crate::util::paths::normalize(&crate::util::paths::checkout_target());
+    let ours: Vec<PathBuf> =
+        dirs.iter().filter(|d| crate::util::paths::normalize(d).starts_with(&target)).cloned().collect();
+    after_build_at(&crate::cache::lock::file(), &ours)
 }
 
 fn after_build_at(lock: &Path, dirs: &[PathBuf]) -> Result<Option<String>> {

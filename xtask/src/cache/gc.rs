@@ -70,11 +70,11 @@ fn clean_all(dirs: &[PathBuf]) -> Option<String> {
 }
 
 /// After a successful build that has let go of its share of the build lock: [`clean_all`] while
-/// no other build runs, else a line saying it was left for later. Only folders under this
-/// checkout's `target/` are cleaned: the lock covers the builds of this checkout alone, and a
-/// folder elsewhere (an absolute `CACHE_DIR`) may be another checkout's export in progress.
+/// no other build runs, else a line saying it was left for later. Only folders under the
+/// project's `target/` are cleaned: the lock covers the builds of this xtask alone, and a folder
+/// elsewhere (an absolute `CACHE_DIR`) may be another checkout's export in progress.
 pub(crate) fn after_build(dirs: &[PathBuf]) -> Result<Option<String>> {
-    let target = crate::util::paths::normalize(&crate::util::paths::checkout_target());
+    let target = crate::util::paths::normalize(&crate::util::paths::project_root().join("target"));
     let ours: Vec<PathBuf> =
         dirs.iter().filter(|d| crate::util::paths::normalize(d).starts_with(&target)).cloned().collect();
     after_build_at(&crate::cache::lock::file(), &ours)

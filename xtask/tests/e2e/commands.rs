@@ -349,7 +349,7 @@ fn o_engine_record_history_cross_check_list_json_and_compare_of_unlike_builds() 
     // The history as JSON, then as a table with a header.
     let listed = must(&["report", "--list", "--json"], &envs);
     let listed: Value = serde_json::from_slice(&listed.stdout).expect("report --list --json is JSON");
-    assert_eq!((&listed["schema_version"], &listed["kind"]), (&Value::from(2), &Value::from("list")), "{listed}");
+    assert_eq!((&listed["schema_version"], &listed["kind"]), (&Value::from(3), &Value::from("list")), "{listed}");
     let lines = listed["builds"].as_array().expect("an array of builds");
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[1]["engine"], *engine, "the history line records the same engine");

@@ -1,14 +1,14 @@
 //! The engine's build cache records this project's builds made, by id: the mark `du` and `clean`
 //! know the project's layers by (BuildKit records carry no label, and their text is the same in
 //! any project with the same Dockerfiles). After a build that ran a step, the records the engine
-//! created since the build started are added to `target/xtask/cache-records.json`, per engine;
-//! a build that ran none made none, and asks nothing.
+//! created since the build started are added to the project's `target/xtask/cache-records.json`,
+//! per engine; a build that ran none made none, and asks nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use chrono::{DateTime, Duration, FixedOffset};
+use chrono::{DateTime, FixedOffset};
 
 use crate::engine::Engine;
 use crate::util::paths::{self, write_atomic};
@@ -16,8 +16,9 @@ use crate::util::paths::{self, write_atomic};
 /// Engine (as `Engine::describe` names it) → the ids of the records the project's builds made.
 type Kept = BTreeMap<String, BTreeSet<String>>;
 
+/// The project's own (a scratch copy of the sources is another project).
 fn file() -> PathBuf {
-    paths::checkout_target().join("xtask").join("cache-records.json")
+    paths::xtask_dir().join("cache-records.json")
 }
 
 fn read(file: &Path) -> Kept {
@@ -38,11 +39,13 @@ struct Listed {
     created: String,
 }
 
-/// Keeps the ids of the records the engine made since `started` (an RFC 3339 time, with a few
-/// seconds' slack for an engine whose clock is not the host's), and forgets kept ids the engine no
-/// longer has.
+/// Keeps the ids of the records the engine made since `started` (an RFC 3339 time), and forgets
+/// kept ids the engine no longer has. No slack: an engine whose clock runs behind the host's
+/// leaves some of the build's records unkept (and so never removed), never another's kept.
+/// Another build on the same engine in the same seconds cannot be told apart by time: its new
+/// records are kept too.
 pub(crate) fn keep_made_since(engine: &Engine, started: &str) -> Result<()> {
-    let since = DateTime::parse_from_rfc3339(started).context("reading the build's start time")? - Duration::seconds(3);
+    let since = DateTime::parse_from_rfc3339(started).context("reading the build's start time")?;
     let (code, body) = engine
         .api()
         .get("/system/df?type=build-cache")

@@ -172,15 +172,15 @@ fn clean_in_another_project_with_the_same_dockerfiles_leaves_this_ones_records()
     // The first project: a source file of its own, so its build makes records of its own.
     let first = scratch_copy("owner-first");
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    std::fs::write(first.join("backend/app/owned_by_first.py"), format!("MARK = {now}\n")).unwrap();
+    let planted = ("backend/app/owned_by_first.py", format!("MARK = {now}\n"));
+    std::fs::write(first.join(planted.0), &planted.1).unwrap();
     let tag = |p: &str| format!("backend.tags=contextcleanse-backend:e2e-{p}");
     must(&["backend", "--set", &tag("first")], &[("XTASK_PROJECT_ROOT", first.to_str().unwrap())]);
     let firsts = kept_ids(&first);
     assert!(!firsts.is_empty(), "the first project's build kept the records it made");
     // Another project: the same files and Dockerfiles, its own cache mount namespace.
-    let second = std::env::temp_dir().join("xtask-e2e-owner-second");
-    let _ = std::fs::remove_dir_all(&second);
-    xtask::util::paths::copy_sources(&first, &second).unwrap();
+    let second = scratch_copy("owner-second");
+    std::fs::write(second.join(planted.0), &planted.1).unwrap();
     let env = std::fs::read_to_string(second.join(".env")).unwrap();
     let env = env.replace("BUILDKIT_CACHE_MOUNT_NS=contextcleanse", "BUILDKIT_CACHE_MOUNT_NS=otherproject");
     std::fs::write(second.join(".env"), env).unwrap();

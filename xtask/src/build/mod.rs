@@ -62,10 +62,10 @@ pub fn run(recipe: Recipe, names: &[String], opts: &Options) -> Result<()> {
         provision::fresh_contexts(&plan);
         plan
     };
+    // Held until the clean-up after the build is done.
+    let _exporting = crate::cache::lock::exporting(&plan.local_caches)?;
     plan.planned_in = started.elapsed().as_secs_f64();
-    for note in &plan.notes {
-        eprintln!("xtask: {note}");
-    }
+    plan.notes.iter().for_each(|note| eprintln!("xtask: {note}"));
     if plan.output == Output::Check {
         return check::run(&plan);
     }

@@ -39,6 +39,23 @@ pub(crate) fn shared_at(path: &std::path::Path) -> Result<Lock> {
     Ok(Lock { _file: file })
 }
 
+/// Exclusive locks on the local cache folders a build exports to, one `FOLDER.lock` beside each,
+/// held for the whole build: BuildKit's local exporter cannot share a folder with another export
+/// running at the same time (both write one blob's `ingest/` entry, and one of them fails), so a
+/// second build exporting there waits for the first, whichever checkout it runs in.
+pub(crate) fn exporting(dirs: &[std::path::PathBuf]) -> Result<Vec<Lock>> {
+    dirs.iter()
+        .map(|dir| {
+            let file = open(&dir.with_extension("lock"))?;
+            if !flock(&file, true, false)? {
+                eprintln!("xtask: waiting for another build that exports its cache to {}", dir.display());
+                flock(&file, true, true)?;
+            }
+            Ok(Lock { _file: file })
+        })
+        .collect()
+}
+
 /// The whole lock, or None at once when a build holds it.
 pub(crate) fn exclusive_now() -> Result<Option<Lock>> {
     exclusive_now_at(&file())

@@ -206,7 +206,7 @@ fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
             // from the same state (the packages and the stand-ins' root file systems stay).
             match engine::down_one(&engine).and_then(|()| engine::forget_store(&engine)) {
                 Ok(bytes) => println!("removed the {name} engine's store ({})", crate::util::units::human(bytes)),
-                Err(e) => eprintln!("warning: stopping the {name} engine: {e:#}"),
+                Err(e) => eprintln!("warning: stopping the {name} engine and removing its store: {e:#}"),
             }
         }
         let (ok, counts) = result?;

@@ -256,8 +256,9 @@ fn m_two_exporting_builds_at_once_leave_a_cache_the_next_build_imports_whole() {
     let env = [("XTASK_PROJECT_ROOT", dir.to_str().unwrap())];
     let tag = "backend.tags=contextcleanse-backend:e2e-cache-race";
     must(&["backend", "--cache-export", "--set", tag], &env);
-    // Both re-run the app stage, so each writes layers of its own into the one cache folder while
-    // the other may be cleaning it up.
+    // Both re-run the app stage, so each writes layers of its own into the one cache folder: the
+    // second waits for the first's export (BuildKit's local exporter cannot share a folder with
+    // another export), and neither's clean-up removes what the other may be using.
     let rerun = ["backend", "--cache-export", "--set", tag, "--set", "backend.no-cache-filter=app"];
     let outs = std::thread::scope(|s| {
         let a = s.spawn(|| must(&rerun, &env));

@@ -200,7 +200,7 @@ fn standin_platforms(
         .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))
         .collect();
     let needed = crate::images::standin_platforms::needed(&platforms_of(def), &set_platforms);
-    crate::images::standin_platforms::complete(&mut bases, &needed, multi, multi && lists);
+    crate::images::standin_platforms::complete(&mut bases, &needed, multi, lists);
     bases
 }
 

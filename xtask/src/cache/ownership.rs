@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use serde::Deserialize;
 
 use crate::engine::api;
@@ -138,31 +138,11 @@ pub(crate) struct World {
     pub(crate) target: PathBuf,
 }
 
-/// While a build runs or a cancelled one is torn down, the engine can list a snapshot that is gone
-/// by the time it measures it ("snapshot ... does not exist", or an `lstat` of a file inside it
-/// failing): asking again a moment later answers.
-fn df_raced_a_removal(body: &str) -> bool {
-    body.contains("does not exist") || (body.contains("lstat ") && body.contains("no such file or directory"))
-}
-
 pub(crate) fn read_world() -> Result<World> {
     let settings = Settings::load()?;
     let engine = engine::connect(&settings, false)?;
     let endpoint = engine.api();
-    let mut attempt = 0;
-    let (code, body) = loop {
-        let (code, body) = endpoint
-            .get("/system/df")
-            .with_context(|| format!("asking the engine at {} for its disk usage", engine.describe()))?;
-        attempt += 1;
-        if code == 200 || attempt == 5 || !df_raced_a_removal(&body) {
-            break (code, body);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(300 * attempt));
-    };
-    if code != 200 {
-        bail!("the engine's /system/df answered {code}: {}", body.trim());
-    }
+    let body = crate::engine::store::disk_usage(&engine, "/system/df")?;
     let usage: DiskUsage = serde_json::from_str(&body).context("reading the engine's /system/df")?;
     let root = paths::project_root();
     let def = crate::images::bake::print(&engine.docker(), &[], &["all".to_string()])?;

@@ -2,15 +2,6 @@
 
 use super::*;
 
-#[test]
-fn df_is_asked_again_only_when_it_raced_a_removal() {
-    assert!(df_raced_a_removal(r#"{"message":"snapshot abc does not exist"}"#));
-    let lstat = r#"{"message":"lstat /x/snapshots/573/fs/app/node_modules/tslib: no such file or directory"}"#;
-    assert!(df_raced_a_removal(lstat));
-    assert!(!df_raced_a_removal(r#"{"message":"permission denied"}"#));
-    assert!(!df_raced_a_removal(r#"{"message":"open /etc/x: no such file or directory"}"#));
-}
-
 fn record(id: &str, parent: Option<&str>, kind: &str, description: &str) -> Record {
     Record {
         id: id.into(),

@@ -46,11 +46,7 @@ struct Listed {
 /// records are kept too.
 pub(crate) fn keep_made_since(engine: &Engine, started: &str) -> Result<()> {
     let since = DateTime::parse_from_rfc3339(started).context("reading the build's start time")?;
-    let (code, body) = engine
-        .api()
-        .get("/system/df?type=build-cache")
-        .with_context(|| format!("asking the engine at {} for its build cache", engine.describe()))?;
-    anyhow::ensure!(code == 200, "the engine's /system/df answered {code}");
+    let body = crate::engine::store::disk_usage(engine, "/system/df?type=build-cache")?;
     let listed: serde_json::Value = serde_json::from_str(&body).context("reading the engine's /system/df")?;
     let records: Vec<Listed> = serde_json::from_value(listed["BuildCache"].clone()).unwrap_or_default();
     let file = file();

@@ -1,6 +1,37 @@
-//! The engine's image store, asked image by image: which platforms an image holds.
+//! The engine's store: which platforms an image holds, and its disk usage (images and build
+//! cache records) as `/system/df` lists it.
+
+use anyhow::{bail, Context, Result};
 
 use super::{api, Engine};
+
+/// The engine's answer to `path` (`/system/df`, with a `type` query or without), asked again
+/// while it raced a removal.
+pub(crate) fn disk_usage(engine: &Engine, path: &str) -> Result<String> {
+    let endpoint = engine.api();
+    let mut attempt = 0;
+    let (code, body) = loop {
+        let (code, body) = endpoint
+            .get(path)
+            .with_context(|| format!("asking the engine at {} for its disk usage", engine.describe()))?;
+        attempt += 1;
+        if code == 200 || attempt == 5 || !df_raced_a_removal(&body) {
+            break (code, body);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300 * attempt));
+    };
+    if code != 200 {
+        bail!("the engine's /system/df answered {code}: {}", body.trim());
+    }
+    Ok(body)
+}
+
+/// While a build runs or a cancelled one is torn down, the engine can list a snapshot that is gone
+/// by the time it measures it ("snapshot ... does not exist", or an `lstat` of a file inside it
+/// failing): asking again a moment later answers.
+fn df_raced_a_removal(body: &str) -> bool {
+    body.contains("does not exist") || (body.contains("lstat ") && body.contains("no such file or directory"))
+}
 
 /// The platforms of an image in the engine's store, or None when the engine cannot say (no unix
 /// socket, an API before 1.48, the classic store) or does not hold the image.
@@ -31,6 +62,15 @@ fn platforms_available(inspect: &serde_json::Value) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn df_is_asked_again_only_when_it_raced_a_removal() {
+        assert!(df_raced_a_removal(r#"{"message":"snapshot abc does not exist"}"#));
+        let lstat = r#"{"message":"lstat /x/snapshots/573/fs/app/node_modules/tslib: no such file or directory"}"#;
+        assert!(df_raced_a_removal(lstat));
+        assert!(!df_raced_a_removal(r#"{"message":"permission denied"}"#));
+        assert!(!df_raced_a_removal(r#"{"message":"open /etc/x: no such file or directory"}"#));
+    }
 
     fn v(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()

@@ -61,11 +61,12 @@ pub(crate) fn lists(engine: &Engine) -> bool {
 
 /// Marks as missing the stand-ins the engine holds without a platform this command builds, and
 /// sets the platforms the missing ones are to be made for.
-/// `lists`: the engine holds several platforms per image and can list them.
+/// `lists`: the engine can list an image's platforms (see [`lists`]).
 pub(crate) fn complete(choice: &mut Choice, needed: &[String], multi_platform: bool, lists: bool) {
     if choice.standin_images.is_empty() {
         return;
     }
+    let lists = multi_platform && lists;
     let mut held_all: Vec<String> = Vec::new();
     for ((official, _), held) in choice.standin_images.iter().zip(choice.held.clone()) {
         if choice.missing.contains(official) || !lists {

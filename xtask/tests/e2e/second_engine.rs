@@ -118,15 +118,11 @@ fn a_second_engine_builds_from_the_first_ones_registry_cache() {
     // (warm builds of another copy, one after the other, until the second engine is done).
     let mut on_second: Vec<(&str, &str)> = second_env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     on_second.extend(on_first);
-    let images = |envs: &[(&str, &str)]| -> String {
-        let mut cmd = Command::new("docker");
-        cmd.args(["image", "ls", "--quiet"]);
-        for (k, v) in envs {
-            cmd.env(k, v);
-        }
-        String::from_utf8_lossy(&cmd.output().unwrap().stdout).trim().to_string()
-    };
-    assert_eq!(images(&on_second), "", "the second engine starts with an empty store");
+    assert_eq!(
+        docker_with(&on_second, &["image", "ls", "--quiet"]),
+        "",
+        "the second engine starts with an empty store"
+    );
     let other = scratch_copy("second-engine-first-builds");
     let other_root = other.to_str().unwrap().to_string();
     let second_took = Instant::now();

@@ -226,23 +226,18 @@ fn l_local_cache_drops_the_blob_of_a_deleted_file() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
-/// Every blob `index.json` reaches (indexes, manifests, configs, layers) that the cache folder
-/// lacks: what a build importing the cache would miss.
+/// Every blob `index.json` reaches (every descriptor, as [`collect_digests`] finds them) that the
+/// cache folder lacks: what a build importing the cache would miss.
 fn missing_blobs(cache: &Path) -> Vec<String> {
-    let read = |digest: &str| std::fs::read(cache.join("blobs/sha256").join(digest.trim_start_matches("sha256:")));
-    let index: Value = serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap();
-    let mut todo = vec![index];
-    let mut missing = Vec::new();
+    let mut todo: Vec<Value> = vec![serde_json::from_slice(&std::fs::read(cache.join("index.json")).unwrap()).unwrap()];
+    let (mut seen, mut missing) = (std::collections::BTreeSet::new(), Vec::new());
     while let Some(doc) = todo.pop() {
-        let descriptors = ["manifests", "layers"].iter().flat_map(|k| doc[k].as_array().cloned().unwrap_or_default());
-        for d in descriptors.chain(doc.get("config").cloned()) {
-            let Some(digest) = d["digest"].as_str() else { continue };
-            match read(digest) {
-                Err(_) => missing.push(digest.to_string()),
-                Ok(bytes) if d["mediaType"].as_str().is_some_and(|m| m.ends_with("json")) => {
-                    todo.extend(serde_json::from_slice::<Value>(&bytes).ok());
-                }
-                Ok(_) => {}
+        let mut digests = Vec::new();
+        collect_digests(&doc, &mut digests);
+        for d in digests.into_iter().filter(|d| seen.insert(d.clone())) {
+            match std::fs::read(cache.join("blobs/sha256").join(d.trim_start_matches("sha256:"))) {
+                Err(_) => missing.push(d),
+                Ok(body) => todo.extend(serde_json::from_slice::<Value>(&body).ok()),
             }
         }
     }

@@ -211,7 +211,9 @@ fn provenance_holds_what_the_readme_says(name: &str, docs: &[(String, String)], 
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn d_verify_matches_a_pushed_image_and_refuses_bad_input() {
-    // No revision label: an image this project did not build.
+    // No revision label: an image this project did not build (a stand-in, which the fixture's
+    // build makes on an empty engine).
+    default_images();
     let standin = docker(&["images", "localhost/standin-python", "--format", "{{.Repository}}:{{.Tag}}"]);
     let standin = standin.lines().next().expect("the stand-in python image is in the engine");
     let out = xtask(&["verify", standin, "--accept-unchecked-signature"], &[]);

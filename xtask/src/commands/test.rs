@@ -204,7 +204,11 @@ fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
         if engine.started_now {
             // The suite keeps no engine store it made: target/ stays small, and each run starts
             // from the same state (the packages and the stand-ins' root file systems stay).
-            match engine::down_one(&engine).and_then(|()| engine::forget_store(&engine)) {
+            let forgotten = engine::down_one(&engine).and_then(|()| engine::forget_store(&engine));
+            let forgotten = forgotten.and_then(|bytes| {
+                crate::images::standin_share::forget_registry(&engine.registry_addr()).map(|()| bytes)
+            });
+            match forgotten {
                 Ok(bytes) => println!("removed the {name} engine's store ({})", crate::util::units::human(bytes)),
                 Err(e) => eprintln!("warning: stopping the {name} engine and removing its store: {e:#}"),
             }

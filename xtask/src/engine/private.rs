@@ -183,18 +183,21 @@ fn start_registry(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Removes a stopped private engine's store (images, containers, build cache), keeping its
-/// packages, registry and settings: what the next start makes again is the stand-ins and the
-/// cache. Returns the bytes it freed.
+/// Removes a stopped private engine's store (images, containers, build cache) and its registry's
+/// storage together, so that neither holds a stand-in the other no longer has; keeps its packages
+/// and settings. What the next start makes again is the stand-ins and the cache. Returns the
+/// bytes it freed.
 pub(crate) fn forget_store(engine: &super::Engine) -> Result<u64> {
     let layout = engine.layout();
     if engine.spec.is_none() || layout.running() {
         anyhow::bail!("only a stopped private engine's store is removed");
     }
-    let data = layout.root.join("data");
-    let bytes = crate::util::paths::dir_size(&data);
-    if data.exists() {
-        std::fs::remove_dir_all(&data).with_context(|| format!("removing {}", data.display()))?;
+    let mut bytes = 0;
+    for dir in [layout.root.join("data"), layout.root.join("registry")] {
+        bytes += crate::util::paths::dir_size(&dir);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
     }
     Ok(bytes)
 }

@@ -86,6 +86,19 @@ fn record(file: &Path, remote: &str, digest: &str) -> Result<()> {
     crate::util::paths::write_atomic(file, serde_json::to_string_pretty(&all)?.as_bytes())
 }
 
+/// Forgets the digests recorded for stand-ins in `registry` (whose storage is gone): a later
+/// engine makes or pushes them again rather than pull what no longer is there.
+pub(crate) fn forget_registry(registry: &str) -> Result<()> {
+    let file = digests_file();
+    let mut all = read_digests(&file);
+    let before = all.len();
+    all.retain(|remote, _| !remote.starts_with(&format!("{}/", registry.trim_end_matches('/'))));
+    if all.len() == before {
+        return Ok(());
+    }
+    crate::util::paths::write_atomic(&file, serde_json::to_string_pretty(&all)?.as_bytes())
+}
+
 /// Pushes the engine's stand-in to the registry unless the registry has it already; true when
 /// it pushed.
 pub(crate) fn push(engine: &Engine, registry: &str, standin: &str) -> Result<bool> {

@@ -344,11 +344,18 @@ fn no_text_says_a_mode_min_provenance_holds_build_arguments() {
     if !read("docker-bake.hcl").contains("type=provenance,mode=min") {
         return;
     }
-    for path in ["README.md", "docker-bake.hcl", ".env"] {
-        let text = read(path).split_whitespace().collect::<Vec<_>>().join(" ").replace(" # ", " ");
-        for claim in
-            ["as a build argument, in the provenance", "build arguments of the provenance", "and in their provenance"]
-        {
+    let docs = std::fs::read_dir(root().join("docs"))
+        .unwrap()
+        .flatten()
+        .map(|e| format!("docs/{}", e.file_name().to_string_lossy()));
+    for path in ["README.md", "docker-bake.hcl", ".env"].map(String::from).into_iter().chain(docs) {
+        let text = read(&path).split_whitespace().collect::<Vec<_>>().join(" ").replace(" # ", " ");
+        for claim in [
+            "as a build argument, in the provenance",
+            "build arguments of the provenance",
+            "and in their provenance",
+            "source label and provenance",
+        ] {
             assert!(!text.contains(claim), "{path} says `{claim}`: a mode=min provenance holds no build argument");
         }
     }

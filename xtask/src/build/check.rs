@@ -20,7 +20,12 @@ pub(crate) fn run(plan: &Plan) -> Result<()> {
             facts.buildx_version.map_or("unknown".to_string(), |v| v.to_string())
         );
     }
-    let (status, out) = runner::run_tee(&plan.bake()).context("running BuildKit's Dockerfile checks")?;
+    let (status, out) = runner::run_kept(&plan.bake(), false).context("running BuildKit's Dockerfile checks")?;
+    // The plan asks buildx for its progress as JSON, which is for the xtask to read; the checks'
+    // own text is for the user.
+    for line in out.lines().filter(|l| !l.starts_with('{')) {
+        println!("{line}");
+    }
     let verdict = verdict(&out, &plan.targets);
     match (status.success(), verdict) {
         (true, Ok(n)) => {

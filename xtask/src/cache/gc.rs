@@ -77,7 +77,7 @@ pub(crate) fn after_build(dirs: &[PathBuf]) -> Result<Option<String>> {
     let target = crate::util::paths::normalize(&crate::util::paths::project_root().join("target"));
     let ours: Vec<PathBuf> =
         dirs.iter().filter(|d| crate::util::paths::normalize(d).starts_with(&target)).cloned().collect();
-    after_build_at(&crate::cache::lock::file(), &ours)
+    after_build_at(&crate::cache::lock::project_file(), &ours)
 }
 
 fn after_build_at(lock: &Path, dirs: &[PathBuf]) -> Result<Option<String>> {

@@ -1,19 +1,37 @@
-//! The build lock: every build holds `target/xtask/build.lock` shared for as long as it runs, and
-//! `clean` takes it exclusively without waiting, so a clean never removes what a running build
-//! uses and says so instead. The kernel drops the lock with the process, however it ends.
+//! The build locks. Every build holds two shared for as long as it runs: its engine's
+//! `target/xtask/build-ENGINE.lock`, which `clean` takes exclusively without waiting, so a clean
+//! never removes what a running build uses and says so instead; and its project's
+//! `target/xtask/build.lock`, which the local cache's clean-up takes the same way, so it never
+//! removes a blob another build of the project may be reading. The kernel drops a lock with the
+//! process, however it ends.
 
 use std::fs::File;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 
+/// The lock `clean` takes: one per engine, as the docker CLI finds it (`DOCKER_HOST`, else
+/// `DOCKER_CONTEXT`, else the current context). A clean waits only for the builds on the engine
+/// it cleans; builds on other engines (the test suite's, side by side) never hold it off.
 pub(crate) fn file() -> PathBuf {
-    crate::util::paths::checkout_target().join("xtask").join("build.lock")
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let engine = var("DOCKER_HOST").or_else(|| var("DOCKER_CONTEXT").map(|c| format!("context {c}")));
+    let name = match engine {
+        Some(e) => format!("build-{:08x}.lock", crate::util::hash::fnv1a_32(e.bytes())),
+        None => "build.lock".to_string(),
+    };
+    crate::util::paths::checkout_target().join("xtask").join(name)
+}
+
+/// The lock the local cache's clean-up takes: one per project, whose `target/` holds the folders
+/// it cleans.
+pub(crate) fn project_file() -> PathBuf {
+    crate::util::paths::xtask_dir().join("build.lock")
 }
 
 /// Held until dropped.
 pub struct Lock {
-    _file: File,
+    _files: Vec<File>,
 }
 
 fn open(path: &std::path::Path) -> Result<File> {
@@ -28,15 +46,16 @@ fn open(path: &std::path::Path) -> Result<File> {
         .with_context(|| format!("opening {}", path.display()))
 }
 
-/// A build's share of the lock; waits while a clean holds it.
+/// A build's share of both locks; waits while a clean or a clean-up holds one.
 pub fn shared() -> Result<Lock> {
-    shared_at(&file())
+    let (engine, project) = (shared_at(&file())?, shared_at(&project_file())?);
+    Ok(Lock { _files: engine._files.into_iter().chain(project._files).collect() })
 }
 
 pub(crate) fn shared_at(path: &std::path::Path) -> Result<Lock> {
     let file = open(path)?;
     flock(&file, false, true)?;
-    Ok(Lock { _file: file })
+    Ok(Lock { _files: vec![file] })
 }
 
 /// Exclusive locks on the local cache folders a build exports to, one `FOLDER.lock` beside each,
@@ -51,7 +70,7 @@ pub(crate) fn exporting(dirs: &[std::path::PathBuf]) -> Result<Vec<Lock>> {
                 eprintln!("xtask: waiting for another build that exports its cache to {}", dir.display());
                 flock(&file, true, true)?;
             }
-            Ok(Lock { _file: file })
+            Ok(Lock { _files: vec![file] })
         })
         .collect()
 }
@@ -63,7 +82,7 @@ pub(crate) fn exclusive_now() -> Result<Option<Lock>> {
 
 pub(crate) fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
     let file = open(path)?;
-    Ok(flock(&file, true, false)?.then_some(Lock { _file: file }))
+    Ok(flock(&file, true, false)?.then_some(Lock { _files: vec![file] }))
 }
 
 /// True when the lock was taken; false when `wait` is off and someone else holds it.

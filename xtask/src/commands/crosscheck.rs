@@ -31,7 +31,7 @@ pub(crate) fn run(root: &Path) -> Result<Vec<(String, bool)>> {
         }
         let cmd = check(target, root);
         println!("==> {cmd}");
-        let (status, _) = runner::run_tee(&cmd)?;
+        let (status, _) = runner::run_kept(&cmd, true)?;
         outcomes.push((format!("xtask compiles for {target}"), status.success()));
     }
     Ok(outcomes)

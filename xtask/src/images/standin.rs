@@ -3,7 +3,7 @@
 //! for Node.js) and the npm registry (Node.js 22), for the platforms the command builds, tagged
 //! under `localhost/standin-*` with a fingerprint of their recipe.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -78,11 +78,7 @@ const NPM_SPEC: &str = "10";
 /// run side by side (each architecture's root file system, and the Node.js download; then the two
 /// images), and each shows its progress.
 pub(crate) fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()> {
-    // The stand-ins belong to the engine, not to one copy of the sources (the benchmark's and
-    // the tests' scratch copies share them): their work folder is the checkout's.
-    let folder = scratch().map_or("standin".to_string(), |s| format!("standin-{s}"));
-    let dir = paths::checkout_target().join("xtask").join(folder);
-    std::fs::create_dir_all(&dir)?;
+    let dir = work_dir()?;
     let layout = engine.layout();
     let mirror = engine::debian_mirror()?;
     let arches: Vec<&str> = platforms.iter().map(|p| p.trim_start_matches("linux/")).collect();
@@ -266,6 +262,22 @@ fn fetch_node(dir: &Path, arches: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The stand-ins' work folder. They belong to the engine, not to one copy of the sources (the
+/// benchmark's and the tests' scratch copies share them): it is the checkout's.
+fn work_dir() -> Result<PathBuf> {
+    let folder = scratch().map_or("standin".to_string(), |s| format!("standin-{s}"));
+    let dir = paths::checkout_target().join("xtask").join(folder);
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Makes the root file system of `arch` ahead of need and keeps it, as [`make_standins`] would:
+/// the test suite has arm64's made while its first tests run, rather than in the test that first
+/// builds for arm64.
+pub(crate) fn prepare_rootfs(engine: &Engine, arch: &str) -> Result<()> {
+    rootfs(&engine.layout(), &work_dir()?, arch, &engine::debian_mirror()?)
+}
+
 /// The packages debootstrap adds to minbase: the Python stand-in's, installed here rather than by
 /// apt in an image step, where arm64's would run under QEMU after a second `apt-get update`.
 const INCLUDE: &str = "--include=python3,python3-venv,ca-certificates";
@@ -274,6 +286,16 @@ const INCLUDE: &str = "--include=python3,python3-venv,ca-certificates";
 /// for reuse).
 fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     let tar = dir.join(format!("base-{arch}.tar"));
+    // One making per architecture at a time, whichever process asks: a second one waits for the
+    // first and then finds the packed file. The kernel drops the lock with the process.
+    let lock_path = dir.join(format!("base-{arch}.lock"));
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    crate::util::os::flock(&lock, true, true).with_context(|| format!("locking {}", lock_path.display()))?;
     if tar.exists() {
         return Ok(());
     }

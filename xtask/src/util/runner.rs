@@ -299,12 +299,14 @@ pub(crate) fn read_merged(cmd: &Cmd) -> Result<String> {
     Ok(all)
 }
 
-/// Runs a command with its merged output shown live and also returned (to read a test runner's
-/// closing summary).
-pub(crate) fn run_tee(cmd: &Cmd) -> Result<(ExitStatus, String)> {
+/// Runs a command with its merged output returned, and shown live when `shown` (a test runner's
+/// closing summary is read from it; a suite that runs beside another is shown when it has ended).
+pub(crate) fn run_kept(cmd: &Cmd, shown: bool) -> Result<(ExitStatus, String)> {
     let mut all = String::new();
     let status = each_line(cmd, |line| {
-        println!("{line}");
+        if shown {
+            println!("{line}");
+        }
         all.push_str(&line);
         all.push('\n');
     })?;

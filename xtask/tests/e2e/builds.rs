@@ -16,8 +16,8 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
     let version = product_version();
     let mut running = Vec::new();
     for (name, image, port, inner, path, uid) in [
-        ("backend", "contextcleanse-backend:dev", 18100u16, 8000u16, "/health", "1000"),
-        ("frontend", "contextcleanse-frontend:dev", 18101, 3000, "/api/health", "1001"),
+        ("backend", "contextcleanse-backend:dev", free_port(), 8000u16, "/health", "1000"),
+        ("frontend", "contextcleanse-frontend:dev", free_port(), 3000, "/api/health", "1001"),
     ] {
         let t = target(&report, name);
         assert!(t["steps"].as_u64().unwrap() > 3 && t["size_bytes"].as_u64().unwrap() > 0, "{t}");
@@ -218,7 +218,7 @@ fn g_multiplatform_arm64_images_run_under_emulation() {
     ]);
     assert_eq!(arch, "aarch64");
     for (name, port, inner, path) in
-        [("backend", 18102u16, 8000u16, "/health"), ("frontend", 18103, 3000, "/api/health")]
+        [("backend", free_port(), 8000u16, "/health"), ("frontend", free_port(), 3000, "/api/health")]
     {
         let publish = format!("127.0.0.1:{port}:{inner}");
         let image = format!("contextcleanse-{name}:1.2.3");

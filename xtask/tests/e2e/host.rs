@@ -30,11 +30,6 @@ fn rules(prefix: &Path) -> Vec<String> {
     all
 }
 
-/// The bridges on this host (containers' veth pairs come and go with other engines' builds).
-fn bridges() -> Vec<String> {
-    interfaces().into_iter().filter(|i| i.starts_with("xtask") || i.starts_with("br-") || i == "docker0").collect()
-}
-
 fn forwarding() -> String {
     std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap().trim().to_string()
 }

@@ -32,11 +32,6 @@ fn dockerd_pid(envs: &[(&str, &str)]) -> String {
     status.split("dockerd pid ").nth(1).unwrap_or("").chars().take_while(char::is_ascii_digit).collect()
 }
 
-/// The engines' bridges on this host (containers' veth pairs come and go with other builds).
-fn bridges() -> Vec<String> {
-    interfaces().into_iter().filter(|i| i.starts_with("xtask") || i == "docker0").collect()
-}
-
 /// Steps and cached steps of a report, over all its targets.
 fn cached_share(report: &Value) -> (u64, u64) {
     report["targets"].as_array().unwrap().iter().fold((0, 0), |(steps, cached), t| {

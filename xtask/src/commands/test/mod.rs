@@ -1,14 +1,16 @@
 //! `cargo xtask test`: every test suite of the project, then one closing line with the counts.
 //! The end-to-end suite needs the real engine: it is started when none answers (and stopped
-//! again afterwards); with CI=true an engine that cannot be had fails the run instead of skipping.
+//! again afterwards), while the other suites run; with CI=true an engine that cannot be had fails
+//! the run instead of skipping.
+
+mod legs;
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 
-use crate::engine::{self, Channel, Engine, Spec};
+pub use legs::{PRIVATE_ONLY, SUBSET};
 
-use crate::settings::Settings;
 use crate::util::paths;
 use crate::util::runner::{self, Cmd};
 
@@ -49,11 +51,19 @@ pub fn run(no_e2e: bool, quick: bool, filter: Option<&str>) -> Result<()> {
     }
     let root = paths::project_root();
     let mut tally = Tally::default();
-    suites(&root, quick, &mut tally)?;
     if no_e2e {
+        suites(&root, quick, &mut tally)?;
         println!("end-to-end tests skipped (--no-e2e)");
     } else {
-        e2e(&root, if quick { Some(QUICK_BUILD) } else { filter }, &mut tally)?;
+        let filter = if quick { Some(QUICK_BUILD) } else { filter };
+        // The engines start, and the images the tests build on are made, while the other
+        // suites run: the two share no state.
+        std::thread::scope(|s| -> Result<()> {
+            let prepared = s.spawn(|| legs::prepare(&root, filter));
+            let suites = suites(&root, quick, &mut tally).and_then(|()| legs::compile(&root));
+            let prepared = prepared.join().map_err(|_| anyhow::anyhow!("preparing the engines panicked"))?;
+            legs::run(&root, &suites?, prepared?, filter, &mut tally)
+        })?;
     }
     if !tally.broken.is_empty() {
         println!("failing suites: {}", tally.broken.join(", "));
@@ -117,151 +127,9 @@ fn suites(root: &Path, quick: bool, tally: &mut Tally) -> Result<()> {
     Ok(())
 }
 
-/// The engines the end-to-end suite runs on when the project brings its own: the whole suite on
-/// the current channel; on the floor channel and on a classic-store engine, the tests that cover
-/// building, production push, multiplatform (or its refusal), bad input, Ctrl-C, status, doctor,
-/// print and reports (the engine record, and history's absence on the floor's buildx 0.13). Every
-/// build among them goes through the `# syntax` fallback here.
-const LEGS: [(Spec, &[&str]); 3] = [
-    (Spec::DEFAULT, &[]),
-    (Spec { channel: Channel::Floor, classic: false }, SUBSET),
-    (Spec { channel: Channel::Current, classic: true }, SUBSET),
-];
-
-/// Tests that need the project's private engines (a second engine beside the first, engines
-/// started and stopped, tools unpacked from the engine's Debian packages): on an engine the user
-/// runs, such as a CI runner's Docker, they are named and left out rather than failed.
-pub const PRIVATE_ONLY: &[&str] = &[
-    "r_a_second_engine",
-    "y_engine_up",
-    "z_engine_stopping",
-    "second_engine::",
-    "metrics::",
-    "signing::",
-    // It installs Debian's openssh-server as root and logs in as root to reach the engine.
-    "remote::",
-    "host::",
-    // It makes stand-ins from the private engine's debootstrap; an engine the user runs pulls
-    // the official images instead.
-    "stand_ins_are_made",
-];
-
-/// Each names one test by its module and the start of its name, as `cargo test` filters.
-pub const SUBSET: &[&str] = &[
-    "builds::a_default_build",
-    "builds::f_production_push",
-    "builds::g_multiplatform",
-    "commands::h_bad_input",
-    "commands::i_interrupted",
-    "commands::j_status_doctor",
-    "commands::o_engine_record",
-];
-
-fn e2e(root: &Path, filter: Option<&str>, tally: &mut Tally) -> Result<()> {
-    let settings = Settings::load()?;
-    // The home page test and the report chart's are looked at in a real browser: without one they
-    // fail, never skip.
-    if filter.is_none_or(|f| f.contains("home_page") || f.contains("why_")) {
-        if let Err(e) = crate::commands::chromium::ensure() {
-            eprintln!("error: {e:#}");
-            tally.add("Chromium for the home page test", false, (0, 0, 0));
-        }
-    }
-    // An engine the user runs (DOCKER_HOST or the current context) is the one to test, alone.
-    let user_engine = engine::connect(&settings, false).ok().filter(|e| !e.is_private());
-    if let Some(engine) = user_engine {
-        println!(
-            "end-to-end tests not run on your engine (they start, stop or provision the project's private engines): {}",
-            PRIVATE_ONLY.join(", ")
-        );
-        let (ok, counts) = e2e_on(root, &engine, "your engine", filter, &[], PRIVATE_ONLY)?;
-        tally.add("end-to-end", ok, counts);
-        return Ok(());
-    }
-    // A filter is for a developer's quick run: one engine (XTASK_ENGINE, else the current one).
-    let legs: Vec<(Spec, &[&str])> = match (filter, std::env::var("XTASK_ENGINE").ok()) {
-        (Some(_), wanted) => vec![(wanted.as_deref().unwrap_or("current").parse()?, &[])],
-        (None, _) => LEGS.to_vec(),
-    };
-    let mut per_engine = Vec::new();
-    for (spec, subset) in legs {
-        let name = spec.name();
-        // One engine at a time: each leg starts its engine and stops it again if it started it.
-        let engine = match engine::private_engine(spec, &settings) {
-            Ok(e) => e,
-            Err(e) => {
-                // Without an engine the end-to-end suite cannot prove anything: that is a
-                // failure, never a skip.
-                eprintln!("error: the end-to-end tests need the {name} engine: {e:#}");
-                tally.add(&format!("end-to-end on {name} (no engine)"), false, (0, 0, 0));
-                continue;
-            }
-        };
-        if spec == Spec::DEFAULT && filter.is_none() {
-            dockerfile_checks(root, &engine, tally)?;
-        }
-        let result = e2e_on(root, &engine, &name, filter, subset, &[]);
-        if engine.started_now {
-            // The suite keeps no engine store it made: target/ stays small, and each run starts
-            // from the same state (the packages and the stand-ins' root file systems stay).
-            let forgotten = engine::down_one(&engine).and_then(|()| engine::forget_store(&engine));
-            let forgotten = forgotten.and_then(|bytes| {
-                crate::images::standin_share::forget_registry(&engine.registry_addr()).map(|()| bytes)
-            });
-            match forgotten {
-                Ok(bytes) => println!("removed the {name} engine's store ({})", crate::util::units::human(bytes)),
-                Err(e) => eprintln!("warning: stopping the {name} engine and removing its store: {e:#}"),
-            }
-        }
-        let (ok, counts) = result?;
-        per_engine.push(format!("{name} {}", counts.0 + counts.1));
-        tally.add(&format!("end-to-end on {name}"), ok, counts);
-    }
-    println!("end-to-end tests run per engine: {}", per_engine.join(", "));
-    Ok(())
-}
-
-/// BuildKit's own Dockerfile checks beside hadolint: `cargo xtask check` on the engine, which
-/// fails on any warning (suppressions, if ever needed, go in the Dockerfiles with a reason).
-fn dockerfile_checks(root: &Path, engine: &Engine, tally: &mut Tally) -> Result<()> {
-    let exe = std::env::current_exe().context("finding the xtask's own binary")?;
-    let cmd = Cmd::new(exe.display().to_string()).arg("check").envs(&engine.env).dir(root);
-    let (ok, _) = suite(&cmd)?;
-    tally.add("BuildKit Dockerfile checks", ok, (usize::from(ok), 0, 0));
-    Ok(())
-}
-
-/// One run of the end-to-end suite on one engine; `subset` names the tests (all when empty).
-fn e2e_on(
-    root: &Path,
-    engine: &Engine,
-    name: &str,
-    filter: Option<&str>,
-    subset: &[&str],
-    skip: &[&str],
-) -> Result<(bool, (usize, usize, usize))> {
-    println!("==> end-to-end tests on {name} ({})", engine.describe());
-    let mut cmd = Cmd::new("cargo")
-        .args(["test", "--package", "xtask", "--test", "e2e", "--quiet", "--"])
-        .args(["--ignored", "--test-threads=1"])
-        .envs(&engine.env)
-        .env("XTASK_TEST_REGISTRY", engine.registry_addr())
-        .env("XTASK_TEST_ENGINE", name)
-        .dir(root);
-    match filter {
-        Some(f) => cmd = cmd.arg(f),
-        None => cmd = cmd.args(subset.iter().copied()),
-    }
-    for s in skip {
-        cmd = cmd.args(["--skip", s]);
-    }
-    let (ok, out) = suite(&cmd)?;
-    Ok((ok, cargo_counts(&out)))
-}
-
 fn suite(cmd: &Cmd) -> Result<(bool, String)> {
     println!("==> {cmd}");
-    let (status, out) = runner::run_tee(cmd)?;
+    let (status, out) = runner::run_kept(cmd, true)?;
     Ok((status.success(), out))
 }
 

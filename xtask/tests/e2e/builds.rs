@@ -15,9 +15,10 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
     let head = git_head();
     let version = product_version();
     let mut running = Vec::new();
+    let frontend_port = free_port();
     for (name, image, port, inner, path, uid) in [
         ("backend", "contextcleanse-backend:dev", free_port(), 8000u16, "/health", "1000"),
-        ("frontend", "contextcleanse-frontend:dev", free_port(), 3000, "/api/health", "1001"),
+        ("frontend", "contextcleanse-frontend:dev", frontend_port, 3000, "/api/health", "1001"),
     ] {
         let t = target(&report, name);
         assert!(t["steps"].as_u64().unwrap() > 3 && t["size_bytes"].as_u64().unwrap() > 0, "{t}");
@@ -38,7 +39,7 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
         assert!(published.lines().all(|l| l.contains("127.0.0.1:")), "published on loopback only: {published}");
         running.push(c);
     }
-    let (code, page) = http_get(18101, "/");
+    let (code, page) = http_get(frontend_port, "/");
     assert_eq!(code, 200);
     assert!(home_page::text(&page).contains(&version), "the home page shows the frontend's health");
 }

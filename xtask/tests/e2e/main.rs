@@ -88,9 +88,18 @@ fn which(program: &str) -> Option<PathBuf> {
     std::env::var("PATH").ok()?.split(':').map(|d| Path::new(d).join(program)).find(|p| p.is_file())
 }
 
-/// A loopback port nobody listens on now, for a server a test starts.
+/// A loopback port nobody listens on now, for a server a test starts; never the same one twice in
+/// a run, so two asked for at once stay apart.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// The registry of the engine under test (`cargo xtask test` passes it; each private engine has

@@ -231,7 +231,7 @@ fn beside(root: &Path, binary: &Path, leg: &Leg) -> Result<(bool, (usize, usize,
     let engine = engine_of(leg)?;
     let name = leg.spec.name();
     let copy = paths::checkout_target().join("xtask").join("e2e-legs").join(&name);
-    paths::copy_sources(root, &copy).context("copying the sources for a leg of its own")?;
+    paths::clone_sources(root, &copy).context("a checkout for a leg of its own")?;
     let tmp = copy.join("target").join("tmp");
     std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
     let extra = vec![
@@ -265,7 +265,8 @@ impl Run<'_> {
     ) -> Result<(bool, (usize, usize, usize))> {
         println!("==> end-to-end tests on {} ({})", self.name, self.engine.describe());
         let mut cmd = Cmd::new(self.binary.display().to_string())
-            .args(["--ignored", "--test-threads=1", "--quiet"])
+            // A line per test, as it ends: the suite takes minutes.
+            .args(["--ignored", "--test-threads=1"])
             .envs(&self.engine.env)
             .env("XTASK_TEST_REGISTRY", self.engine.registry_addr())
             .env("XTASK_TEST_ENGINE", self.name)

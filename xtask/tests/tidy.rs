@@ -303,7 +303,7 @@ fn the_tests_left_out_on_a_users_engine_exist() {
         let matching = text.matches(&format!("fn {start}")).count();
         assert_eq!(
             matching, 1,
-            "xtask/src/commands/test.rs SUBSET or QUICK_BUILD names `{name}`, which is {matching} end-to-end tests, not one: fix the name there"
+            "xtask/src/commands/test/legs.rs SUBSET or QUICK_BUILD (QUICK_BUILD in test/mod.rs) names `{name}`, which is {matching} end-to-end tests, not one: fix the name there"
         );
     }
     let sources: String = std::fs::read_dir(&dir)
@@ -318,7 +318,7 @@ fn the_tests_left_out_on_a_users_engine_exist() {
         };
         assert!(
             found,
-            "xtask/src/commands/test.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
+            "xtask/src/commands/test/legs.rs PRIVATE_ONLY names `{name}`, which no end-to-end test is: fix the name there"
         );
     }
 }

@@ -34,18 +34,6 @@ pub struct Lock {
     _files: Vec<File>,
 }
 
-fn open(path: &std::path::Path) -> Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .with_context(|| format!("opening {}", path.display()))
-}
-
 /// A build's share of both locks; waits while a clean or a clean-up holds one.
 pub fn shared() -> Result<Lock> {
     let (engine, project) = (shared_at(&file())?, shared_at(&project_file())?);
@@ -53,7 +41,7 @@ pub fn shared() -> Result<Lock> {
 }
 
 pub(crate) fn shared_at(path: &std::path::Path) -> Result<Lock> {
-    let file = open(path)?;
+    let file = crate::util::paths::open_lock(path)?;
     flock(&file, false, true)?;
     Ok(Lock { _files: vec![file] })
 }
@@ -65,7 +53,7 @@ pub(crate) fn shared_at(path: &std::path::Path) -> Result<Lock> {
 pub(crate) fn exporting(dirs: &[std::path::PathBuf]) -> Result<Vec<Lock>> {
     dirs.iter()
         .map(|dir| {
-            let file = open(&dir.with_extension("lock"))?;
+            let file = crate::util::paths::open_lock(&dir.with_extension("lock"))?;
             if !flock(&file, true, false)? {
                 eprintln!("xtask: waiting for another build that exports its cache to {}", dir.display());
                 flock(&file, true, true)?;
@@ -81,7 +69,7 @@ pub(crate) fn exclusive_now() -> Result<Option<Lock>> {
 }
 
 pub(crate) fn exclusive_now_at(path: &std::path::Path) -> Result<Option<Lock>> {
-    let file = open(path)?;
+    let file = crate::util::paths::open_lock(path)?;
     Ok(flock(&file, true, false)?.then_some(Lock { _files: vec![file] }))
 }
 

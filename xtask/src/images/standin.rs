@@ -288,14 +288,7 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     let tar = dir.join(format!("base-{arch}.tar"));
     // One making per architecture at a time, whichever process asks: a second one waits for the
     // first and then finds the packed file. The kernel drops the lock with the process.
-    let lock_path = dir.join(format!("base-{arch}.lock"));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .with_context(|| format!("opening {}", lock_path.display()))?;
-    crate::util::os::flock(&lock, true, true).with_context(|| format!("locking {}", lock_path.display()))?;
+    let _lock = paths::lock_exclusive(&dir.join(format!("base-{arch}.lock")))?;
     if tar.exists() {
         return Ok(());
     }

@@ -81,22 +81,29 @@ fn recorded(file: &Path, remote: &str) -> Option<String> {
 }
 
 fn record(file: &Path, remote: &str, digest: &str) -> Result<()> {
+    update(file, |all| {
+        all.insert(remote.to_string(), digest.to_string());
+    })
+}
+
+/// Changes the recorded digests under an exclusive lock beside the file: engines building at the
+/// same time (the test suite's, side by side) each record theirs, and none is lost.
+fn update(file: &Path, change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<()> {
+    let _lock = crate::util::paths::lock_exclusive(&file.with_extension("lock"))?;
     let mut all = read_digests(file);
-    all.insert(remote.to_string(), digest.to_string());
+    let before = all.clone();
+    change(&mut all);
+    if all == before {
+        return Ok(());
+    }
     crate::util::paths::write_atomic(file, serde_json::to_string_pretty(&all)?.as_bytes())
 }
 
 /// Forgets the digests recorded for stand-ins in `registry` (whose storage is gone): a later
 /// engine makes or pushes them again rather than pull what no longer is there.
 pub(crate) fn forget_registry(registry: &str) -> Result<()> {
-    let file = digests_file();
-    let mut all = read_digests(&file);
-    let before = all.len();
-    all.retain(|remote, _| !remote.starts_with(&format!("{}/", registry.trim_end_matches('/'))));
-    if all.len() == before {
-        return Ok(());
-    }
-    crate::util::paths::write_atomic(&file, serde_json::to_string_pretty(&all)?.as_bytes())
+    let prefix = format!("{}/", registry.trim_end_matches('/'));
+    update(&digests_file(), |all| all.retain(|remote, _| !remote.starts_with(&prefix)))
 }
 
 /// Pushes the engine's stand-in to the registry unless the registry has it already; true when

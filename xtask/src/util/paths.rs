@@ -71,6 +71,27 @@ pub fn checkout_target() -> PathBuf {
     checkout_root().join("target")
 }
 
+/// Opens a lock file, making it and its folder when missing (its contents are never read).
+pub(crate) fn open_lock(path: &Path) -> Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// Holds the lock file `path` exclusively, after any other holder lets go, until the returned
+/// file is dropped (or the process ends, however it ends).
+pub(crate) fn lock_exclusive(path: &Path) -> Result<std::fs::File> {
+    let file = open_lock(path)?;
+    crate::util::os::flock(&file, true, true).with_context(|| format!("locking {}", path.display()))?;
+    Ok(file)
+}
+
 /// Writes a file atomically and durably: a temporary file in the same folder, flushed to disk,
 /// then a rename, then the folder flushed, so a reader never sees half a file, and after a crash or
 /// power cut the path holds either the old file or the new one whole.
@@ -116,30 +137,6 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
 /// (emptied first), so the benchmark and the tests can change files without touching the real ones.
 pub fn copy_sources(root: &Path, dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
-    copy_files(root, dir)
-}
-
-/// A checkout of its own at `dir` (emptied first) holding what the checkout at `root` holds: a
-/// clone sharing its objects, at its commit, with its tracked and untracked-but-not-ignored files
-/// copied over. git answers there as in the checkout (commit, and the sources a copy of it takes).
-pub(crate) fn clone_sources(root: &Path, dir: &Path) -> Result<()> {
-    use crate::util::runner::{read, run_quiet, Cmd};
-    let _ = std::fs::remove_dir_all(dir);
-    let clone = Cmd::new("git").args(["clone", "--quiet", "--shared", "--no-checkout"]);
-    run_quiet(&clone.arg(root.display().to_string()).arg(dir.display().to_string())).context("cloning the checkout")?;
-    let head = read(&Cmd::new("git").args(["rev-parse", "HEAD"]).dir(root))?;
-    let checkout = Cmd::new("git").args(["checkout", "--quiet", "--detach", &head]).dir(dir);
-    run_quiet(&checkout).context("checking out the clone")?;
-    copy_files(root, dir)?;
-    for file in read(&Cmd::new("git").args(["ls-files", "--deleted", "-z"]).dir(root))?.split('\0') {
-        if !file.is_empty() {
-            let _ = std::fs::remove_file(dir.join(file));
-        }
-    }
-    Ok(())
-}
-
-fn copy_files(root: &Path, dir: &Path) -> Result<()> {
     let list = crate::util::runner::Cmd::new("git").args(["ls-files", "-co", "--exclude-standard", "-z"]).dir(root);
     let files = crate::util::runner::read(&list).context("listing the sources to copy")?;
     for file in files.split('\0').filter(|f| !f.is_empty()) {

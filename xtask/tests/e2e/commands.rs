@@ -211,29 +211,40 @@ fn still_there(pid: u32, start: u64) -> bool {
 #[test]
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn k_sigint_sigterm_and_sighup_each_stop_buildx_and_are_recorded() {
-    for (signal, number) in [("SIGINT", 2), ("SIGTERM", 15), ("SIGHUP", 1)] {
-        let dir = scratch_copy(&format!("stop-{signal}-{}", std::process::id()));
-        let child = slow_build_in(&dir);
-        let below = descendants(child.id());
-        assert!(
-            below.iter().any(|(_, comm, _)| comm.starts_with("docker")),
-            "{signal}: buildx should be running under the xtask: {below:?}"
-        );
-        let sent = Instant::now();
-        let kill = Command::new("kill").args(["-s", &signal[3..], &child.id().to_string()]).status().unwrap();
-        assert!(kill.success());
-        let out = child.wait_with_output().unwrap();
-        eprintln!("{signal}: exited after {:?}\n{}", sent.elapsed(), tail(&out, 8));
-        assert_eq!(out.status.code(), Some(128 + number), "{signal}: exit code 128+{number}");
-        std::thread::sleep(Duration::from_secs(5).saturating_sub(sent.elapsed()));
-        let left: Vec<_> = below.iter().filter(|(pid, _, start)| still_there(*pid, *start)).collect();
-        assert!(left.is_empty(), "{signal}: still there (or not reaped) 5 s later: {left:?}");
-        let history = std::fs::read_to_string(dir.join("target/xtask/reports/history.jsonl")).expect("history written");
-        let line: Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
-        assert_eq!((line["status"].as_str(), line["signal"].as_str()), (Some("interrupted"), Some(signal)), "{line}");
-        assert_eq!(last_report(&dir)["signal"], signal, "the report names the signal too");
-        std::fs::remove_dir_all(dir).unwrap();
-    }
+    // The images the slow builds start from, once; then each signal stops a build of its own,
+    // side by side (most of the time goes on waiting).
+    default_images();
+    std::thread::scope(|s| {
+        for (signal, number) in [("SIGINT", 2), ("SIGTERM", 15), ("SIGHUP", 1)] {
+            s.spawn(move || one_signal_stops_a_build(signal, number));
+        }
+    });
+}
+
+/// One signal, sent to a build in a scratch copy while buildx runs: buildx and everything under
+/// the xtask stop, the exit code says which signal, and the history and the report name it.
+fn one_signal_stops_a_build(signal: &str, number: i32) {
+    let dir = scratch_copy(&format!("stop-{signal}-{}", std::process::id()));
+    let child = slow_build_in(&dir);
+    let below = descendants(child.id());
+    assert!(
+        below.iter().any(|(_, comm, _)| comm.starts_with("docker")),
+        "{signal}: buildx should be running under the xtask: {below:?}"
+    );
+    let sent = Instant::now();
+    let kill = Command::new("kill").args(["-s", &signal[3..], &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    eprintln!("{signal}: exited after {:?}\n{}", sent.elapsed(), tail(&out, 8));
+    assert_eq!(out.status.code(), Some(128 + number), "{signal}: exit code 128+{number}");
+    std::thread::sleep(Duration::from_secs(5).saturating_sub(sent.elapsed()));
+    let left: Vec<_> = below.iter().filter(|(pid, _, start)| still_there(*pid, *start)).collect();
+    assert!(left.is_empty(), "{signal}: still there (or not reaped) 5 s later: {left:?}");
+    let history = std::fs::read_to_string(dir.join("target/xtask/reports/history.jsonl")).expect("history written");
+    let line: Value = serde_json::from_str(history.lines().last().unwrap()).unwrap();
+    assert_eq!((line["status"].as_str(), line["signal"].as_str()), (Some("interrupted"), Some(signal)), "{line}");
+    assert_eq!(last_report(&dir)["signal"], signal, "the report names the signal too");
+    std::fs::remove_dir_all(dir).unwrap();
 }
 
 #[test]

@@ -30,13 +30,8 @@ mod stack;
 mod way_in;
 mod why;
 
-/// The sources under test: the checkout, or the copy `XTASK_PROJECT_ROOT` names (`cargo xtask
-/// test` runs the other engines' tests in copies of their own, beside this checkout's).
 fn root() -> PathBuf {
-    match std::env::var_os("XTASK_PROJECT_ROOT") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf(),
-    }
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -466,7 +461,14 @@ fn z_engine_stopping_mid_build_is_named_and_two_ups_start_one_engine() {
     };
     let dir = scratch_copy("engine-dies");
     let child = slow_build_in(&dir);
-    must(&["engine", "down"], &[]);
+    // This engine only: `cargo xtask test` runs other engines' tests beside this one.
+    let name = std::env::var("XTASK_TEST_ENGINE").unwrap_or_else(|_| "current".to_string());
+    let (channel, classic) = name.strip_suffix("-classic").map_or((name.as_str(), false), |c| (c, true));
+    let mut down = vec!["engine", "down", "--channel", channel];
+    if classic {
+        down.push("--classic");
+    }
+    must(&down, &[]);
     let out = child.wait_with_output().unwrap();
     one_line_error(&out, "stopped answering during the build");
     let history = std::fs::read_to_string(dir.join("target/xtask/reports/history.jsonl")).unwrap();

@@ -1,7 +1,7 @@
-//! The end-to-end suite's legs. With the project's private engines, the whole suite runs on the
-//! current channel, and beside it, each in a copy of the sources of its own, the tests that differ
-//! on the floor channel and on a classic-store engine. Every engine starts before the first test
-//! and stops after the last one, so no test sees another engine come or go.
+//! The end-to-end suite's legs: with the project's private engines, the whole suite on the current
+//! channel, then the tests that differ on the floor channel and on a classic-store engine, one
+//! engine at a time. The current engine starts, and the images its tests build on are made, while
+//! the other suites run.
 
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
@@ -11,18 +11,19 @@ use anyhow::{Context, Result};
 use super::{cargo_counts, suite, Tally};
 use crate::engine::{self, Channel, Engine, Spec};
 use crate::settings::Settings;
-use crate::util::paths;
 use crate::util::runner::{self, Cmd};
 
-/// The engines the end-to-end suite runs on when the project brings its own: the whole suite on
-/// the current channel; on the floor channel and on a classic-store engine, the tests that cover
-/// building, production push, multiplatform (or its refusal), bad input, Ctrl-C, status, doctor,
-/// print and reports (the engine record, and history's absence on the floor's buildx 0.13). Every
-/// build among them goes through the `# syntax` fallback here.
-const LEGS: [(Spec, &[&str]); 3] = [
-    (Spec::DEFAULT, &[]),
-    (Spec { channel: Channel::Floor, classic: false }, SUBSET),
-    (Spec { channel: Channel::Current, classic: true }, SUBSET),
+/// The engines the end-to-end suite runs on when the project brings its own, with the tests each
+/// runs and leaves out: the whole suite on the current channel; on the floor channel and on a
+/// classic-store engine, what differs there: building (every build there goes through the
+/// `# syntax` fallback), production push, bad input, Ctrl-C, status, doctor, print and reports
+/// (the engine record, and history's absence on the floor's buildx 0.13), and on the classic
+/// store the refusal of multiplatform. The floor builds multi-platform images as the current
+/// channel does, under the same emulation, so that test (the suite's costliest) runs once.
+const LEGS: [(Spec, &[&str], &[&str]); 3] = [
+    (Spec::DEFAULT, &[], &[]),
+    (Spec { channel: Channel::Floor, classic: false }, SUBSET, &["builds::g_multiplatform"]),
+    (Spec { channel: Channel::Current, classic: true }, SUBSET, &[]),
 ];
 
 /// Tests that need the project's private engines (a second engine beside the first, engines
@@ -54,18 +55,20 @@ pub const SUBSET: &[&str] = &[
     "commands::o_engine_record",
 ];
 
-/// One engine's share of the suite.
-pub(super) struct Leg {
+/// One engine's share of the suite: its tests, and those it leaves out.
+#[derive(Clone, Copy)]
+struct Leg {
     spec: Spec,
     subset: &'static [&'static str],
-    engine: Result<Engine>,
+    skip: &'static [&'static str],
 }
 
 /// What the end-to-end suite runs on, made ready while the other suites run.
-pub(super) enum Ready {
+enum Ready {
     /// An engine the user runs (DOCKER_HOST or the current context): the suite runs there alone.
     User(Engine),
-    Private(Vec<Leg>),
+    /// The project's private engines: the first one found or started, the others started in turn.
+    Private { first: (Leg, Result<Engine>), others: Vec<Leg> },
 }
 
 pub(super) struct Prepared {
@@ -76,9 +79,9 @@ pub(super) struct Prepared {
     rootfs: Option<JoinHandle<Result<()>>>,
 }
 
-/// Finds or starts every engine the suite needs, first the current one; then, side by side, the
-/// others start, the Dockerfile checks make this platform's stand-ins, and the other platform's
-/// root file system is begun for the multi-platform tests.
+/// Finds or starts the first engine the suite needs; then the Dockerfile checks make this
+/// platform's stand-ins there, while the other platform's root file system is begun for the
+/// multi-platform test.
 pub(super) fn prepare(root: &Path, filter: Option<&str>) -> Result<Prepared> {
     let settings = Settings::load()?;
     let mut results = Vec::new();
@@ -94,29 +97,22 @@ pub(super) fn prepare(root: &Path, filter: Option<&str>) -> Result<Prepared> {
         return Ok(Prepared { ready: Ready::User(engine), results, rootfs: None });
     }
     // A filter is for a developer's quick run: one engine (XTASK_ENGINE, else the current one).
-    let specs: Vec<(Spec, &'static [&'static str])> = match (filter, std::env::var("XTASK_ENGINE").ok()) {
-        (Some(_), wanted) => vec![(wanted.as_deref().unwrap_or("current").parse()?, &[])],
-        (None, _) => LEGS.to_vec(),
-    };
-    let (&(spec, subset), others) = specs.split_first().context("the suite names an engine")?;
-    let first = Leg { spec, subset, engine: engine::private_engine(spec, &settings) };
-    let mut rootfs = None;
-    let others = std::thread::scope(|s| -> Result<Vec<Leg>> {
-        let others = s.spawn(|| {
-            others
-                .iter()
-                .map(|&(spec, subset)| Leg { spec, subset, engine: engine::private_engine(spec, &settings) })
-                .collect::<Vec<_>>()
-        });
-        if let (Ok(engine), None) = (&first.engine, filter) {
-            let (kept, arch) = (engine.clone(), other_arch());
-            rootfs = Some(std::thread::spawn(move || crate::images::standin::prepare_rootfs(&kept, arch)));
-            results.push(dockerfile_checks(root, engine)?);
+    let legs: Vec<Leg> = match (filter, std::env::var("XTASK_ENGINE").ok()) {
+        (Some(_), wanted) => {
+            vec![Leg { spec: wanted.as_deref().unwrap_or("current").parse()?, subset: &[], skip: &[] }]
         }
-        others.join().map_err(|_| anyhow::anyhow!("starting the other engines panicked"))
-    })?;
-    let legs = std::iter::once(first).chain(others).collect();
-    Ok(Prepared { ready: Ready::Private(legs), results, rootfs })
+        (None, _) => LEGS.iter().map(|&(spec, subset, skip)| Leg { spec, subset, skip }).collect(),
+    };
+    let (&first, others) = legs.split_first().context("the suite names an engine")?;
+    let engine = engine::private_engine(first.spec, &settings);
+    let mut rootfs = None;
+    if let (Ok(engine), None) = (&engine, filter) {
+        let (kept, arch) = (engine.clone(), other_arch());
+        rootfs = Some(std::thread::spawn(move || crate::images::standin::prepare_rootfs(&kept, arch)));
+        results.push(dockerfile_checks(root, engine)?);
+    }
+    let ready = Ready::Private { first: (first, engine), others: others.to_vec() };
+    Ok(Prepared { ready, results, rootfs })
 }
 
 /// The multi-platform group's platform that is not this machine's.
@@ -168,138 +164,72 @@ pub(super) fn run(
                 "end-to-end tests not run on your engine (they start, stop or provision the project's private engines): {}",
                 PRIVATE_ONLY.join(", ")
             );
-            let run = Run { root, binary, engine: &engine, name: "your engine", extra: vec![] };
-            let (ok, counts) = run.tests(filter, &[], PRIVATE_ONLY, true)?;
+            let (ok, counts) = tests(binary, root, &engine, "your engine", filter, &[], PRIVATE_ONLY)?;
             tally.add("end-to-end", ok, counts);
         }
-        Ready::Private(legs) => private(root, binary, &legs, filter, tally)?,
+        Ready::Private { first, others } => {
+            let settings = Settings::load()?;
+            let mut per_engine = Vec::new();
+            let rest = others.into_iter().map(|leg| (leg, None));
+            for (leg, engine) in std::iter::once((first.0, Some(first.1))).chain(rest) {
+                // One engine at a time: each leg starts its engine and stops it again if it started it.
+                let name = leg.spec.name();
+                let engine = match engine.unwrap_or_else(|| engine::private_engine(leg.spec, &settings)) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        // Without an engine the end-to-end suite cannot prove anything: that is a
+                        // failure, never a skip.
+                        eprintln!("error: the end-to-end tests need the {name} engine: {e:#}");
+                        tally.add(&format!("end-to-end on {name} (no engine)"), false, (0, 0, 0));
+                        continue;
+                    }
+                };
+                let filter = filter.filter(|_| leg.subset.is_empty());
+                let result = tests(binary, root, &engine, &name, filter, leg.subset, leg.skip);
+                forget(&engine, &name);
+                let (ok, counts) = result?;
+                per_engine.push(format!("{name} {}", counts.0 + counts.1));
+                tally.add(&format!("end-to-end on {name}"), ok, counts);
+            }
+            println!("end-to-end tests run per engine: {}", per_engine.join(", "));
+        }
     }
     if let Some(Err(e)) = prepared.rootfs.map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("it panicked")))) {
-        // The multi-platform tests make it themselves when it is missing.
+        // The multi-platform test makes it itself when it is missing.
         eprintln!("warning: making the stand-ins' {} root file system ahead of the tests: {e:#}", other_arch());
     }
     Ok(())
 }
 
-/// The first leg here, shown as it runs; the others beside it, each in a copy of the sources, shown
-/// when they end. Then every engine started now stops and its store goes.
-fn private(root: &Path, binary: &Path, legs: &[Leg], filter: Option<&str>, tally: &mut Tally) -> Result<()> {
-    let (first, others) = legs.split_first().context("the suite names an engine")?;
-    let (first_result, others_results) = std::thread::scope(|s| {
-        let beside = s.spawn(|| others.iter().map(|leg| beside(root, binary, leg)).collect::<Vec<_>>());
-        let first_result = engine_of(first).and_then(|engine| {
-            let run = Run { root, binary, engine, name: &first.spec.name(), extra: vec![] };
-            run.tests(filter, first.subset, &[], true)
-        });
-        (first_result, beside.join())
-    });
-    let others_results = others_results.unwrap_or_else(|_| {
-        others.iter().map(|_| Err(anyhow::anyhow!("the run beside the first one panicked"))).collect()
-    });
-    let mut per_engine = Vec::new();
-    for (leg, result) in legs.iter().zip(std::iter::once(first_result).chain(others_results)) {
-        let name = leg.spec.name();
-        match result {
-            // Without an engine, or a test binary that cannot run, the leg proves nothing: that is
-            // a failure, never a skip.
-            Err(e) => {
-                eprintln!("error: end-to-end tests on {name}: {e:#}");
-                tally.add(&format!("end-to-end on {name} (not run)"), false, (0, 0, 0));
-            }
-            Ok((ok, counts)) => {
-                per_engine.push(format!("{name} {}", counts.0 + counts.1));
-                tally.add(&format!("end-to-end on {name}"), ok, counts);
-            }
-        }
+/// One run of the end-to-end binary on one engine, shown as it runs; `subset` names the tests
+/// (all when empty), `skip` those left out.
+fn tests(
+    binary: &Path,
+    root: &Path,
+    engine: &Engine,
+    name: &str,
+    filter: Option<&str>,
+    subset: &[&str],
+    skip: &[&str],
+) -> Result<(bool, (usize, usize, usize))> {
+    println!("==> end-to-end tests on {name} ({})", engine.describe());
+    // A line per test as it ends (the suite takes minutes), run where `cargo test` runs a test
+    // binary: its package's folder.
+    let mut cmd = Cmd::new(binary.display().to_string())
+        .args(["--ignored", "--test-threads=1"])
+        .envs(&engine.env)
+        .env("XTASK_TEST_REGISTRY", engine.registry_addr())
+        .env("XTASK_TEST_ENGINE", name)
+        .dir(root.join("xtask"));
+    match filter {
+        Some(f) => cmd = cmd.arg(f),
+        None => cmd = cmd.args(subset.iter().copied()),
     }
-    for leg in legs {
-        if let Ok(engine) = &leg.engine {
-            forget(engine, &leg.spec.name());
-        }
+    for s in skip {
+        cmd = cmd.args(["--skip", s]);
     }
-    println!("end-to-end tests run per engine: {}", per_engine.join(", "));
-    Ok(())
-}
-
-fn engine_of(leg: &Leg) -> Result<&Engine> {
-    leg.engine.as_ref().map_err(|e| anyhow::anyhow!("the {} engine could not be had: {e:#}", leg.spec.name()))
-}
-
-/// A leg beside the first: its subset in a copy of the sources (its own reports, history, locks
-/// and scratch folders), its output kept in `target/xtask/e2e-NAME.log` and shown when it fails.
-fn beside(root: &Path, binary: &Path, leg: &Leg) -> Result<(bool, (usize, usize, usize))> {
-    let engine = engine_of(leg)?;
-    let name = leg.spec.name();
-    let copy = paths::checkout_target().join("xtask").join("e2e-legs").join(&name);
-    paths::clone_sources(root, &copy).context("a checkout for a leg of its own")?;
-    let tmp = copy.join("target").join("tmp");
-    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    let extra = vec![
-        ("XTASK_PROJECT_ROOT".to_string(), copy.display().to_string()),
-        ("TMPDIR".to_string(), tmp.display().to_string()),
-    ];
-    let run = Run { root: &copy, binary, engine, name: &name, extra };
-    let result = run.tests(None, leg.subset, &[], false);
-    let _ = std::fs::remove_dir_all(&copy);
-    result
-}
-
-/// One run of the end-to-end binary on one engine.
-struct Run<'a> {
-    root: &'a Path,
-    binary: &'a Path,
-    engine: &'a Engine,
-    name: &'a str,
-    extra: Vec<(String, String)>,
-}
-
-impl Run<'_> {
-    /// `subset` names the tests (all when empty); `live` shows the output as it comes, else it is
-    /// kept in a log and shown if the run fails.
-    fn tests(
-        &self,
-        filter: Option<&str>,
-        subset: &[&str],
-        skip: &[&str],
-        live: bool,
-    ) -> Result<(bool, (usize, usize, usize))> {
-        println!("==> end-to-end tests on {} ({})", self.name, self.engine.describe());
-        let mut cmd = Cmd::new(self.binary.display().to_string())
-            // A line per test, as it ends: the suite takes minutes.
-            .args(["--ignored", "--test-threads=1"])
-            .envs(&self.engine.env)
-            .env("XTASK_TEST_REGISTRY", self.engine.registry_addr())
-            .env("XTASK_TEST_ENGINE", self.name)
-            .envs(&self.extra)
-            // Where `cargo test` runs a test binary: its package's folder.
-            .dir(self.root.join("xtask"));
-        match filter {
-            Some(f) => cmd = cmd.arg(f),
-            None => cmd = cmd.args(subset.iter().copied()),
-        }
-        for s in skip {
-            cmd = cmd.args(["--skip", s]);
-        }
-        if live {
-            let (ok, out) = suite(&cmd)?;
-            return Ok((ok, cargo_counts(&out)));
-        }
-        let (status, out) = runner::run_kept(&cmd, false)?;
-        let log = paths::checkout_target().join("xtask").join(format!("e2e-{}.log", self.name));
-        std::fs::write(&log, &out).with_context(|| format!("writing {}", log.display()))?;
-        let counts = cargo_counts(&out);
-        println!(
-            "==> end-to-end tests on {}: {} passed, {} failed (output in {})",
-            self.name,
-            counts.0,
-            counts.1,
-            log.display()
-        );
-        if !status.success() {
-            println!("{out}");
-        }
-        Ok((status.success(), counts))
-    }
+    let (ok, out) = suite(&cmd)?;
+    Ok((ok, cargo_counts(&out)))
 }
 
 /// Stops an engine the suite started and removes its store and its registry's storage: target/

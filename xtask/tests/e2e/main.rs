@@ -19,6 +19,7 @@ mod hardening;
 mod home_page;
 mod host;
 mod metrics;
+mod multiplatform;
 mod remote;
 mod reports;
 mod reproducible;

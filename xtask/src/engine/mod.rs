@@ -9,6 +9,7 @@
 
 pub(crate) mod access;
 pub mod api;
+pub mod cgroup;
 mod channel;
 mod debian;
 pub(crate) mod dialstdio;

@@ -113,12 +113,13 @@ pub(crate) fn binfmt_entry(host: &str) -> (&'static str, &'static str, &'static 
     }
 }
 
-/// dockerd's configuration: the image store, the engine's own bridge and address pool, and no
-/// iptables management (see the module's comment).
+/// dockerd's configuration: the image store, the engine's own bridge, address pool and cgroup
+/// parent, and no iptables management (see the module's comment).
 fn daemon_json(layout: &Layout, net: &Network) -> String {
     serde_json::json!({
         "features": {"containerd-snapshotter": !layout.spec.classic},
         "bridge": layout.bridge(),
+        "cgroup-parent": super::cgroup::parent(&layout.run),
         "iptables": false,
         "ip6tables": false,
         "default-address-pools": [{"base": net.subnets()[1], "size": 26}],
@@ -227,6 +228,10 @@ pub(crate) fn stop_engine(layout: &Layout) -> Result<usize> {
     if !failures.is_empty() {
         bail!("could not stop {}", failures.join("; "));
     }
+    let ended = super::cgroup::end_leftovers(&super::cgroup::parent(&layout.run));
+    if ended > 0 {
+        println!("ended {ended} process(es) the {} engine's dockerd left running", layout.name);
+    }
     Network::remove(layout);
     release_binfmt(layout)?;
     // The run folder (its exec root, sockets) goes once nothing of the engine runs.
@@ -289,6 +294,8 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&daemon_json(&classic, &Network { n: 9 })).unwrap();
         assert_eq!(json["features"]["containerd-snapshotter"], false);
         assert_eq!(json["iptables"], false);
+        let parent = json["cgroup-parent"].as_str().unwrap();
+        assert!(parent.starts_with("/xtask-engine-") && parent.len() > "/xtask-engine-".len(), "{parent}");
         assert_eq!(json["bridge"], classic.bridge());
         assert_eq!(json["default-address-pools"][0]["base"], "10.214.9.0/24");
     }

@@ -469,7 +469,17 @@ fn z_engine_stopping_mid_build_is_named_and_two_ups_start_one_engine() {
     if classic {
         down.push("--classic");
     }
+    // The build's steps run in the engine's own cgroup, and none is left running once it is down
+    // (a step the stopped daemon left behind once spun on for a quarter of an hour).
+    let parent = xtask::engine::cgroup::parent(&xtask::engine::Layout::new(name.parse().unwrap()).run);
+    let started = Instant::now();
+    while xtask::engine::cgroup::processes(&parent).is_empty() && started.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!xtask::engine::cgroup::processes(&parent).is_empty(), "no build step runs in the cgroup {parent}");
     must(&down, &[]);
+    let left = xtask::engine::cgroup::processes(&parent);
+    assert!(left.is_empty(), "processes left in {parent} after down: {left:?}");
     let out = child.wait_with_output().unwrap();
     one_line_error(&out, "stopped answering during the build");
     let history = std::fs::read_to_string(dir.join("target/xtask/reports/history.jsonl")).unwrap();

@@ -22,7 +22,7 @@ mod network;
 mod private;
 mod registry;
 mod remote;
-mod rundir;
+pub(crate) mod rundir;
 pub(crate) mod store;
 
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! The run folder a private engine leaves once it stopped (`/run/xtask-engine-<hash>`): what of it
-//! `engine down` may remove, and removing it.
+//! `engine down` may remove, and removing it; and detaching what is mounted under a folder before
+//! it is removed (this one, or a stand-in root file system a killed debootstrap left).
 
 use std::io::ErrorKind;
 use std::path::Path;
@@ -12,24 +13,33 @@ use std::path::Path;
 pub(crate) fn clear(dir: &Path) -> std::io::Result<bool> {
     // dockerd bind-mounts each container's network namespace under its exec root and, stopped,
     // can leave some behind: they hold nothing once the engine is gone, but keep the folder.
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    for point in namespace_mounts(&mounts, dir) {
-        let detach = crate::util::runner::Cmd::new("umount").args(["--lazy", "--"]).arg(point);
-        let _ = crate::util::runner::run_quiet(&detach);
-    }
+    detach_under(dir, Some("nsfs"));
     clear_in(dir, false)
 }
 
-/// The network-namespace mounts (`nsfs`) under `dir`, from a `/proc/mounts` text.
-fn namespace_mounts(mounts: &str, dir: &Path) -> Vec<String> {
-    mounts
+/// Detaches (lazily) every mount under `dir` of file system `kind`, or of any kind, deepest
+/// first, so that removing the folder never walks into what is mounted there.
+pub(crate) fn detach_under(dir: &Path, kind: Option<&str>) {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    for point in mounts_under(&mounts, dir, kind) {
+        let detach = crate::util::runner::Cmd::new("umount").args(["--lazy", "--"]).arg(point);
+        let _ = crate::util::runner::run_quiet(&detach);
+    }
+}
+
+/// The mount points under `dir` (of file system `kind`, or any), from a `/proc/mounts` text,
+/// deepest first.
+fn mounts_under(mounts: &str, dir: &Path, kind: Option<&str>) -> Vec<String> {
+    let mut points: Vec<String> = mounts
         .lines()
         .filter_map(|l| {
             let mut fields = l.split_whitespace();
-            let (_, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
-            (kind == "nsfs" && Path::new(point).starts_with(dir)).then(|| point.to_string())
+            let (_, point, fs) = (fields.next()?, fields.next()?, fields.next()?);
+            (kind.is_none_or(|k| k == fs) && Path::new(point).starts_with(dir)).then(|| point.to_string())
         })
-        .collect()
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    points
 }
 
 fn clear_in(dir: &Path, exec_root: bool) -> std::io::Result<bool> {
@@ -77,7 +87,17 @@ mod tests {
         let mounts = "nsfs /run/xtask-engine-1/exec/netns/abc nsfs rw 0 0\n\
                       nsfs /run/docker/netns/def nsfs rw 0 0\n\
                       tmpfs /run/xtask-engine-1/exec/other tmpfs rw 0 0\n";
-        assert_eq!(namespace_mounts(mounts, Path::new("/run/xtask-engine-1")), ["/run/xtask-engine-1/exec/netns/abc"]);
+        assert_eq!(
+            mounts_under(mounts, Path::new("/run/xtask-engine-1"), Some("nsfs")),
+            ["/run/xtask-engine-1/exec/netns/abc"]
+        );
+    }
+
+    #[test]
+    fn every_mount_under_a_folder_is_found_deepest_first() {
+        let mounts = "proc /w/rootfs/proc proc rw 0 0\nsysfs /w/rootfs/proc/sys/x sysfs rw 0 0\n\
+                      proc /proc proc rw 0 0\ntmpfs /w/rootfs-other tmpfs rw 0 0\n";
+        assert_eq!(mounts_under(mounts, Path::new("/w/rootfs"), None), ["/w/rootfs/proc/sys/x", "/w/rootfs/proc"]);
     }
 
     #[test]

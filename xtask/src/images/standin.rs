@@ -294,6 +294,9 @@ fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
     }
     let tree = dir.join(format!("rootfs-{arch}"));
     if tree.exists() {
+        // A debootstrap that was killed leaves the /proc it mounted in the tree: detached first,
+        // so removing the tree never walks into the host's.
+        engine::rundir::detach_under(&tree, None);
         std::fs::remove_dir_all(&tree)?;
     }
     let path = format!("{}:{}", layout.prefix.join("usr/sbin").display(), std::env::var("PATH").unwrap_or_default());

@@ -113,18 +113,26 @@ pub(crate) fn binfmt_entry(host: &str) -> (&'static str, &'static str, &'static 
     }
 }
 
-/// dockerd's configuration: the image store, the engine's own bridge, address pool and cgroup
-/// parent, and no iptables management (see the module's comment).
-fn daemon_json(layout: &Layout, net: &Network) -> String {
-    serde_json::json!({
+/// dockerd's configuration: the image store, the engine's own bridge and address pool, its own
+/// cgroup parent where given, and no iptables management (see the module's comment).
+fn daemon_json(layout: &Layout, net: &Network, cgroup_parent: Option<String>) -> String {
+    let mut config = serde_json::json!({
         "features": {"containerd-snapshotter": !layout.spec.classic},
         "bridge": layout.bridge(),
-        "cgroup-parent": super::cgroup::parent(&layout.run),
         "iptables": false,
         "ip6tables": false,
         "default-address-pools": [{"base": net.subnets()[1], "size": 26}],
-    })
-    .to_string()
+    });
+    if let Some(parent) = cgroup_parent {
+        config["cgroup-parent"] = parent.into();
+    }
+    config.to_string()
+}
+
+/// The engine's own cgroup parent ([`super::cgroup`]), where dockerd takes a path: under systemd
+/// it may manage cgroups itself and then wants a slice instead, so there dockerd keeps its default.
+fn cgroup_parent(layout: &Layout) -> Option<String> {
+    (!Path::new("/run/systemd/system").exists()).then(|| super::cgroup::parent(&layout.run))
 }
 
 fn start_dockerd(layout: &Layout, settings: &Settings, net: &Network) -> Result<()> {
@@ -139,7 +147,7 @@ fn start_dockerd(layout: &Layout, settings: &Settings, net: &Network) -> Result<
         std::fs::remove_file(&store).with_context(|| format!("removing {}", store.display()))?;
     }
     let config = layout.root.join("daemon.json");
-    write_atomic(&config, daemon_json(layout, net).as_bytes())?;
+    write_atomic(&config, daemon_json(layout, net, cgroup_parent(layout)).as_bytes())?;
     let log = layout.root.join("dockerd.log");
     let dockerd = Cmd::new(layout.bin("dockerd").display().to_string())
         .args(["--config-file", &config.display().to_string()])
@@ -291,11 +299,14 @@ mod tests {
     #[test]
     fn daemon_config_keeps_off_iptables_and_names_the_store() {
         let classic = Layout::new(Spec { channel: Channel::Floor, classic: true });
-        let json: serde_json::Value = serde_json::from_str(&daemon_json(&classic, &Network { n: 9 })).unwrap();
+        let parent = Some(super::super::cgroup::parent(&classic.run));
+        let json: serde_json::Value = serde_json::from_str(&daemon_json(&classic, &Network { n: 9 }, parent)).unwrap();
         assert_eq!(json["features"]["containerd-snapshotter"], false);
         assert_eq!(json["iptables"], false);
         let parent = json["cgroup-parent"].as_str().unwrap();
         assert!(parent.starts_with("/xtask-engine-") && parent.len() > "/xtask-engine-".len(), "{parent}");
+        let without: serde_json::Value = serde_json::from_str(&daemon_json(&classic, &Network { n: 9 }, None)).unwrap();
+        assert!(without.get("cgroup-parent").is_none(), "dockerd's default where none is given: {without}");
         assert_eq!(json["bridge"], classic.bridge());
         assert_eq!(json["default-address-pools"][0]["base"], "10.214.9.0/24");
     }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 /// The lock `clean` takes: one per engine, as the docker CLI finds it (`DOCKER_HOST`, else
 /// `DOCKER_CONTEXT`, else the current context). A clean waits only for the builds on the engine
-/// it cleans; builds on other engines (the test suite's, side by side) never hold it off.
+/// it cleans; builds on other engines never hold it off.
 pub(crate) fn file() -> PathBuf {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let engine = var("DOCKER_HOST").or_else(|| var("DOCKER_CONTEXT").map(|c| format!("context {c}")));

@@ -272,8 +272,8 @@ fn work_dir() -> Result<PathBuf> {
 }
 
 /// Makes the root file system of `arch` ahead of need and keeps it, as [`make_standins`] would:
-/// the test suite has arm64's made while its first tests run, rather than in the test that first
-/// builds for arm64.
+/// the test suite has arm64's made while its quicker tests run, rather than in the first test
+/// that builds for arm64.
 pub(crate) fn prepare_rootfs(engine: &Engine, arch: &str) -> Result<()> {
     rootfs(&engine.layout(), &work_dir()?, arch, &engine::debian_mirror()?)
 }

@@ -87,7 +87,7 @@ fn record(file: &Path, remote: &str, digest: &str) -> Result<()> {
 }
 
 /// Changes the recorded digests under an exclusive lock beside the file: engines building at the
-/// same time (the test suite's, side by side) each record theirs, and none is lost.
+/// same time each record theirs, and none is lost.
 fn update(file: &Path, change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<()> {
     let _lock = crate::util::paths::lock_exclusive(&file.with_extension("lock"))?;
     let mut all = read_digests(file);

@@ -36,14 +36,18 @@ pub struct Lock {
 
 /// A build's share of both locks; waits while a clean or a clean-up holds one.
 pub fn shared() -> Result<Lock> {
-    let (engine, project) = (shared_at(&file())?, shared_at(&project_file())?);
-    Ok(Lock { _files: engine._files.into_iter().chain(project._files).collect() })
+    Ok(Lock { _files: vec![shared_file(&file())?, shared_file(&project_file())?] })
 }
 
+#[cfg(test)]
 pub(crate) fn shared_at(path: &std::path::Path) -> Result<Lock> {
+    Ok(Lock { _files: vec![shared_file(path)?] })
+}
+
+fn shared_file(path: &std::path::Path) -> Result<File> {
     let file = crate::util::paths::open_lock(path)?;
     flock(&file, false, true)?;
-    Ok(Lock { _files: vec![file] })
+    Ok(file)
 }
 
 /// Exclusive locks on the local cache folders a build exports to, one `FOLDER.lock` beside each,

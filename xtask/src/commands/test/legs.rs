@@ -56,7 +56,6 @@ pub const SUBSET: &[&str] = &[
 ];
 
 /// One engine's share of the suite: its tests, and those it leaves out.
-#[derive(Clone, Copy)]
 struct Leg {
     spec: Spec,
     subset: &'static [&'static str],
@@ -67,8 +66,9 @@ struct Leg {
 enum Ready {
     /// An engine the user runs (DOCKER_HOST or the current context): the suite runs there alone.
     User(Engine),
-    /// The project's private engines: the first one found or started, the others started in turn.
-    Private { first: (Leg, Result<Engine>), others: Vec<Leg> },
+    /// The project's private engines, one leg each: the first leg's found or started, the
+    /// others' started in turn.
+    Private { legs: Vec<Leg>, first: Result<Engine>, settings: Settings },
 }
 
 pub(super) struct Prepared {
@@ -103,7 +103,7 @@ pub(super) fn prepare(root: &Path, filter: Option<&str>) -> Result<Prepared> {
         }
         (None, _) => LEGS.iter().map(|&(spec, subset, skip)| Leg { spec, subset, skip }).collect(),
     };
-    let (&first, others) = legs.split_first().context("the suite names an engine")?;
+    let first = legs.first().context("the suite names an engine")?;
     let engine = engine::private_engine(first.spec, &settings);
     let mut rootfs = None;
     if let (Ok(engine), None) = (&engine, filter) {
@@ -113,8 +113,7 @@ pub(super) fn prepare(root: &Path, filter: Option<&str>) -> Result<Prepared> {
         let (kept, arch) = (engine.clone(), other_arch());
         rootfs = Some(std::thread::spawn(move || crate::images::standin::prepare_rootfs(&kept, arch)));
     }
-    let ready = Ready::Private { first: (first, engine), others: others.to_vec() };
-    Ok(Prepared { ready, results, rootfs })
+    Ok(Prepared { ready: Ready::Private { legs, first: engine, settings }, results, rootfs })
 }
 
 /// The multi-platform group's platform that is not this machine's.
@@ -169,14 +168,13 @@ pub(super) fn run(
             let (ok, counts) = tests(binary, root, &engine, "your engine", filter, &[], PRIVATE_ONLY)?;
             tally.add("end-to-end", ok, counts);
         }
-        Ready::Private { first, others } => {
-            let settings = Settings::load()?;
+        Ready::Private { legs, first, settings } => {
             let mut per_engine = Vec::new();
-            let rest = others.into_iter().map(|leg| (leg, None));
-            for (leg, engine) in std::iter::once((first.0, Some(first.1))).chain(rest) {
+            let mut first = Some(first);
+            for leg in legs {
                 // One engine at a time: each leg starts its engine and stops it again if it started it.
                 let name = leg.spec.name();
-                let engine = match engine.unwrap_or_else(|| engine::private_engine(leg.spec, &settings)) {
+                let engine = match first.take().unwrap_or_else(|| engine::private_engine(leg.spec, &settings)) {
                     Ok(e) => e,
                     Err(e) => {
                         // Without an engine the end-to-end suite cannot prove anything: that is a

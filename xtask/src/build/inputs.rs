@@ -111,12 +111,11 @@ impl Inputs {
         let mut vars = bake_vars(&metadata, &npm_pin, request.registry.as_deref(), ca_bundle.as_deref());
         vars.extend(policy::bake_var(cache_export));
         let origin_url = runner::Cmd::new("git").args(["config", "--get", "remote.origin.url"]).dir(&root);
-        let (facts, bases, frontend, definition, lists, origin) = std::thread::scope(|s| {
+        let (facts, bases, frontend, definition, origin) = std::thread::scope(|s| {
             let origin = s.spawn(|| runner::read(&origin_url).ok());
             let facts = s.spawn(|| engine::facts(&engine, opts.builder.as_deref()));
             let bases = s.spawn(|| bases::look(&engine, settings, &officials));
             let frontend = s.spawn(|| syntax::frontend_source(&engine, settings));
-            let lists = s.spawn(|| crate::images::standin_platforms::lists(&engine));
             let definition =
                 crate::images::bake_kept::resolve(&engine.docker(), &vars, &request.names, &root, &paths::xtask_dir());
             let joined = |what: &str| anyhow::anyhow!("{what} panicked");
@@ -125,12 +124,11 @@ impl Inputs {
                 bases.join().unwrap_or_default(),
                 frontend.join().unwrap_or(FrontendSource::Unreachable),
                 definition,
-                lists.join().unwrap_or(false),
                 origin.join().ok().flatten(),
             )
         });
         let definition = definition?;
-        let bases = standin_platforms(bases, &definition, &opts.set, facts.as_ref().ok(), lists);
+        let bases = standin_platforms(bases, &definition, &opts.set, facts.as_ref().ok());
         let dockerfiles = syntax::dockerfiles(&frontend, &definition, &root);
         let platforms = if opts.set.iter().any(|kv| names_platform(kv)) {
             platforms_of(&bake::graph(&engine.docker(), &vars)?)
@@ -187,20 +185,18 @@ pub(crate) fn bake_vars(
 
 /// Which platforms the stand-ins must hold for this command (see `images::standin_platforms`):
 /// those its targets and its `--set *.platform=…` name.
-/// `lists`: whether the engine can list an image's platforms.
 fn standin_platforms(
     mut bases: Choice,
     def: &Definition,
     sets: &[String],
     facts: Option<&Facts>,
-    lists: bool,
 ) -> Choice {
     let multi = facts.is_some_and(|f| f.capabilities().multi_platform);
     let set_platforms: Vec<String> = (sets.iter().filter(|kv| names_platform(kv)))
         .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))
         .collect();
     let needed = crate::images::standin_platforms::needed(&platforms_of(def), &set_platforms);
-    crate::images::standin_platforms::complete(&mut bases, &needed, multi, lists);
+    crate::images::standin_platforms::complete(&mut bases, &needed, multi);
     bases
 }
 

@@ -8,7 +8,7 @@
 //! of its subnets, forwarding in and out) are added by `up` and removed by `down`.
 
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -192,23 +192,44 @@ fn start_registry(layout: &Layout) -> Result<()> {
     Ok(())
 }
 
-/// Removes a stopped private engine's store (images, containers, build cache) and its registry's
-/// storage together, so that neither holds a stand-in the other no longer has; keeps its packages
-/// and settings. What the next start makes again is the stand-ins and the cache. Returns the
-/// bytes it freed.
-pub(crate) fn forget_store(engine: &super::Engine) -> Result<u64> {
+/// Sets a stopped private engine's store (images, containers, build cache) and its registry's
+/// storage aside together, so that neither holds a stand-in the other no longer has; keeps its
+/// packages and settings. What the next start makes again is the stand-ins and the cache. The
+/// renames are instant; the returned [`SetAside`] removes the folders (gigabytes: seconds of
+/// disk work that a caller may do while something else runs).
+pub(crate) fn forget_store(engine: &super::Engine) -> Result<SetAside> {
     let layout = engine.layout();
     if engine.spec.is_none() || layout.running() {
         anyhow::bail!("only a stopped private engine's store is removed");
     }
-    let mut bytes = 0;
-    for dir in [layout.root.join("data"), layout.root.join("registry")] {
-        bytes += crate::util::paths::dir_size(&dir);
+    let mut dirs = Vec::new();
+    for name in ["data", "registry"] {
+        let (dir, aside) = (layout.root.join(name), layout.root.join(format!(".forgotten-{name}")));
+        // One left by a run that was stopped before it removed it.
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside).with_context(|| format!("removing {}", aside.display()))?;
+        }
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            std::fs::rename(&dir, &aside).with_context(|| format!("moving {} aside", dir.display()))?;
+            dirs.push(aside);
         }
     }
-    Ok(bytes)
+    Ok(SetAside(dirs))
+}
+
+/// A forgotten store's folders, moved out of the engine's way and not yet removed.
+pub(crate) struct SetAside(Vec<PathBuf>);
+
+impl SetAside {
+    /// Removes the folders; returns the bytes freed.
+    pub(crate) fn remove(self) -> Result<u64> {
+        let mut bytes = 0;
+        for dir in self.0 {
+            bytes += crate::util::paths::dir_size(&dir);
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        Ok(bytes)
+    }
 }
 
 /// Stops the registry and dockerd that `up` started, by pid file, and nothing else; returns how

@@ -1,4 +1,4 @@
-//! The engine's store: which platforms an image holds, and its disk usage (images and build
+//! The engine's store: an image's id and the platforms it holds, and its disk usage (images and build
 //! cache records) as `/system/df` lists it.
 
 use anyhow::{bail, Context, Result};
@@ -39,6 +39,14 @@ pub(crate) fn image_platforms(engine: &Engine, image: &str) -> Option<Vec<String
     let socket = engine.socket()?;
     let path = format!("/v1.48/images/{}/json?manifests=1", api::escape(image));
     platforms_available(&api::get_json(&socket, &path)?)
+}
+
+/// The id of an image in the store (with the containerd store, the digest of its index or
+/// manifest: what it holds follows from it), or None when it does not hold the image.
+pub(crate) fn image_id(engine: &Engine, image: &str) -> Option<String> {
+    let (code, body) = engine.api().get(&format!("/images/{}/json", api::escape(image)))?;
+    let inspect: serde_json::Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+    inspect["Id"].as_str().map(String::from)
 }
 
 /// The platforms whose content an image inspection (`?manifests=1`) says the store holds. An

@@ -124,7 +124,13 @@ fn find_existing(engine: &Engine, base: &Base, official: &str, mirror: Option<&s
     if official_there {
         return Found { image: Some(official.to_string()), held: None };
     }
-    // An engine that cannot list platforms answers presence only.
-    let there = held.is_some() || engine.has_image(&standin);
-    Found { image: there.then_some(standin), held }
+    if held.is_some() {
+        return Found { image: Some(standin), held };
+    }
+    // An engine that cannot list platforms answers presence only: the platforms are those
+    // recorded for the stand-in's id when it was made, if any.
+    match crate::engine::store::image_id(engine, &standin) {
+        Some(id) => Found { image: Some(standin), held: crate::images::standin_records::recorded(&id) },
+        None => Found::default(),
+    }
 }

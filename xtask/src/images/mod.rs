@@ -12,5 +12,6 @@ pub mod sbom;
 pub mod signing;
 pub mod standin;
 pub(crate) mod standin_platforms;
+pub(crate) mod standin_records;
 pub(crate) mod standin_share;
 pub mod verify;

@@ -107,13 +107,14 @@ pub(crate) fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()>
         Ok(())
     })?;
     write_atomic(&dir.join("Dockerfile"), DOCKERFILE.as_bytes())?;
-    let platforms = platforms.join(",");
+    let standins: Vec<String> = BASES.iter().map(Base::standin).collect();
+    let joined = platforms.join(",");
     std::thread::scope(|s| -> Result<()> {
         let builds: Vec<_> = BASES
             .iter()
             .enumerate()
             .map(|(i, base)| {
-                let (dir, platforms, first) = (&dir, &platforms, 2 + arches.len());
+                let (dir, platforms, first) = (&dir, &joined, 2 + arches.len());
                 s.spawn(move || {
                     let standin = base.standin();
                     let p = step(first + i, &format!("building {} for {platforms}", base.repo));
@@ -133,7 +134,8 @@ pub(crate) fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()>
             b.join().map_err(|_| anyhow::anyhow!("a stand-in build panicked"))??;
         }
         Ok(())
-    })
+    })?;
+    crate::images::standin_records::record(engine, &standins, platforms)
 }
 
 /// The stand-ins' Dockerfile.

@@ -2,9 +2,9 @@
 //! `build` and `production`; linux/amd64 and linux/arm64 for `multiplatform`), plus whatever the
 //! engine already holds of them, so that making them again never drops a platform. arm64 under
 //! QEMU costs minutes, so it is made only when a command first builds for it.
+//! Where the engine cannot list them, they are recorded (`standin_records`).
 
-use crate::engine::api as dockerapi;
-use crate::engine::{self, Engine};
+use crate::engine;
 use crate::images::bases::Choice;
 
 /// Every platform a stand-in can be made for (an engine that cannot hold several gets its own).
@@ -32,15 +32,11 @@ pub(crate) fn needed(target_platforms: &[String], set_values: &[String]) -> Vec<
     out
 }
 
-/// The platforms to make: on an engine that holds one platform per image, its own; on one whose
-/// images' platforms cannot be listed (an engine API before 1.48), every platform as before, since
-/// a later command could not tell that one was missing; else what is needed and what is held.
-pub(crate) fn to_make(needed: &[String], held: &[String], multi_platform: bool, lists: bool) -> Vec<String> {
+/// The platforms to make: on an engine that holds one platform per image, its own; else what is
+/// needed and what is held.
+pub(crate) fn to_make(needed: &[String], held: &[String], multi_platform: bool) -> Vec<String> {
     if !multi_platform {
         return all(false);
-    }
-    if !lists {
-        return all(true);
     }
     let mut out: Vec<String> = needed.iter().chain(held).cloned().collect();
     out.sort();
@@ -48,38 +44,26 @@ pub(crate) fn to_make(needed: &[String], held: &[String], multi_platform: bool, 
     out
 }
 
-/// True when the engine can list an image's platforms (API 1.48 and newer).
-pub(crate) fn lists(engine: &Engine) -> bool {
-    let Some(socket) = engine.socket() else { return false };
-    let api = dockerapi::get_json(&socket, "/version").and_then(|v| v["ApiVersion"].as_str().map(String::from));
-    api.and_then(|v| {
-        let (major, minor) = v.split_once('.')?;
-        Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?) >= (1, 48))
-    })
-    .unwrap_or(false)
-}
-
 /// Marks as missing the stand-ins the engine holds without a platform this command builds, and
-/// sets the platforms the missing ones are to be made for.
-/// `lists`: the engine can list an image's platforms (see [`lists`]).
-pub(crate) fn complete(choice: &mut Choice, needed: &[String], multi_platform: bool, lists: bool) {
+/// sets the platforms the missing ones are to be made for. A held stand-in whose platforms are
+/// not known (see `standin_records`) counts as holding this machine's platform only.
+pub(crate) fn complete(choice: &mut Choice, needed: &[String], multi_platform: bool) {
     if choice.standin_images.is_empty() {
         return;
     }
-    let lists = multi_platform && lists;
     let mut held_all: Vec<String> = Vec::new();
     for ((official, _), held) in choice.standin_images.iter().zip(choice.held.clone()) {
-        if choice.missing.contains(official) || !lists {
+        if choice.missing.contains(official) || !multi_platform {
             continue;
         }
-        let held = held.unwrap_or_default();
+        let held = held.unwrap_or_else(|| all(false));
         if needed.iter().any(|p| !held.contains(p)) {
             choice.missing.push(official.clone());
             choice.adding = true;
         }
         held_all.extend(held);
     }
-    choice.platforms = to_make(needed, &held_all, multi_platform, lists);
+    choice.platforms = to_make(needed, &held_all, multi_platform);
 }
 
 #[cfg(test)]
@@ -103,10 +87,37 @@ mod tests {
     fn only_what_is_needed_is_made_and_nothing_held_is_dropped() {
         let amd = v(&["linux/amd64"]);
         let both = v(&["linux/amd64", "linux/arm64"]);
-        assert_eq!(to_make(&amd, &[], true, true), amd, "build: the host's only");
-        assert_eq!(to_make(&both, &amd, true, true), both, "multiplatform adds arm64 and keeps amd64");
-        assert_eq!(to_make(&amd, &v(&["linux/arm64"]), true, true), both, "a held platform stays");
-        assert_eq!(to_make(&amd, &[], true, false), both, "an engine that cannot list platforms gets both");
-        assert_eq!(to_make(&both, &[], false, true), all(false), "a classic store holds one platform");
+        assert_eq!(to_make(&amd, &[], true), amd, "build: the host's only");
+        assert_eq!(to_make(&both, &amd, true), both, "multiplatform adds arm64 and keeps amd64");
+        assert_eq!(to_make(&amd, &v(&["linux/arm64"]), true), both, "a held platform stays");
+        assert_eq!(to_make(&both, &[], false), all(false), "a classic store holds one platform");
+    }
+
+    fn choice(held: Option<Vec<String>>) -> Choice {
+        let standin = ("python:3.11-slim".to_string(), "localhost/standin-python:3.11-x".to_string());
+        Choice { standin_images: vec![standin], held: vec![held], ..Choice::default() }
+    }
+
+    #[test]
+    fn a_stand_in_of_unknown_platforms_holds_the_host_s_and_is_made_again_for_another() {
+        let host = all(false);
+        let both = all(true);
+        // `build` on an engine that cannot list platforms: nothing to make.
+        let mut c = choice(None);
+        complete(&mut c, &host, true);
+        assert!(c.missing.is_empty(), "{:?}", c.missing);
+        // `multiplatform` there: made again for both, said as adding a platform.
+        let mut c = choice(None);
+        complete(&mut c, &both, true);
+        assert_eq!((c.missing.len(), c.adding, c.platforms.clone()), (1, true, both.clone()));
+        // A record that names both: nothing to make.
+        let mut c = choice(Some(both.clone()));
+        complete(&mut c, &both, true);
+        assert!(c.missing.is_empty());
+        // Missing altogether on a fresh engine: `build` makes the host's only.
+        let mut c = choice(None);
+        c.missing.push("python:3.11-slim".to_string());
+        complete(&mut c, &host, true);
+        assert_eq!(c.platforms, host);
     }
 }

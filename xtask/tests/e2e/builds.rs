@@ -35,6 +35,10 @@ fn a_default_build_runs_healthy_non_root_with_its_commit() {
         assert_eq!(label(image, "org.opencontainers.image.version"), version);
         assert_eq!(label(image, "org.opencontainers.image.created"), h["built"].as_str().unwrap());
         assert_eq!(label(image, "org.opencontainers.image.title"), format!("contextcleanse-{name}"));
+        // Probed every second while it starts, so a wait for healthy ends when it answers.
+        let probe = docker(&["image", "inspect", "--format", "{{json .Config.Healthcheck}}", image]);
+        let probe: Value = serde_json::from_str(&probe).unwrap();
+        assert_eq!(probe["StartInterval"].as_u64(), Some(1_000_000_000), "{name}: {probe}");
         let published = docker(&["port", &c.0]);
         assert!(published.lines().all(|l| l.contains("127.0.0.1:")), "published on loopback only: {published}");
         running.push(c);

@@ -127,9 +127,12 @@ impl Sshd {
         let key_type_and_key = host_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         std::fs::write(self.dir.join("known_hosts"), format!("[127.0.0.1]:{} {key_type_and_key}\n", self.port))
             .unwrap();
+        // One connection carries every docker call, as a team's ssh configuration for a build
+        // machine would have it: each call then costs no handshake.
         let config = format!(
             "Host 127.0.0.1\n  IdentityFile {d}/client_key\n  IdentitiesOnly yes\n  UserKnownHostsFile {d}/known_hosts\n\
-             \x20 GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
+             \x20 GlobalKnownHostsFile /dev/null\n  StrictHostKeyChecking yes\n  BatchMode yes\n\
+             \x20 ControlMaster auto\n  ControlPath {d}/control-%C\n  ControlPersist 120\n"
         );
         std::fs::write(self.dir.join("ssh_config"), config).unwrap();
         let ssh = which("ssh").expect("an ssh client on PATH");
@@ -159,6 +162,12 @@ impl Sshd {
 
 impl Drop for Sshd {
     fn drop(&mut self) {
+        // The shared connection's master outlives sshd's listener unless told to end.
+        let _ = Command::new("ssh")
+            .args(["-F", &self.dir.join("ssh_config").display().to_string(), "-O", "exit", "-p"])
+            .arg(self.port.to_string())
+            .arg("root@127.0.0.1")
+            .output();
         let _ = self.child.kill();
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -170,6 +170,7 @@ pub(super) fn run(
         }
         Ready::Private { legs, first, settings } => {
             let mut per_engine = Vec::new();
+            let mut removals = Vec::new();
             let mut first = Some(first);
             for leg in legs {
                 // One engine at a time: each leg starts its engine and stops it again if it started it.
@@ -186,10 +187,13 @@ pub(super) fn run(
                 };
                 let filter = filter.filter(|_| leg.subset.is_empty());
                 let result = tests(binary, root, &engine, &name, filter, leg.subset, leg.skip);
-                forget(&engine, &name);
+                removals.extend(forget(&engine, &name));
                 let (ok, counts) = result?;
                 per_engine.push(format!("{name} {}", counts.0 + counts.1));
                 tally.add(&format!("end-to-end on {name}"), ok, counts);
+            }
+            for removal in removals {
+                let _ = removal.join();
             }
             println!("end-to-end tests run per engine: {}", per_engine.join(", "));
         }
@@ -234,16 +238,30 @@ fn tests(
 
 /// Stops an engine the suite started and removes its store and its registry's storage: target/
 /// stays small, and each run starts from the same state (the packages and the stand-ins' root file
-/// systems stay).
-fn forget(engine: &Engine, name: &str) {
+/// systems stay). The store is moved aside at once and removed while the next leg runs.
+fn forget(engine: &Engine, name: &str) -> Option<JoinHandle<()>> {
     if !engine.started_now {
-        return;
+        return None;
     }
-    let forgotten = engine::down_one(engine).and_then(|()| engine::forget_store(engine));
-    let forgotten = forgotten
-        .and_then(|bytes| crate::images::standin_share::forget_registry(&engine.registry_addr()).map(|()| bytes));
-    match forgotten {
-        Ok(bytes) => println!("removed the {name} engine's store ({})", crate::util::units::human(bytes)),
-        Err(e) => eprintln!("warning: stopping the {name} engine and removing its store: {e:#}"),
+    let set_aside = engine::down_one(engine).and_then(|()| engine::forget_store(engine));
+    let set_aside = set_aside.and_then(|s| {
+        crate::images::standin_share::forget_registry(&engine.registry_addr())?;
+        Ok(s)
+    });
+    let warn = |name: &str, e: anyhow::Error| {
+        eprintln!("warning: stopping the {name} engine and removing its store: {e:#}");
+    };
+    match set_aside {
+        Ok(s) => {
+            let name = name.to_string();
+            Some(std::thread::spawn(move || match s.remove() {
+                Ok(bytes) => println!("removed the {name} engine's store ({})", crate::util::units::human(bytes)),
+                Err(e) => warn(&name, e),
+            }))
+        }
+        Err(e) => {
+            warn(name, e);
+            None
+        }
     }
 }

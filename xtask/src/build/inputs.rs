@@ -185,12 +185,7 @@ pub(crate) fn bake_vars(
 
 /// Which platforms the stand-ins must hold for this command (see `images::standin_platforms`):
 /// those its targets and its `--set *.platform=…` name.
-fn standin_platforms(
-    mut bases: Choice,
-    def: &Definition,
-    sets: &[String],
-    facts: Option<&Facts>,
-) -> Choice {
+fn standin_platforms(mut bases: Choice, def: &Definition, sets: &[String], facts: Option<&Facts>) -> Choice {
     let multi = facts.is_some_and(|f| f.capabilities().multi_platform);
     let set_platforms: Vec<String> = (sets.iter().filter(|kv| names_platform(kv)))
         .filter_map(|kv| kv.split_once('=').map(|(_, v)| v.to_string()))

@@ -52,4 +52,3 @@ pub(crate) fn record(engine: &Engine, standins: &[String], platforms: &[String])
     }
     paths::write_atomic(&records_file(), &serde_json::to_vec_pretty(&records)?)
 }
-

@@ -162,20 +162,25 @@ fn fetch(layout: &Layout, packages: &[&super::channel::Package]) -> Result<()> {
         );
         runner::run_quiet(&apt_get(&apt, &["update"]))
             .with_context(|| format!("reading the package lists of the Debian archive at {mirror}"))?;
-        for p in missing {
-            // Each package lands in a folder of its own first: an interrupted download never
-            // leaves a half file where the next run would take it for a finished one.
-            let incoming = debs(p.suite).join(".incoming");
-            if incoming.exists() {
-                std::fs::remove_dir_all(&incoming)?;
-            }
-            std::fs::create_dir_all(&incoming)?;
-            runner::run_quiet(&apt_get(&apt, &["download", &format!("{}/{}", p.name, p.suite)]).dir(&incoming))
-                .with_context(|| format!("downloading package {} from Debian {} (rerun to resume)", p.name, p.suite))?;
-            let deb = find_deb(&incoming, p.name).with_context(|| format!("apt-get left no .deb for {}", p.name))?;
-            std::fs::rename(&deb, debs(p.suite).join(deb.file_name().context("a .deb has a name")?))?;
+        // One apt-get for all of them: each run reads every suite's package lists first, which
+        // costs seconds of CPU. They land in a folder of their own first: an interrupted download
+        // never leaves a half file where the next run would take it for a finished one.
+        let incoming = layout.base.join("debs").join(format!(".incoming-{}", layout.name));
+        if incoming.exists() {
             std::fs::remove_dir_all(&incoming)?;
         }
+        std::fs::create_dir_all(&incoming)?;
+        let wanted: Vec<String> = missing.iter().map(|p| format!("{}/{}", p.name, p.suite)).collect();
+        let args: Vec<&str> = std::iter::once("download").chain(wanted.iter().map(String::as_str)).collect();
+        runner::run_quiet(&apt_get(&apt, &args).dir(&incoming)).with_context(|| {
+            format!("downloading {} from the Debian archive (rerun to try again)", wanted.join(", "))
+        })?;
+        for p in missing {
+            let deb = find_deb(&incoming, p.name).with_context(|| format!("apt-get left no .deb for {}", p.name))?;
+            std::fs::create_dir_all(debs(p.suite))?;
+            std::fs::rename(&deb, debs(p.suite).join(deb.file_name().context("a .deb has a name")?))?;
+        }
+        std::fs::remove_dir_all(&incoming)?;
     }
     Ok(())
 }

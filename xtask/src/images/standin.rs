@@ -79,6 +79,9 @@ const NPM_SPEC: &str = "10";
 /// images), and each shows its progress.
 pub(crate) fn make_standins(engine: &Engine, platforms: &[String]) -> Result<()> {
     let dir = work_dir()?;
+    // One making at a time in the folder, whichever engine it is for: Node.js is unpacked afresh
+    // there, and another engine's build must not read it half unpacked.
+    let _lock = paths::lock_exclusive(&dir.join("make.lock"))?;
     let layout = engine.layout();
     let mirror = engine::debian_mirror()?;
     let arches: Vec<&str> = platforms.iter().map(|p| p.trim_start_matches("linux/")).collect();

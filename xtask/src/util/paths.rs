@@ -137,6 +137,30 @@ fn remove_stale_temporaries(dir: &Path, name: &str) {
 /// (emptied first), so the benchmark and the tests can change files without touching the real ones.
 pub fn copy_sources(root: &Path, dir: &Path) -> Result<()> {
     let _ = std::fs::remove_dir_all(dir);
+    copy_files(root, dir)
+}
+
+/// A checkout of its own at `dir` (emptied first) holding what the checkout at `root` holds: a
+/// clone sharing its objects, at its commit, with its tracked and untracked-but-not-ignored files
+/// copied over. git answers there as in the checkout (the commit, and what a copy of it takes).
+pub(crate) fn clone_sources(root: &Path, dir: &Path) -> Result<()> {
+    use crate::util::runner::{read, run_quiet, Cmd};
+    let _ = std::fs::remove_dir_all(dir);
+    let clone = Cmd::new("git").args(["clone", "--quiet", "--shared", "--no-checkout"]);
+    run_quiet(&clone.arg(root.display().to_string()).arg(dir.display().to_string())).context("cloning the checkout")?;
+    let head = read(&Cmd::new("git").args(["rev-parse", "HEAD"]).dir(root))?;
+    run_quiet(&Cmd::new("git").args(["checkout", "--quiet", "--detach", &head]).dir(dir))
+        .context("checking out the clone")?;
+    copy_files(root, dir)?;
+    for file in read(&Cmd::new("git").args(["ls-files", "--deleted", "-z"]).dir(root))?.split('\0') {
+        if !file.is_empty() {
+            let _ = std::fs::remove_file(dir.join(file));
+        }
+    }
+    Ok(())
+}
+
+fn copy_files(root: &Path, dir: &Path) -> Result<()> {
     let list = crate::util::runner::Cmd::new("git").args(["ls-files", "-co", "--exclude-standard", "-z"]).dir(root);
     let files = crate::util::runner::read(&list).context("listing the sources to copy")?;
     for file in files.split('\0').filter(|f| !f.is_empty()) {

@@ -31,8 +31,13 @@ mod stack;
 mod way_in;
 mod why;
 
+/// The sources under test: the checkout, or the clone `XTASK_PROJECT_ROOT` names (`cargo xtask
+/// test` runs a leg beside another in a clone of its own).
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    match std::env::var_os("XTASK_PROJECT_ROOT") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf(),
+    }
 }
 
 fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {

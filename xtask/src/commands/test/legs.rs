@@ -1,6 +1,6 @@
 //! The end-to-end suite's legs: with the project's private engines, the whole suite on the current
-//! channel, then the tests that differ on the floor channel and on a classic-store engine, one
-//! engine at a time. The current engine starts, and the images its tests build on are made, while
+//! channel, then the tests that differ on the floor channel and on a classic-store engine, those
+//! two side by side. The current engine starts, and the images its tests build on are made, while
 //! the other suites run.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use super::{cargo_counts, suite, Tally};
 use crate::engine::{self, Channel, Engine, Spec};
 use crate::settings::Settings;
+use crate::util::paths;
 use crate::util::runner::{self, Cmd};
 
 /// The engines the end-to-end suite runs on when the project brings its own, with the tests each
@@ -54,6 +55,9 @@ pub const SUBSET: &[&str] = &[
     "commands::j_status_doctor",
     "commands::o_engine_record",
 ];
+
+/// A leg's outcome: whether it passed, and its counts (passed, failed, ignored).
+type LegResult = Result<(bool, (usize, usize, usize))>;
 
 /// One engine's share of the suite: its tests, and those it leaves out.
 struct Leg {
@@ -165,38 +169,11 @@ pub(super) fn run(
                 "end-to-end tests not run on your engine (they start, stop or provision the project's private engines): {}",
                 PRIVATE_ONLY.join(", ")
             );
-            let (ok, counts) = tests(binary, root, &engine, "your engine", filter, &[], PRIVATE_ONLY)?;
+            let run = Run { binary, root, engine: &engine, name: "your engine", extra: vec![] };
+            let (ok, counts) = run.tests(filter, &[], PRIVATE_ONLY, true)?;
             tally.add("end-to-end", ok, counts);
         }
-        Ready::Private { legs, first, settings } => {
-            let mut per_engine = Vec::new();
-            let mut removals = Vec::new();
-            let mut first = Some(first);
-            for leg in legs {
-                // One engine at a time: each leg starts its engine and stops it again if it started it.
-                let name = leg.spec.name();
-                let engine = match first.take().unwrap_or_else(|| engine::private_engine(leg.spec, &settings)) {
-                    Ok(e) => e,
-                    Err(e) => {
-                        // Without an engine the end-to-end suite cannot prove anything: that is a
-                        // failure, never a skip.
-                        eprintln!("error: the end-to-end tests need the {name} engine: {e:#}");
-                        tally.add(&format!("end-to-end on {name} (no engine)"), false, (0, 0, 0));
-                        continue;
-                    }
-                };
-                let filter = filter.filter(|_| leg.subset.is_empty());
-                let result = tests(binary, root, &engine, &name, filter, leg.subset, leg.skip);
-                removals.extend(forget(&engine, &name));
-                let (ok, counts) = result?;
-                per_engine.push(format!("{name} {}", counts.0 + counts.1));
-                tally.add(&format!("end-to-end on {name}"), ok, counts);
-            }
-            for removal in removals {
-                let _ = removal.join();
-            }
-            println!("end-to-end tests run per engine: {}", per_engine.join(", "));
-        }
+        Ready::Private { legs, first, settings } => private(root, binary, &legs, first, &settings, filter, tally),
     }
     if let Some(Err(e)) = prepared.rootfs.map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("it panicked")))) {
         // The multi-platform test makes it itself when it is missing.
@@ -205,35 +182,134 @@ pub(super) fn run(
     Ok(())
 }
 
-/// One run of the end-to-end binary on one engine, shown as it runs; `subset` names the tests
-/// (all when empty), `skip` those left out.
-fn tests(
-    binary: &Path,
+/// The first leg alone (the whole suite); then the others side by side, each keeping only what
+/// differs on its engine (a few tests: on 2 cores their builds and waits overlap well, and each
+/// store is smaller than the first one's, removed meanwhile). The first of those runs in the
+/// checkout, shown as it runs; each other one in a clone of its own, shown if it fails.
+fn private(
     root: &Path,
-    engine: &Engine,
-    name: &str,
+    binary: &Path,
+    legs: &[Leg],
+    first: Result<Engine>,
+    settings: &Settings,
     filter: Option<&str>,
-    subset: &[&str],
-    skip: &[&str],
-) -> Result<(bool, (usize, usize, usize))> {
-    println!("==> end-to-end tests on {name} ({})", engine.describe());
-    // A line per test as it ends (the suite takes minutes), run where `cargo test` runs a test
-    // binary: its package's folder.
-    let mut cmd = Cmd::new(binary.display().to_string())
-        .args(["--ignored", "--test-threads=1"])
-        .envs(&engine.env)
-        .env("XTASK_TEST_REGISTRY", engine.registry_addr())
-        .env("XTASK_TEST_ENGINE", name)
-        .dir(root.join("xtask"));
-    match filter {
-        Some(f) => cmd = cmd.arg(f),
-        None => cmd = cmd.args(subset.iter().copied()),
+    tally: &mut Tally,
+) {
+    let Some((head, rest)) = legs.split_first() else { return };
+    let mut removals = Vec::new();
+    let head_result = first.and_then(|engine| {
+        let name = head.spec.name();
+        let run = Run { binary, root, engine: &engine, name: &name, extra: vec![] };
+        let result = run.tests(filter.filter(|_| head.subset.is_empty()), head.subset, head.skip, true);
+        removals.extend(forget(&engine, &name));
+        result
+    });
+    // Started one after the other: two starts at once would choose their networks at once.
+    let engines: Vec<Result<Engine>> = rest.iter().map(|leg| engine::private_engine(leg.spec, settings)).collect();
+    let rest_results: Vec<LegResult> = std::thread::scope(|s| {
+        let runs: Vec<_> = (rest.iter().zip(&engines).enumerate())
+            .map(|(i, (leg, engine))| {
+                s.spawn(move || {
+                    let engine = engine.as_ref().map_err(|e| anyhow::anyhow!("{e:#}"))?;
+                    let name = leg.spec.name();
+                    match i {
+                        0 => Run { binary, root, engine, name: &name, extra: vec![] }
+                            .tests(None, leg.subset, leg.skip, true),
+                        _ => beside(root, binary, engine, leg),
+                    }
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap_or_else(|_| Err(anyhow::anyhow!("the run panicked")))).collect()
+    });
+    for (leg, engine) in rest.iter().zip(&engines) {
+        if let Ok(engine) = engine {
+            removals.extend(forget(engine, &leg.spec.name()));
+        }
     }
-    for s in skip {
-        cmd = cmd.args(["--skip", s]);
+    let mut per_engine = Vec::new();
+    for (leg, result) in legs.iter().zip(std::iter::once(head_result).chain(rest_results)) {
+        let name = leg.spec.name();
+        match result {
+            Ok((ok, counts)) => {
+                per_engine.push(format!("{name} {}", counts.0 + counts.1));
+                tally.add(&format!("end-to-end on {name}"), ok, counts);
+            }
+            // Without an engine, or a test binary that cannot run, the leg proves nothing: that
+            // is a failure, never a skip.
+            Err(e) => {
+                eprintln!("error: end-to-end tests on {name}: {e:#}");
+                tally.add(&format!("end-to-end on {name} (not run)"), false, (0, 0, 0));
+            }
+        }
     }
-    let (ok, out) = suite(&cmd)?;
-    Ok((ok, cargo_counts(&out)))
+    for removal in removals {
+        let _ = removal.join();
+    }
+    println!("end-to-end tests run per engine: {}", per_engine.join(", "));
+}
+
+/// A leg beside another one: its tests in a clone of the checkout (its own reports, history,
+/// scratch copies and temporary files), the clone removed afterwards.
+fn beside(root: &Path, binary: &Path, engine: &Engine, leg: &Leg) -> LegResult {
+    let name = leg.spec.name();
+    let copy = paths::checkout_target().join("xtask").join("e2e-legs").join(&name);
+    paths::clone_sources(root, &copy).context("a checkout for a leg of its own")?;
+    let tmp = copy.join("target").join("tmp");
+    std::fs::create_dir_all(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+    let extra = vec![
+        ("XTASK_PROJECT_ROOT".to_string(), copy.display().to_string()),
+        ("TMPDIR".to_string(), tmp.display().to_string()),
+    ];
+    let result = Run { binary, root: &copy, engine, name: &name, extra }.tests(None, leg.subset, leg.skip, false);
+    let _ = std::fs::remove_dir_all(&copy);
+    result
+}
+
+/// One run of the end-to-end binary on one engine.
+struct Run<'a> {
+    binary: &'a Path,
+    root: &'a Path,
+    engine: &'a Engine,
+    name: &'a str,
+    extra: Vec<(String, String)>,
+}
+
+impl Run<'_> {
+    /// `subset` names the tests (all when empty), `skip` those left out. `live`: shown as it
+    /// runs, a line per test as it ends; else kept in `target/xtask/e2e-NAME.log`, shown if it
+    /// fails.
+    fn tests(&self, filter: Option<&str>, subset: &[&str], skip: &[&str], live: bool) -> LegResult {
+        println!("==> end-to-end tests on {} ({})", self.name, self.engine.describe());
+        // Run where `cargo test` runs a test binary: its package's folder.
+        let mut cmd = Cmd::new(self.binary.display().to_string())
+            .args(["--ignored", "--test-threads=1"])
+            .envs(&self.engine.env)
+            .env("XTASK_TEST_REGISTRY", self.engine.registry_addr())
+            .env("XTASK_TEST_ENGINE", self.name)
+            .envs(&self.extra)
+            .dir(self.root.join("xtask"));
+        match filter {
+            Some(f) => cmd = cmd.arg(f),
+            None => cmd = cmd.args(subset.iter().copied()),
+        }
+        for s in skip {
+            cmd = cmd.args(["--skip", s]);
+        }
+        if live {
+            let (ok, out) = suite(&cmd)?;
+            return Ok((ok, cargo_counts(&out)));
+        }
+        let (status, out) = runner::run_kept(&cmd, false)?;
+        let log = paths::checkout_target().join("xtask").join(format!("e2e-{}.log", self.name));
+        std::fs::write(&log, &out).with_context(|| format!("writing {}", log.display()))?;
+        let counts = cargo_counts(&out);
+        println!("==> end-to-end tests on {}: {} passed, {} failed ({})", self.name, counts.0, counts.1, log.display());
+        if !status.success() {
+            println!("{out}");
+        }
+        Ok((status.success(), counts))
+    }
 }
 
 /// Stops an engine the suite started and removes its store and its registry's storage: target/

@@ -1,6 +1,6 @@
 //! Builds and the images they make: a default build that runs healthy as non-root, what each layer holds
 //! and weighs, which steps a change re-runs, compose, and a push pulled back by digest (both
-//! platforms are in `multiplatform.rs`).
+//! platforms are in `two_platforms.rs`).
 
 use super::*;
 

@@ -19,7 +19,6 @@ mod hardening;
 mod home_page;
 mod host;
 mod metrics;
-mod multiplatform;
 mod remote;
 mod reports;
 mod reproducible;
@@ -28,6 +27,7 @@ mod second_engine;
 mod secrets;
 mod signing;
 mod stack;
+mod two_platforms;
 mod way_in;
 mod why;
 

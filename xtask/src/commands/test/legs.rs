@@ -23,7 +23,7 @@ use crate::util::runner::{self, Cmd};
 /// channel does, under the same emulation, so that test (the suite's costliest) runs once.
 const LEGS: [(Spec, &[&str], &[&str]); 3] = [
     (Spec::DEFAULT, &[], &[]),
-    (Spec { channel: Channel::Floor, classic: false }, SUBSET, &["multiplatform::"]),
+    (Spec { channel: Channel::Floor, classic: false }, SUBSET, &["two_platforms::"]),
     (Spec { channel: Channel::Current, classic: true }, SUBSET, &[]),
 ];
 
@@ -49,7 +49,7 @@ pub const PRIVATE_ONLY: &[&str] = &[
 pub const SUBSET: &[&str] = &[
     "builds::a_default_build",
     "builds::f_production_push",
-    "multiplatform::arm64_images_run",
+    "two_platforms::arm64_images_run",
     "commands::h_bad_input",
     "commands::i_interrupted",
     "commands::j_status_doctor",
@@ -113,7 +113,7 @@ pub(super) fn prepare(root: &Path, filter: Option<&str>) -> Result<Prepared> {
     if let (Ok(engine), None) = (&engine, filter) {
         results.push(dockerfile_checks(root, engine)?);
         // Begun once this platform's stand-ins are made (the two debootstraps at once took this
-        // platform's from 44 s to 79 s), it runs beside the tests before the multi-platform one.
+        // platform's from 44 s to 79 s), it runs beside the tests before the first that builds for arm64.
         let (kept, arch) = (engine.clone(), other_arch());
         rootfs = Some(std::thread::spawn(move || crate::images::standin::prepare_rootfs(&kept, arch)));
     }
@@ -176,7 +176,7 @@ pub(super) fn run(
         Ready::Private { legs, first, settings } => private(root, binary, &legs, first, &settings, filter, tally),
     }
     if let Some(Err(e)) = prepared.rootfs.map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("it panicked")))) {
-        // The multi-platform test makes it itself when it is missing.
+        // The first test that builds for arm64 makes it when it is missing.
         eprintln!("warning: making the stand-ins' {} root file system ahead of the tests: {e:#}", other_arch());
     }
     Ok(())

@@ -1,8 +1,9 @@
 //! Both platforms: the multi-platform images built, arm64's run under emulation, a service's name
 //! standing for its multi-platform target, the classic store's refusal in one line, and the
 //! stand-ins of each platform laid out like the official images. The module's name puts these
-//! after the quicker tests: `cargo xtask test` has arm64's root file system for the stand-ins
-//! made while those run.
+//! near the end, after the other tests that build for arm64 (reproducible, sbom, signing): `cargo
+//! xtask test` has arm64's root file system for the stand-ins made while the tests before those
+//! run, and the first of them makes arm64's stand-ins.
 
 use super::*;
 

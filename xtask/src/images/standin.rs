@@ -33,22 +33,8 @@ impl Base {
     /// the engine is reused, so the tag names the recipe it was made from: after any change to the
     /// recipe an engine holding older stand-ins makes new ones instead of building on the old.
     pub fn standin(&self) -> String {
-        format!(
-            "{}:{}-{}{}",
-            self.repo,
-            self.version,
-            recipe_fingerprint(),
-            scratch().map(|s| format!("-{s}")).unwrap_or_default()
-        )
+        format!("{}:{}-{}", self.repo, self.version, recipe_fingerprint())
     }
-}
-
-/// `XTASK_STANDIN_SCRATCH=NAME`: stand-ins tagged `…-NAME` and made in a work folder of their own,
-/// so that a test can watch stand-ins being made without touching the ones the engine builds on.
-fn scratch() -> Option<String> {
-    std::env::var("XTASK_STANDIN_SCRATCH")
-        .ok()
-        .filter(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'))
 }
 
 /// Eight hex digits of a 64-bit FNV-1a hash of everything the stand-ins are made from here: the
@@ -270,8 +256,7 @@ fn fetch_node(dir: &Path, arches: &[&str]) -> Result<()> {
 /// The stand-ins' work folder. They belong to the engine, not to one copy of the sources (the
 /// benchmark's and the tests' scratch copies share them): it is the checkout's.
 fn work_dir() -> Result<PathBuf> {
-    let folder = scratch().map_or("standin".to_string(), |s| format!("standin-{s}"));
-    let dir = paths::checkout_target().join("xtask").join(folder);
+    let dir = paths::checkout_target().join("xtask").join("standin");
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     Ok(dir)
 }

@@ -302,15 +302,21 @@ pub(crate) fn read_merged(cmd: &Cmd) -> Result<String> {
 /// Runs a command with its merged output returned, and shown live when `shown` (a test runner's
 /// closing summary is read from it; a suite that runs beside another is shown when it has ended).
 pub(crate) fn run_kept(cmd: &Cmd, shown: bool) -> Result<(ExitStatus, String)> {
-    let mut all = String::new();
+    let (status, lines) = run_timed(cmd, shown)?;
+    Ok((status, lines.into_iter().map(|(_, line)| line + "\n").collect()))
+}
+
+/// As [`run_kept`], each line with when it came (since the start).
+pub(crate) fn run_timed(cmd: &Cmd, shown: bool) -> Result<(ExitStatus, Vec<(Duration, String)>)> {
+    let started = Instant::now();
+    let mut lines = Vec::new();
     let status = each_line(cmd, |line| {
         if shown {
             println!("{line}");
         }
-        all.push_str(&line);
-        all.push('\n');
+        lines.push((started.elapsed(), line));
     })?;
-    Ok((status, all))
+    Ok((status, lines))
 }
 
 /// Turns a non-zero exit into an error naming the command, the status and the last lines it wrote.

@@ -8,6 +8,7 @@ use std::thread::JoinHandle;
 
 use anyhow::{Context, Result};
 
+use super::cadence::{self, Cadence};
 use super::{cargo_counts, suite, Tally};
 use crate::engine::{self, Channel, Engine, Spec};
 use crate::settings::Settings;
@@ -40,9 +41,6 @@ pub const PRIVATE_ONLY: &[&str] = &[
     // It installs Debian's openssh-server as root and logs in as root to reach the engine.
     "remote::",
     "host::",
-    // It makes stand-ins from the private engine's debootstrap; an engine the user runs pulls
-    // the official images instead.
-    "stand_ins_are_made",
 ];
 
 /// Each names one test by its module and the start of its name, as `cargo test` filters.
@@ -75,10 +73,13 @@ enum Ready {
     Private { legs: Vec<Leg>, first: Result<Engine>, settings: Settings },
 }
 
+/// A suite's name, whether it passed, and its counts (passed, failed, ignored).
+type Suite = (String, bool, (usize, usize, usize));
+
 pub(super) struct Prepared {
     ready: Ready,
     /// Suites run while preparing (the Dockerfile checks) and what could not be had (a browser).
-    results: Vec<(String, bool, (usize, usize, usize))>,
+    results: Vec<Suite>,
     /// The other architecture's root file system for the stand-ins, made while tests run.
     rootfs: Option<JoinHandle<Result<()>>>,
 }
@@ -111,7 +112,7 @@ pub(super) fn prepare(root: &Path, filter: Option<&str>) -> Result<Prepared> {
     let engine = engine::private_engine(first.spec, &settings);
     let mut rootfs = None;
     if let (Ok(engine), None) = (&engine, filter) {
-        results.push(dockerfile_checks(root, engine)?);
+        results.extend(dockerfile_checks(root, engine)?);
         // Begun once this platform's stand-ins are made (the two debootstraps at once took this
         // platform's from 44 s to 79 s), it runs beside the tests before the first that builds for arm64.
         let (kept, arch) = (engine.clone(), other_arch());
@@ -130,12 +131,39 @@ fn other_arch() -> &'static str {
 }
 
 /// BuildKit's own Dockerfile checks beside hadolint: `cargo xtask check` on the engine, which
-/// fails on any warning (suppressions, if ever needed, go in the Dockerfiles with a reason).
-fn dockerfile_checks(root: &Path, engine: &Engine) -> Result<(String, bool, (usize, usize, usize))> {
+/// fails on any warning (suppressions, if ever needed, go in the Dockerfiles with a reason). On a
+/// fresh engine it makes the stand-ins first, and their progress lines are judged as a newcomer's
+/// first build shows them (`cadence`).
+fn dockerfile_checks(root: &Path, engine: &Engine) -> Result<Vec<Suite>> {
     let exe = std::env::current_exe().context("finding the xtask's own binary")?;
     let cmd = Cmd::new(exe.display().to_string()).arg("check").envs(&engine.env).dir(root);
-    let (ok, _) = suite(&cmd)?;
-    Ok(("BuildKit Dockerfile checks".to_string(), ok, (usize::from(ok), 0, 0)))
+    println!("==> {cmd}");
+    let (status, lines) = runner::run_timed(&cmd, true)?;
+    let ok = status.success();
+    let mut results = vec![("BuildKit Dockerfile checks".to_string(), ok, (usize::from(ok), 0, 0))];
+    let name = "stand-ins made for this platform with a line at least every 10 s".to_string();
+    let host = format!("linux/{}", engine::host_arch());
+    let judged = match cadence::judge(&lines, &host) {
+        Ok(Cadence::Kept { span, longest }) => {
+            println!("stand-ins made in {:.0} s, never silent over {:.1} s", span.as_secs_f64(), longest.as_secs_f64());
+            (true, (1, 0, 0))
+        }
+        // A fresh clone's engine always makes them with their root file system: CI must see it.
+        Ok(other) if crate::settings::in_ci() => {
+            eprintln!("error: {name}: not seen on this run's fresh engine ({other:?})");
+            (false, (0, 1, 0))
+        }
+        Ok(other) => {
+            println!("{name}: not judged ({other:?}: a fresh checkout's first run judges it)");
+            (true, (0, 0, 1))
+        }
+        Err(e) => {
+            eprintln!("error: {name}: {e}");
+            (false, (0, 1, 0))
+        }
+    };
+    results.push((name, judged.0, judged.1));
+    Ok(results)
 }
 
 /// Builds the end-to-end test binary (while the engines are still being prepared) and returns

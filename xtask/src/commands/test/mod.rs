@@ -3,6 +3,7 @@
 //! again afterwards), while the other suites run; with CI=true an engine that cannot be had fails
 //! the run instead of skipping.
 
+mod cadence;
 mod legs;
 
 use std::path::Path;

@@ -172,8 +172,13 @@ fn fetch(layout: &Layout, packages: &[&super::channel::Package]) -> Result<()> {
         std::fs::create_dir_all(&incoming)?;
         let wanted: Vec<String> = missing.iter().map(|p| format!("{}/{}", p.name, p.suite)).collect();
         let args: Vec<&str> = std::iter::once("download").chain(wanted.iter().map(String::as_str)).collect();
+        let more = match missing.len() {
+            1 => String::new(),
+            n => format!(" and {} more", n - 1),
+        };
         runner::run_quiet(&apt_get(&apt, &args).dir(&incoming)).with_context(|| {
-            format!("downloading {} from the Debian archive (rerun to try again)", wanted.join(", "))
+            let first = missing[0];
+            format!("downloading package {} from Debian {}{more} (rerun to try again)", first.name, first.suite)
         })?;
         for p in missing {
             let deb = find_deb(&incoming, p.name).with_context(|| format!("apt-get left no .deb for {}", p.name))?;

@@ -171,35 +171,6 @@ fn p_the_documented_bake_commands_ask_for_exactly_the_access_they_show() {
     }
 }
 
-/// Every process below `pid` now, as (pid, command name, start time in clock ticks): a pid can be
-/// reused, the pair cannot.
-fn descendants(pid: u32) -> Vec<(u32, String, u64)> {
-    let mut all = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split at the last `)`.
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
-        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
-        let (Ok(me), Some(Ok(parent)), Some(Ok(start))) = (
-            stat[..open].trim().parse::<u32>(),
-            fields.get(1).map(|p| p.parse::<u32>()),
-            fields.get(19).map(|s| s.parse::<u64>()),
-        ) else {
-            continue;
-        };
-        all.push((me, parent, stat[open + 1..close].to_string(), start));
-    }
-    let mut found = Vec::new();
-    let mut parents = vec![pid];
-    while let Some(p) = parents.pop() {
-        for (me, _, comm, start) in all.iter().filter(|(_, parent, _, _)| *parent == p) {
-            found.push((*me, comm.clone(), *start));
-            parents.push(*me);
-        }
-    }
-    found
-}
-
 /// True while that process exists, a zombie included.
 fn still_there(pid: u32, start: u64) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {

@@ -292,7 +292,7 @@ fn one_line_error(out: &Output, expected: &str) {
 }
 
 /// Starts a build that takes a while (the frontend without cache) in a scratch copy, and returns
-/// once buildx has had time to start its steps.
+/// once buildx runs below the xtask and has had a moment to start the build.
 fn slow_build_in(dir: &Path) -> std::process::Child {
     // The stand-ins and the engine's base layers first, so that the signal reaches buildx and
     // not the making of the stand-ins, whatever ran before.
@@ -305,8 +305,46 @@ fn slow_build_in(dir: &Path) -> std::process::Child {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_secs(8));
+    // The build itself, not the planning's `bake --print`: only the build writes a metadata file.
+    let building = |pid: &u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c.windows(15).any(|w| w == b"--metadata-file"))
+    };
+    let started = Instant::now();
+    while !descendants(child.id()).iter().any(|(pid, _, _)| building(pid)) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no build below the xtask after 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(2));
     child
+}
+
+/// Every process below `pid` now, as (pid, command name, start time in clock ticks): a pid can be
+/// reused, the pair cannot.
+fn descendants(pid: u32) -> Vec<(u32, String, u64)> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        // `pid (comm) state ppid ...`: comm may hold spaces and parentheses, so split at the last `)`.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let (Ok(me), Some(Ok(parent)), Some(Ok(start))) = (
+            stat[..open].trim().parse::<u32>(),
+            fields.get(1).map(|p| p.parse::<u32>()),
+            fields.get(19).map(|s| s.parse::<u64>()),
+        ) else {
+            continue;
+        };
+        all.push((me, parent, stat[open + 1..close].to_string(), start));
+    }
+    let mut found = Vec::new();
+    let mut parents = vec![pid];
+    while let Some(p) = parents.pop() {
+        for (me, _, comm, start) in all.iter().filter(|(_, parent, _, _)| *parent == p) {
+            found.push((*me, comm.clone(), *start));
+            parents.push(*me);
+        }
+    }
+    found
 }
 
 /// The names of this host's network interfaces.
@@ -438,9 +476,10 @@ fn y_engine_up_refuses_cleanly_and_leaves_nothing_half_installed() {
         return;
     }
     // A Debian archive that does not answer (a closed port on loopback): apt-get only warns about
-    // the lists, so the first download fails, named with its package and suite.
+    // the lists, so the download fails, named with its first package and suite.
     let out = engine_up_elsewhere(&dir, "http://127.0.0.1:9/debian", false);
-    one_line_error(&out, "downloading package docker.io from Debian testing (rerun to resume)");
+    one_line_error(&out, "downloading package docker.io from Debian testing and ");
+    one_line_error(&out, " more (rerun to try again)");
     let engine = dir.join("elsewhere");
     assert!(!engine.join("prefix").exists() && !engine.join("prefix.partial").exists(), "nothing half-installed");
     // Not root: the private engine is impossible; the message says what to do instead.

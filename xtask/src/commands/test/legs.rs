@@ -114,7 +114,8 @@ pub(super) fn prepare(root: &Path, filter: Option<&str>) -> Result<Prepared> {
     if let (Ok(engine), None) = (&engine, filter) {
         results.extend(dockerfile_checks(root, engine)?);
         // Begun once this platform's stand-ins are made (the two debootstraps at once took this
-        // platform's from 44 s to 79 s), it runs beside the tests before the first that builds for arm64.
+        // platform's from 44 s to 79 s), it runs beside the tests before the first one that
+        // builds for arm64.
         let (kept, arch) = (engine.clone(), other_arch());
         rootfs = Some(std::thread::spawn(move || crate::images::standin::prepare_rootfs(&kept, arch)));
     }

@@ -261,6 +261,12 @@ fn work_dir() -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// True when the root file system of `arch` was made and kept (a making of the stand-ins then
+/// skips debootstrap).
+pub(crate) fn rootfs_kept(arch: &str) -> bool {
+    work_dir().is_ok_and(|dir| dir.join(format!("base-{arch}.tar")).exists())
+}
+
 /// Makes the root file system of `arch` ahead of need and keeps it, as [`make_standins`] would:
 /// the test suite has arm64's made while its quicker tests run, rather than in the first test
 /// that builds for arm64.

@@ -138,6 +138,9 @@ fn other_arch() -> &'static str {
 fn dockerfile_checks(root: &Path, engine: &Engine) -> Result<Vec<Suite>> {
     let exe = std::env::current_exe().context("finding the xtask's own binary")?;
     let cmd = Cmd::new(exe.display().to_string()).arg("check").envs(&engine.env).dir(root);
+    // An engine started now on an empty store, without a kept root file system: the check must
+    // make the stand-ins, debootstrap included, so their progress must be seen and judged.
+    let fresh = engine.started_now && !crate::images::standin::rootfs_kept(engine::host_arch());
     println!("==> {cmd}");
     let (status, lines) = runner::run_timed(&cmd, true)?;
     let ok = status.success();
@@ -149,13 +152,12 @@ fn dockerfile_checks(root: &Path, engine: &Engine) -> Result<Vec<Suite>> {
             println!("stand-ins made in {:.0} s, never silent over {:.1} s", span.as_secs_f64(), longest.as_secs_f64());
             (true, (1, 0, 0))
         }
-        // A fresh clone's engine always makes them with their root file system: CI must see it.
-        Ok(other) if crate::settings::in_ci() => {
-            eprintln!("error: {name}: not seen on this run's fresh engine ({other:?})");
+        Ok(other) if fresh => {
+            eprintln!("error: {name}: not seen, though this run's engine is fresh ({other:?})");
             (false, (0, 1, 0))
         }
         Ok(other) => {
-            println!("{name}: not judged ({other:?}: a fresh checkout's first run judges it)");
+            println!("{name}: not judged ({other:?}: the engine held them or their root file system was kept)");
             (true, (0, 0, 1))
         }
         Err(e) => {

@@ -38,7 +38,7 @@ fn stat_file() -> PathBuf {
 /// context that cannot be read is recorded as unread, never as empty: its causes are then unknown.
 pub(crate) fn inputs(plan: &Plan) -> BTreeMap<String, TargetInputs> {
     let file = stat_file();
-    let before: StatCache = std::fs::read(&file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let before: StatCache = crate::util::paths::read_json(&file);
     let mut cache = StatCache::new();
     let mut out = BTreeMap::new();
     for t in &plan.targets {

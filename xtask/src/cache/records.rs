@@ -5,13 +5,13 @@
 //! per engine; a build that ran none made none, and asks nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, FixedOffset};
 
 use crate::engine::Engine;
-use crate::util::paths::{self, write_atomic};
+use crate::util::paths;
 
 /// Engine (as `Engine::describe` names it) → the ids of the records the project's builds made.
 type Kept = BTreeMap<String, BTreeSet<String>>;
@@ -21,13 +21,9 @@ fn file() -> PathBuf {
     paths::xtask_dir().join("cache-records.json")
 }
 
-fn read(file: &Path) -> Kept {
-    std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
-}
-
 /// The ids the project's builds made on this engine.
 pub(crate) fn kept(engine: &Engine) -> BTreeSet<String> {
-    read(&file()).remove(&engine.describe()).unwrap_or_default()
+    paths::read_json::<Kept>(&file()).remove(&engine.describe()).unwrap_or_default()
 }
 
 /// One record as the engine lists it: its id and when it was made.
@@ -49,15 +45,11 @@ pub(crate) fn keep_made_since(engine: &Engine, started: &str) -> Result<()> {
     let body = crate::engine::store::disk_usage(engine, "/system/df?type=build-cache")?;
     let listed: serde_json::Value = serde_json::from_str(&body).context("reading the engine's /system/df")?;
     let records: Vec<Listed> = serde_json::from_value(listed["BuildCache"].clone()).unwrap_or_default();
-    let file = file();
-    // Builds may end at the same time: one at a time reads, adds and writes.
-    let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(file.with_extension("lock"));
-    let lock = lock.with_context(|| format!("opening {}", file.with_extension("lock").display()))?;
-    crate::util::os::flock(&lock, true, true).context("waiting for another build to keep its records")?;
-    let mut all = read(&file);
-    let ids = all.entry(engine.describe()).or_default();
-    *ids = merged(ids, &records, since);
-    write_atomic(&file, serde_json::to_string(&all)?.as_bytes())
+    // Builds may end at the same time: each keeps its records.
+    paths::update_json(&file(), |all: &mut Kept| {
+        let ids = all.entry(engine.describe()).or_default();
+        *ids = merged(ids, &records, since);
+    })
 }
 
 /// The kept ids the engine still lists, and those it made since `since`.

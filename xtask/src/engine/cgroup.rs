@@ -1,8 +1,8 @@
 //! A private engine's control groups. Its dockerd puts containers and BuildKit's build steps under
 //! a cgroup parent of its own (`/xtask-engine-HASH`, daemon.json's `cgroup-parent`; BuildKit's
 //! steps go in its `buildkit/` child), so that `down` finds what a stopped dockerd left running:
-//! a build step interrupted by the stop is not always ended with the daemon, and an orphaned
-//! `npm ci` was seen spinning for a quarter of an hour.
+//! a build step interrupted by the stop is not always ended with the daemon, and would go on
+//! using the host's CPU with nothing left to own it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -106,12 +106,7 @@ impl Engine {
 
     /// True when the image is in the engine's store.
     pub(crate) fn has_image(&self, image: &str) -> bool {
-        match self.socket() {
-            Some(sock) => {
-                api::get(&sock, &format!("/images/{}/json", api::escape(image))).is_some_and(|(c, _)| c == 200)
-            }
-            None => runner::succeeds(&self.docker().args(["image", "inspect", "--format", "{{.Id}}", image])),
-        }
+        store::image_id(self, image).is_some()
     }
 
     /// Uncompressed bytes of an image's layers for the engine's platform: the sum of `docker

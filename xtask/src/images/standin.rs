@@ -264,7 +264,12 @@ fn work_dir() -> Result<PathBuf> {
 /// True when the root file system of `arch` was made and kept (a making of the stand-ins then
 /// skips debootstrap).
 pub(crate) fn rootfs_kept(arch: &str) -> bool {
-    work_dir().is_ok_and(|dir| dir.join(format!("base-{arch}.tar")).exists())
+    work_dir().is_ok_and(|dir| rootfs_tar(&dir, arch).exists())
+}
+
+/// Where the root file system of `arch` is kept, packed.
+fn rootfs_tar(dir: &Path, arch: &str) -> PathBuf {
+    dir.join(format!("base-{arch}.tar"))
 }
 
 /// Makes the root file system of `arch` ahead of need and keeps it, as [`make_standins`] would:
@@ -281,7 +286,7 @@ const INCLUDE: &str = "--include=python3,python3-venv,ca-certificates";
 /// debootstrap's minbase with [`INCLUDE`] for one architecture, packed as `base-ARCH.tar` (kept
 /// for reuse).
 fn rootfs(layout: &Layout, dir: &Path, arch: &str, mirror: &str) -> Result<()> {
-    let tar = dir.join(format!("base-{arch}.tar"));
+    let tar = rootfs_tar(dir, arch);
     // One making per architecture at a time, whichever process asks: a second one waits for the
     // first and then finds the packed file. The kernel drops the lock with the process.
     let _lock = paths::lock_exclusive(&dir.join(format!("base-{arch}.lock")))?;

@@ -72,38 +72,24 @@ fn digests_file() -> PathBuf {
     crate::util::paths::engine_dir().join("standin-digests.json")
 }
 
-fn read_digests(file: &Path) -> BTreeMap<String, String> {
-    std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
-}
-
 fn recorded(file: &Path, remote: &str) -> Option<String> {
-    read_digests(file).remove(remote).filter(|d| d.starts_with("sha256:"))
+    crate::util::paths::read_json::<BTreeMap<String, String>>(file).remove(remote).filter(|d| d.starts_with("sha256:"))
 }
 
 fn record(file: &Path, remote: &str, digest: &str) -> Result<()> {
-    update(file, |all| {
+    // Engines building at the same time each record theirs, and none is lost.
+    crate::util::paths::update_json(file, |all: &mut BTreeMap<String, String>| {
         all.insert(remote.to_string(), digest.to_string());
     })
-}
-
-/// Changes the recorded digests under an exclusive lock beside the file: engines building at the
-/// same time each record theirs, and none is lost.
-fn update(file: &Path, change: impl FnOnce(&mut BTreeMap<String, String>)) -> Result<()> {
-    let _lock = crate::util::paths::lock_exclusive(&file.with_extension("lock"))?;
-    let mut all = read_digests(file);
-    let before = all.clone();
-    change(&mut all);
-    if all == before {
-        return Ok(());
-    }
-    crate::util::paths::write_atomic(file, serde_json::to_string_pretty(&all)?.as_bytes())
 }
 
 /// Forgets the digests recorded for stand-ins in `registry` (whose storage is gone): a later
 /// engine makes or pushes them again rather than pull what no longer is there.
 pub(crate) fn forget_registry(registry: &str) -> Result<()> {
     let prefix = format!("{}/", registry.trim_end_matches('/'));
-    update(&digests_file(), |all| all.retain(|remote, _| !remote.starts_with(&prefix)))
+    crate::util::paths::update_json(&digests_file(), |all: &mut BTreeMap<String, String>| {
+        all.retain(|remote, _| !remote.starts_with(&prefix))
+    })
 }
 
 /// Pushes the engine's stand-in to the registry unless the registry has it already; true when

@@ -92,6 +92,28 @@ pub(crate) fn lock_exclusive(path: &Path) -> Result<std::fs::File> {
     Ok(file)
 }
 
+/// A JSON file the xtask keeps for itself: what it holds, or the empty value when it is missing or
+/// unreadable (such a file only ever saves asking again).
+pub(crate) fn read_json<T: serde::de::DeserializeOwned + Default>(file: &Path) -> T {
+    std::fs::read(file).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+}
+
+/// Changes a kept JSON file under an exclusive lock beside it (`NAME.lock`): processes that change
+/// it at the same time each keep their change. An unchanged value is not written again.
+pub(crate) fn update_json<T>(file: &Path, change: impl FnOnce(&mut T)) -> Result<()>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + Default + PartialEq + Clone,
+{
+    let _lock = lock_exclusive(&file.with_extension("lock"))?;
+    let mut value: T = read_json(file);
+    let before = value.clone();
+    change(&mut value);
+    if value == before {
+        return Ok(());
+    }
+    write_atomic(file, &serde_json::to_vec_pretty(&value)?)
+}
+
 /// Writes a file atomically and durably: a temporary file in the same folder, flushed to disk,
 /// then a rename, then the folder flushed, so a reader never sees half a file, and after a crash or
 /// power cut the path holds either the old file or the new one whole.

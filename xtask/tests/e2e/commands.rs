@@ -54,6 +54,7 @@ fn h_bad_input_gives_one_clear_line_and_a_nonzero_exit() {
 #[ignore = "needs the engine: run through `cargo xtask test`"]
 fn i_interrupted_build_leaves_a_valid_history() {
     let dir = scratch_copy("interrupt");
+    default_images();
     let child = slow_build_in(&dir);
     // Interrupt the xtask as Ctrl-C would, while buildx runs.
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();

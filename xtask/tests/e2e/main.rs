@@ -292,11 +292,10 @@ fn one_line_error(out: &Output, expected: &str) {
 }
 
 /// Starts a build that takes a while (the frontend without cache) in a scratch copy, and returns
-/// once buildx runs below the xtask and has had a moment to start the build.
+/// once buildx runs below the xtask and has had a moment to start the build. Callers build
+/// [`default_images`] first: the stand-ins and the engine's base layers are then there, so a
+/// signal reaches buildx and not the making of the stand-ins, whatever ran before.
 fn slow_build_in(dir: &Path) -> std::process::Child {
-    // The stand-ins and the engine's base layers first, so that the signal reaches buildx and
-    // not the making of the stand-ins, whatever ran before.
-    default_images();
     let child = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["frontend", "--no-cache", "--progress", "tty"])
         .env("XTASK_PROJECT_ROOT", dir)
@@ -505,6 +504,7 @@ fn z_engine_stopping_mid_build_is_named_and_two_ups_start_one_engine() {
         return;
     };
     let dir = scratch_copy("engine-dies");
+    default_images();
     let child = slow_build_in(&dir);
     // This engine only: `cargo xtask test` runs other engines' tests beside this one.
     let name = std::env::var("XTASK_TEST_ENGINE").unwrap_or_else(|_| "current".to_string());
@@ -514,7 +514,7 @@ fn z_engine_stopping_mid_build_is_named_and_two_ups_start_one_engine() {
         down.push("--classic");
     }
     // The build's steps run in the engine's own cgroup, and none is left running once it is down
-    // (a step the stopped daemon left behind once spun on for a quarter of an hour).
+    // (a step the stopped daemon leaves behind would go on using the CPU unowned).
     let parent = xtask::engine::cgroup::parent(&xtask::engine::Layout::new(name.parse().unwrap()).run);
     let started = Instant::now();
     while xtask::engine::cgroup::processes(&parent).is_empty() && started.elapsed() < Duration::from_secs(30) {

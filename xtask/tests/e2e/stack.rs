@@ -110,6 +110,7 @@ fn clean_all_leaves_other_projects_alone_then_build_works_and_du_shows_the_diffe
 
     // While a build runs, clean removes nothing and says so.
     let scratch = scratch_copy("clean-lock");
+    default_images();
     let mut build = slow_build_in(&scratch);
     let refused = xtask(&["clean", "--all"], &[]);
     assert!(!refused.status.success());

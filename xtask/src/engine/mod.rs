@@ -23,7 +23,7 @@ mod private;
 mod registry;
 mod remote;
 pub(crate) mod rundir;
-pub(crate) mod store;
+pub mod store;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -52,7 +52,7 @@ pub(crate) fn image_id(engine: &Engine, image: &str) -> Option<String> {
 /// The platforms whose content an image inspection (`?manifests=1`) says the store holds. An
 /// index names each manifest's platform in its descriptor; a single-platform image has no index,
 /// so its one descriptor carries none, and the platform is only in the image data.
-fn platforms_available(inspect: &serde_json::Value) -> Option<Vec<String>> {
+pub fn platforms_available(inspect: &serde_json::Value) -> Option<Vec<String>> {
     let manifests = inspect.get("Manifests")?.as_array()?;
     let mut out: Vec<String> = manifests
         .iter()

@@ -134,23 +134,30 @@ fn tick() {
         if due.is_empty() {
             continue;
         }
+        let text = render(&mut b.running, &due, now, terminal.then(width));
         let mut err = std::io::stderr().lock();
-        if terminal {
-            let all: Vec<String> =
-                b.running.iter().map(|r| line(&r.label, r.step, now.duration_since(r.started), r.last)).collect();
-            let _ = write!(err, "\r\x1b[2K{}", fit(&format!("xtask: {}", all.join(" | ")), width()));
-            for r in b.running.iter_mut() {
-                r.shown = Some(now);
-            }
-        } else {
-            for i in due {
-                let r = &mut b.running[i];
-                let _ = writeln!(err, "xtask: {}", line(&r.label, r.step, now.duration_since(r.started), r.last));
-                r.shown = Some(now);
-            }
-        }
+        let _ = err.write_all(text.as_bytes());
         let _ = err.flush();
     }
+}
+
+/// What one tick writes, and each phase it shows marked shown: on a terminal (`width` given) one
+/// line of every running phase, rewritten in place; on a pipe a plain line per phase that is due.
+fn render(running: &mut [Running], due: &[usize], now: Instant, width: Option<usize>) -> String {
+    let of = |r: &Running| line(&r.label, r.step, now.duration_since(r.started), r.last);
+    let text = match width {
+        Some(width) => {
+            let all: Vec<String> = running.iter().map(of).collect();
+            format!("\r\x1b[2K{}", fit(&format!("xtask: {}", all.join(" | ")), width))
+        }
+        None => due.iter().map(|&i| format!("xtask: {}\n", of(&running[i]))).collect(),
+    };
+    for (i, r) in running.iter_mut().enumerate() {
+        if width.is_some() || due.contains(&i) {
+            r.shown = Some(now);
+        }
+    }
+    text
 }
 
 /// The terminal's width as the shell tells it (`COLUMNS`), else 100.
@@ -237,5 +244,31 @@ mod tests {
         assert!(EVERY < Duration::from_secs(10) && QUIET <= Duration::from_secs(5));
         // Two phases at once are each shown on their own schedule.
         assert_eq!(due(&[phase(t0, Some(at(10))), phase(at(3), None)], at(9)), [1]);
+    }
+
+    #[test]
+    fn a_terminal_gets_one_line_rewritten_and_a_pipe_a_plain_line_per_due_phase() {
+        let t0 = Instant::now();
+        let phases = || {
+            ["debootstrap", "Node.js"].map(|label| Running {
+                id: 0,
+                label: label.to_string(),
+                step: None,
+                started: t0,
+                last: None,
+                shown: None,
+            })
+        };
+        let now = t0 + Duration::from_secs(7);
+        let mut running = phases();
+        let tty = render(&mut running, &[1], now, Some(100));
+        assert_eq!(tty, "\r\x1b[2Kxtask: debootstrap (0:07) | Node.js (0:07)");
+        assert!(running.iter().all(|r| r.shown == Some(now)), "the line shows every running phase");
+        let mut running = phases();
+        let piped = render(&mut running, &[1], now, None);
+        assert_eq!(piped, "xtask: Node.js (0:07)\n");
+        assert_eq!(running.map(|r| r.shown.is_some()), [false, true], "only the due phase is shown");
+        let narrow = render(&mut phases(), &[0], now, Some(30));
+        assert_eq!(narrow.chars().count(), "\r\x1b[2K".chars().count() + 30, "cut to the terminal's width: {narrow}");
     }
 }

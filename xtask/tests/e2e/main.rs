@@ -131,6 +131,33 @@ fn git_head() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// The bases `print` resolves for this engine, by build variable (`PYTHON_IMAGE`, `NODE_IMAGE`).
+fn resolved_bases() -> Vec<(String, String)> {
+    let print = must(&["print"], &[]);
+    let text = String::from_utf8_lossy(&print.stdout).to_string();
+    ["PYTHON_IMAGE", "NODE_IMAGE"]
+        .iter()
+        .map(|var| {
+            let image = text
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("export {var}=")))
+                .unwrap_or_else(|| panic!("print names {var}:\n{text}"));
+            (var.to_string(), image.to_string())
+        })
+        .collect()
+}
+
+/// The platforms the engine's store holds of an image (API 1.48 and newer, over its unix socket),
+/// or None where it cannot say or does not hold the image.
+fn held_platforms(image: &str) -> Option<Vec<String>> {
+    let socket = std::env::var("DOCKER_HOST").ok()?.strip_prefix("unix://")?.to_string();
+    // Stand-ins' and the project's names need no escaping in the path.
+    let path = format!("/v1.48/images/{image}/json?manifests=1");
+    let (code, body) = xtask::engine::api::request(Path::new(&socket), "GET", &path)?;
+    let inspect: Value = serde_json::from_str(&body).ok().filter(|_| code == 200)?;
+    xtask::engine::store::platforms_available(&inspect)
+}
+
 /// A container removed when the test ends, pass or fail.
 struct Container(String);
 

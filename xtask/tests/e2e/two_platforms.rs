@@ -72,22 +72,6 @@ fn arm64_images_run_under_emulation_and_a_named_service_builds_both_platforms() 
     assert!(sizes["linux/amd64"].is_u64() && sizes["linux/arm64"].is_u64(), "{sizes}");
 }
 
-/// The bases `print` resolves for this engine, by build variable (`PYTHON_IMAGE`, `NODE_IMAGE`).
-fn resolved_bases() -> Vec<(String, String)> {
-    let print = must(&["print"], &[]);
-    let text = String::from_utf8_lossy(&print.stdout).to_string();
-    ["PYTHON_IMAGE", "NODE_IMAGE"]
-        .iter()
-        .map(|var| {
-            let image = text
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("export {var}=")))
-                .unwrap_or_else(|| panic!("print names {var}:\n{text}"));
-            (var.to_string(), image.to_string())
-        })
-        .collect()
-}
-
 /// `docker run --rm [--platform P] --entrypoint PROGRAM IMAGE ARGS…`: one of the image's own
 /// programs, no shell in between.
 fn run_in(image: &str, platform: Option<&str>, program: &str, args: &[&str]) -> Output {
